@@ -1,0 +1,154 @@
+//! The dispatcher: the managers' end of every agent's session.
+//!
+//! An agent opens a `Session` (registering its node as ready), receives its
+//! full assignment set whenever it changes, sends heartbeats, and reports
+//! task status changes, which the dispatcher commits in batches. A node that
+//! misses three heartbeats is marked `down` by [`run_liveness`]. Sessions are
+//! served by the leader only; elsewhere the RPCs answer `unavailable`.
+
+mod session;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shoal_proto::{NodeState, TaskState};
+use tokio::sync::watch;
+
+use crate::control::propose::update;
+use crate::control::{Proposer, WriteError};
+use crate::store::{Store, StoreError};
+
+/// The heartbeat period when the cluster sets none (DESIGN: 2 s).
+pub const DEFAULT_HEARTBEAT_PERIOD: Duration = Duration::from_secs(2);
+/// Missed heartbeats before a node is marked down.
+const GRACE_MULTIPLIER: u32 = 3;
+
+/// The dispatcher's shared state. Cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: Store,
+    proposer: Proposer,
+    leader: watch::Receiver<bool>,
+    heartbeats: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, proposer: Proposer, leader: watch::Receiver<bool>) -> Dispatcher {
+        Dispatcher { store, proposer, leader, heartbeats: Arc::default() }
+    }
+
+    /// The cluster's heartbeat period.
+    pub fn heartbeat_period(&self) -> Duration {
+        let ns = self
+            .store
+            .read()
+            .cluster()
+            .and_then(|c| c.spec.as_ref())
+            .and_then(|s| s.dispatcher.as_ref())
+            .map(|d| d.heartbeat_period)
+            .unwrap_or(0);
+        if ns > 0 {
+            Duration::from_nanos(ns as u64)
+        } else {
+            DEFAULT_HEARTBEAT_PERIOD
+        }
+    }
+
+    fn check_leader(&self) -> Result<(), tonic::Status> {
+        if *self.leader.borrow() {
+            Ok(())
+        } else {
+            Err(tonic::Status::unavailable("this manager is not the leader; try another manager"))
+        }
+    }
+
+    fn beat(&self, node_id: &str) {
+        self.heartbeats.lock().unwrap_or_else(|p| p.into_inner()).insert(node_id.to_string(), Instant::now());
+    }
+
+    /// Applies status reports from `node_id`, retrying on version conflicts.
+    /// A report never moves a task backwards, and only the task's own node
+    /// may report on it.
+    async fn apply_status_updates(
+        &self,
+        node_id: &str,
+        updates: &[shoal_proto::TaskStatusUpdate],
+    ) -> Result<(), tonic::Status> {
+        for _attempt in 0..5 {
+            let actions: Vec<_> = {
+                let state = self.store.read();
+                updates
+                    .iter()
+                    .filter_map(|u| {
+                        let task = state.tasks.get(&u.task_id)?;
+                        let status = u.status.as_ref()?;
+                        if task.node_id != node_id || status.state() < task.state() {
+                            return None;
+                        }
+                        if task.status.as_ref() == Some(status) {
+                            return None;
+                        }
+                        let mut t = task.clone();
+                        t.status = Some(status.clone());
+                        Some(update(t))
+                    })
+                    .collect()
+            };
+            if actions.is_empty() {
+                return Ok(());
+            }
+            match self.proposer.propose(actions).await {
+                Ok(_) => return Ok(()),
+                Err(WriteError::Rejected(StoreError::VersionConflict { .. })) => continue,
+                Err(WriteError::Rejected(StoreError::NotFound { .. })) => continue,
+                Err(e) => return Err(tonic::Status::unavailable(e.to_string())),
+            }
+        }
+        Err(tonic::Status::aborted("task status updates kept conflicting; retry"))
+    }
+}
+
+/// Marks nodes `down` when they miss three heartbeats, until `shutdown`.
+/// Runs on the leader only; a new leader gives every node a full grace
+/// period before judging it.
+pub async fn run_liveness(dispatcher: Dispatcher, mut shutdown: watch::Receiver<bool>) {
+    let started = Instant::now();
+    loop {
+        let grace = dispatcher.heartbeat_period() * GRACE_MULTIPLIER;
+        let actions: Vec<_> = {
+            let state = dispatcher.store.read();
+            let beats = dispatcher.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+            state
+                .nodes
+                .values()
+                .filter(|n| n.status.as_ref().map(|s| s.state()) == Some(NodeState::Ready))
+                .filter(|n| beats.get(&n.id).copied().unwrap_or(started).elapsed() > grace)
+                .map(|n| {
+                    let mut n = n.clone();
+                    let status = n.status.get_or_insert_default();
+                    status.set_state(NodeState::Down);
+                    status.message = "heartbeat failure".into();
+                    update(n)
+                })
+                .collect()
+        };
+        if !actions.is_empty() {
+            if let Err(e) = dispatcher.proposer.propose(actions).await {
+                tracing::debug!(error = %e, "marking nodes down failed; retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// True when a task on a node is something the node must act on.
+pub(crate) fn assigned_to(task: &shoal_proto::Task, node_id: &str) -> bool {
+    task.node_id == node_id && task.state() >= TaskState::Assigned
+}

@@ -1,0 +1,140 @@
+//! The Dispatcher gRPC service: sessions, heartbeats and status reports.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use shoal_proto::dispatcher_server;
+use shoal_proto::{
+    HeartbeatRequest, HeartbeatResponse, NodeState, SessionMessage, SessionRequest, UpdateTaskStatusRequest,
+    UpdateTaskStatusResponse, WeightedPeer,
+};
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use super::{assigned_to, Dispatcher};
+use crate::control::propose::update;
+use crate::control::WriteError;
+use crate::identity::new_id;
+use crate::store::StoreError;
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<SessionMessage, Status>> + Send>>;
+
+impl Dispatcher {
+    /// Marks the node ready with the description and address it reported.
+    async fn register(&self, req: &SessionRequest) -> Result<(), Status> {
+        for _ in 0..5 {
+            let node = {
+                let state = self.store.read();
+                let Some(node) = state.nodes.get(&req.node_id) else {
+                    return Err(Status::not_found(format!(
+                        "node {} is not a member of this swarm: join it with \"shoal swarm join\"",
+                        req.node_id
+                    )));
+                };
+                let mut node = node.clone();
+                node.description = req.description.clone();
+                let status = node.status.get_or_insert_default();
+                status.set_state(NodeState::Ready);
+                status.message.clear();
+                status.addr = req.addr.clone();
+                node
+            };
+            match self.proposer.propose(vec![update(node)]).await {
+                Ok(_) => return Ok(()),
+                Err(WriteError::Rejected(StoreError::VersionConflict { .. })) => continue,
+                Err(e) => return Err(Status::unavailable(e.to_string())),
+            }
+        }
+        Err(Status::aborted("registering the node kept conflicting with other writes; retry"))
+    }
+
+    fn managers(&self) -> Vec<WeightedPeer> {
+        self.store
+            .read()
+            .nodes
+            .values()
+            .filter_map(|n| {
+                let m = n.manager_status.as_ref()?;
+                Some(WeightedPeer { node_id: n.id.clone(), addr: m.addr.clone() })
+            })
+            .collect()
+    }
+}
+
+#[tonic::async_trait]
+impl dispatcher_server::Dispatcher for Dispatcher {
+    type SessionStream = SessionStream;
+
+    async fn session(&self, request: Request<SessionRequest>) -> Result<Response<SessionStream>, Status> {
+        self.check_leader()?;
+        let req = request.into_inner();
+        self.register(&req).await?;
+        self.beat(&req.node_id);
+        let session_id = new_id();
+        let (tx, rx) = mpsc::channel(4);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut changes = me.store.subscribe();
+            let mut leader = me.leader.clone();
+            let mut last: Option<Vec<(String, u64)>> = None;
+            loop {
+                changes.mark_unchanged();
+                let tasks: Vec<_> =
+                    me.store.read().tasks.values().filter(|t| assigned_to(t, &req.node_id)).cloned().collect();
+                let fingerprint: Vec<(String, u64)> = tasks.iter().map(|t| (t.id.clone(), t.version())).collect();
+                if last.as_ref() != Some(&fingerprint) {
+                    let msg = SessionMessage {
+                        session_id: session_id.clone(),
+                        tasks,
+                        managers: me.managers(),
+                        heartbeat_period: me.heartbeat_period().as_nanos() as i64,
+                    };
+                    if tx.send(Ok(msg)).await.is_err() {
+                        return;
+                    }
+                    last = Some(fingerprint);
+                }
+                tokio::select! {
+                    _ = changes.changed() => {}
+                    _ = leader.changed() => {
+                        if !*leader.borrow() {
+                            let _ = tx.send(Err(Status::unavailable("leadership changed; reconnect"))).await;
+                            return;
+                        }
+                    }
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+        self.check_leader()?;
+        let req = request.into_inner();
+        let down = {
+            let state = self.store.read();
+            match state.nodes.get(&req.node_id) {
+                None => return Err(Status::not_found(format!("node {} is not a member of this swarm", req.node_id))),
+                Some(n) => n.status.as_ref().map(|s| s.state()) != Some(NodeState::Ready),
+            }
+        };
+        if down {
+            // The node was marked down (or the leader changed): it must open a
+            // new session, which registers it as ready again.
+            return Err(Status::failed_precondition("node is not ready: open a new session"));
+        }
+        self.beat(&req.node_id);
+        Ok(Response::new(HeartbeatResponse { period: self.heartbeat_period().as_nanos() as i64 }))
+    }
+
+    async fn update_task_status(
+        &self,
+        request: Request<UpdateTaskStatusRequest>,
+    ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
+        self.check_leader()?;
+        let req = request.into_inner();
+        self.apply_status_updates(&req.node_id, &req.updates).await?;
+        Ok(Response::new(UpdateTaskStatusResponse {}))
+    }
+}

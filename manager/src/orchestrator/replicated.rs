@@ -1,0 +1,259 @@
+//! The replicated orchestrator: for every replicated service, exactly one
+//! live task per slot 1..=replicas.
+//!
+//! A pass compares the store with the services' specs and returns the writes
+//! that close the gap; it keeps no state of its own, so a missed change or a
+//! new leader loses nothing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use shoal_proto::{NodeState, Service, StoreAction, Task, TaskState};
+use tokio::sync::watch;
+
+use super::new_task;
+use super::restart::{restart_delay, should_restart};
+use crate::control::propose::{create, update};
+use crate::control::Proposer;
+use crate::reconcile::run_loop;
+use crate::store::{State, Store};
+
+/// Runs the replicated orchestrator until `shutdown`.
+pub async fn run(store: Store, proposer: Proposer, shutdown: watch::Receiver<bool>) {
+    let s = store.clone();
+    run_loop("orchestrator", store, shutdown, move || {
+        let (actions, wake) = reconcile(&s.read(), shoal_proto::now_ns());
+        let proposer = proposer.clone();
+        async move {
+            if !actions.is_empty() {
+                if let Err(e) = proposer.propose(actions).await {
+                    tracing::debug!(error = %e, "orchestrator write failed; retrying on the next pass");
+                    return Some(Duration::from_millis(200));
+                }
+            }
+            wake.map(|ns| Duration::from_nanos(ns.max(0) as u64))
+        }
+    })
+    .await
+}
+
+fn live(t: &Task) -> bool {
+    t.desired_state() <= TaskState::Running
+}
+
+/// One pass: the writes to make, and in how many ns the next pass is due
+/// (a restart delay ending), if any.
+pub fn reconcile(state: &State, now: i64) -> (Vec<StoreAction>, Option<i64>) {
+    let mut actions = Vec::new();
+    let mut wake: Option<i64> = None;
+    let mut by_service: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
+    for t in state.tasks.values() {
+        by_service.entry(t.service_id.as_str()).or_default().push(t);
+    }
+    for service in state.services.values() {
+        let Some(replicas) = service.replicas() else {
+            continue;
+        };
+        let tasks = by_service.remove(service.id.as_str()).unwrap_or_default();
+        reconcile_service(state, service, replicas, &tasks, now, &mut actions, &mut wake);
+    }
+    // Tasks whose service is gone: make sure they are being removed.
+    for tasks in by_service.values() {
+        for t in tasks.iter().filter(|t| t.desired_state() < TaskState::Remove) {
+            let mut t = (*t).clone();
+            t.set_desired_state(TaskState::Remove);
+            actions.push(update(t));
+        }
+    }
+    (actions, wake)
+}
+
+fn reconcile_service(
+    state: &State,
+    service: &Service,
+    replicas: u64,
+    tasks: &[&Task],
+    now: i64,
+    actions: &mut Vec<StoreAction>,
+    wake: &mut Option<i64>,
+) {
+    let want_spec = service.spec.as_ref().and_then(|s| s.task.as_ref());
+    let mut slots: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
+    for t in tasks {
+        slots.entry(t.slot).or_default().push(t);
+    }
+    for slot in 1..=replicas {
+        let history = slots.get(&slot).cloned().unwrap_or_default();
+        let live_tasks: Vec<&Task> = history.iter().copied().filter(|t| live(t)).collect();
+        if live_tasks.is_empty() {
+            actions.push(create(new_task(service, slot, TaskState::Running, now)));
+            continue;
+        }
+        for t in live_tasks {
+            let node_down = !t.node_id.is_empty()
+                && state
+                    .nodes
+                    .get(&t.node_id)
+                    .is_none_or(|n| n.status.as_ref().map(|s| s.state()) == Some(NodeState::Down));
+            if t.state().is_terminal() || (node_down && t.state() <= TaskState::Running) {
+                // The task stopped (or its node is gone): replace it if the
+                // restart policy says so, after the restart delay.
+                if should_restart(t, history.iter().copied(), now) {
+                    let mut old = t.clone();
+                    old.set_desired_state(TaskState::Shutdown);
+                    actions.push(update(old));
+                    let mut new = new_task(service, slot, TaskState::Ready, now);
+                    new.start_after = now + restart_delay(t);
+                    if let Some(s) = new.status.as_mut() {
+                        s.message = "restarting after the restart delay".into();
+                    }
+                    actions.push(create(new));
+                }
+            } else if t.spec.as_ref() != want_spec {
+                // The service changed: replace the outdated task at once.
+                let mut old = t.clone();
+                old.set_desired_state(TaskState::Shutdown);
+                actions.push(update(old));
+                actions.push(create(new_task(service, slot, TaskState::Running, now)));
+            } else if t.desired_state() == TaskState::Ready {
+                if t.start_after <= now {
+                    let mut t = t.clone();
+                    t.set_desired_state(TaskState::Running);
+                    actions.push(update(t));
+                } else {
+                    let left = t.start_after - now;
+                    *wake = Some(wake.map_or(left, |w| w.min(left)));
+                }
+            }
+        }
+    }
+    // Slots beyond the replica count: retire their tasks (scale down).
+    for (_, history) in slots.range(replicas + 1..) {
+        for t in history.iter().filter(|t| live(t)) {
+            let mut t = (*t).clone();
+            t.set_desired_state(TaskState::Shutdown);
+            actions.push(update(t));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use shoal_proto::store_action::Object;
+    use shoal_proto::{
+        service_mode, Annotations, ContainerSpec, ReplicatedService, ServiceMode, ServiceSpec, StoreBatch, TaskSpec,
+    };
+
+    fn service(replicas: u64) -> Service {
+        Service {
+            id: "svc".into(),
+            spec: Some(ServiceSpec {
+                annotations: Some(Annotations { name: "app_web".into(), ..Default::default() }),
+                task: Some(TaskSpec {
+                    container: Some(ContainerSpec { image: "demo:1".into(), ..Default::default() }),
+                    ..Default::default()
+                }),
+                mode: Some(ServiceMode { mode: Some(service_mode::Mode::Replicated(ReplicatedService { replicas })) }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Applies passes until nothing is left to do, like the loop would.
+    fn converge(store: &Store, now: i64) -> usize {
+        let mut writes = 0;
+        for i in 0..10 {
+            let (actions, _) = reconcile(&store.read(), now);
+            if actions.is_empty() {
+                return writes;
+            }
+            writes += actions.len();
+            let index = store.applied_index() + 1;
+            store.apply(index, &StoreBatch { actions, timestamp: now + i }).unwrap();
+        }
+        panic!("did not converge");
+    }
+
+    fn set_state(store: &Store, f: impl Fn(&Task) -> Option<TaskState>) {
+        let actions: Vec<_> = store
+            .read()
+            .tasks
+            .values()
+            .filter_map(|t| {
+                let s = f(t)?;
+                let mut t = t.clone();
+                t.status.get_or_insert_default().set_state(s);
+                Some(update(t))
+            })
+            .collect();
+        let index = store.applied_index() + 1;
+        store.apply(index, &StoreBatch { actions, timestamp: 0 }).unwrap();
+    }
+
+    fn running_slots(store: &Store) -> Vec<u64> {
+        let mut v: Vec<u64> = store.read().tasks.values().filter(|t| live(t)).map(|t| t.slot).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn creates_one_task_per_slot_and_scales() {
+        let store = Store::new();
+        store.apply(1, &StoreBatch { actions: vec![create(service(3))], timestamp: 0 }).unwrap();
+        converge(&store, 0);
+        assert_eq!(running_slots(&store), vec![1, 2, 3]);
+        assert_eq!(converge(&store, 0), 0, "a second pass changes nothing");
+
+        let mut s = store.read().services["svc"].clone();
+        s.spec = service(1).spec;
+        let index = store.applied_index() + 1;
+        store.apply(index, &StoreBatch { actions: vec![update(s)], timestamp: 0 }).unwrap();
+        converge(&store, 0);
+        assert_eq!(running_slots(&store), vec![1]);
+    }
+
+    #[test]
+    fn failed_task_is_replaced_after_the_restart_delay() {
+        let store = Store::new();
+        store.apply(1, &StoreBatch { actions: vec![create(service(1))], timestamp: 0 }).unwrap();
+        converge(&store, 0);
+        set_state(&store, |_| Some(TaskState::Failed));
+        converge(&store, 10);
+        let (ready, old): (Vec<Task>, Vec<Task>) =
+            store.read().tasks.values().cloned().partition(|t| t.desired_state() == TaskState::Ready);
+        assert_eq!(ready.len(), 1);
+        assert_eq!(old[0].desired_state(), TaskState::Shutdown);
+        let (_, wake) = reconcile(&store.read(), 10);
+        assert_eq!(wake, Some(shoal_proto::DEFAULT_RESTART_DELAY_NS));
+        converge(&store, 10 + shoal_proto::DEFAULT_RESTART_DELAY_NS);
+        let t = store.read().tasks[&ready[0].id].clone();
+        assert_eq!(t.desired_state(), TaskState::Running);
+    }
+
+    #[test]
+    fn changed_spec_replaces_tasks_and_removed_service_removes_them() {
+        let store = Store::new();
+        store.apply(1, &StoreBatch { actions: vec![create(service(2))], timestamp: 0 }).unwrap();
+        converge(&store, 0);
+        let mut s = store.read().services["svc"].clone();
+        if let Some(c) = s.spec.as_mut().and_then(|s| s.task.as_mut()).and_then(|t| t.container.as_mut()) {
+            c.image = "demo:2".into();
+        }
+        let index = store.applied_index() + 1;
+        store.apply(index, &StoreBatch { actions: vec![update(s.clone())], timestamp: 0 }).unwrap();
+        converge(&store, 0);
+        let live: Vec<Task> = store.read().tasks.values().filter(|t| live(t)).cloned().collect();
+        assert_eq!(live.len(), 2);
+        assert!(live.iter().all(|t| t.spec.as_ref().and_then(|s| s.container.as_ref()).unwrap().image == "demo:2"));
+
+        let s = store.read().services["svc"].clone();
+        let index = store.applied_index() + 1;
+        store.apply(index, &StoreBatch { actions: vec![crate::control::propose::delete(s)], timestamp: 0 }).unwrap();
+        converge(&store, 0);
+        assert!(store.read().tasks.values().all(|t| t.desired_state() == TaskState::Remove));
+        let _ = Object::Service(Service::default());
+    }
+}

@@ -1,0 +1,75 @@
+//! The task reaper: deletes tasks that are done with.
+//!
+//! - tasks with desired state `remove` (their service was removed or scaled
+//!   away) once they stopped, or at once if they never reached a node;
+//! - terminated tasks of a slot beyond the cluster's task history limit
+//!   (default 5), oldest first.
+//!
+//! The agent removes a task's container when the task disappears from its
+//! assignments, so reaping is also what cleans up containers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use shoal_proto::{StoreAction, Task, TaskState};
+use tokio::sync::watch;
+
+use crate::control::propose::delete;
+use crate::control::Proposer;
+use crate::reconcile::run_loop;
+use crate::store::{State, Store};
+
+/// The default number of terminated tasks kept per slot.
+pub const DEFAULT_TASK_HISTORY: i64 = 5;
+
+/// Runs the task reaper until `shutdown`.
+pub async fn run(store: Store, proposer: Proposer, shutdown: watch::Receiver<bool>) {
+    let s = store.clone();
+    run_loop("taskreaper", store, shutdown, move || {
+        let actions = reap(&s.read());
+        let proposer = proposer.clone();
+        async move {
+            if !actions.is_empty() {
+                if let Err(e) = proposer.propose(actions).await {
+                    tracing::debug!(error = %e, "task reaper write failed; retrying");
+                    return Some(Duration::from_millis(500));
+                }
+            }
+            None
+        }
+    })
+    .await
+}
+
+fn finished(t: &Task) -> bool {
+    t.state().is_terminal() || t.node_id.is_empty() || t.state() < TaskState::Assigned
+}
+
+/// One pass: the deletes to make.
+pub fn reap(state: &State) -> Vec<StoreAction> {
+    let limit = state
+        .cluster()
+        .and_then(|c| c.spec.as_ref())
+        .and_then(|s| s.orchestration.as_ref())
+        .map(|o| o.task_history_retention_limit)
+        .unwrap_or(DEFAULT_TASK_HISTORY);
+    let mut actions = Vec::new();
+    let mut slots: BTreeMap<(&str, u64), Vec<&Task>> = BTreeMap::new();
+    for t in state.tasks.values() {
+        if t.desired_state() >= TaskState::Remove && finished(t) {
+            actions.push(delete(t.clone()));
+        } else if t.desired_state() > TaskState::Running && t.state().is_terminal() {
+            slots.entry((t.service_id.as_str(), t.slot)).or_default().push(t);
+        }
+    }
+    if limit >= 0 {
+        for (_, mut old) in slots {
+            if old.len() as i64 > limit {
+                old.sort_by_key(|t| t.meta.as_ref().map(|m| m.created_at).unwrap_or(0));
+                let extra = old.len() - limit as usize;
+                actions.extend(old.into_iter().take(extra).map(|t| delete(t.clone())));
+            }
+        }
+    }
+    actions
+}

@@ -1,0 +1,235 @@
+//! The raft log, vote, commit index and latest snapshot, kept in one redb
+//! database (`<data-root>/raft/raft.redb`). Every write is a redb commit with
+//! fsync; redb is blocking, so each operation runs on the blocking pool.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, RaftLogReader};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{io_error, Entry, LogId, StorageError, TypeConfig, Vote};
+
+const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const KEY_VOTE: &str = "vote";
+const KEY_COMMITTED: &str = "committed";
+const KEY_PURGED: &str = "last_purged";
+/// The latest snapshot, kept here too so that it survives a restart.
+pub(crate) const KEY_SNAPSHOT_META: &str = "snapshot_meta";
+pub(crate) const KEY_SNAPSHOT_DATA: &str = "snapshot_data";
+
+/// The redb-backed log store. Cheap to clone: clones share the database.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the raft database at `path`.
+    pub fn open(path: &Path) -> Result<LogStore, redb::Error> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        tx.open_table(LOGS)?;
+        tx.open_table(META)?;
+        tx.commit()?;
+        Ok(LogStore { db: Arc::new(db) })
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StorageError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?
+    }
+
+    pub(crate) fn get_meta(db: &Database, key: &str) -> Result<Option<Vec<u8>>, redb::Error> {
+        let tx = db.begin_read()?;
+        let table = tx.open_table(META)?;
+        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    pub(crate) fn put_meta(db: &Database, items: &[(&str, &[u8])]) -> Result<(), redb::Error> {
+        let tx = db.begin_write()?;
+        {
+            let mut table = tx.open_table(META)?;
+            for (k, v) in items {
+                table.insert(*k, *v)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub(crate) fn database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
+    fn read_json<T: serde::de::DeserializeOwned>(
+        db: &Database,
+        key: &str,
+        subject: ErrorSubject<u64>,
+    ) -> Result<Option<T>, StorageError> {
+        let Some(bytes) = Self::get_meta(db, key).map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| io_error(subject, ErrorVerb::Read, e))
+    }
+
+    fn write_json<T: serde::Serialize>(
+        db: &Database,
+        key: &str,
+        value: &T,
+        subject: ErrorSubject<u64>,
+    ) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| io_error(subject.clone(), ErrorVerb::Write, e))?;
+        Self::put_meta(db, &[(key, &bytes)]).map_err(|e| io_error(subject, ErrorVerb::Write, e))
+    }
+}
+
+fn owned_bound(b: Bound<&u64>) -> Bound<u64> {
+    match b {
+        Bound::Included(x) => Bound::Included(*x),
+        Bound::Excluded(x) => Bound::Excluded(*x),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let range = (owned_bound(range.start_bound()), owned_bound(range.end_bound()));
+        self.blocking(move |db| {
+            let read = |e: redb::Error| io_error(ErrorSubject::Logs, ErrorVerb::Read, e);
+            let tx = db.begin_read().map_err(|e| read(e.into()))?;
+            let table = tx.open_table(LOGS).map_err(|e| read(e.into()))?;
+            let mut out = Vec::new();
+            for item in table.range::<u64>(range).map_err(|e| read(e.into()))? {
+                let (_, v) = item.map_err(|e| read(e.into()))?;
+                let entry: Entry =
+                    serde_json::from_slice(v.value()).map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                out.push(entry);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        self.blocking(|db| {
+            let last_purged: Option<LogId> = LogStore::read_json(db, KEY_PURGED, ErrorSubject::Store)?;
+            let read = |e: redb::Error| io_error(ErrorSubject::Logs, ErrorVerb::Read, e);
+            let tx = db.begin_read().map_err(|e| read(e.into()))?;
+            let table = tx.open_table(LOGS).map_err(|e| read(e.into()))?;
+            let last = match table.last().map_err(|e| read(e.into()))? {
+                Some((_, v)) => {
+                    let entry: Entry = serde_json::from_slice(v.value())
+                        .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                    Some(entry.log_id)
+                }
+                None => last_purged,
+            };
+            Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+        })
+        .await
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let vote = *vote;
+        self.blocking(move |db| LogStore::write_json(db, KEY_VOTE, &vote, ErrorSubject::Vote)).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.blocking(|db| LogStore::read_json(db, KEY_VOTE, ErrorSubject::Vote)).await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.blocking(move |db| LogStore::write_json(db, KEY_COMMITTED, &committed, ErrorSubject::Store)).await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        self.blocking(|db| Ok(LogStore::read_json::<Option<LogId>>(db, KEY_COMMITTED, ErrorSubject::Store)?.flatten()))
+            .await
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut encoded = Vec::new();
+        for e in entries {
+            let bytes = serde_json::to_vec(&e).map_err(|err| io_error(ErrorSubject::Logs, ErrorVerb::Write, err))?;
+            encoded.push((e.log_id.index, bytes));
+        }
+        let result = self
+            .blocking(move |db| {
+                let write = |e: redb::Error| io_error(ErrorSubject::Logs, ErrorVerb::Write, e);
+                let tx = db.begin_write().map_err(|e| write(e.into()))?;
+                {
+                    let mut table = tx.open_table(LOGS).map_err(|e| write(e.into()))?;
+                    for (index, bytes) in &encoded {
+                        table.insert(*index, bytes.as_slice()).map_err(|e| write(e.into()))?;
+                    }
+                }
+                tx.commit().map_err(|e| write(e.into()))?;
+                Ok(())
+            })
+            .await;
+        match &result {
+            Ok(()) => callback.log_io_completed(Ok(())),
+            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+        }
+        result
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.blocking(move |db| {
+            let write = |e: redb::Error| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e);
+            let tx = db.begin_write().map_err(|e| write(e.into()))?;
+            {
+                let mut table = tx.open_table(LOGS).map_err(|e| write(e.into()))?;
+                table.retain_in(log_id.index.., |_, _| false).map_err(|e| write(e.into()))?;
+            }
+            tx.commit().map_err(|e| write(e.into()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.blocking(move |db| {
+            let write = |e: redb::Error| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e);
+            let bytes =
+                serde_json::to_vec(&Some(log_id)).map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+            let tx = db.begin_write().map_err(|e| write(e.into()))?;
+            {
+                let mut meta = tx.open_table(META).map_err(|e| write(e.into()))?;
+                meta.insert(KEY_PURGED, bytes.as_slice()).map_err(|e| write(e.into()))?;
+                let mut table = tx.open_table(LOGS).map_err(|e| write(e.into()))?;
+                table.retain_in(..=log_id.index, |_, _| false).map_err(|e| write(e.into()))?;
+            }
+            tx.commit().map_err(|e| write(e.into()))?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,155 @@
+//! Raft between managers over gRPC: the client side ([`Network`]) and the
+//! server side ([`RaftService`]). openraft's messages travel as JSON inside
+//! [`RaftPayload`]: openraft owns their shape.
+
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shoal_proto::raft_client::RaftClient;
+use shoal_proto::RaftPayload;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{Raft, TypeConfig};
+
+/// Makes one [`Network`] client per raft peer.
+#[derive(Clone, Default)]
+pub struct NetworkFactory;
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = Network;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Network {
+        Network { target, addr: node.addr.clone(), client: None }
+    }
+}
+
+/// A connection to one raft peer, dialled lazily and re-dialled after errors.
+pub struct Network {
+    target: u64,
+    addr: String,
+    client: Option<RaftClient<Channel>>,
+}
+
+type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
+
+impl Network {
+    async fn call<Req, Resp, E>(&mut self, method: Method, req: &Req, timeout: Duration) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if self.client.is_none() {
+            let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
+                .connect_timeout(Duration::from_secs(2));
+            let channel = endpoint.connect().await.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+            self.client = Some(
+                RaftClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX),
+            );
+        }
+        let Some(client) = self.client.as_mut() else {
+            return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other("no connection"))));
+        };
+        let mut request = tonic::Request::new(RaftPayload { data });
+        request.set_timeout(timeout);
+        let reply = match method {
+            Method::Append => client.append_entries(request).await,
+            Method::Vote => client.vote(request).await,
+            Method::Snapshot => client.install_snapshot(request).await,
+        };
+        let reply = match reply {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                self.client = None;
+                return Err(RPCError::Network(NetworkError::new(&status)));
+            }
+        };
+        let result: Result<Resp, RaftError<u64, E>> =
+            serde_json::from_slice(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+enum Method {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for Network {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<u64>> {
+        self.call(Method::Append, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<u64>, InstallSnapshotError> {
+        self.call(Method::Snapshot, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>> {
+        self.call(Method::Vote, &rpc, option.hard_ttl()).await
+    }
+}
+
+/// The gRPC server side: hands each request to the local raft node.
+pub struct RaftService {
+    raft: Raft,
+}
+
+impl RaftService {
+    pub fn new(raft: Raft) -> RaftService {
+        RaftService { raft }
+    }
+}
+
+fn decode<T: DeserializeOwned>(req: tonic::Request<RaftPayload>) -> Result<T, tonic::Status> {
+    serde_json::from_slice(&req.into_inner().data)
+        .map_err(|e| tonic::Status::invalid_argument(format!("malformed raft message: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+    serde_json::to_vec(value)
+        .map(|data| tonic::Response::new(RaftPayload { data }))
+        .map_err(|e| tonic::Status::internal(format!("encoding a raft reply: {e}")))
+}
+
+#[tonic::async_trait]
+impl shoal_proto::raft_server::Raft for RaftService {
+    async fn append_entries(
+        &self,
+        request: tonic::Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        let req: AppendEntriesRequest<TypeConfig> = decode(request)?;
+        encode(&self.raft.append_entries(req).await)
+    }
+
+    async fn vote(&self, request: tonic::Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        let req: VoteRequest<u64> = decode(request)?;
+        encode(&self.raft.vote(req).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: tonic::Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        let req: InstallSnapshotRequest<TypeConfig> = decode(request)?;
+        encode(&self.raft.install_snapshot(req).await)
+    }
+}

@@ -1,0 +1,35 @@
+//! The shape every leader-only control loop shares: run a full,
+//! level-triggered pass on start, then again whenever the store changes or a
+//! deadline the last pass asked for arrives, until shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::store::Store;
+
+/// Runs `pass` until `shutdown` turns true. `pass` returns how long it may
+/// sleep at most before it wants to run again (`None`: until a change).
+pub async fn run_loop<F, Fut>(name: &'static str, store: Store, mut shutdown: watch::Receiver<bool>, mut pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<Duration>>,
+{
+    let mut changes = store.subscribe();
+    tracing::debug!(loop_name = name, "control loop started");
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        changes.mark_unchanged();
+        let wake = pass().await;
+        let sleep = tokio::time::sleep(wake.unwrap_or(Duration::from_secs(3600)));
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = sleep => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    tracing::debug!(loop_name = name, "control loop stopped");
+}

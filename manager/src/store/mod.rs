@@ -1,0 +1,158 @@
+//! The in-memory store of cluster objects that the raft state machine
+//! applies committed batches to.
+//!
+//! Every control loop reads it and writes back to it only through raft: the
+//! store itself never changes except in [`Store::apply`], which every replica
+//! runs with the same batch and log index and so reaches the same state.
+//! Readers wait for changes with [`Store::subscribe`] (the applied index).
+
+mod apply;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use prost::Message;
+use shoal_proto::{Cluster, Network, Node, Service, StoreBatch, StoreSnapshot, Task};
+use tokio::sync::watch;
+
+pub use apply::StoreError;
+
+/// All cluster objects, by ID.
+#[derive(Debug, Default, Clone)]
+pub struct State {
+    pub nodes: BTreeMap<String, Node>,
+    pub services: BTreeMap<String, Service>,
+    pub tasks: BTreeMap<String, Task>,
+    pub networks: BTreeMap<String, Network>,
+    pub clusters: BTreeMap<String, Cluster>,
+}
+
+impl State {
+    /// The one cluster object (absent before `swarm init` committed it).
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.clusters.values().next()
+    }
+
+    /// A service by exact ID, exact name, or unique ID prefix (Docker's rule).
+    pub fn find_service(&self, key: &str) -> Result<&Service, StoreError> {
+        find(&self.services, key, "service", |s| s.name())
+    }
+
+    /// A node by exact ID, exact hostname, or unique ID prefix.
+    pub fn find_node(&self, key: &str) -> Result<&Node, StoreError> {
+        find(&self.nodes, key, "node", |n| n.hostname())
+    }
+
+    /// A task by exact ID, exact name, or unique ID prefix.
+    pub fn find_task(&self, key: &str) -> Result<&Task, StoreError> {
+        find(&self.tasks, key, "task", |t| t.name())
+    }
+
+    /// The tasks of one service.
+    pub fn service_tasks<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
+        self.tasks.values().filter(move |t| t.service_id == service_id)
+    }
+
+    fn to_snapshot(&self) -> StoreSnapshot {
+        StoreSnapshot {
+            nodes: self.nodes.values().cloned().collect(),
+            services: self.services.values().cloned().collect(),
+            tasks: self.tasks.values().cloned().collect(),
+            networks: self.networks.values().cloned().collect(),
+            clusters: self.clusters.values().cloned().collect(),
+        }
+    }
+
+    fn from_snapshot(s: StoreSnapshot) -> State {
+        State {
+            nodes: s.nodes.into_iter().map(|o| (o.id.clone(), o)).collect(),
+            services: s.services.into_iter().map(|o| (o.id.clone(), o)).collect(),
+            tasks: s.tasks.into_iter().map(|o| (o.id.clone(), o)).collect(),
+            networks: s.networks.into_iter().map(|o| (o.id.clone(), o)).collect(),
+            clusters: s.clusters.into_iter().map(|o| (o.id.clone(), o)).collect(),
+        }
+    }
+}
+
+fn find<'a, T>(
+    map: &'a BTreeMap<String, T>,
+    key: &str,
+    kind: &'static str,
+    name: impl Fn(&T) -> &str,
+) -> Result<&'a T, StoreError> {
+    if let Some(o) = map.get(key) {
+        return Ok(o);
+    }
+    if let Some(o) = map.values().find(|o| name(o) == key) {
+        return Ok(o);
+    }
+    let mut prefixed = map.range(key.to_string()..).take_while(|(id, _)| id.starts_with(key));
+    match (prefixed.next(), prefixed.next()) {
+        (Some((_, o)), None) if !key.is_empty() => Ok(o),
+        (Some(_), Some(_)) => Err(StoreError::Ambiguous { kind: kind.into(), key: key.to_string() }),
+        _ => Err(StoreError::NotFound { kind: kind.into(), key: key.to_string() }),
+    }
+}
+
+/// The shared store: state plus a watch of the last applied raft index.
+#[derive(Clone)]
+pub struct Store {
+    state: Arc<RwLock<State>>,
+    applied: watch::Sender<u64>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl Store {
+    pub fn new() -> Store {
+        Store { state: Arc::new(RwLock::new(State::default())), applied: watch::channel(0).0 }
+    }
+
+    /// A read view. Hold it briefly: raft's apply waits for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Applies one committed batch at raft log `index`: all of its actions or
+    /// none of them.
+    pub fn apply(&self, index: u64, batch: &StoreBatch) -> Result<(), StoreError> {
+        let result = {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            apply::apply_batch(&mut state, index, batch)
+        };
+        self.applied.send_replace(index);
+        result
+    }
+
+    /// Marks `index` applied without a store change (membership and blank entries).
+    pub fn mark_applied(&self, index: u64) {
+        self.applied.send_replace(index);
+    }
+
+    /// Waits for changes: the value is the last applied raft index.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// The last applied raft index.
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// The whole store, prost-encoded, for a raft snapshot.
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        self.read().to_snapshot().encode_to_vec()
+    }
+
+    /// Replaces the whole store with a snapshot's content.
+    pub fn restore_snapshot(&self, index: u64, bytes: &[u8]) -> Result<(), prost::DecodeError> {
+        let snapshot = StoreSnapshot::decode(bytes)?;
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = State::from_snapshot(snapshot);
+        self.applied.send_replace(index);
+        Ok(())
+    }
+}
