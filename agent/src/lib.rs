@@ -1,0 +1,26 @@
+//! The node agent: this node's session with the managers.
+//!
+//! The agent dials a manager's dispatcher (agents dial managers, never the
+//! reverse), registers its node, and receives the full set of tasks assigned
+//! to it. A [`worker`] per task drives that task's container through the
+//! runtime and reports each status change back; the [`reporter`] delivers
+//! reports in order and retries them across reconnects.
+//!
+//! Architecture invariant: the agent decides no placement and keeps no state
+//! the managers own; after a restart it re-adopts its running containers from
+//! the runtime and carries on from the assignments it is sent.
+
+mod reporter;
+mod session;
+mod worker;
+
+pub use session::{run, AgentConfig};
+
+/// Labels every task container carries, as Docker's swarm containers do.
+pub mod labels {
+    pub const SERVICE_ID: &str = "com.docker.swarm.service.id";
+    pub const SERVICE_NAME: &str = "com.docker.swarm.service.name";
+    pub const TASK_ID: &str = "com.docker.swarm.task.id";
+    pub const TASK_NAME: &str = "com.docker.swarm.task.name";
+    pub const NODE_ID: &str = "com.docker.swarm.node.id";
+}

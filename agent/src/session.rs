@@ -1,0 +1,170 @@
+//! The agent's session loop: dial a manager, register, follow assignments,
+//! heartbeat, and reconnect (to the next manager, with back-off) when the
+//! session breaks.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_proto::dispatcher_client::DispatcherClient;
+use shoal_proto::{HeartbeatRequest, NodeDescription, SessionRequest, Task};
+use shoal_runtime::Runtime;
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::reporter::Reporter;
+use crate::worker::{self, WorkerContext};
+
+/// What the agent needs to know about its node and its managers.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node_id: String,
+    /// The address this node is reached at.
+    pub addr: String,
+    pub description: NodeDescription,
+    /// Managers' `host:port` addresses, tried in turn.
+    pub managers: Vec<String>,
+}
+
+/// Runs the agent until `shutdown` turns true. Containers keep running
+/// when the agent stops: a restarted agent re-adopts them.
+pub async fn run(config: AgentConfig, runtime: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
+    let reporter = Reporter::default();
+    let mut workers: HashMap<String, watch::Sender<Task>> = HashMap::new();
+    let mut managers = config.managers.clone();
+    let mut next = 0usize;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let addr = managers[next % managers.len().max(1)].clone();
+        next += 1;
+        let ctx = WorkerContext {
+            runtime: runtime.clone(),
+            reporter: reporter.clone(),
+            node_id: config.node_id.clone(),
+            hostname: config.description.hostname.clone(),
+        };
+        tokio::select! {
+            result = session(&config, &addr, &ctx, &mut workers, &mut managers) => {
+                match result {
+                    Ok(()) => backoff = Duration::from_millis(100),
+                    Err(e) => tracing::warn!(manager = %addr, error = %e, "session with manager ended"),
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => break,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn connect(addr: &str) -> Result<DispatcherClient<Channel>, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad manager address {addr}: {e}"))?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_keepalive(Some(Duration::from_secs(10)));
+    let channel = endpoint.connect().await.map_err(|e| format!("cannot reach manager {addr}: {e}"))?;
+    Ok(DispatcherClient::new(channel))
+}
+
+async fn session(
+    config: &AgentConfig,
+    addr: &str,
+    ctx: &WorkerContext,
+    workers: &mut HashMap<String, watch::Sender<Task>>,
+    managers: &mut Vec<String>,
+) -> Result<(), String> {
+    let mut client = connect(addr).await?;
+    let request = SessionRequest {
+        node_id: config.node_id.clone(),
+        description: Some(config.description.clone()),
+        addr: config.addr.clone(),
+    };
+    let mut stream = client.session(request).await.map_err(|s| s.message().to_string())?.into_inner();
+    let first = stream
+        .message()
+        .await
+        .map_err(|s| s.message().to_string())?
+        .ok_or_else(|| "the manager closed the session".to_string())?;
+    let session_id = first.session_id.clone();
+    let mut period = Duration::from_nanos(first.heartbeat_period.max(100_000_000) as u64);
+    tracing::info!(manager = %addr, "session with manager open");
+
+    let delivery = ctx.reporter.deliver(client.clone(), config.node_id.clone(), session_id.clone());
+    tokio::pin!(delivery);
+    let mut message = Some(first);
+    let mut first_assignment = true;
+    loop {
+        if let Some(msg) = message.take() {
+            let peers: Vec<String> = msg.managers.iter().map(|m| m.addr.clone()).filter(|a| !a.is_empty()).collect();
+            if !peers.is_empty() {
+                *managers = peers;
+            }
+            apply_assignments(ctx, workers, msg.tasks, first_assignment).await;
+            first_assignment = false;
+        }
+        tokio::select! {
+            next = stream.message() => match next {
+                Ok(Some(m)) => message = Some(m),
+                Ok(None) => return Err("the manager closed the session".into()),
+                Err(s) => return Err(s.message().to_string()),
+            },
+            _ = tokio::time::sleep(period) => {
+                let mut req = tonic::Request::new(HeartbeatRequest {
+                    node_id: config.node_id.clone(),
+                    session_id: session_id.clone(),
+                });
+                req.set_timeout(period);
+                match client.heartbeat(req).await {
+                    Ok(r) => period = Duration::from_nanos(r.into_inner().period.max(100_000_000) as u64),
+                    Err(s) => return Err(format!("heartbeat refused: {}", s.message())),
+                }
+            }
+            r = &mut delivery => {
+                return Err(format!("task status report failed: {}", r.err().map(|s| s.message().to_string()).unwrap_or_default()));
+            }
+        }
+    }
+}
+
+/// Starts a worker for each new task, passes changes to existing workers,
+/// and stops the workers (removing the containers) of tasks no longer
+/// assigned. On the first assignment of a session it also removes task
+/// containers that belong to no assigned task.
+async fn apply_assignments(
+    ctx: &WorkerContext,
+    workers: &mut HashMap<String, watch::Sender<Task>>,
+    tasks: Vec<Task>,
+    first: bool,
+) {
+    let assigned: HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
+    // Dropping a worker's sender tells it that its task is gone.
+    workers.retain(|id, _| assigned.contains(id));
+    for task in tasks {
+        match workers.get(&task.id) {
+            Some(tx) => {
+                tx.send_if_modified(|current| {
+                    if current != &task {
+                        *current = task.clone();
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
+            None => {
+                let (tx, rx) = watch::channel(task.clone());
+                tokio::spawn(worker::run(ctx.clone(), rx));
+                workers.insert(task.id, tx);
+            }
+        }
+    }
+    if first {
+        worker::remove_orphans(ctx, &assigned).await;
+    }
+}

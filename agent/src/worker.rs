@@ -1,0 +1,273 @@
+//! One worker per assigned task: it drives the task's container through the
+//! runtime (accepted → preparing → starting → running → complete | failed,
+//! or shutdown when asked) and reports every change.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_proto::{ContainerStatus, Task, TaskState, TaskStatus, DEFAULT_STOP_GRACE_PERIOD_NS};
+use shoal_runtime::{ContainerInfo, ContainerSpec, ContainerState, Runtime};
+use tokio::sync::watch;
+
+use crate::labels;
+use crate::reporter::Reporter;
+
+/// What every worker shares.
+#[derive(Clone)]
+pub struct WorkerContext {
+    pub runtime: Arc<Runtime>,
+    pub reporter: Reporter,
+    pub node_id: String,
+    pub hostname: String,
+}
+
+/// The container name of a task: `<service>.<slot>.<task id>`.
+fn container_name(task: &Task) -> String {
+    format!("{}.{}", task.name(), task.id)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, shoal_runtime::Error> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("runtime call panicked or was cancelled: {e}")),
+    }
+}
+
+struct Worker {
+    ctx: WorkerContext,
+    task_id: String,
+    /// The last state this worker reported (it may be ahead of the task the
+    /// manager last sent).
+    reported: TaskState,
+}
+
+impl Worker {
+    fn report(&mut self, state: TaskState, message: &str, err: &str, container: Option<&ContainerInfo>) {
+        self.reported = state;
+        let status = TaskStatus {
+            timestamp: shoal_proto::now_ns(),
+            state: state as i32,
+            message: message.to_string(),
+            err: err.to_string(),
+            container: container.map(|c| ContainerStatus {
+                container_id: c.id.clone(),
+                pid: c.pid.unwrap_or(0),
+                exit_code: c.exit_code.unwrap_or(0),
+            }),
+        };
+        self.ctx.reporter.report(&self.task_id, status);
+    }
+
+    async fn find_container(&self, task: &Task) -> Option<ContainerInfo> {
+        let rt = self.ctx.runtime.clone();
+        let name = container_name(task);
+        blocking(move || rt.container(&name)).await.ok()
+    }
+
+    /// Creates and starts the task's container, reporting each step.
+    async fn start(&mut self, task: &Task) -> Option<ContainerInfo> {
+        self.report(TaskState::Accepted, "accepted", "", None);
+        self.report(TaskState::Preparing, "preparing", "", None);
+        let spec = task.spec.as_ref().and_then(|s| s.container.clone()).unwrap_or_default();
+        let rt = self.ctx.runtime.clone();
+        let image = spec.image.clone();
+        match blocking(move || rt.image(&image)).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let err = format!(
+                    "image \"{}\" is not on node {}: import it there with \"shoal image import ROOTFS.tar {}\"",
+                    spec.image, self.ctx.hostname, spec.image
+                );
+                self.report(TaskState::Rejected, "preparing failed", &err, None);
+                return None;
+            }
+            Err(e) => {
+                self.report(TaskState::Rejected, "preparing failed", &e, None);
+                return None;
+            }
+        }
+        let mut container_labels: BTreeMap<String, String> = spec.labels.clone().into_iter().collect();
+        container_labels.insert(labels::SERVICE_ID.into(), task.service_id.clone());
+        container_labels.insert(
+            labels::SERVICE_NAME.into(),
+            task.service_annotations.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
+        );
+        container_labels.insert(labels::TASK_ID.into(), task.id.clone());
+        container_labels.insert(labels::TASK_NAME.into(), task.name().to_string());
+        container_labels.insert(labels::NODE_ID.into(), self.ctx.node_id.clone());
+        let cspec = ContainerSpec {
+            name: container_name(task),
+            image: spec.image.clone(),
+            entrypoint: (!spec.command.is_empty()).then(|| spec.command.clone()),
+            cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
+            env: spec.env.clone(),
+            workdir: (!spec.dir.is_empty()).then(|| spec.dir.clone()),
+            hostname: (!spec.hostname.is_empty()).then(|| spec.hostname.clone()),
+            labels: container_labels,
+        };
+        let rt = self.ctx.runtime.clone();
+        let created = match blocking(move || rt.create_container(&cspec)).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.report(TaskState::Rejected, "preparing failed", &e, None);
+                return None;
+            }
+        };
+        self.report(TaskState::Ready, "prepared", "", Some(&created));
+        self.report(TaskState::Starting, "starting", "", Some(&created));
+        let rt = self.ctx.runtime.clone();
+        let id = created.id.clone();
+        match blocking(move || rt.start_container(&id)).await {
+            Ok(c) => {
+                self.report(TaskState::Running, "started", "", Some(&c));
+                Some(c)
+            }
+            Err(e) => {
+                let rt = self.ctx.runtime.clone();
+                let id = created.id.clone();
+                let info = blocking(move || rt.container(&id)).await.ok();
+                self.report(TaskState::Failed, "starting container failed", &e, info.as_ref().or(Some(&created)));
+                None
+            }
+        }
+    }
+
+    fn report_exit(&mut self, c: &ContainerInfo) {
+        match c.exit_code {
+            Some(0) => self.report(TaskState::Complete, "finished", "", Some(c)),
+            Some(code) => {
+                self.report(TaskState::Failed, "started", &format!("task: non-zero exit ({code})"), Some(c))
+            }
+            None => self.report(
+                TaskState::Failed,
+                "started",
+                c.error.as_deref().unwrap_or("container stopped with no exit status"),
+                Some(c),
+            ),
+        }
+    }
+
+    async fn stop(&mut self, task: &Task) -> Option<ContainerInfo> {
+        let c = self.find_container(task).await?;
+        if c.state == ContainerState::Running {
+            let grace = task
+                .spec
+                .as_ref()
+                .and_then(|s| s.container.as_ref())
+                .and_then(|c| c.stop_grace_period)
+                .unwrap_or(DEFAULT_STOP_GRACE_PERIOD_NS)
+                .max(0);
+            let signal = task
+                .spec
+                .as_ref()
+                .and_then(|s| s.container.as_ref())
+                .map(|c| c.stop_signal.clone())
+                .filter(|s| !s.is_empty());
+            let rt = self.ctx.runtime.clone();
+            let id = c.id.clone();
+            if let Err(e) = blocking(move || {
+                rt.stop_container(&id, signal.as_deref(), Duration::from_nanos(grace as u64))
+            })
+            .await
+            {
+                tracing::warn!(container = %c.id, error = %e, "stopping container failed");
+            }
+        }
+        self.find_container(task).await
+    }
+
+    async fn remove_container(&self, task: &Task) {
+        let rt = self.ctx.runtime.clone();
+        let name = container_name(task);
+        if let Ok(c) = blocking({
+            let rt = rt.clone();
+            let name = name.clone();
+            move || rt.container(&name)
+        })
+        .await
+        {
+            if let Err(e) = blocking(move || rt.remove_container(&c.id, true)).await {
+                tracing::warn!(container = %name, error = %e, "removing container failed");
+            }
+        }
+    }
+}
+
+/// Drives one task until it is no longer assigned (its sender is dropped),
+/// then removes its container.
+pub async fn run(ctx: WorkerContext, mut rx: watch::Receiver<Task>) {
+    let first = rx.borrow().clone();
+    let mut w = Worker { ctx, task_id: first.id.clone(), reported: first.state() };
+    loop {
+        let task = rx.borrow_and_update().clone();
+        let current = w.reported.max(task.state());
+        let desired = task.desired_state();
+        let mut running: Option<ContainerInfo> = None;
+        if desired >= TaskState::Shutdown {
+            let stopped = w.stop(&task).await;
+            if !current.is_terminal() {
+                w.report(TaskState::Shutdown, "shutdown", "", stopped.as_ref());
+            }
+        } else if desired == TaskState::Running && !current.is_terminal() {
+            match w.find_container(&task).await {
+                Some(c) if c.state == ContainerState::Running => {
+                    // Re-adopted after a restart, or already reported.
+                    if current != TaskState::Running {
+                        w.report(TaskState::Running, "started", "", Some(&c));
+                    }
+                    running = Some(c);
+                }
+                Some(c) if c.state == ContainerState::Exited => w.report_exit(&c),
+                Some(_) | None if current >= TaskState::Starting => {
+                    w.report(TaskState::Failed, "container lost", "the task's container is gone from this node", None)
+                }
+                Some(_) | None => running = w.start(&task).await,
+            }
+        }
+        // Wait for the container to exit or for the task to change.
+        let rt = w.ctx.runtime.clone();
+        let exited = async move {
+            match running {
+                Some(c) => rt.wait_container(&c.id).await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            info = exited => {
+                if let Some(info) = info {
+                    w.report_exit(&info);
+                }
+            }
+        }
+    }
+    // No longer assigned: the task was reaped, so its container goes too.
+    let task = rx.borrow().clone();
+    w.stop(&task).await;
+    w.remove_container(&task).await;
+}
+
+/// Removes task containers of this node that belong to no assigned task.
+pub async fn remove_orphans(ctx: &WorkerContext, assigned: &HashSet<String>) {
+    let rt = ctx.runtime.clone();
+    let Ok(containers) = blocking(move || rt.list_containers()).await else { return };
+    for c in containers {
+        let Some(task_id) = c.labels.get(labels::TASK_ID) else { continue };
+        if assigned.contains(task_id) {
+            continue;
+        }
+        tracing::info!(container = %c.name, "removing the container of a task no longer assigned here");
+        let rt = ctx.runtime.clone();
+        let id = c.id.clone();
+        if let Err(e) = blocking(move || rt.remove_container(&id, true)).await {
+            tracing::warn!(container = %c.name, error = %e, "removing container failed");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The daemon's HTTP API on its Unix socket, shaped like the Docker Engine
+//! API for everything it covers (paths, JSON, filters, status codes), so the
+//! stock `docker` client can drive shoal. shoal-only operations (atomic
+//! stacks) live under `/shoal/v1/`.
+
+pub mod docker;
+mod filters;
+mod images;
+mod services;
+mod swarm;
+mod system;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use shoal_manager::control::ControlError;
+
+use crate::daemon::Daemon;
+
+pub use filters::Filters;
+
+/// The highest Engine API version served (what Docker 28.x speaks).
+pub const API_VERSION: &str = "1.51";
+/// The lowest Engine API version accepted.
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// An API error: a status and Docker's `{"message": …}` body.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "message": self.message }))).into_response()
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        let status = match &e {
+            ControlError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            ControlError::NotFound(_) => StatusCode::NOT_FOUND,
+            ControlError::Conflict(_) => StatusCode::CONFLICT,
+            ControlError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ControlError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<shoal_manager::store::StoreError> for ApiError {
+    fn from(e: shoal_manager::store::StoreError) -> Self {
+        ControlError::from(e).into()
+    }
+}
+
+impl From<shoal_runtime::Error> for ApiError {
+    fn from(e: shoal_runtime::Error) -> Self {
+        use shoal_runtime::Error as E;
+        let status = match &e {
+            E::NotFound { .. } | E::ImageNotFound { .. } => StatusCode::NOT_FOUND,
+            E::Conflict { .. } => StatusCode::CONFLICT,
+            E::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Strips Docker's `/v1.NN` path prefix so one set of routes serves every
+/// API version; refuses versions outside what is served.
+fn strip_version(mut req: Request) -> Request {
+    let path = req.uri().path().to_string();
+    if let Some(rest) = path.strip_prefix("/v") {
+        if let Some((version, tail)) = rest.split_once('/') {
+            if version.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+                let new_path = format!("/{tail}");
+                let pq = match req.uri().query() {
+                    Some(q) => format!("{new_path}?{q}"),
+                    None => new_path,
+                };
+                if let Ok(uri) = pq.parse::<Uri>() {
+                    req.extensions_mut().insert(RequestedVersion(version.to_string()));
+                    *req.uri_mut() = uri;
+                }
+            }
+        }
+    }
+    req
+}
+
+/// The API version a request's path asked for, if any.
+#[derive(Clone, Debug)]
+pub struct RequestedVersion(pub String);
+
+fn version_tuple(v: &str) -> (u32, u32) {
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+async fn headers(req: Request, next: axum::middleware::Next) -> Response {
+    if let Some(RequestedVersion(v)) = req.extensions().get::<RequestedVersion>() {
+        let asked = version_tuple(v);
+        if asked > version_tuple(API_VERSION) {
+            return ApiError::bad_request(format!(
+                "client version {v} is too new. Maximum supported API version is {API_VERSION}"
+            ))
+            .into_response();
+        }
+        if asked < version_tuple(MIN_API_VERSION) {
+            return ApiError::bad_request(format!(
+                "client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+            ))
+            .into_response();
+        }
+    }
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert("Server", HeaderValue::from_static(concat!("shoal/", env!("CARGO_PKG_VERSION"), " (linux)")));
+    resp
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("page not found: {} is not part of the API this daemon serves", uri.path()))
+}
+
+/// The API's routes over the daemon.
+pub fn router(daemon: Arc<Daemon>) -> axum::Router {
+    Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/swarm", get(swarm::inspect))
+        .route("/swarm/init", post(swarm::init))
+        .route("/nodes", get(swarm::list_nodes))
+        .route("/nodes/{id}", get(swarm::inspect_node))
+        .route("/services", get(services::list))
+        .route("/services/create", post(services::create))
+        .route("/services/{id}", get(services::inspect).delete(services::remove))
+        .route("/services/{id}/update", post(services::update))
+        .route("/services/{id}/logs", get(services::logs))
+        .route("/tasks", get(services::list_tasks))
+        .route("/tasks/{id}", get(services::inspect_task))
+        .route("/shoal/v1/stacks/{name}", post(services::deploy_stack).delete(services::remove_stack))
+        .route("/images/json", get(images::list))
+        .route("/images/create", post(images::create))
+        .route("/containers/json", get(images::list_containers))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(headers))
+        .with_state(daemon)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    daemon: Arc<Daemon>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::ServiceExt;
+    let app = tower::util::MapRequestLayer::new(strip_version).layer(router(daemon));
+    axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown).await
+}
+
+use tower::Layer;

@@ -1,0 +1,84 @@
+//! `/swarm`, `/swarm/init`, `/nodes`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::Value;
+use shoal_manager::Manager;
+
+use super::{docker, ApiError, ApiResult, Filters};
+use crate::daemon::{Daemon, InitError};
+
+/// The manager of this node, or Docker's 503 for a node that is none.
+pub async fn manager(daemon: &Daemon) -> ApiResult<Arc<Manager>> {
+    match daemon.swarm.read().await.as_ref().and_then(|m| m.manager.clone()) {
+        Some(m) => Ok(m),
+        None => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This node is not a swarm manager. Use \"shoal swarm init\" or \"shoal swarm join\" to connect this node to swarm and try again.",
+        )),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct InitRequest {
+    listen_addr: String,
+    advertise_addr: String,
+}
+
+pub async fn init(State(daemon): State<Arc<Daemon>>, body: axum::body::Bytes) -> ApiResult<Json<String>> {
+    let req: InitRequest = if body.is_empty() {
+        InitRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid swarm init request: {e}")))?
+    };
+    match daemon.swarm_init(&req.listen_addr, &req.advertise_addr).await {
+        Ok(id) => Ok(Json(id)),
+        Err(e @ InitError::AlreadyInSwarm) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        Err(e @ InitError::InvalidArgument(_)) => Err(ApiError::bad_request(e.to_string())),
+        Err(e) => Err(ApiError::internal(e.to_string())),
+    }
+}
+
+pub async fn inspect(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<Value>> {
+    let m = manager(&daemon).await?;
+    let state = m.store().read();
+    let cluster = state.cluster().ok_or_else(|| ApiError::internal("the swarm has no cluster object yet"))?;
+    Ok(Json(docker::cluster(cluster)))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    filters: Option<String>,
+}
+
+pub async fn list_nodes(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+    let m = manager(&daemon).await?;
+    let f = Filters::parse(q.filters.as_deref(), &["id", "name", "label", "node.label", "role", "membership"])?;
+    let leader = m.current_leader();
+    let state = m.store().read();
+    let nodes: Vec<Value> = state
+        .nodes
+        .values()
+        .filter(|n| f.any("id", |v| n.id.starts_with(v)))
+        .filter(|n| f.any("name", |v| n.hostname().starts_with(v)))
+        .filter(|n| {
+            f.any("role", |v| {
+                v == if n.role() == shoal_proto::NodeRole::Manager { "manager" } else { "worker" }
+            })
+        })
+        .map(|n| docker::node(n, leader))
+        .collect();
+    Ok(Json(Value::Array(nodes)))
+}
+
+pub async fn inspect_node(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let m = manager(&daemon).await?;
+    let leader = m.current_leader();
+    let state = m.store().read();
+    Ok(Json(docker::node(state.find_node(&id)?, leader)))
+}

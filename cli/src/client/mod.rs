@@ -1,0 +1,119 @@
+//! The CLI's client for the daemon's HTTP API over its Unix socket.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+/// An error answer from the daemon (Docker's `{"message": …}`).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+/// A client of one daemon.
+#[derive(Debug, Clone)]
+pub struct Client {
+    socket: PathBuf,
+    host: String,
+}
+
+impl Client {
+    /// A client for `host` (`unix:///path/to.sock`).
+    pub fn new(host: &str) -> anyhow::Result<Client> {
+        let Some(path) = host.strip_prefix("unix://") else {
+            anyhow::bail!("unsupported host \"{host}\": use unix:///path/to/shoal.sock");
+        };
+        Ok(Client { socket: PathBuf::from(path), host: host.to_string() })
+    }
+
+    async fn request(&self, method: Method, path: &str, body: Option<(Bytes, &str)>) -> anyhow::Result<Bytes> {
+        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| {
+            anyhow::anyhow!(
+                "Cannot connect to the shoal daemon at {} ({e}). Is the daemon running? Start it with \"shoal daemon\".",
+                self.host
+            )
+        })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut req = Request::builder().method(method).uri(path).header("Host", "shoal");
+        let payload = match body {
+            Some((b, ct)) => {
+                req = req.header("Content-Type", ct);
+                b
+            }
+            None => Bytes::new(),
+        };
+        let resp = sender.send_request(req.body(Full::new(payload))?).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            let message = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+            return Err(ApiError { status, message }.into());
+        }
+        Ok(bytes)
+    }
+
+    fn json(bytes: &Bytes) -> anyhow::Result<Value> {
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        Ok(serde_json::from_slice(bytes)?)
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        Self::json(&self.request(Method::GET, path, None).await?)
+    }
+
+    pub async fn get_bytes(&self, path: &str) -> anyhow::Result<Bytes> {
+        self.request(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let b = Bytes::from(serde_json::to_vec(body)?);
+        Self::json(&self.request(Method::POST, path, Some((b, "application/json"))).await?)
+    }
+
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>, content_type: &str) -> anyhow::Result<Value> {
+        Self::json(&self.request(Method::POST, path, Some((Bytes::from(body), content_type))).await?)
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        Self::json(&self.request(Method::DELETE, path, None).await?)
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A `filters` query value: `{"key": {"value": true}, …}`.
+pub fn filters(pairs: &[(&str, &str)]) -> String {
+    let mut m = serde_json::Map::new();
+    for (k, v) in pairs {
+        let entry = m.entry(k.to_string()).or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(o) = entry {
+            o.insert(v.to_string(), Value::Bool(true));
+        }
+    }
+    encode(&Value::Object(m).to_string())
+}

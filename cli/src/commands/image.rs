@@ -1,0 +1,81 @@
+//! `shoal image …`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use super::table::Table;
+use super::{n, print_json, s, short, Format};
+use crate::client::{encode, Client};
+
+/// Reads a rootfs tarball, or tars a directory, into memory.
+fn rootfs_tar(src: &Path) -> anyhow::Result<Vec<u8>> {
+    let meta = std::fs::metadata(src).with_context(|| format!("{}: no such file or directory", src.display()))?;
+    if meta.is_dir() {
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.follow_symlinks(false);
+        builder
+            .append_dir_all(".", src)
+            .with_context(|| format!("packing the directory {} into a tar", src.display()))?;
+        return builder.into_inner().context("finishing the tar");
+    }
+    std::fs::read(src).with_context(|| format!("reading {}", src.display()))
+}
+
+pub async fn import(client: &Client, src: &Path, reference: &str) -> anyhow::Result<()> {
+    let (repo, tag) = match reference.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, t),
+        _ => (reference, "latest"),
+    };
+    let body = rootfs_tar(src)?;
+    let v = client
+        .post_raw(&format!("/images/create?fromSrc=-&repo={}&tag={}", encode(repo), encode(tag)), body, "application/x-tar")
+        .await?;
+    println!("{}", s(&v, &["status"]));
+    Ok(())
+}
+
+fn human_size(bytes: i64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string() + units[i]
+    }
+}
+
+pub async fn ls(client: &Client, quiet: bool, format: Format) -> anyhow::Result<()> {
+    let images = client.get("/images/json").await?;
+    if format == Format::Json {
+        return print_json(&images);
+    }
+    let list = images.as_array().cloned().unwrap_or_default();
+    if quiet {
+        for i in &list {
+            println!("{}", short(s(i, &["Id"]).trim_start_matches("sha256:")));
+        }
+        return Ok(());
+    }
+    let mut t = Table::new(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]);
+    for i in &list {
+        let id = short(s(i, &["Id"]).trim_start_matches("sha256:")).to_string();
+        let created = super::human_duration(shoal_proto::now_ns() - n(i, &["Created"]) * 1_000_000_000) + " ago";
+        let refs: Vec<&str> = i["RepoTags"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        if refs.is_empty() {
+            t.row(vec!["<none>".into(), "<none>".into(), id.clone(), created.clone(), human_size(n(i, &["Size"]))]);
+        }
+        for r in refs {
+            let (repo, tag) = r.rsplit_once(':').unwrap_or((r, "latest"));
+            t.row(vec![repo.into(), tag.into(), id.clone(), created.clone(), human_size(n(i, &["Size"]))]);
+        }
+    }
+    t.print();
+    Ok(())
+}

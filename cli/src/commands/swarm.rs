@@ -1,0 +1,61 @@
+//! `shoal swarm …` and `shoal info`.
+
+use serde_json::json;
+
+use super::s;
+use crate::client::Client;
+
+pub async fn init(client: &Client, listen_addr: &str, advertise_addr: &str) -> anyhow::Result<()> {
+    let id = client
+        .post("/swarm/init", &json!({ "ListenAddr": listen_addr, "AdvertiseAddr": advertise_addr }))
+        .await?;
+    let id = id.as_str().unwrap_or_default().to_string();
+    let node = client.get(&format!("/nodes/{id}")).await?;
+    let swarm = client.get("/swarm").await?;
+    println!("Swarm initialized: current node ({id}) is now a manager.\n");
+    println!("To add a worker to this swarm, run the following command:\n");
+    println!("    shoal swarm join --token {} {}\n", s(&swarm, &["JoinTokens", "Worker"]), s(&node, &["ManagerStatus", "Addr"]));
+    println!("To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.");
+    Ok(())
+}
+
+pub async fn join_token(client: &Client, role: &str, quiet: bool) -> anyhow::Result<()> {
+    let key = match role {
+        "worker" => "Worker",
+        "manager" => "Manager",
+        other => anyhow::bail!("unknown role {other}: use worker or manager"),
+    };
+    let swarm = client.get("/swarm").await?;
+    let token = s(&swarm, &["JoinTokens", key]);
+    if quiet {
+        println!("{token}");
+        return Ok(());
+    }
+    let info = client.get("/info").await?;
+    let node = client.get(&format!("/nodes/{}", s(&info, &["Swarm", "NodeID"]))).await?;
+    println!("To add a {role} to this swarm, run the following command:\n");
+    println!("    shoal swarm join --token {token} {}\n", s(&node, &["ManagerStatus", "Addr"]));
+    Ok(())
+}
+
+pub async fn info(client: &Client) -> anyhow::Result<()> {
+    let info = client.get("/info").await?;
+    println!("Server:");
+    println!(" Containers: {}", info["Containers"]);
+    println!("  Running: {}", info["ContainersRunning"]);
+    println!(" Server Version: {}", s(&info, &["ServerVersion"]));
+    println!(" Swarm: {}", s(&info, &["Swarm", "LocalNodeState"]));
+    if s(&info, &["Swarm", "LocalNodeState"]) == "active" {
+        println!("  NodeID: {}", s(&info, &["Swarm", "NodeID"]));
+        println!("  Is Manager: {}", info["Swarm"]["ControlAvailable"]);
+        if info["Swarm"]["ControlAvailable"].as_bool() == Some(true) {
+            println!("  ClusterID: {}", s(&info, &["Swarm", "Cluster", "ID"]));
+            println!("  Managers: {}", info["Swarm"]["Managers"]);
+            println!("  Nodes: {}", info["Swarm"]["Nodes"]);
+        }
+        println!("  Node Address: {}", s(&info, &["Swarm", "NodeAddr"]));
+    }
+    println!(" Name: {}", s(&info, &["Name"]));
+    println!(" Data Root: {}", s(&info, &["DockerRootDir"]));
+    Ok(())
+}

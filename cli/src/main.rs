@@ -1,0 +1,368 @@
+//! `shoal`: the command line and the node daemon.
+//!
+//! This crate only wires: the logic lives in the library crates (`manager`,
+//! `agent`, `runtime`, `deploy`). `shoal daemon` runs a node; every other
+//! command is a client of a daemon's HTTP API on its Unix socket.
+
+mod api;
+mod client;
+mod commands;
+mod daemon;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::client::Client;
+use crate::commands::Format;
+
+const DEFAULT_HOST: &str = "unix:///run/shoal/shoal.sock";
+
+#[derive(Parser)]
+#[command(name = "shoal", version, about = "A multi-host container orchestrator: a Docker Swarm you can read and trust")]
+struct Cli {
+    /// The daemon to talk to.
+    #[arg(short = 'H', long = "host", env = "SHOAL_HOST", default_value = DEFAULT_HOST, global = true)]
+    host: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node daemon.
+    Daemon {
+        /// Where the node keeps its state (raft, images, containers).
+        #[arg(long, default_value = "/var/lib/shoal")]
+        data_root: PathBuf,
+        /// The API socket.
+        #[arg(long, default_value = "/run/shoal/shoal.sock")]
+        socket: PathBuf,
+    },
+    /// Manage the swarm.
+    #[command(subcommand)]
+    Swarm(SwarmCmd),
+    /// Manage swarm nodes.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Manage services.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// Manage stacks (compose files).
+    #[command(subcommand)]
+    Stack(StackCmd),
+    /// Manage images on this node.
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Manage containers on this node.
+    #[command(subcommand)]
+    Container(ContainerCmd),
+    /// Show system-wide information.
+    Info,
+    /// The per-container shim (started by the daemon, not by users).
+    #[command(hide = true)]
+    InternalShim { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum SwarmCmd {
+    /// Create a swarm with this node as its first manager.
+    Init {
+        /// The address other nodes reach this manager at (IP[:PORT]).
+        #[arg(long, default_value = "")]
+        advertise_addr: String,
+        /// Where the manager listens (IP:PORT).
+        #[arg(long, default_value = "0.0.0.0:2377")]
+        listen_addr: String,
+    },
+    /// Show the command to join the swarm as a worker or a manager.
+    JoinToken {
+        role: String,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// List nodes.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+/// How long a waiting command waits for convergence.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration \"{s}\": use e.g. 90s, 5m"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "ms" => Ok(Duration::from_millis(n)),
+        _ => Err(format!("invalid duration \"{s}\": use e.g. 90s, 5m")),
+    }
+}
+
+#[derive(Subcommand)]
+enum ServiceCmd {
+    /// Create a service.
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        replicas: u64,
+        #[arg(short, long = "env")]
+        env: Vec<String>,
+        /// Return at once instead of waiting for the service to converge.
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
+        image: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// List services.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List the tasks of a service.
+    Ps {
+        service: String,
+        #[arg(long)]
+        no_trunc: bool,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Scale services: SERVICE=REPLICAS…
+    Scale {
+        #[arg(required = true)]
+        pairs: Vec<String>,
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Show a service's logs.
+    Logs {
+        service: String,
+        #[arg(short, long)]
+        timestamps: bool,
+        #[arg(long)]
+        tail: Option<String>,
+    },
+    /// Remove services.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Show services in detail (JSON).
+    Inspect {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StackCmd {
+    /// Deploy a stack from compose files, and wait until it runs.
+    #[command(alias = "up")]
+    Deploy {
+        #[arg(short = 'c', long = "compose-file", required = true)]
+        files: Vec<PathBuf>,
+        /// Remove the stack's services that are no longer in the files.
+        #[arg(long)]
+        prune: bool,
+        /// Return at once instead of waiting for the stack to converge.
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
+        name: String,
+    },
+    /// List stacks.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List a stack's services.
+    Services {
+        name: String,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List a stack's tasks.
+    Ps {
+        name: String,
+        #[arg(long)]
+        no_trunc: bool,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Remove a stack, and wait until its containers are gone.
+    #[command(alias = "remove", alias = "down")]
+    Rm {
+        name: String,
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Import a root filesystem (a tarball or a directory) as an image.
+    Import { source: PathBuf, reference: String },
+    /// List images.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContainerCmd {
+    /// List containers.
+    #[command(alias = "list", alias = "ps")]
+    Ls {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Command::InternalShim { dir } = &cli.command {
+        // Single-threaded on purpose: the shim forks the container.
+        shoal_runtime::shim::main(dir);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: starting the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Daemon { data_root, socket } = cli.command {
+        return run_daemon(data_root, socket).await;
+    }
+    let client = Client::new(&cli.host)?;
+    let c = &client;
+    match cli.command {
+        Command::Daemon { .. } | Command::InternalShim { .. } => Ok(()),
+        Command::Info => commands::swarm::info(c).await,
+        Command::Swarm(SwarmCmd::Init { advertise_addr, listen_addr }) => {
+            commands::swarm::init(c, &listen_addr, &advertise_addr).await
+        }
+        Command::Swarm(SwarmCmd::JoinToken { role, quiet }) => commands::swarm::join_token(c, &role, quiet).await,
+        Command::Node(NodeCmd::Ls { quiet, format }) => commands::node::ls(c, quiet, format).await,
+        Command::Service(cmd) => match cmd {
+            ServiceCmd::Create { name, replicas, env, detach, timeout, image, args } => {
+                let o = commands::service::CreateOptions { name, replicas, env, detach, image, args };
+                commands::service::create(c, o, timeout).await
+            }
+            ServiceCmd::Ls { quiet, format } => commands::service::ls(c, quiet, format).await,
+            ServiceCmd::Ps { service, no_trunc, quiet, format } => {
+                commands::service::ps(c, &service, no_trunc, quiet, format).await
+            }
+            ServiceCmd::Scale { pairs, detach, timeout } => commands::service::scale(c, &pairs, detach, timeout).await,
+            ServiceCmd::Logs { service, timestamps, tail } => commands::service::logs(c, &service, timestamps, tail).await,
+            ServiceCmd::Rm { services } => commands::service::rm(c, &services).await,
+            ServiceCmd::Inspect { services } => commands::service::inspect(c, &services).await,
+        },
+        Command::Stack(cmd) => match cmd {
+            StackCmd::Deploy { files, prune, detach, timeout, name } => {
+                commands::stack::deploy(c, commands::stack::DeployOptions { files, name, prune, detach, timeout }).await
+            }
+            StackCmd::Ls { format } => commands::stack::ls(c, format).await,
+            StackCmd::Services { name, quiet, format } => commands::stack::services(c, &name, quiet, format).await,
+            StackCmd::Ps { name, no_trunc, quiet, format } => {
+                commands::stack::ps(c, &name, no_trunc, quiet, format).await
+            }
+            StackCmd::Rm { name, detach, timeout } => commands::stack::rm(c, &name, detach, timeout).await,
+        },
+        Command::Image(ImageCmd::Import { source, reference }) => {
+            commands::image::import(c, &source, &reference).await
+        }
+        Command::Image(ImageCmd::Ls { quiet, format }) => commands::image::ls(c, quiet, format).await,
+        Command::Container(ContainerCmd::Ls { all, quiet, format }) => {
+            commands::container::ls(c, all, quiet, format).await
+        }
+    }
+}
+
+async fn run_daemon(data_root: PathBuf, socket: PathBuf) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,h2=warn,tower=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("shoal daemon must run as root: it creates namespaces, mounts and cgroups");
+    }
+    let daemon = daemon::Daemon::start(daemon::DaemonConfig { data_root }).await?;
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if socket.exists() {
+        // A socket nobody answers on is left from a daemon that died.
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            anyhow::bail!("another daemon is already serving {}: stop it or choose another --socket", socket.display());
+        }
+        std::fs::remove_file(&socket).with_context(|| format!("removing the stale socket {}", socket.display()))?;
+    }
+    let listener =
+        tokio::net::UnixListener::bind(&socket).with_context(|| format!("listening on {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o660))?;
+    tracing::info!(socket = %socket.display(), "API listening");
+    let shutdown = async {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    api::serve(listener, daemon.clone(), shutdown).await.context("serving the API")?;
+    tracing::info!("shutting down: containers keep running and are re-adopted at the next start");
+    daemon.shutdown().await;
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
