@@ -138,9 +138,7 @@ impl Worker {
     fn report_exit(&mut self, c: &ContainerInfo) {
         match c.exit_code {
             Some(0) => self.report(TaskState::Complete, "finished", "", Some(c)),
-            Some(code) => {
-                self.report(TaskState::Failed, "started", &format!("task: non-zero exit ({code})"), Some(c))
-            }
+            Some(code) => self.report(TaskState::Failed, "started", &format!("task: non-zero exit ({code})"), Some(c)),
             None => self.report(
                 TaskState::Failed,
                 "started",
@@ -168,10 +166,8 @@ impl Worker {
                 .filter(|s| !s.is_empty());
             let rt = self.ctx.runtime.clone();
             let id = c.id.clone();
-            if let Err(e) = blocking(move || {
-                rt.stop_container(&id, signal.as_deref(), Duration::from_nanos(grace as u64))
-            })
-            .await
+            if let Err(e) =
+                blocking(move || rt.stop_container(&id, signal.as_deref(), Duration::from_nanos(grace as u64))).await
             {
                 tracing::warn!(container = %c.id, error = %e, "stopping container failed");
             }

@@ -21,7 +21,11 @@ use crate::commands::Format;
 const DEFAULT_HOST: &str = "unix:///run/shoal/shoal.sock";
 
 #[derive(Parser)]
-#[command(name = "shoal", version, about = "A multi-host container orchestrator: a Docker Swarm you can read and trust")]
+#[command(
+    name = "shoal",
+    version,
+    about = "A multi-host container orchestrator: a Docker Swarm you can read and trust"
+)]
 struct Cli {
     /// The daemon to talk to.
     #[arg(short = 'H', long = "host", env = "SHOAL_HOST", default_value = DEFAULT_HOST, global = true)]
@@ -299,7 +303,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 commands::service::ps(c, &service, no_trunc, quiet, format).await
             }
             ServiceCmd::Scale { pairs, detach, timeout } => commands::service::scale(c, &pairs, detach, timeout).await,
-            ServiceCmd::Logs { service, timestamps, tail } => commands::service::logs(c, &service, timestamps, tail).await,
+            ServiceCmd::Logs { service, timestamps, tail } => {
+                commands::service::logs(c, &service, timestamps, tail).await
+            }
             ServiceCmd::Rm { services } => commands::service::rm(c, &services).await,
             ServiceCmd::Inspect { services } => commands::service::inspect(c, &services).await,
         },
@@ -314,9 +320,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             StackCmd::Rm { name, detach, timeout } => commands::stack::rm(c, &name, detach, timeout).await,
         },
-        Command::Image(ImageCmd::Import { source, reference }) => {
-            commands::image::import(c, &source, &reference).await
-        }
+        Command::Image(ImageCmd::Import { source, reference }) => commands::image::import(c, &source, &reference).await,
         Command::Image(ImageCmd::Ls { quiet, format }) => commands::image::ls(c, quiet, format).await,
         Command::Container(ContainerCmd::Ls { all, quiet, format }) => {
             commands::container::ls(c, all, quiet, format).await

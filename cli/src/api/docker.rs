@@ -9,9 +9,10 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 use shoal_proto::{
-    service_mode, Annotations, Cluster, ContainerSpec, EndpointMode, EndpointSpec, GlobalService, NetworkAttachmentConfig,
-    Node, NodeAvailability, NodeRole, NodeState, Placement, Reachability, ReplicatedService, ResourceRequirements,
-    Resources, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task, TaskSpec,
+    service_mode, Annotations, Cluster, ContainerSpec, EndpointMode, EndpointSpec, GlobalService,
+    NetworkAttachmentConfig, Node, NodeAvailability, NodeRole, NodeState, Placement, Reachability, ReplicatedService,
+    ResourceRequirements, Resources, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task,
+    TaskSpec,
 };
 
 /// RFC 3339 with nanoseconds, UTC, as Go's `time.Time` marshals.
@@ -47,7 +48,9 @@ pub fn service_spec(s: &ServiceSpec) -> Value {
     o.insert("Labels".into(), labels(&s.annotations));
     o.insert("TaskTemplate".into(), task_spec(s.task.as_ref().cloned().unwrap_or_default()));
     match s.mode.as_ref().and_then(|m| m.mode.as_ref()) {
-        Some(service_mode::Mode::Replicated(r)) => o.insert("Mode".into(), json!({"Replicated": {"Replicas": r.replicas}})),
+        Some(service_mode::Mode::Replicated(r)) => {
+            o.insert("Mode".into(), json!({"Replicated": {"Replicas": r.replicas}}))
+        }
         Some(service_mode::Mode::Global(_)) => o.insert("Mode".into(), json!({"Global": {}})),
         None => o.insert("Mode".into(), json!({})),
     };
@@ -429,7 +432,8 @@ pub fn parse_task_spec(v: &Value) -> Result<TaskSpec, SpecError> {
     let res = obj(get(t, "Resources"), "TaskTemplate.Resources")?;
     let limits = parse_resources(get(res, "Limits"), "TaskTemplate.Resources.Limits")?;
     let reservations = parse_resources(get(res, "Reservations"), "TaskTemplate.Resources.Reservations")?;
-    let resources = (limits.is_some() || reservations.is_some()).then_some(ResourceRequirements { limits, reservations });
+    let resources =
+        (limits.is_some() || reservations.is_some()).then_some(ResourceRequirements { limits, reservations });
     let restart = match obj(get(t, "RestartPolicy"), "TaskTemplate.RestartPolicy")? {
         None => None,
         Some(r) => {
@@ -546,7 +550,8 @@ mod tests {
 
     #[test]
     fn missing_replicas_means_one_and_bad_types_name_the_field() {
-        let spec = parse_service_spec(&json!({"Name": "x", "TaskTemplate": {"ContainerSpec": {"Image": "i"}}})).unwrap();
+        let spec =
+            parse_service_spec(&json!({"Name": "x", "TaskTemplate": {"ContainerSpec": {"Image": "i"}}})).unwrap();
         assert!(matches!(
             spec.mode.unwrap().mode,
             Some(service_mode::Mode::Replicated(ReplicatedService { replicas: 1 }))

@@ -16,16 +16,20 @@ impl Filters {
     /// endpoint knows (others are a 400 naming them, as Docker does).
     pub fn parse(raw: Option<&str>, accepted: &[&str]) -> Result<Filters, ApiError> {
         let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(Filters::default()) };
-        let v: Value = serde_json::from_str(raw)
-            .map_err(|e| ApiError::bad_request(format!("invalid filters parameter: {e}")))?;
-        let Value::Object(m) = v else { return Err(ApiError::bad_request("invalid filters parameter: expected an object")) };
+        let v: Value =
+            serde_json::from_str(raw).map_err(|e| ApiError::bad_request(format!("invalid filters parameter: {e}")))?;
+        let Value::Object(m) = v else {
+            return Err(ApiError::bad_request("invalid filters parameter: expected an object"));
+        };
         let mut out = BTreeMap::new();
         for (k, v) in m {
             if !accepted.contains(&k.as_str()) {
                 return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
             }
             let values: Vec<String> = match v {
-                Value::Object(vals) => vals.into_iter().filter(|(_, b)| b.as_bool() == Some(true)).map(|(s, _)| s).collect(),
+                Value::Object(vals) => {
+                    vals.into_iter().filter(|(_, b)| b.as_bool() == Some(true)).map(|(s, _)| s).collect()
+                }
                 Value::Array(vals) => vals.into_iter().filter_map(|s| s.as_str().map(String::from)).collect(),
                 _ => return Err(ApiError::bad_request(format!("invalid filter '{k}': expected an object"))),
             };

@@ -47,7 +47,8 @@ pub async fn create(
         None => repo,
     };
     let tmp_dir = daemon.data_root().join("tmp");
-    std::fs::create_dir_all(&tmp_dir).map_err(|e| ApiError::internal(format!("creating {}: {e}", tmp_dir.display())))?;
+    std::fs::create_dir_all(&tmp_dir)
+        .map_err(|e| ApiError::internal(format!("creating {}: {e}", tmp_dir.display())))?;
     let tmp = tmp_dir.join(format!("import-{}.tar", shoal_manager::identity::new_id()));
     let result = async {
         let mut file =
@@ -73,8 +74,9 @@ pub async fn create(
 
 pub async fn list(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<Value>> {
     let rt = daemon.runtime.clone();
-    let images =
-        tokio::task::spawn_blocking(move || rt.list_images()).await.map_err(|e| ApiError::internal(e.to_string()))??;
+    let images = tokio::task::spawn_blocking(move || rt.list_images())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
     Ok(Json(Value::Array(
         images
             .into_iter()

@@ -74,7 +74,8 @@ pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) 
 }
 
 fn parse_body(body: &[u8]) -> ApiResult<shoal_proto::ServiceSpec> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     docker::parse_service_spec(&v).map_err(|e| ApiError::bad_request(format!("invalid service spec: {e}")))
 }
 
@@ -135,9 +136,7 @@ fn task_matches(state: &StoreState, f: &Filters, t: &Task) -> bool {
             "accepted" => t.desired_state() == TaskState::Accepted,
             _ => false,
         })
-        && f.labels_match(|k| {
-            t.service_annotations.as_ref().and_then(|a| a.labels.get(k)).map(|v| v.as_str())
-        })
+        && f.labels_match(|k| t.service_annotations.as_ref().and_then(|a| a.labels.get(k)).map(|v| v.as_str()))
         && f.any("_up-to-date", |_| {
             service.and_then(|s| s.spec.as_ref()).and_then(|s| s.task.as_ref()) == t.spec.as_ref()
         })
@@ -254,8 +253,7 @@ pub async fn logs(
         frame(stream, line.as_bytes(), &mut body);
     }
     let mut resp = body.into_response();
-    resp.headers_mut()
-        .insert("Content-Type", HeaderValue::from_static("application/vnd.docker.multiplexed-stream"));
+    resp.headers_mut().insert("Content-Type", HeaderValue::from_static("application/vnd.docker.multiplexed-stream"));
     Ok(resp)
 }
 
@@ -272,7 +270,8 @@ pub async fn deploy_stack(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     let m = manager(&daemon).await?;
-    let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let Some(list) = v.get("Services").and_then(|s| s.as_array()) else {
         return Err(ApiError::bad_request("the body must be {\"Services\": [ServiceSpec, …]}"));
     };

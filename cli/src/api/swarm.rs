@@ -67,9 +67,7 @@ pub async fn list_nodes(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQ
         .filter(|n| f.any("id", |v| n.id.starts_with(v)))
         .filter(|n| f.any("name", |v| n.hostname().starts_with(v)))
         .filter(|n| {
-            f.any("role", |v| {
-                v == if n.role() == shoal_proto::NodeRole::Manager { "manager" } else { "worker" }
-            })
+            f.any("role", |v| v == if n.role() == shoal_proto::NodeRole::Manager { "manager" } else { "worker" })
         })
         .map(|n| docker::node(n, leader))
         .collect();

@@ -64,7 +64,9 @@ pub async fn info(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<Value>> {
     let desc = crate::daemon::node_description(&daemon.hostname);
     let res = desc.resources.unwrap_or_default();
     let swarm = match daemon.swarm.read().await.as_ref() {
-        None => json!({ "LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null }),
+        None => {
+            json!({ "LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": false, "Error": "", "RemoteManagers": null })
+        }
         Some(member) => {
             let id = &member.identity;
             let mut s = json!({

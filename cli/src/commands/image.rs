@@ -30,7 +30,11 @@ pub async fn import(client: &Client, src: &Path, reference: &str) -> anyhow::Res
     };
     let body = rootfs_tar(src)?;
     let v = client
-        .post_raw(&format!("/images/create?fromSrc=-&repo={}&tag={}", encode(repo), encode(tag)), body, "application/x-tar")
+        .post_raw(
+            &format!("/images/create?fromSrc=-&repo={}&tag={}", encode(repo), encode(tag)),
+            body,
+            "application/x-tar",
+        )
         .await?;
     println!("{}", s(&v, &["status"]));
     Ok(())
@@ -67,7 +71,8 @@ pub async fn ls(client: &Client, quiet: bool, format: Format) -> anyhow::Result<
     for i in &list {
         let id = short(s(i, &["Id"]).trim_start_matches("sha256:")).to_string();
         let created = super::human_duration(shoal_proto::now_ns() - n(i, &["Created"]) * 1_000_000_000) + " ago";
-        let refs: Vec<&str> = i["RepoTags"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let refs: Vec<&str> =
+            i["RepoTags"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
         if refs.is_empty() {
             t.row(vec!["<none>".into(), "<none>".into(), id.clone(), created.clone(), human_size(n(i, &["Size"]))]);
         }

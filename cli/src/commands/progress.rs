@@ -41,11 +41,8 @@ pub async fn wait_converged(client: &Client, ids: &[String], since: i64, timeout
             let desired = n(svc, &["Spec", "Mode", "Replicated", "Replicas"]) as usize;
             let mine: Vec<&Value> = tasks.iter().filter(|t| t["ServiceID"].as_str() == Some(id)).collect();
             let live: Vec<&&Value> = mine.iter().filter(|t| s(t, &["DesiredState"]) == "running").collect();
-            let running_slots: HashSet<i64> = live
-                .iter()
-                .filter(|t| s(t, &["Status", "State"]) == "running")
-                .map(|t| n(t, &["Slot"]))
-                .collect();
+            let running_slots: HashSet<i64> =
+                live.iter().filter(|t| s(t, &["Status", "State"]) == "running").map(|t| n(t, &["Slot"])).collect();
             let running = running_slots.len();
             let recent = |t: &&&Value| parse_time(s(t, &["CreatedAt"])).unwrap_or(0) >= since;
             let failures: Vec<&&Value> = mine
@@ -59,7 +56,10 @@ pub async fn wait_converged(client: &Client, ids: &[String], since: i64, timeout
                 .max_by_key(|t| parse_time(s(t, &["Status", "Timestamp"])).unwrap_or(0))
                 .map(|t| s(t, &["Status", "Err"]).to_string());
             let mut line = format!("{name}: {running}/{desired} running");
-            if running < desired {
+            // Converged: every slot runs an up-to-date task and nothing else
+            // is still meant to run (a scale-down has been applied).
+            let converged = running == desired && live.len() == desired;
+            if !converged {
                 done = false;
                 if let Some(e) = &newest_err {
                     line.push_str(&format!(" ({e})"));

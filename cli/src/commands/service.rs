@@ -1,5 +1,6 @@
 //! `shoal service …`, and the service and task tables `stack` reuses.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -42,11 +43,8 @@ pub fn print_services(services: &Value, quiet: bool, format: Format) -> anyhow::
     }
     let mut t = Table::new(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"]);
     for svc in &list {
-        let replicas = format!(
-            "{}/{}",
-            n(svc, &["ServiceStatus", "RunningTasks"]),
-            n(svc, &["ServiceStatus", "DesiredTasks"])
-        );
+        let replicas =
+            format!("{}/{}", n(svc, &["ServiceStatus", "RunningTasks"]), n(svc, &["ServiceStatus", "DesiredTasks"]));
         t.row(vec![
             short(s(svc, &["ID"])).into(),
             s(svc, &["Spec", "Name"]).into(),
@@ -67,7 +65,13 @@ pub async fn ls(client: &Client, quiet: bool, format: Format) -> anyhow::Result<
 
 /// Prints tasks as `service ps` does: newest first per slot, older ones
 /// indented with ` \_ `.
-pub async fn print_tasks(client: &Client, tasks: &Value, no_trunc: bool, quiet: bool, format: Format) -> anyhow::Result<()> {
+pub async fn print_tasks(
+    client: &Client,
+    tasks: &Value,
+    no_trunc: bool,
+    quiet: bool,
+    format: Format,
+) -> anyhow::Result<()> {
     if format == Format::Json {
         return print_json(tasks);
     }
@@ -76,20 +80,23 @@ pub async fn print_tasks(client: &Client, tasks: &Value, no_trunc: bool, quiet: 
     let mut node_names: HashMap<String, String> = HashMap::new();
     for t in &list {
         let sid = s(t, &["ServiceID"]).to_string();
-        if !service_names.contains_key(&sid) {
+        if let Entry::Vacant(e) = service_names.entry(sid.clone()) {
             let name = match client.get(&format!("/services/{sid}")).await {
                 Ok(svc) => s(&svc, &["Spec", "Name"]).to_string(),
-                Err(_) => sid.clone(),
+                Err(_) => sid,
             };
-            service_names.insert(sid, name);
+            e.insert(name);
         }
         let nid = s(t, &["NodeID"]).to_string();
-        if !nid.is_empty() && !node_names.contains_key(&nid) {
+        if nid.is_empty() {
+            continue;
+        }
+        if let Entry::Vacant(e) = node_names.entry(nid.clone()) {
             let name = match client.get(&format!("/nodes/{nid}")).await {
                 Ok(node) => s(&node, &["Description", "Hostname"]).to_string(),
-                Err(_) => nid.clone(),
+                Err(_) => nid,
             };
-            node_names.insert(nid, name);
+            e.insert(name);
         }
     }
     let key = |t: &Value| {
@@ -149,9 +156,9 @@ pub async fn scale(client: &Client, pairs: &[String], detach: bool, timeout: Dur
         let Some((name, count)) = pair.split_once('=') else {
             anyhow::bail!("invalid scale specifier '{pair}': use SERVICE=REPLICAS, e.g. app_web=5");
         };
-        let replicas: u64 = count
-            .parse()
-            .map_err(|_| anyhow::anyhow!("invalid replicas value {count} for {name}: expected a non-negative integer"))?;
+        let replicas: u64 = count.parse().map_err(|_| {
+            anyhow::anyhow!("invalid replicas value {count} for {name}: expected a non-negative integer")
+        })?;
         let svc = client.get(&format!("/services/{}", encode(name))).await?;
         let mut spec = svc["Spec"].clone();
         if !spec["Mode"]["Replicated"].is_object() {
@@ -256,12 +263,9 @@ pub async fn logs(client: &Client, service: &str, timestamps: bool, tail: Option
         // `[timestamp ]details message`
         let (ts, rest) = if timestamps { line.split_once(' ').unwrap_or(("", &line)) } else { ("", line.as_str()) };
         let (details, msg) = rest.split_once(' ').unwrap_or(("", rest));
-        let task_id = details
-            .split(',')
-            .find_map(|kv| kv.strip_prefix("com.docker.swarm.task.id="))
-            .unwrap_or("")
-            .to_string();
-        if !tasks.contains_key(&task_id) {
+        let task_id =
+            details.split(',').find_map(|kv| kv.strip_prefix("com.docker.swarm.task.id=")).unwrap_or("").to_string();
+        if let Entry::Vacant(e) = tasks.entry(task_id.clone()) {
             let info = match client.get(&format!("/tasks/{task_id}")).await {
                 Ok(t) => {
                     let node = match client.get(&format!("/nodes/{}", s(&t, &["NodeID"]))).await {
@@ -272,7 +276,7 @@ pub async fn logs(client: &Client, service: &str, timestamps: bool, tail: Option
                 }
                 Err(_) => (0, String::new()),
             };
-            tasks.insert(task_id.clone(), info);
+            e.insert(info);
         }
         let (slot, node) = &tasks[&task_id];
         let prefix = format!("{name}.{slot}.{}@{node}", short(&task_id));

@@ -95,8 +95,10 @@ pub async fn ps(client: &Client, name: &str, no_trunc: bool, quiet: bool, format
 
 pub async fn rm(client: &Client, name: &str, detach: bool, timeout: Duration) -> anyhow::Result<()> {
     let r = client.delete(&format!("/shoal/v1/stacks/{}", encode(name))).await?;
-    let mut removed: Vec<String> =
-        r["Removed"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
+    let mut removed: Vec<String> = r["Removed"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default();
     removed.sort();
     for svc in &removed {
         println!("Removing service {svc}");

@@ -6,15 +6,17 @@ use super::s;
 use crate::client::Client;
 
 pub async fn init(client: &Client, listen_addr: &str, advertise_addr: &str) -> anyhow::Result<()> {
-    let id = client
-        .post("/swarm/init", &json!({ "ListenAddr": listen_addr, "AdvertiseAddr": advertise_addr }))
-        .await?;
+    let id = client.post("/swarm/init", &json!({ "ListenAddr": listen_addr, "AdvertiseAddr": advertise_addr })).await?;
     let id = id.as_str().unwrap_or_default().to_string();
     let node = client.get(&format!("/nodes/{id}")).await?;
     let swarm = client.get("/swarm").await?;
     println!("Swarm initialized: current node ({id}) is now a manager.\n");
     println!("To add a worker to this swarm, run the following command:\n");
-    println!("    shoal swarm join --token {} {}\n", s(&swarm, &["JoinTokens", "Worker"]), s(&node, &["ManagerStatus", "Addr"]));
+    println!(
+        "    shoal swarm join --token {} {}\n",
+        s(&swarm, &["JoinTokens", "Worker"]),
+        s(&node, &["ManagerStatus", "Addr"])
+    );
     println!("To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.");
     Ok(())
 }

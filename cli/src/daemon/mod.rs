@@ -42,7 +42,9 @@ pub struct Daemon {
 /// Why `swarm init` was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
-    #[error("This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one.")]
+    #[error(
+        "This node is already part of a swarm. Use \"shoal swarm leave\" to leave this swarm and join another one."
+    )]
     AlreadyInSwarm,
     #[error("{0}")]
     InvalidArgument(String),
@@ -75,12 +77,8 @@ impl Daemon {
         let exe = std::env::current_exe().context("finding the shoal binary to run container shims")?;
         let runtime = Runtime::open(&config.data_root.join("runtime"), exe, vec!["internal-shim".into()])
             .with_context(|| format!("opening the runtime under {}", config.data_root.display()))?;
-        let daemon = Arc::new(Daemon {
-            config,
-            runtime: Arc::new(runtime),
-            hostname: hostname(),
-            swarm: RwLock::new(None),
-        });
+        let daemon =
+            Arc::new(Daemon { config, runtime: Arc::new(runtime), hostname: hostname(), swarm: RwLock::new(None) });
         if let Some(identity) = NodeIdentity::load(&daemon.config.data_root)? {
             tracing::info!(node = %identity.node_id, "rejoining the swarm this node was in");
             let member = daemon.start_member(identity, None).await?;
@@ -128,9 +126,9 @@ impl Daemon {
             return Err(InitError::AlreadyInSwarm);
         }
         let listen = if listen_addr.is_empty() { "0.0.0.0:2377" } else { listen_addr };
-        let listen: SocketAddr = with_default_port(listen)
-            .parse()
-            .map_err(|_| InitError::InvalidArgument(format!("invalid listen address \"{listen_addr}\": use IP:PORT")))?;
+        let listen: SocketAddr = with_default_port(listen).parse().map_err(|_| {
+            InitError::InvalidArgument(format!("invalid listen address \"{listen_addr}\": use IP:PORT"))
+        })?;
         let advertise = if advertise_addr.is_empty() {
             let ip = if listen.ip().is_unspecified() {
                 identity::primary_address().ok_or_else(|| {

@@ -1,0 +1,261 @@
+//! Containers on disk: one directory per container under `<root>/containers/<id>/` holding
+//! `config.json` (what to run, fixed at create: [`spec`]), `state.json` and `exit.json` (what
+//! happened: [`state`]), `container.log` (its output), `shim.log` (the shim's own errors),
+//! `lock` (serializes lifecycle operations) and the snapshot (`upper/ work/ rootfs/`).
+//!
+//! Architecture invariant: every fact about a container is in its directory, so a new process
+//! opening the same root sees exactly what the old one saw.
+
+pub(crate) mod spec;
+pub(crate) mod state;
+
+use std::{
+    collections::BTreeMap,
+    fs, io,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{Error, IoContext},
+    jsonfile,
+};
+use spec::ContainerConfig;
+
+/// The lifecycle state of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    /// Created, never started.
+    Created,
+    /// Its command is running.
+    Running,
+    /// Its command has ended, or could not be started.
+    Exited,
+}
+
+/// What the runtime knows about a container, as of the call that returned it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    /// 64 lowercase hex characters.
+    pub id: String,
+    pub name: String,
+    /// The image as given at create.
+    pub image: String,
+    /// `sha256:…` of the image config.
+    pub image_id: String,
+    pub labels: BTreeMap<String, String>,
+    pub state: ContainerState,
+    /// Host pid of the container's init, while running.
+    pub pid: Option<i32>,
+    /// Exit status (128 + signal when killed by one), once exited.
+    pub exit_code: Option<i32>,
+    /// Why the container failed to start or was lost, if it did or was.
+    pub error: Option<String>,
+    /// Unix nanoseconds.
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    /// The resolved command line (entrypoint + cmd).
+    pub command: Vec<String>,
+}
+
+/// The files of one container.
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerPaths {
+    dir: PathBuf,
+}
+
+impl ContainerPaths {
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub(crate) fn config(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    pub(crate) fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    pub(crate) fn exit(&self) -> PathBuf {
+        self.dir.join("exit.json")
+    }
+    pub(crate) fn log(&self) -> PathBuf {
+        self.dir.join("container.log")
+    }
+    pub(crate) fn shim_log(&self) -> PathBuf {
+        self.dir.join("shim.log")
+    }
+    fn lock(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+
+    /// For the shim, which is handed the directory itself.
+    pub(crate) fn new(dir: &Path) -> ContainerPaths {
+        ContainerPaths { dir: dir.to_path_buf() }
+    }
+}
+
+/// An exclusive hold on one container's lifecycle (start, stop, remove), across processes.
+#[derive(Debug)]
+pub(crate) struct ContainerLock {
+    _flock: Flock<fs::File>,
+}
+
+/// `<root>/containers`.
+#[derive(Debug)]
+pub(crate) struct ContainerStore {
+    dir: PathBuf,
+    /// Makes "is the name free? then take it" atomic within this process.
+    create_lock: Mutex<()>,
+}
+
+impl ContainerStore {
+    pub(crate) fn open(dir: &Path) -> Result<ContainerStore, Error> {
+        fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+        Ok(ContainerStore { dir: dir.to_path_buf(), create_lock: Mutex::new(()) })
+    }
+
+    pub(crate) fn paths(&self, id: &str) -> ContainerPaths {
+        ContainerPaths { dir: self.dir.join(id) }
+    }
+
+    /// The configs of all containers, in no particular order.
+    pub(crate) fn list(&self) -> Result<Vec<ContainerConfig>, Error> {
+        let context = || format!("listing {}", self.dir.display());
+        let mut configs = Vec::new();
+        for entry in fs::read_dir(&self.dir).context(context)? {
+            let name = entry.context(context)?.file_name();
+            let Some(id) = name.to_str().filter(|id| is_id(id)) else {
+                continue;
+            };
+            // A container being removed right now may have lost its config already.
+            if let Some(config) = jsonfile::read::<ContainerConfig>(&self.paths(id).config())? {
+                configs.push(config);
+            }
+        }
+        Ok(configs)
+    }
+
+    /// Finds a container by full id, name, or unambiguous id prefix.
+    pub(crate) fn find(&self, id_or_name: &str) -> Result<ContainerConfig, Error> {
+        if is_id(id_or_name) {
+            if let Some(config) = jsonfile::read(&self.paths(id_or_name).config())? {
+                return Ok(config);
+            }
+        }
+        let name = id_or_name.strip_prefix('/').unwrap_or(id_or_name);
+        let configs = self.list()?;
+        if let Some(config) = configs.iter().find(|c| c.name == name) {
+            return Ok(config.clone());
+        }
+        let is_prefix =
+            !id_or_name.is_empty() && id_or_name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if is_prefix {
+            let mut matches = configs.into_iter().filter(|c| c.id.starts_with(id_or_name));
+            match (matches.next(), matches.next()) {
+                (Some(config), None) => return Ok(config),
+                (Some(_), Some(_)) => {
+                    return Err(Error::invalid(format!(
+                        "container id prefix \"{id_or_name}\" matches several containers: give more digits"
+                    )))
+                }
+                (None, _) => {}
+            }
+        }
+        Err(Error::container_not_found(id_or_name))
+    }
+
+    /// Creates the directory and files of a new container; `prepare` fills in the snapshot.
+    /// Nothing is left behind on failure.
+    pub(crate) fn create(
+        &self,
+        config: &ContainerConfig,
+        prepare: impl FnOnce(&Path) -> Result<(), Error>,
+    ) -> Result<ContainerPaths, Error> {
+        validate_name(&config.name)?;
+        let _guard = self.create_lock.lock().expect("create lock is never poisoned: nothing panics while holding it");
+        if let Some(other) = self.list()?.into_iter().find(|c| c.name == config.name) {
+            return Err(Error::conflict(format!(
+                "the container name \"{}\" is already used by container {}: remove that container or choose another name",
+                config.name,
+                &other.id[..12]
+            )));
+        }
+        let paths = self.paths(&config.id);
+        fs::DirBuilder::new().mode(0o711).create(&paths.dir).context(|| format!("creating {}", paths.dir.display()))?;
+        let result = (|| {
+            prepare(&paths.dir)?;
+            jsonfile::write(&paths.state(), &state::StateFile::default())?;
+            // Written last: a directory without config.json is not a container.
+            jsonfile::write(&paths.config(), config)
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_dir_all(&paths.dir);
+            return Err(e);
+        }
+        Ok(paths)
+    }
+
+    /// Takes the container's lifecycle lock, then checks it still exists.
+    pub(crate) fn lock(&self, config: &ContainerConfig) -> Result<ContainerLock, Error> {
+        let paths = self.paths(&config.id);
+        let file =
+            fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(paths.lock());
+        let file = match file {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::container_not_found(&config.name)),
+            Err(e) => return Err(Error::io(format!("opening {}", paths.lock().display()), e)),
+        };
+        let flock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| Error::io(format!("locking {}", paths.lock().display()), errno.into()))?;
+        // Whoever held the lock before us may have removed the container.
+        if !paths.config().exists() {
+            return Err(Error::container_not_found(&config.name));
+        }
+        Ok(ContainerLock { _flock: flock })
+    }
+}
+
+/// A new random container id: 64 lowercase hex characters.
+pub(crate) fn new_id() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+fn is_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+fn validate_name(name: &str) -> Result<(), Error> {
+    let valid = name.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && name.len() <= 255;
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "invalid container name \"{name}\": use letters, digits, '_', '.' and '-', starting with a letter or digit"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_ids() {
+        assert!(validate_name("web.1.abc_d-e").is_ok());
+        for bad in ["", ".web", "web/1", "a b"] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        let id = new_id();
+        assert!(is_id(&id));
+        assert!(!is_id(&id[1..]));
+        assert!(!is_id(&id.to_uppercase()));
+    }
+}

@@ -1,0 +1,98 @@
+//! A container's state, derived from files so that any process (a restarted daemon included)
+//! sees the same thing: `state.json` (written empty at create, then by the shim once the
+//! command runs: the shim's and the container init's identities), `exit.json` (written by the
+//! shim when the container ends) and whether the recorded shim is still alive.
+//!
+//! Created: no shim recorded. Running: the shim recorded in `state.json` is alive. Exited:
+//! `exit.json` exists, or the shim is gone without writing it (exit code 255, with an error).
+
+use serde::{Deserialize, Serialize};
+
+use super::{spec::ContainerConfig, ContainerInfo, ContainerPaths, ContainerState};
+use crate::{error::Error, jsonfile, process::procfs::ProcessIdentity};
+
+/// Exit code for a container whose shim vanished without recording one (as Docker uses).
+const LOST_EXIT_CODE: i32 = 255;
+
+/// `state.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct StateFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<Started>,
+}
+
+/// What the shim records once the container's command has been executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Started {
+    /// The shim, which owns the container's stdio and exit status.
+    pub shim: ProcessIdentity,
+    /// The container's init (its pid 1), as seen from the host.
+    pub init: ProcessIdentity,
+    pub started_at: i64,
+}
+
+/// `exit.json`, written once by the shim when the container ends (or fails to start).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ExitFile {
+    /// The exit status, or 128 + the signal that killed the process.
+    pub exit_code: i32,
+    pub finished_at: i64,
+    /// Why the container could not run, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A container's derived state together with what was recorded about its processes.
+#[derive(Debug, Clone)]
+pub(crate) struct Observed {
+    pub info: ContainerInfo,
+    pub started: Option<Started>,
+}
+
+/// Derives the current state of the container `config` whose files are at `paths`.
+pub(crate) fn observe(paths: &ContainerPaths, config: &ContainerConfig) -> Result<Observed, Error> {
+    let state: StateFile = jsonfile::read(&paths.state())?.unwrap_or_default();
+    let mut info = ContainerInfo {
+        id: config.id.clone(),
+        name: config.name.clone(),
+        image: config.image.clone(),
+        image_id: config.image_id.clone(),
+        labels: config.labels.clone(),
+        state: ContainerState::Created,
+        pid: None,
+        exit_code: None,
+        error: None,
+        created_at: config.created_at,
+        started_at: state.started.map(|s| s.started_at),
+        finished_at: None,
+        command: config.process.args.clone(),
+    };
+    let mut exit: Option<ExitFile> = jsonfile::read(&paths.exit())?;
+    if exit.is_none() {
+        if let Some(started) = state.started {
+            if started.shim.is_running() {
+                info.state = ContainerState::Running;
+                info.pid = Some(started.init.pid);
+            } else {
+                // The shim may have recorded the exit between our two reads.
+                exit = jsonfile::read(&paths.exit())?;
+                if exit.is_none() {
+                    info.state = ContainerState::Exited;
+                    info.exit_code = Some(LOST_EXIT_CODE);
+                    info.error = Some(format!(
+                        "the container's shim (pid {}) ended without recording an exit status; see {}",
+                        started.shim.pid,
+                        paths.shim_log().display()
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(exit) = exit {
+        info.state = ContainerState::Exited;
+        info.exit_code = Some(exit.exit_code);
+        info.finished_at = Some(exit.finished_at);
+        info.error = exit.error;
+    }
+    Ok(Observed { info, started: state.started })
+}

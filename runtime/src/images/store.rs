@@ -1,0 +1,325 @@
+//! The node's image store, an OCI image layout under `<root>/images/`:
+//! `oci-layout`, `index.json` (one manifest descriptor per reference, named by the
+//! `org.opencontainers.image.ref.name` annotation, which holds the full `name:tag`), and
+//! content-addressed `blobs/sha256/<hex>`. Blobs are written to `ingest/` while being hashed and
+//! renamed into place, so a blob path always holds exactly the bytes its name promises.
+//!
+//! Architecture invariant: the store only knows blobs, manifests, configs and names; unpacking
+//! layers is the snapshotter's job.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs,
+    io::{self, Write},
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::Mutex,
+};
+
+use oci_spec::image::{
+    Descriptor, Digest, ImageConfiguration, ImageIndex, ImageManifest, MediaType, ANNOTATION_REF_NAME,
+};
+use sha2::{Digest as _, Sha256};
+
+use super::{reference::Reference, ImageSummary};
+use crate::{
+    error::{Error, IoContext},
+    jsonfile,
+};
+
+/// An image as the store knows it: its manifest, config and the names pointing at it.
+#[derive(Debug, Clone)]
+pub(crate) struct Image {
+    /// `sha256:…` of the config blob, the image's id as Docker shows it.
+    pub id: String,
+    pub manifest: ImageManifest,
+    pub config: ImageConfiguration,
+    pub references: Vec<String>,
+}
+
+impl Image {
+    pub(crate) fn summary(&self) -> ImageSummary {
+        ImageSummary {
+            id: self.id.clone(),
+            references: self.references.clone(),
+            size: self.manifest.layers().iter().map(|l| l.size()).sum(),
+            created_at: self.config.created().as_deref().and_then(crate::clock::parse_rfc3339_ns).unwrap_or(0),
+        }
+    }
+}
+
+/// The image store rooted at `<root>/images`.
+#[derive(Debug)]
+pub(crate) struct ImageStore {
+    dir: PathBuf,
+    /// Serializes read-modify-write cycles of `index.json` within this process.
+    index_lock: Mutex<()>,
+}
+
+impl ImageStore {
+    /// Opens (creating if needed) the layout at `dir`, discarding long-interrupted ingests.
+    pub(crate) fn open(dir: &Path) -> Result<ImageStore, Error> {
+        let store = ImageStore { dir: dir.to_path_buf(), index_lock: Mutex::new(()) };
+        fs::create_dir_all(store.dir.join("blobs/sha256"))
+            .context(|| format!("creating the image store in {}", dir.display()))?;
+        let ingest = store.dir.join("ingest");
+        fs::create_dir_all(&ingest).context(|| format!("creating {}", ingest.display()))?;
+        crate::jsonfile::remove_stale(&ingest, |_| true)?;
+        let layout = store.dir.join("oci-layout");
+        if !layout.exists() {
+            jsonfile::write_bytes(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        if !store.index_path().exists() {
+            store.write_index(&ImageIndex::default())?;
+        }
+        Ok(store)
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.dir.join("index.json")
+    }
+
+    /// Where the blob with this descriptor's digest lives (only sha256 is supported).
+    pub(crate) fn blob_path(&self, descriptor: &Descriptor) -> Result<PathBuf, Error> {
+        let hex = descriptor.as_digest_sha256().ok_or_else(|| {
+            Error::corrupt(self.index_path(), format!("digest {} is not sha256", descriptor.digest()))
+        })?;
+        Ok(self.dir.join("blobs/sha256").join(hex))
+    }
+
+    /// Starts writing a new blob; its digest is known when it is committed.
+    pub(crate) fn blob_writer(&self) -> Result<BlobWriter, Error> {
+        let path = self.dir.join("ingest").join(format!("{:016x}", rand::random::<u64>()));
+        let file = fs::File::create(&path).context(|| format!("creating {}", path.display()))?;
+        Ok(BlobWriter {
+            file,
+            tmp: path,
+            blobs: self.dir.join("blobs/sha256"),
+            hasher: Sha256::new(),
+            size: 0,
+            committed: false,
+        })
+    }
+
+    /// Stores `data` as a blob and returns its descriptor.
+    pub(crate) fn write_blob(&self, media_type: MediaType, data: &[u8]) -> Result<Descriptor, Error> {
+        let mut writer = self.blob_writer()?;
+        writer.write_all(data).context(|| "writing a blob to the image store".to_string())?;
+        writer.commit(media_type)
+    }
+
+    fn read_json_blob<T: serde::de::DeserializeOwned>(&self, d: &Descriptor) -> Result<T, Error> {
+        let path = self.blob_path(d)?;
+        match jsonfile::read(&path)? {
+            Some(value) => Ok(value),
+            None => Err(Error::corrupt(path, format!("blob {} is named in the store but missing", d.digest()))),
+        }
+    }
+
+    fn read_index(&self) -> Result<ImageIndex, Error> {
+        Ok(jsonfile::read(&self.index_path())?.unwrap_or_default())
+    }
+
+    fn write_index(&self, index: &ImageIndex) -> Result<(), Error> {
+        jsonfile::write(&self.index_path(), index)
+    }
+
+    /// Points `reference` at `manifest`. A manifest that loses its last name stays in the index
+    /// without one (a dangling image), as Docker keeps `<none>` images.
+    pub(crate) fn tag(&self, reference: &Reference, manifest: &Descriptor) -> Result<(), Error> {
+        let _guard = self.index_lock.lock().expect("index lock is never poisoned: no panics while held");
+        let mut index = self.read_index()?;
+        let name = reference.to_string();
+        let mut manifests = Vec::new();
+        for mut d in index.manifests().iter().cloned() {
+            if ref_name(&d) == Some(name.as_str()) {
+                d.set_annotations(None);
+            }
+            manifests.push(d);
+        }
+        let mut named = manifest.clone();
+        named.set_annotations(Some(HashMap::from([(ANNOTATION_REF_NAME.to_string(), name)])));
+        manifests.push(named);
+        // Drop nameless duplicates: a manifest needs a nameless entry only when it has no name.
+        let has_name: Vec<Digest> =
+            manifests.iter().filter(|d| ref_name(d).is_some()).map(|d| d.digest().clone()).collect();
+        let mut seen_nameless = Vec::new();
+        manifests.retain(|d| {
+            if ref_name(d).is_some() {
+                return true;
+            }
+            let keep = !has_name.contains(d.digest()) && !seen_nameless.contains(d.digest());
+            seen_nameless.push(d.digest().clone());
+            keep
+        });
+        index.set_manifests(manifests);
+        self.write_index(&index)
+    }
+
+    /// Every image in the store, grouped by manifest, names sorted.
+    pub(crate) fn list(&self) -> Result<Vec<Image>, Error> {
+        let index = self.read_index()?;
+        let mut by_manifest: BTreeMap<String, (Descriptor, Vec<String>)> = BTreeMap::new();
+        for d in index.manifests() {
+            let entry = by_manifest.entry(d.digest().to_string()).or_insert_with(|| (d.clone(), Vec::new()));
+            if let Some(name) = ref_name(d) {
+                entry.1.push(name.to_string());
+            }
+        }
+        let mut images = Vec::with_capacity(by_manifest.len());
+        for (_, (descriptor, mut references)) in by_manifest {
+            references.sort();
+            let manifest: ImageManifest = self.read_json_blob(&descriptor)?;
+            let config: ImageConfiguration = self.read_json_blob(manifest.config())?;
+            images.push(Image { id: manifest.config().digest().to_string(), manifest, config, references });
+        }
+        Ok(images)
+    }
+
+    /// Finds an image by `name[:tag]`, by id (`sha256:…`) or by an unambiguous id prefix.
+    pub(crate) fn resolve(&self, reference_or_id: &str) -> Result<Option<Image>, Error> {
+        let images = self.list()?;
+        if let Ok(reference) = Reference::parse(reference_or_id) {
+            let name = reference.to_string();
+            if let Some(image) = images.iter().find(|i| i.references.contains(&name)) {
+                return Ok(Some(image.clone()));
+            }
+        }
+        let prefix = reference_or_id.strip_prefix("sha256:").unwrap_or(reference_or_id);
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let mut matches =
+            images.into_iter().filter(|i| i.id.strip_prefix("sha256:").is_some_and(|hex| hex.starts_with(prefix)));
+        match (matches.next(), matches.next()) {
+            (Some(image), None) => Ok(Some(image)),
+            (Some(_), Some(_)) => Err(Error::invalid(format!(
+                "image id prefix \"{reference_or_id}\" matches several images: give more digits"
+            ))),
+            (None, _) => Ok(None),
+        }
+    }
+}
+
+fn ref_name(d: &Descriptor) -> Option<&str> {
+    d.annotations().as_ref().and_then(|a| a.get(ANNOTATION_REF_NAME)).map(String::as_str)
+}
+
+/// A blob being written: hashed as it goes, renamed to its digest on commit, deleted if dropped.
+pub(crate) struct BlobWriter {
+    file: fs::File,
+    tmp: PathBuf,
+    blobs: PathBuf,
+    hasher: Sha256,
+    size: u64,
+    committed: bool,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl BlobWriter {
+    /// Moves the blob into place under its digest and describes it.
+    pub(crate) fn commit(mut self, media_type: MediaType) -> Result<Descriptor, Error> {
+        let hex = hex::encode(self.hasher.clone().finalize());
+        self.file.sync_all().context(|| format!("flushing {}", self.tmp.display()))?;
+        let dest = self.blobs.join(&hex);
+        if dest.exists() {
+            // Same digest, same bytes: keep the existing blob.
+            let _ = fs::remove_file(&self.tmp);
+        } else {
+            fs::rename(&self.tmp, &dest).context(|| format!("storing blob {}", dest.display()))?;
+        }
+        self.committed = true;
+        let digest = Digest::from_str(&format!("sha256:{hex}")).expect("a hex-encoded sha256 is always a valid digest");
+        Ok(Descriptor::new(media_type, self.size, digest))
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, ImageStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ImageStore::open(&dir.path().join("images")).expect("open store");
+        (dir, store)
+    }
+
+    fn manifest(store: &ImageStore, created: &str) -> Descriptor {
+        let config =
+            oci_spec::image::ImageConfigurationBuilder::default().created(created.to_string()).build().expect("config");
+        let config =
+            store.write_blob(MediaType::ImageConfig, &serde_json::to_vec(&config).expect("json")).expect("config blob");
+        let manifest = oci_spec::image::ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(config)
+            .layers(vec![])
+            .build()
+            .expect("manifest");
+        store
+            .write_blob(MediaType::ImageManifest, &serde_json::to_vec(&manifest).expect("json"))
+            .expect("manifest blob")
+    }
+
+    #[test]
+    fn index_round_trip_with_ref_names() {
+        let (_dir, store) = store();
+        let m1 = manifest(&store, "2024-01-01T00:00:00Z");
+        let web1 = Reference::parse("web:1").expect("ref");
+        let web = Reference::parse("web").expect("ref");
+        store.tag(&web1, &m1).expect("tag");
+        store.tag(&web, &m1).expect("tag");
+
+        let raw = fs::read_to_string(store.index_path()).expect("index");
+        let index: ImageIndex = serde_json::from_str(&raw).expect("valid OCI index");
+        assert_eq!(index.schema_version(), 2);
+        let names: Vec<_> = index.manifests().iter().filter_map(ref_name).collect();
+        assert_eq!(names, ["web:1", "web:latest"]);
+
+        let images = store.list().expect("list");
+        assert_eq!(images.len(), 1);
+        assert_eq!(images[0].references, ["web:1", "web:latest"]);
+        assert_eq!(images[0].summary().created_at, 1_704_067_200_000_000_000);
+        let by_name = store.resolve("web").expect("resolve").expect("found");
+        let by_id = store.resolve(&images[0].id[7..19]).expect("resolve").expect("found");
+        assert_eq!(by_name.id, by_id.id);
+        assert!(store.resolve("other").expect("resolve").is_none());
+
+        // Moving "web:latest" to a new manifest leaves the old one with only "web:1".
+        let m2 = manifest(&store, "2024-01-02T00:00:00Z");
+        store.tag(&web, &m2).expect("retag");
+        let images = store.list().expect("list");
+        assert_eq!(images.len(), 2);
+        let mut refs: Vec<_> = images.iter().map(|i| i.references.clone()).collect();
+        refs.sort();
+        assert_eq!(refs, [vec!["web:1".to_string()], vec!["web:latest".to_string()]]);
+
+        // Moving the last name away keeps the old image, nameless, exactly once.
+        store.tag(&web1, &m2).expect("retag");
+        let images = store.list().expect("list");
+        assert_eq!(images.len(), 2);
+        assert!(images.iter().any(|i| i.references.is_empty()));
+        let index = store.read_index().expect("index");
+        assert_eq!(index.manifests().len(), 3);
+    }
+}

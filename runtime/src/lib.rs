@@ -1,0 +1,369 @@
+//! shoal's container runtime: the images on this node and the containers made from them.
+//!
+//! Images live in an OCI image-layout store (`images`); their layers are unpacked once and
+//! stacked with overlayfs under each container (`snapshot`). A container (`container`) is a
+//! directory of small JSON files; its process runs in its own pid, mount, uts, ipc and network
+//! namespaces, pivoted into its overlay root (`rootfs`, `process`), under a per-container
+//! shim ([`shim`]) that owns its stdio (`logs`) and exit status, so containers survive a
+//! restart of the daemon and are found again by the next [`Runtime`] opened on the same root.
+//!
+//! Boundary: the runtime knows images and containers on one machine, nothing of services, tasks
+//! or the cluster. Every call is blocking (run it on a blocking thread) except
+//! [`Runtime::wait_container`].
+//!
+//! On-disk layout under the root (`<data-root>/runtime`):
+//! ```text
+//! images/      oci-layout, index.json, blobs/sha256/<hex>, ingest/
+//! layers/      <diff id hex>/ (unpacked layers)
+//! containers/  <id>/ config.json state.json exit.json container.log shim.log lock upper/ work/ rootfs/
+//! ```
+
+mod clock;
+mod container;
+mod error;
+mod images;
+mod jsonfile;
+mod logs;
+mod process;
+mod rootfs;
+pub mod shim;
+mod snapshot;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use nix::sys::signal::Signal;
+
+use container::{
+    spec::{self as container_spec, ContainerConfig},
+    state::{self, ExitFile, Observed, StateFile},
+    ContainerStore,
+};
+use error::IoContext;
+use images::{reference::Reference, store::ImageStore};
+use process::{
+    launch::{self, Handshake, ShimCommand},
+    pidfd::PidFd,
+};
+use snapshot::Snapshotter;
+
+pub use container::{spec::ContainerSpec, ContainerInfo, ContainerState};
+pub use error::Error;
+pub use images::ImageSummary;
+pub use logs::{LogEntry, LogStream};
+
+/// How long to wait for a container to die after SIGKILL before giving up.
+const KILL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Exit code recorded when the shim itself failed to start the container (Docker's 128).
+const SHIM_FAILED_EXIT_CODE: i32 = 128;
+
+/// The runtime of one node: cheap to clone, safe to share between threads.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    images: ImageStore,
+    snapshots: Snapshotter,
+    containers: ContainerStore,
+    shim: ShimCommand,
+}
+
+impl Runtime {
+    /// Opens (creating if needed) the runtime rooted at `root` (`<data-root>/runtime`).
+    /// Containers are started by running `shim_exe shim_args… <container dir>`, which must call
+    /// [`shim::main`].
+    pub fn open(root: &Path, shim_exe: PathBuf, shim_args: Vec<String>) -> Result<Runtime, Error> {
+        fs::create_dir_all(root).context(|| format!("creating {}", root.display()))?;
+        let root = fs::canonicalize(root).context(|| format!("resolving {}", root.display()))?;
+        let text = root.to_string_lossy();
+        if text.contains([',', ':', '\\']) || text.contains(char::is_whitespace) {
+            return Err(Error::invalid(format!(
+                "the runtime root {} contains ',', ':', '\\' or whitespace, which overlayfs mount options cannot carry: choose another data root",
+                root.display()
+            )));
+        }
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                images: ImageStore::open(&root.join("images"))?,
+                snapshots: Snapshotter::open(&root.join("layers"))?,
+                containers: ContainerStore::open(&root.join("containers"))?,
+                shim: ShimCommand { exe: shim_exe, args: shim_args },
+                root,
+            }),
+        })
+    }
+
+    /// The (canonical) root directory of this runtime.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Imports a root filesystem (a directory, or a tar, optionally gzipped) as a one-layer
+    /// image named `reference`.
+    pub fn import_image(&self, src: &Path, reference: &str) -> Result<ImageSummary, Error> {
+        let reference = Reference::parse(reference)?;
+        let image = images::import::import(&self.inner.images, &self.inner.snapshots, src, &reference)?;
+        tracing::info!(image = %image.id, %reference, src = %src.display(), "imported image");
+        Ok(image.summary())
+    }
+
+    /// All images, newest first.
+    pub fn list_images(&self) -> Result<Vec<ImageSummary>, Error> {
+        let mut images: Vec<_> = self.inner.images.list()?.iter().map(|i| i.summary()).collect();
+        images.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        Ok(images)
+    }
+
+    /// The image named `reference` (`name[:tag]`, `:latest` implied), or with that id or id
+    /// prefix.
+    pub fn image(&self, reference: &str) -> Result<Option<ImageSummary>, Error> {
+        Ok(self.inner.images.resolve(reference)?.map(|i| i.summary()))
+    }
+
+    /// Creates a container (not started) from `spec`.
+    pub fn create_container(&self, spec: &ContainerSpec) -> Result<ContainerInfo, Error> {
+        let inner = &self.inner;
+        let image =
+            inner.images.resolve(&spec.image)?.ok_or_else(|| Error::ImageNotFound { reference: spec.image.clone() })?;
+        let id = container::new_id();
+        let name = if spec.name.is_empty() { id[..12].to_string() } else { spec.name.clone() };
+        let process = container_spec::resolve_process(spec, image.config.config().as_ref(), &name, &id)?;
+        let diff_ids = image.config.rootfs().diff_ids().clone();
+        let layers = image.manifest.layers();
+        if layers.len() != diff_ids.len() {
+            return Err(Error::corrupt(
+                inner.root.join("images"),
+                format!("image {} lists {} layers but {} diff ids", image.id, layers.len(), diff_ids.len()),
+            ));
+        }
+        for (layer, diff_id) in layers.iter().zip(&diff_ids) {
+            let blob = inner.images.blob_path(layer)?;
+            inner.snapshots.ensure_layer(diff_id, &blob, layer.media_type())?;
+        }
+        let config = ContainerConfig {
+            id,
+            name,
+            image: spec.image.clone(),
+            image_id: image.id.clone(),
+            labels: spec.labels.clone(),
+            created_at: clock::now_ns(),
+            process,
+            layers: diff_ids,
+        };
+        let paths = inner.containers.create(&config, |dir| inner.snapshots.prepare(dir))?;
+        tracing::info!(container = %config.name, id = %config.id, image = %config.image, "created container");
+        Ok(state::observe(&paths, &config)?.info)
+    }
+
+    /// Starts a created (or exited) container; a running one is returned as it is. Returns once
+    /// its command runs, or with the reason it could not be executed (the container is then
+    /// Exited, with that error).
+    pub fn start_container(&self, id_or_name: &str) -> Result<ContainerInfo, Error> {
+        let inner = &self.inner;
+        let config = inner.containers.find(id_or_name)?;
+        let _lock = inner.containers.lock(&config)?;
+        let paths = inner.containers.paths(&config.id);
+        let observed = state::observe(&paths, &config)?;
+        match observed.info.state {
+            ContainerState::Running => return Ok(observed.info),
+            ContainerState::Exited => {
+                // A restart: forget the previous run (its logs stay).
+                fs::remove_file(paths.exit())
+                    .or_else(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound => Ok(()),
+                        _ => Err(e),
+                    })
+                    .context(|| format!("removing {}", paths.exit().display()))?;
+                jsonfile::write(&paths.state(), &StateFile::default())?;
+            }
+            ContainerState::Created => {}
+        }
+        inner.snapshots.mount(paths.dir(), &config.layers)?;
+        match launch::launch(&inner.shim, &paths) {
+            Ok(Handshake::Started { pid }) => {
+                tracing::info!(container = %config.name, pid, "started container");
+                Ok(state::observe(&paths, &config)?.info)
+            }
+            Ok(Handshake::Failed { error, exit_code }) => {
+                Err(Error::Exec { container: config.name, message: error, exit_code })
+            }
+            Err(e) => {
+                let message = e.report();
+                // Make the failure visible in the container's state, unless the shim did.
+                if !paths.exit().exists() {
+                    jsonfile::write(
+                        &paths.exit(),
+                        &ExitFile {
+                            exit_code: SHIM_FAILED_EXIT_CODE,
+                            finished_at: clock::now_ns(),
+                            error: Some(message.clone()),
+                        },
+                    )?;
+                }
+                Err(Error::Shim { container: config.name, message, log: paths.shim_log() })
+            }
+        }
+    }
+
+    /// Stops a running container: sends `signal` (default SIGTERM), then SIGKILL after
+    /// `timeout`, and returns once it has exited. Stopping a container that is not running
+    /// does nothing.
+    pub fn stop_container(&self, id_or_name: &str, signal: Option<&str>, timeout: Duration) -> Result<(), Error> {
+        let signal = signal.map(process::signal::parse).transpose()?.unwrap_or(Signal::SIGTERM);
+        let observed = self.observe(id_or_name)?;
+        self.stop_observed(&observed, signal, timeout)
+    }
+
+    fn stop_observed(&self, observed: &Observed, signal: Signal, timeout: Duration) -> Result<(), Error> {
+        let (ContainerState::Running, Some(started)) = (observed.info.state, observed.started) else {
+            return Ok(());
+        };
+        let name = &observed.info.name;
+        let Some(shim) = PidFd::open(&started.shim).context(|| format!("opening the shim of container {name}"))? else {
+            return Ok(()); // ended meanwhile
+        };
+        let send = |signal: Signal| -> Result<(), Error> {
+            if let Some(init) =
+                PidFd::open(&started.init).context(|| format!("opening the init of container {name}"))?
+            {
+                init.signal(signal).context(|| format!("sending {signal} to container {name}"))?;
+            }
+            Ok(())
+        };
+        send(signal)?;
+        let waited = |t| shim.wait_timeout(t).context(|| format!("waiting for container {name} to exit"));
+        if waited(timeout)? {
+            return Ok(());
+        }
+        tracing::info!(container = %name, "container did not exit in time, killing it");
+        send(Signal::SIGKILL)?;
+        if waited(KILL_TIMEOUT)? {
+            return Ok(());
+        }
+        Err(Error::conflict(format!(
+            "container {name} did not exit within {}s of SIGKILL (its shim is pid {})",
+            KILL_TIMEOUT.as_secs(),
+            started.shim.pid
+        )))
+    }
+
+    /// Sends `signal` (a name like `SIGHUP`/`HUP` or a number) to a running container's init.
+    pub fn kill_container(&self, id_or_name: &str, signal: &str) -> Result<(), Error> {
+        let signal = process::signal::parse(signal)?;
+        let observed = self.observe(id_or_name)?;
+        let name = &observed.info.name;
+        let not_running = || Error::conflict(format!("container {name} is not running"));
+        let started = match (observed.info.state, observed.started) {
+            (ContainerState::Running, Some(started)) => started,
+            _ => return Err(not_running()),
+        };
+        let init = PidFd::open(&started.init)
+            .context(|| format!("opening the init of container {name}"))?
+            .ok_or_else(not_running)?;
+        init.signal(signal).context(|| format!("sending {signal} to container {name}"))
+    }
+
+    /// Removes a container: its overlay is unmounted and its directory deleted. A running
+    /// container is refused unless `force`, which kills it first.
+    pub fn remove_container(&self, id_or_name: &str, force: bool) -> Result<(), Error> {
+        let inner = &self.inner;
+        let config = inner.containers.find(id_or_name)?;
+        let _lock = inner.containers.lock(&config)?;
+        let paths = inner.containers.paths(&config.id);
+        let observed = state::observe(&paths, &config)?;
+        if observed.info.state == ContainerState::Running {
+            if !force {
+                return Err(Error::conflict(format!(
+                    "container {} is running: stop it first, or remove it with force",
+                    config.name
+                )));
+            }
+            self.stop_observed(&observed, Signal::SIGKILL, KILL_TIMEOUT)?;
+        }
+        inner.snapshots.unmount(paths.dir())?;
+        fs::remove_dir_all(paths.dir()).context(|| format!("removing {}", paths.dir().display()))?;
+        tracing::info!(container = %config.name, id = %config.id, "removed container");
+        Ok(())
+    }
+
+    /// All containers with their current state, newest first. A container whose files cannot
+    /// be read is left out (and logged).
+    pub fn list_containers(&self) -> Result<Vec<ContainerInfo>, Error> {
+        let inner = &self.inner;
+        let mut infos = Vec::new();
+        for config in inner.containers.list()? {
+            match state::observe(&inner.containers.paths(&config.id), &config) {
+                Ok(observed) => infos.push(observed.info),
+                Err(e) => tracing::warn!(container = %config.name, "skipping container: {}", e.report()),
+            }
+        }
+        infos.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        Ok(infos)
+    }
+
+    /// One container by id, name or unambiguous id prefix, with its current state.
+    pub fn container(&self, id_or_name: &str) -> Result<ContainerInfo, Error> {
+        Ok(self.observe(id_or_name)?.info)
+    }
+
+    /// The container's output; with `tail`, only the last `tail` lines.
+    pub fn read_logs(&self, id_or_name: &str, tail: Option<usize>) -> Result<Vec<LogEntry>, Error> {
+        let config = self.inner.containers.find(id_or_name)?;
+        logs::read(&self.inner.containers.paths(&config.id).log(), tail)
+    }
+
+    /// Resolves when the container has exited (waiting first for it to be started, if it is
+    /// only created), with its final state. Works for containers started by another process.
+    pub async fn wait_container(&self, id_or_name: &str) -> Result<ContainerInfo, Error> {
+        let id = {
+            let runtime = self.clone();
+            let key = id_or_name.to_string();
+            blocking(move || runtime.inner.containers.find(&key)).await?.id
+        };
+        loop {
+            let runtime = self.clone();
+            let key = id.clone();
+            let observed = blocking(move || runtime.observe(&key)).await?;
+            match (observed.info.state, observed.started) {
+                (ContainerState::Exited, _) => return Ok(observed.info),
+                (ContainerState::Running, Some(started)) => {
+                    let name = &observed.info.name;
+                    let shim =
+                        PidFd::open(&started.shim).context(|| format!("opening the shim of container {name}"))?;
+                    if let Some(shim) = shim {
+                        shim.exited().await.context(|| format!("waiting for container {name}"))?;
+                    }
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    fn observe(&self, id_or_name: &str) -> Result<Observed, Error> {
+        let config = self.inner.containers.find(id_or_name)?;
+        state::observe(&self.inner.containers.paths(&config.id), &config)
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::io("running a blocking runtime call", std::io::Error::other(e.to_string())))?
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn runtime_is_shareable() {
+        fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+        assert_send_sync::<super::Runtime>();
+    }
+}

@@ -1,0 +1,155 @@
+//! The container's view of the filesystem, set up by its init inside its new mount namespace:
+//! `/` made a recursive slave (our mounts never reach the host; the host's unmounts reach us),
+//! the overlay root bound onto itself, then `/proc`, a fresh `/dev` (tmpfs with the standard
+//! device nodes and links, `/dev/pts`, `/dev/shm`, `/dev/mqueue`), a read-only `/sys`, and
+//! finally `pivot_root` into it with the old root detached.
+//!
+//! Architecture invariant: nothing here runs in the host's mount namespace.
+
+use std::{
+    fs, io,
+    os::unix::fs::{symlink, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use nix::{
+    mount::{mount, umount2, MntFlags, MsFlags},
+    sys::stat::{makedev, mknod, Mode, SFlag},
+    unistd::{chdir, pivot_root},
+};
+
+use crate::error::{Error, IoContext};
+
+/// Device nodes every container gets: (name, major, minor).
+const DEVICES: [(&str, u64, u64); 6] =
+    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+
+/// Links every container's `/dev` gets: (name, target).
+const DEV_LINKS: [(&str, &str); 6] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+    ("core", "/proc/kcore"),
+];
+
+const NONE: Option<&str> = None;
+
+/// Sets up the mounts under `rootfs` and makes it the root. Must run in a new mount namespace.
+pub(crate) fn enter(rootfs: &Path) -> Result<(), Error> {
+    mount(NONE, "/", NONE, MsFlags::MS_REC | MsFlags::MS_SLAVE, NONE)
+        .context(|| "making / a recursive slave mount".to_string())?;
+    // pivot_root wants the new root to be a mount point in this namespace.
+    mount(Some(rootfs), rootfs, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
+        .context(|| format!("bind-mounting {} onto itself", rootfs.display()))?;
+
+    let proc = mount_point(rootfs, "proc")?;
+    mount(Some("proc"), &proc, Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, NONE)
+        .context(|| format!("mounting proc on {}", proc.display()))?;
+
+    mount_dev(rootfs)?;
+
+    let sys = mount_point(rootfs, "sys")?;
+    mount(
+        Some("sysfs"),
+        &sys,
+        Some("sysfs"),
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        NONE,
+    )
+    .context(|| format!("mounting sysfs on {}", sys.display()))?;
+
+    // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves
+    // only the container's root (the approach runc takes, which needs no put_old directory).
+    chdir(rootfs).context(|| format!("entering {}", rootfs.display()))?;
+    pivot_root(".", ".").context(|| format!("pivot_root into {}", rootfs.display()))?;
+    umount2(".", MntFlags::MNT_DETACH).context(|| "detaching the old root".to_string())?;
+    chdir("/").context(|| "entering the new root".to_string())
+}
+
+fn mount_dev(rootfs: &Path) -> Result<(), Error> {
+    let dev = mount_point(rootfs, "dev")?;
+    mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .context(|| format!("mounting a tmpfs on {}", dev.display()))?;
+    for (name, major, minor) in DEVICES {
+        make_device(&dev.join(name), major, minor)?;
+    }
+    for (name, target) in DEV_LINKS {
+        let link = dev.join(name);
+        symlink(target, &link).context(|| format!("creating {}", link.display()))?;
+    }
+
+    let pts = mount_point(rootfs, "dev/pts")?;
+    mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )
+    .context(|| format!("mounting devpts on {}", pts.display()))?;
+
+    let shm = mount_point(rootfs, "dev/shm")?;
+    mount(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )
+    .context(|| format!("mounting a tmpfs on {}", shm.display()))?;
+
+    let mqueue = mount_point(rootfs, "dev/mqueue")?;
+    match mount(
+        Some("mqueue"),
+        &mqueue,
+        Some("mqueue"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        NONE,
+    ) {
+        // A kernel without POSIX message queues: the container simply has none.
+        Err(nix::errno::Errno::ENODEV) => Ok(()),
+        other => other.context(|| format!("mounting mqueue on {}", mqueue.display())),
+    }
+}
+
+/// Creates a character device node, or binds the host's when mknod is not allowed.
+fn make_device(path: &Path, major: u64, minor: u64) -> Result<(), Error> {
+    let context = || format!("creating device {}", path.display());
+    match mknod(path, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor)) {
+        Ok(()) => {
+            // mknod's mode went through the umask.
+            fs::set_permissions(path, fs::Permissions::from_mode(0o666)).context(context)
+        }
+        Err(nix::errno::Errno::EPERM) => {
+            let host = Path::new("/dev").join(path.file_name().unwrap_or_default());
+            fs::File::create(path).context(context)?;
+            mount(Some(&host), path, NONE, MsFlags::MS_BIND, NONE).context(context)
+        }
+        Err(e) => Err(Error::io(context(), e.into())),
+    }
+}
+
+/// `rootfs/rel` as a directory to mount on: created if missing, refused if the image made it
+/// a symlink or a file (a symlink could aim the mount anywhere in our namespace).
+fn mount_point(rootfs: &Path, rel: &str) -> Result<PathBuf, Error> {
+    let path = rootfs.join(rel);
+    match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_dir() => Ok(path),
+        Ok(_) => {
+            Err(Error::invalid(format!("/{rel} in the image is not a directory; the runtime needs to mount there")))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir(&path).context(|| format!("creating {}", path.display()))?;
+            Ok(path)
+        }
+        Err(e) => Err(Error::io(format!("inspecting {}", path.display()), e)),
+    }
+}

@@ -1,0 +1,294 @@
+//! End-to-end harness: runs the real `shoal` binary as a daemon on a
+//! temporary data root and socket, drives it with the CLI, and cleans up
+//! everything it made (processes, mounts, files) even when a test fails.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The `shoal` binary under test: `$SHOAL_BIN`, or the one cargo built next
+/// to this test.
+pub fn shoal_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHOAL_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    // target/<profile>/deps/<test> → target/<profile>/shoal
+    let dir = exe.parent().and_then(|d| d.parent()).expect("the test binary lives in target/<profile>/deps");
+    let bin = dir.join("shoal");
+    assert!(bin.exists(), "{} is missing: build it first with `cargo build -p shoal`", bin.display());
+    bin
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port on loopback");
+    l.local_addr().expect("a bound socket has an address").port()
+}
+
+/// A static busybox: Debian's `busybox-static` package.
+pub fn busybox() -> PathBuf {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("busybox is missing: install Debian's busybox-static (apt-get install busybox-static)");
+}
+
+/// Builds a busybox root filesystem (every applet linked into /bin, a web
+/// root with an index page) in `dir`.
+pub fn busybox_rootfs(dir: &Path) -> anyhow::Result<()> {
+    let bb = busybox();
+    std::fs::create_dir_all(dir.join("bin"))?;
+    std::fs::create_dir_all(dir.join("www"))?;
+    std::fs::create_dir_all(dir.join("etc"))?;
+    std::fs::copy(&bb, dir.join("bin/busybox")).context("copying busybox")?;
+    let list = Command::new(&bb).arg("--list").output().context("busybox --list")?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" && !applet.is_empty() {
+            let link = dir.join("bin").join(applet);
+            if !link.exists() {
+                std::os::unix::fs::symlink("busybox", link)?;
+            }
+        }
+    }
+    std::fs::write(dir.join("www/index.html"), "hello from shoal\n")?;
+    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+    std::fs::write(dir.join("etc/group"), "root:x:0:\n")?;
+    Ok(())
+}
+
+/// A daemon on its own data root, socket and manager port.
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    daemon: Option<Child>,
+}
+
+impl Node {
+    /// Starts a daemon on a fresh temporary data root.
+    pub fn start() -> anyhow::Result<Node> {
+        assert!(
+            nix_is_root(),
+            "the end-to-end tests run containers and must run as root (CI does); run them with sudo"
+        );
+        let dir = tempfile::Builder::new().prefix("shoal-e2e-").tempdir()?;
+        let mut node = Node { dir, port: free_port(), daemon: None };
+        node.start_daemon()?;
+        Ok(node)
+    }
+
+    pub fn data_root(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("shoal.sock")
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    /// Starts (or restarts) the daemon and waits until its API answers.
+    pub fn start_daemon(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.log"))?;
+        let child = Command::new(shoal_bin())
+            .arg("daemon")
+            .arg("--data-root")
+            .arg(self.data_root())
+            .arg("--socket")
+            .arg(self.socket())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting shoal daemon")?;
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.shoal(&["info"]).map(|o| o.status.success()).unwrap_or(false) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("the daemon did not answer within 20s; its log:\n{}", self.daemon_log())
+    }
+
+    /// Kills the daemon with SIGKILL (containers keep running).
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Runs the CLI against this daemon.
+    pub fn shoal(&self, args: &[&str]) -> anyhow::Result<Output> {
+        Command::new(shoal_bin())
+            .args(args)
+            .env("SHOAL_HOST", self.host())
+            .current_dir(self.dir.path())
+            .output()
+            .context("running shoal")
+    }
+
+    /// Runs the CLI and requires success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.shoal(args).expect("running the shoal CLI");
+        assert!(
+            out.status.success(),
+            "shoal {} failed:\nstdout: {}\nstderr: {}\ndaemon log (tail):\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.daemon_log(), 40)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs the CLI and requires failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.shoal(args).expect("running the shoal CLI");
+        assert!(
+            !out.status.success(),
+            "shoal {} should have failed:\nstdout: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Runs a list command with `--format json` and parses it.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["--format", "json"]);
+        let out = self.ok(&a);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("shoal {} printed no JSON ({e}): {out}", args.join(" ")))
+    }
+
+    /// `swarm init` on loopback, on this node's port.
+    pub fn swarm_init(&self) {
+        let listen = format!("127.0.0.1:{}", self.port);
+        self.ok(&["swarm", "init", "--listen-addr", &listen]);
+    }
+
+    /// Builds the busybox rootfs and imports it as `reference`.
+    pub fn import_busybox(&self, reference: &str) {
+        let rootfs = self.dir.path().join("rootfs");
+        if !rootfs.exists() {
+            busybox_rootfs(&rootfs).expect("building the busybox rootfs");
+        }
+        self.ok(&["image", "import", rootfs.to_str().expect("temp paths are UTF-8"), reference]);
+    }
+
+    /// Writes a file under the node's temp dir; returns its path.
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).expect("writing a test file");
+        p
+    }
+
+    /// Running containers: (name, pid).
+    pub fn running_containers(&self) -> Vec<(String, i32)> {
+        let v = self.json(&["container", "ls"]);
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|c| {
+                        (
+                            c["Names"][0].as_str().unwrap_or("").trim_start_matches('/').to_string(),
+                            c["Pid"].as_i64().unwrap_or(0) as i32,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Mount points under this node's data root.
+    pub fn mounts(&self) -> Vec<String> {
+        let root = self.data_root().display().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(String::from))
+            .filter(|m| m.starts_with(&root))
+            .collect()
+    }
+
+    /// Processes started for this node's containers (shims and their children).
+    pub fn container_processes(&self) -> Vec<i32> {
+        let root = self.data_root().display().to_string();
+        let mut shims = Vec::new();
+        let mut parent = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains("internal-shim") && cmdline.contains(&root) {
+                shims.push(pid);
+            }
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if let Some(ppid) = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)) {
+                if let Ok(ppid) = ppid.parse::<i32>() {
+                    parent.push((pid, ppid));
+                }
+            }
+        }
+        let mut all = shims.clone();
+        let mut i = 0;
+        while i < all.len() {
+            let p = all[i];
+            all.extend(parent.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+            i += 1;
+        }
+        all
+    }
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill_daemon();
+        for pid in self.container_processes().into_iter().rev() {
+            // SAFETY: kill(2) on a pid we found; a stale pid just fails.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let mut mounts = self.mounts();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some`, up to `timeout`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,184 @@
+//! A one-node swarm running a real stack, end to end: deploy, namespaces,
+//! scale, crash and replacement, daemon restart, removal without leftovers.
+
+use std::time::Duration;
+
+use shoal_tests::{eventually, Node};
+
+const COMPOSE: &str = r#"
+services:
+  web:
+    image: demo:1
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    environment: { GREETING: hello }
+    deploy: { replicas: 3 }
+"#;
+
+fn ns(pid: i32, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/ns/{kind}: {e}"))
+}
+
+fn web_containers(node: &Node) -> Vec<(String, i32)> {
+    node.running_containers().into_iter().filter(|(n, _)| n.starts_with("app_web.")).collect()
+}
+
+fn replicas(node: &Node, service: &str) -> (i64, i64) {
+    let services = node.json(&["service", "ls"]);
+    let s = services
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["Spec"]["Name"] == service))
+        .unwrap_or_else(|| panic!("service {service} is not listed"))
+        .clone();
+    (
+        s["ServiceStatus"]["RunningTasks"].as_i64().unwrap_or(-1),
+        s["ServiceStatus"]["DesiredTasks"].as_i64().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn a_stack_runs_scales_heals_survives_a_restart_and_goes_away_cleanly() {
+    let mut node = Node::start().expect("starting the daemon");
+    node.swarm_init();
+    node.import_busybox("demo:1");
+    let compose = node.write("docker-compose.yml", COMPOSE);
+    let compose = compose.to_str().expect("temp paths are UTF-8");
+
+    // Deploy waits for convergence: when it returns, 3 containers run.
+    node.ok(&["stack", "deploy", "-c", compose, "app"]);
+    assert_eq!(replicas(&node, "app_web"), (3, 3));
+    let containers = web_containers(&node);
+    assert_eq!(containers.len(), 3, "{containers:?}");
+    let me = std::process::id() as i32;
+    for (name, pid) in &containers {
+        for kind in ["pid", "mnt", "net", "uts", "ipc"] {
+            assert_ne!(ns(*pid, kind), ns(me, kind), "{name} shares the host's {kind} namespace");
+        }
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("reading the container's environment");
+        assert!(
+            String::from_utf8_lossy(&environ).split('\0').any(|v| v == "GREETING=hello"),
+            "{name} lacks GREETING=hello"
+        );
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("reading the container's command");
+        assert!(String::from_utf8_lossy(&cmdline).starts_with("httpd\0-f\0-p\08080"), "{name} runs the wrong command");
+    }
+    let stacks = node.json(&["stack", "ls"]);
+    assert_eq!(stacks[0]["Name"], "app");
+    let ps = node.ok(&["stack", "ps", "app"]);
+    assert_eq!(ps.lines().filter(|l| l.contains("Running")).count(), 3, "{ps}");
+
+    // Scale up and down; the command waits for convergence.
+    node.ok(&["service", "scale", "app_web=5"]);
+    assert_eq!(web_containers(&node).len(), 5);
+    node.ok(&["service", "scale", "app_web=1"]);
+    let survivor = eventually(Duration::from_secs(30), "scale down to 1 container", || {
+        let c = web_containers(&node);
+        (c.len() == 1).then(|| c[0].clone())
+    });
+
+    // Kill the container's process: the task fails and, after the restart
+    // delay, a new task takes its slot.
+    // SAFETY: kill(2) on the container's pid, which the test just read.
+    unsafe { libc::kill(survivor.1, libc::SIGKILL) };
+    let replacement = eventually(Duration::from_secs(30), "a replacement container", || {
+        let c = web_containers(&node);
+        (c.len() == 1 && c[0].0 != survivor.0).then(|| c[0].clone())
+    });
+    let tasks = node.json(&["service", "ps", "app_web"]);
+    let failed = tasks
+        .as_array()
+        .expect("tasks are a list")
+        .iter()
+        .find(|t| t["Status"]["State"] == "failed")
+        .expect("the killed task is kept as failed");
+    assert_eq!(failed["Status"]["ContainerStatus"]["ExitCode"], 137);
+    assert_eq!(failed["DesiredState"], "shutdown");
+
+    // kill -9 the daemon: the container keeps running, and the restarted
+    // daemon finds the stack and re-adopts the container (same pid).
+    node.kill_daemon();
+    assert!(std::path::Path::new(&format!("/proc/{}", replacement.1)).exists(), "the container died with the daemon");
+    node.start_daemon().expect("restarting the daemon");
+    eventually(Duration::from_secs(30), "the service to report 1/1 after the restart", || {
+        (replicas(&node, "app_web") == (1, 1)).then_some(())
+    });
+    assert_eq!(web_containers(&node), vec![replacement.clone()], "the container was not re-adopted as it was");
+
+    // Remove the stack: it waits until the containers are gone.
+    node.ok(&["stack", "rm", "app"]);
+    assert!(node.json(&["container", "ls", "--all"]).as_array().is_some_and(|a| a.is_empty()));
+    assert_eq!(node.mounts(), Vec::<String>::new(), "mounts left behind");
+    assert_eq!(node.container_processes(), Vec::<i32>::new(), "container processes left behind");
+    assert!(node.json(&["service", "ls"]).as_array().is_some_and(|a| a.is_empty()));
+}
+
+#[test]
+fn bad_input_gets_clear_errors_and_changes_nothing() {
+    let node = Node::start().expect("starting the daemon");
+
+    // Swarm operations on a node that is not a manager.
+    let err = node.fails(&["service", "ls"]);
+    assert!(err.contains("not a swarm manager"), "{err}");
+    node.swarm_init();
+    let err = node.fails(&["swarm", "init"]);
+    assert!(err.contains("already part of a swarm"), "{err}");
+
+    // A malformed compose file: file:line:column, and nothing deployed.
+    let bad = node.write("bad.yml", "services:\n  web:\n    image: demo:1\n    deploy: { replicas: three }\n");
+    let err = node.fails(&["stack", "deploy", "-c", bad.to_str().expect("UTF-8"), "app"]);
+    assert!(err.contains("bad.yml:4:"), "{err}");
+    assert!(err.contains("services.web.deploy.replicas"), "{err}");
+    let broken = node.write("broken.yml", "services:\n  web: [\n");
+    let err = node.fails(&["stack", "deploy", "-c", broken.to_str().expect("UTF-8"), "app"]);
+    assert!(err.contains("broken.yml:"), "{err}");
+    assert!(node.json(&["service", "ls"]).as_array().is_some_and(|a| a.is_empty()));
+
+    // An image that is not on the node: the deploy fails fast, naming the
+    // image, the node and how to import it.
+    let missing = node.write("missing.yml", "services:\n  web:\n    image: nope:1\n    command: [\"true\"]\n");
+    let err = node.fails(&["stack", "deploy", "-c", missing.to_str().expect("UTF-8"), "app"]);
+    assert!(err.contains("image \"nope:1\" is not on node"), "{err}");
+    assert!(err.contains("shoal image import"), "{err}");
+    let tasks = node.json(&["stack", "ps", "app"]);
+    assert!(tasks.as_array().is_some_and(|a| a.iter().all(|t| t["Status"]["State"] != "running")));
+    node.ok(&["stack", "rm", "app"]);
+
+    // Scaling garbage and unknown services.
+    let err = node.fails(&["service", "scale", "app_web=lots"]);
+    assert!(err.contains("app_web"), "{err}");
+    let err = node.fails(&["service", "ps", "nosuch"]);
+    assert!(err.contains("not found"), "{err}");
+
+    // The daemon is still fine.
+    node.ok(&["info"]);
+}
+
+#[test]
+fn the_stock_docker_client_lists_nodes_and_services() {
+    let node = Node::start().expect("starting the daemon");
+    node.swarm_init();
+    node.import_busybox("demo:1");
+    let compose = node.write(
+        "docker-compose.yml",
+        "services:\n  sleeper:\n    image: demo:1\n    command: [\"sleep\", \"3600\"]\n    deploy: { replicas: 2 }\n",
+    );
+    node.ok(&["stack", "deploy", "-c", compose.to_str().expect("UTF-8"), "app"]);
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", node.host())
+            .output()
+            .expect("the docker CLI is on this machine (it is a documented part of the dev and CI machines)");
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let services = docker(&["service", "ls"]);
+    let line = services.lines().find(|l| l.contains("app_sleeper")).unwrap_or_else(|| panic!("{services}"));
+    assert!(line.contains("2/2"), "{line}");
+    let nodes = docker(&["node", "ls"]);
+    assert!(nodes.contains("Leader") && nodes.contains('*'), "{nodes}");
+    let stacks = docker(&["stack", "ls"]);
+    assert!(stacks.lines().any(|l| l.starts_with("app ")), "{stacks}");
+    node.ok(&["stack", "rm", "app"]);
+}
