@@ -15,6 +15,7 @@ mod session;
 mod worker;
 
 pub use session::{run, AgentConfig};
+pub use worker::error_chain;
 
 /// Labels every task container carries, as Docker's swarm containers do.
 pub mod labels {

@@ -175,6 +175,23 @@ impl Node {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("shoal {} printed no JSON ({e}): {out}", args.join(" ")))
     }
 
+    /// A raw HTTP/1.0 request to the daemon's API: (status, body).
+    pub fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(self.socket()).expect("connecting to the API socket");
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: shoal\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("writing the request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("reading the response");
+        let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
+    }
+
     /// `swarm init` on loopback, on this node's port.
     pub fn swarm_init(&self) {
         let listen = format!("127.0.0.1:{}", self.port);

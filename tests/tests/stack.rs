@@ -144,6 +144,24 @@ fn bad_input_gets_clear_errors_and_changes_nothing() {
     assert!(tasks.as_array().is_some_and(|a| a.iter().all(|t| t["Status"]["State"] != "running")));
     node.ok(&["stack", "rm", "app"]);
 
+    // An update computed from a stale version is refused with 409, and a
+    // spec with the wrong types with 400 naming the field.
+    node.import_busybox("demo:1");
+    let spec = r#"{"Name":"v","TaskTemplate":{"ContainerSpec":{"Image":"demo:1","Args":["sleep","3600"]}}}"#;
+    let (code, body) = node.http("POST", "/services/create", spec);
+    assert_eq!(code, 201, "{body}");
+    let svc: serde_json::Value = serde_json::from_str(&node.http("GET", "/services/v", "").1).expect("service JSON");
+    let version = svc["Version"]["Index"].as_u64().expect("a version");
+    let (code, body) = node.http("POST", &format!("/services/v/update?version={}", version - 1), spec);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("out of sequence"), "{body}");
+    let (code, body) = node.http("POST", &format!("/v1.51/services/v/update?version={version}"), spec);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = node.http("POST", "/services/create", r#"{"Name":"w","Mode":{"Replicated":{"Replicas":"3"}}}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("Mode.Replicated.Replicas"), "{body}");
+    node.ok(&["service", "rm", "v"]);
+
     // Scaling garbage and unknown services.
     let err = node.fails(&["service", "scale", "app_web=lots"]);
     assert!(err.contains("app_web"), "{err}");
@@ -161,7 +179,7 @@ fn the_stock_docker_client_lists_nodes_and_services() {
     node.import_busybox("demo:1");
     let compose = node.write(
         "docker-compose.yml",
-        "services:\n  sleeper:\n    image: demo:1\n    command: [\"sleep\", \"3600\"]\n    deploy: { replicas: 2 }\n",
+        "services:\n  sleeper:\n    image: demo:1\n    command: [\"sh\", \"-c\", \"env | grep GREETING; echo oops >&2; exec sleep 3600\"]\n    environment: [GREETING=hello]\n    deploy: { replicas: 2 }\n",
     );
     node.ok(&["stack", "deploy", "-c", compose.to_str().expect("UTF-8"), "app"]);
     let docker = |args: &[&str]| {
@@ -180,5 +198,21 @@ fn the_stock_docker_client_lists_nodes_and_services() {
     assert!(nodes.contains("Leader") && nodes.contains('*'), "{nodes}");
     let stacks = docker(&["stack", "ls"]);
     assert!(stacks.lines().any(|l| l.starts_with("app ")), "{stacks}");
+
+    // Logs of every task, prefixed with the task, on the right stream.
+    let logs = eventually(Duration::from_secs(10), "both tasks' logs", || {
+        let out = node.shoal(&["service", "logs", "app_sleeper"]).expect("running shoal service logs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (stdout.matches("GREETING=hello").count() == 2 && stderr.matches("oops").count() == 2).then_some(stdout)
+    });
+    assert!(logs.lines().all(|l| l.starts_with("app_sleeper.") && l.contains("    | GREETING=hello")), "{logs}");
+    let out = std::process::Command::new("docker")
+        .args(["service", "logs", "app_sleeper"])
+        .env("DOCKER_HOST", node.host())
+        .output()
+        .expect("running docker service logs");
+    let docker_logs = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(docker_logs.matches("GREETING=hello").count(), 2, "{docker_logs}");
     node.ok(&["stack", "rm", "app"]);
 }

@@ -85,7 +85,7 @@ impl From<shoal_runtime::Error> for ApiError {
             E::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError::new(status, e.to_string())
+        ApiError::new(status, shoal_agent::error_chain(&e))
     }
 }
 

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds shoal and runs a one-node swarm with the demo stack, as root.
+#
+#   scripts/demo.sh        # build, start the daemon, init the swarm, deploy
+#   scripts/demo.sh down   # remove the stack and stop the daemon
+#
+# The daemon keeps its state in /var/lib/shoal and listens on
+# /run/shoal/shoal.sock (shoal's defaults); its log is /var/log/shoal.log.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ "$(id -u)" = 0 ] || { echo "run me as root: shoal creates namespaces and mounts" >&2; exit 1; }
+shoal=target/release/shoal
+sock=/run/shoal/shoal.sock
+
+if [ "${1:-}" = down ]; then
+  "$shoal" stack rm app || true
+  pkill -TERM -f "shoal daemon --data-root /var/lib/shoal" || true
+  exit 0
+fi
+
+command -v busybox >/dev/null || { apt-get update -qq && apt-get install -y -qq busybox-static; }
+cargo build --release -p shoal
+
+if ! "$shoal" info >/dev/null 2>&1; then
+  echo "starting shoal daemon (log: /var/log/shoal.log)"
+  setsid "$shoal" daemon --data-root /var/lib/shoal --socket "$sock" >>/var/log/shoal.log 2>&1 < /dev/null &
+  for _ in $(seq 100); do "$shoal" info >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+if [ "$("$shoal" info | awk '/Swarm:/ {print $2}')" != active ]; then
+  "$shoal" swarm init --advertise-addr 127.0.0.1
+fi
+
+rootfs=$(mktemp -d)
+trap 'rm -rf "$rootfs"' EXIT
+mkdir -p "$rootfs/bin" "$rootfs/www" "$rootfs/etc"
+cp "$(command -v busybox)" "$rootfs/bin/busybox"
+for applet in $(busybox --list); do
+  [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
+done
+echo "hello from shoal" > "$rootfs/www/index.html"
+echo "root:x:0:0:root:/root:/bin/sh" > "$rootfs/etc/passwd"
+"$shoal" image import "$rootfs" demo:1
+
+"$shoal" stack deploy -c examples/demo/docker-compose.yml app
+"$shoal" service ls
+"$shoal" stack ps app
+echo
+echo "The stack runs. Try: $shoal service scale app_web=5; $shoal service ps app_web"
+echo "Stop it all with: scripts/demo.sh down"
