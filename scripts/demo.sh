@@ -28,7 +28,7 @@ if ! "$shoal" info >/dev/null 2>&1; then
   for _ in $(seq 100); do "$shoal" info >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 if [ "$("$shoal" info | awk '/Swarm:/ {print $2}')" != active ]; then
-  "$shoal" swarm init --advertise-addr 127.0.0.1
+  "$shoal" swarm init --listen-addr 127.0.0.1:2377
 fi
 
 rootfs=$(mktemp -d)

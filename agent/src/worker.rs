@@ -250,11 +250,12 @@ pub async fn run(ctx: WorkerContext, mut rx: watch::Receiver<Task>) {
                     break;
                 }
             }
-            info = exited => {
-                if let Some(info) = info {
-                    w.report_exit(&info);
-                }
-            }
+            info = exited => match info {
+                Some(info) => w.report_exit(&info),
+                // The runtime could not wait on the container: look again
+                // shortly rather than spin.
+                None => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+            },
         }
     }
     // No longer assigned: the task was reaped, so its container goes too.

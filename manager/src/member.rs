@@ -90,6 +90,8 @@ pub struct Manager {
     proposer: Proposer,
     dispatcher: Dispatcher,
     shutdown: watch::Sender<bool>,
+    /// Resolves when the raft database is closed.
+    closed: std::sync::Mutex<Option<crate::raft::log_store::Closed>>,
 }
 
 impl Manager {
@@ -99,7 +101,8 @@ impl Manager {
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|source| ManagerError::Io { path: config.state_dir.clone(), source })?;
         let db_path = config.state_dir.join("raft.redb");
-        let log = LogStore::open(&db_path).map_err(|source| ManagerError::Database { path: db_path, source })?;
+        let (log, closed) =
+            LogStore::open(&db_path).map_err(|source| ManagerError::Database { path: db_path, source })?;
         let store = Store::new();
         let sm = StateMachine::open(store.clone(), &log)?;
         let raft_config = openraft::Config {
@@ -140,7 +143,15 @@ impl Manager {
             }
         });
 
-        let manager = Manager { config, raft, store, proposer, dispatcher, shutdown };
+        let manager = Manager {
+            config,
+            raft,
+            store,
+            proposer,
+            dispatcher,
+            shutdown,
+            closed: std::sync::Mutex::new(Some(closed)),
+        };
         manager.watch_leadership(leader_tx);
         Ok(manager)
     }
@@ -223,6 +234,11 @@ impl Manager {
         self.raft.metrics().borrow().current_leader
     }
 
+    /// The log index the latest snapshot covers, if one was taken.
+    pub fn snapshot_index(&self) -> Option<u64> {
+        self.raft.metrics().borrow().snapshot.map(|l| l.index)
+    }
+
     /// The control API of this manager.
     pub fn control(&self) -> Control {
         Control::new(self.store.clone(), self.proposer.clone())
@@ -238,11 +254,18 @@ impl Manager {
         &self.config
     }
 
-    /// Stops the loops, the gRPC endpoint and raft.
+    /// Stops the loops, the gRPC endpoint and raft, and waits (up to 5 s)
+    /// until the raft database is closed, so that it can be opened again.
     pub async fn shutdown(&self) {
         self.shutdown.send_replace(true);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not shut down cleanly");
+        }
+        let closed = self.closed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(closed) = closed {
+            if tokio::time::timeout(Duration::from_secs(5), closed).await.is_err() {
+                tracing::warn!("the raft database was still in use 5 s after shutdown");
+            }
         }
     }
 }

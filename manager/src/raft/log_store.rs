@@ -23,21 +23,48 @@ const KEY_PURGED: &str = "last_purged";
 pub(crate) const KEY_SNAPSHOT_META: &str = "snapshot_meta";
 pub(crate) const KEY_SNAPSHOT_DATA: &str = "snapshot_data";
 
+/// The open database; tells whoever holds the [`Closed`] receiver once the
+/// database is closed (its file lock released), after the last user let go.
+pub struct Db {
+    database: Option<Database>,
+    closed: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl std::ops::Deref for Db {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        self.database.as_ref().expect("the database is only taken out in drop")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        drop(self.database.take());
+        if let Some(tx) = self.closed.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Resolves once the raft database is closed.
+pub type Closed = tokio::sync::oneshot::Receiver<()>;
+
 /// The redb-backed log store. Cheap to clone: clones share the database.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Database>,
+    db: Arc<Db>,
 }
 
 impl LogStore {
     /// Opens (or creates) the raft database at `path`.
-    pub fn open(path: &Path) -> Result<LogStore, redb::Error> {
+    pub fn open(path: &Path) -> Result<(LogStore, Closed), redb::Error> {
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
         tx.open_table(LOGS)?;
         tx.open_table(META)?;
         tx.commit()?;
-        Ok(LogStore { db: Arc::new(db) })
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+        Ok((LogStore { db: Arc::new(Db { database: Some(db), closed: Some(closed_tx) }) }, closed_rx))
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, StorageError>
@@ -69,7 +96,7 @@ impl LogStore {
         Ok(())
     }
 
-    pub(crate) fn database(&self) -> Arc<Database> {
+    pub(crate) fn database(&self) -> Arc<Db> {
         self.db.clone()
     }
 

@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StoredMembership};
-use redb::Database;
 use serde::{Deserialize, Serialize};
 
-use super::log_store::{LogStore, KEY_SNAPSHOT_DATA, KEY_SNAPSHOT_META};
+use super::log_store::{Db, LogStore, KEY_SNAPSHOT_DATA, KEY_SNAPSHOT_META};
 use super::{io_error, Entry, LogId, StorageError, TypeConfig, WriteResult};
 use crate::store::Store;
 
@@ -30,7 +29,7 @@ struct Applied {
 pub struct StateMachine {
     store: Store,
     applied: Arc<std::sync::Mutex<Applied>>,
-    db: Arc<Database>,
+    db: Arc<Db>,
 }
 
 impl StateMachine {

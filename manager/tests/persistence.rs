@@ -1,0 +1,74 @@
+//! The manager's state lives in raft on disk: it survives a restart, with
+//! and without a snapshot, and stale writes are refused.
+
+use std::time::Duration;
+
+use shoal_manager::control::ControlError;
+use shoal_manager::{Manager, ManagerConfig};
+use shoal_proto::{
+    service_mode, Annotations, Cluster, ContainerSpec, Node, ReplicatedService, ServiceMode, ServiceSpec, TaskSpec,
+};
+
+fn config(dir: &std::path::Path, snapshot_interval: u64) -> ManagerConfig {
+    let mut c = ManagerConfig::with_defaults(
+        dir.join("raft"),
+        7,
+        "node1".into(),
+        "127.0.0.1:0".parse().expect("a socket address"),
+        "127.0.0.1:1".into(),
+    );
+    c.snapshot_interval = snapshot_interval;
+    c.election_timeout_min_ms = 150;
+    c.election_timeout_max_ms = 300;
+    c.heartbeat_ms = 50;
+    c
+}
+
+fn spec(name: &str, replicas: u64) -> ServiceSpec {
+    ServiceSpec {
+        annotations: Some(Annotations { name: name.into(), ..Default::default() }),
+        task: Some(TaskSpec {
+            container: Some(ContainerSpec { image: "demo:1".into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        mode: Some(ServiceMode { mode: Some(service_mode::Mode::Replicated(ReplicatedService { replicas })) }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_survives_restarts_and_snapshots() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let m = Manager::start(config(dir.path(), 20)).await.expect("starting the manager");
+    m.bootstrap(Cluster { id: "c1".into(), ..Default::default() }, Node { id: "node1".into(), ..Default::default() })
+        .await
+        .expect("bootstrapping a one-manager cluster");
+    let control = m.control();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(control.create_service(spec(&format!("svc{i}"), 0)).await.expect("creating a service"));
+    }
+    // A stale version is refused and changes nothing.
+    let version = m.store().read().services[&ids[0]].version();
+    let err = control.update_service(&ids[0], version - 1, spec("svc0", 2)).await.unwrap_err();
+    assert!(matches!(err, ControlError::Conflict(_)), "{err}");
+    control.update_service(&ids[0], version, spec("svc0", 2)).await.expect("an update at the current version");
+    assert!(m.snapshot_index().is_some(), "30 writes with a snapshot every 20 entries took no snapshot");
+    m.shutdown().await;
+    drop(m);
+
+    // The restarted manager elects itself and has every object back.
+    let m = Manager::start(config(dir.path(), 20)).await.expect("restarting the manager");
+    m.wait_for_leader(Duration::from_secs(10)).await.expect("a leader after the restart");
+    {
+        let state = m.store().read();
+        assert_eq!(state.services.len(), 30);
+        assert_eq!(state.services[&ids[0]].replicas(), Some(2));
+        assert!(state.nodes.contains_key("node1"));
+        assert!(state.cluster().is_some());
+    }
+    // And it keeps accepting writes.
+    m.control().remove_service(&ids[1]).await.expect("a write after the restart");
+    assert_eq!(m.store().read().services.len(), 29);
+    m.shutdown().await;
+}
