@@ -402,11 +402,13 @@ fn boolean(v: &Value, field: &str) -> Result<Option<bool>, SpecError> {
 
 fn parse_resources(v: &Value, field: &str) -> Result<Option<Resources>, SpecError> {
     let Some(m) = obj(v, field)? else { return Ok(None) };
-    Ok(Some(Resources {
+    let r = Resources {
         nano_cpus: int(get(Some(m), "NanoCPUs"), &format!("{field}.NanoCPUs"))?.unwrap_or(0),
         memory_bytes: int(get(Some(m), "MemoryBytes"), &format!("{field}.MemoryBytes"))?.unwrap_or(0),
         pids: int(get(Some(m), "Pids"), &format!("{field}.Pids"))?.unwrap_or(0),
-    }))
+    };
+    // Docker renders empty `{}` limits; they mean "no limits".
+    Ok((r != Resources::default()).then_some(r))
 }
 
 pub fn parse_task_spec(v: &Value) -> Result<TaskSpec, SpecError> {
