@@ -162,6 +162,9 @@ enum ServiceCmd {
     /// Show a service's logs.
     Logs {
         service: String,
+        /// Keep printing new lines as they are written.
+        #[arg(short, long)]
+        follow: bool,
         #[arg(short, long)]
         timestamps: bool,
         #[arg(long)]
@@ -303,8 +306,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 commands::service::ps(c, &service, no_trunc, quiet, format).await
             }
             ServiceCmd::Scale { pairs, detach, timeout } => commands::service::scale(c, &pairs, detach, timeout).await,
-            ServiceCmd::Logs { service, timestamps, tail } => {
-                commands::service::logs(c, &service, timestamps, tail).await
+            ServiceCmd::Logs { service, follow, timestamps, tail } => {
+                commands::service::logs(c, &service, commands::service::LogOptions { follow, timestamps, tail }).await
             }
             ServiceCmd::Rm { services } => commands::service::rm(c, &services).await,
             ServiceCmd::Inspect { services } => commands::service::inspect(c, &services).await,

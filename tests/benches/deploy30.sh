@@ -141,6 +141,20 @@ docker swarm init --advertise-addr 127.0.0.1 >/dev/null
 tar -C "$TMP/rootfs" -c . | docker import - bench:1 >/dev/null
 
 # --- one rep of each side; prints seconds ----------------------------------
+# Cross-check against the kernel: `sleep 3600` processes started from under $TMP
+# (shoal's shims and docker's containerd shims both run from there).
+sleepers() {
+    local n=0 p
+    for p in $(procs_matching "$TMP"); do
+        [ "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)" = "sleep 3600 " ] && n=$((n + 1))
+    done
+    echo "$n"
+}
+check_sleepers() {
+    local n; n=$(sleepers)
+    [ "$n" = "$REPLICAS" ] || { log "$1: $n 'sleep 3600' processes, want $REPLICAS"; return 1; }
+}
+
 rep_shoal() {
     local t0 t1 running
     t0=$(now)
@@ -149,9 +163,12 @@ rep_shoal() {
     running=$(shoal service ls --format json | python3 -c \
         'import json,sys; print(sum(s["ServiceStatus"]["RunningTasks"] for s in json.load(sys.stdin)))')
     [ "$running" = "$REPLICAS" ] || { log "shoal: $running/$REPLICAS running after deploy returned"; return 1; }
+    check_sleepers shoal
     shoal stack rm bench >/dev/null
     elapsed "$t0" "$t1"
 }
+
+docker_idle() { [ -z "$(docker ps -aq)" ]; }
 
 rep_docker() {
     local t0 t1 r i
@@ -164,8 +181,9 @@ rep_docker() {
         sleep 0.1
     done
     t1=$(now)
+    check_sleepers docker
     docker service rm sleeper >/dev/null
-    wait_for 300 test -z "$(docker ps -aq)"
+    wait_for 300 docker_idle
     elapsed "$t0" "$t1"
 }
 

@@ -207,6 +207,19 @@ fn the_stock_docker_client_lists_nodes_and_services() {
         (stdout.matches("GREETING=hello").count() == 2 && stderr.matches("oops").count() == 2).then_some(stdout)
     });
     assert!(logs.lines().all(|l| l.starts_with("app_sleeper.") && l.contains("    | GREETING=hello")), "{logs}");
+    // `--follow` prints what is there, then keeps streaming until stopped.
+    let mut follow = std::process::Command::new(shoal_tests::shoal_bin())
+        .args(["service", "logs", "--follow", "app_sleeper"])
+        .env("SHOAL_HOST", node.host())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting shoal service logs --follow");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(follow.try_wait().expect("polling the follower").is_none(), "logs --follow returned at once");
+    let _ = follow.kill();
+    let followed = follow.wait_with_output().expect("collecting the follower's output");
+    assert_eq!(String::from_utf8_lossy(&followed.stdout).matches("GREETING=hello").count(), 2);
     let out = std::process::Command::new("docker")
         .args(["service", "logs", "app_sleeper"])
         .env("DOCKER_HOST", node.host())

@@ -167,6 +167,7 @@ pub fn router(daemon: Arc<Daemon>) -> axum::Router {
         .route("/services/{id}/logs", get(services::logs))
         .route("/tasks", get(services::list_tasks))
         .route("/tasks/{id}", get(services::inspect_task))
+        .route("/tasks/{id}/logs", get(services::logs))
         .route("/shoal/v1/stacks/{name}", post(services::deploy_stack).delete(services::remove_stack))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::create))

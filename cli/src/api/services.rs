@@ -166,6 +166,7 @@ pub struct LogQuery {
     details: Option<String>,
     stdout: Option<String>,
     stderr: Option<String>,
+    follow: Option<String>,
 }
 
 /// Frames one chunk as Docker's multiplexed stream (`stdcopy`).
@@ -188,59 +189,58 @@ fn query_escape(s: &str) -> String {
     out
 }
 
-/// The logs of a service's tasks that ran on this node, oldest first.
-pub async fn logs(
-    State(daemon): State<Arc<Daemon>>,
-    Path(id): Path<String>,
-    Query(q): Query<LogQuery>,
-) -> ApiResult<Response> {
-    let m = manager(&daemon).await?;
-    let tasks: Vec<Task> = {
-        let state = m.store().read();
-        let service = match state.find_service(&id) {
-            Ok(s) => s.id.clone(),
-            Err(_) => state.find_task(&id)?.service_id.clone(),
-        };
-        state.service_tasks(&service).cloned().collect()
-    };
-    let tail: Option<usize> = match q.tail.as_deref() {
-        None | Some("all") | Some("") => None,
-        Some(n) => Some(n.parse().map_err(|_| ApiError::bad_request("tail: expected a number or \"all\""))?),
-    };
-    let want_out = q.stdout.is_none() || truthy(&q.stdout);
-    let want_err = q.stderr.is_none() || truthy(&q.stderr);
-    let rt = daemon.runtime.clone();
-    let entries = tokio::task::spawn_blocking(move || {
-        let mut all = Vec::new();
-        for t in &tasks {
-            let Some(c) = t.status.as_ref().and_then(|s| s.container.as_ref()) else { continue };
-            if c.container_id.is_empty() {
-                continue;
-            }
-            if let Ok(lines) = rt.read_logs(&c.container_id, tail) {
-                all.extend(lines.into_iter().map(|l| (t.clone(), l)));
-            }
+/// How log lines are rendered.
+#[derive(Clone, Copy)]
+struct LogFormat {
+    timestamps: bool,
+    details: bool,
+    stdout: bool,
+    stderr: bool,
+}
+
+/// Reads the logs of `tasks`' containers on this node that `seen` has not
+/// yet delivered (per container: how many entries were sent), oldest first.
+/// On the first read, `tail` keeps only the last lines of each container.
+fn read_new_entries(
+    rt: &shoal_runtime::Runtime,
+    tasks: &[Task],
+    seen: &mut HashMap<String, usize>,
+    tail: Option<usize>,
+) -> Vec<(Task, shoal_runtime::LogEntry)> {
+    let mut all = Vec::new();
+    for t in tasks {
+        let Some(c) = t.status.as_ref().and_then(|s| s.container.as_ref()) else { continue };
+        if c.container_id.is_empty() {
+            continue;
         }
-        all.sort_by_key(|(_, l)| l.time);
-        all
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+        let Ok(lines) = rt.read_logs(&c.container_id, None) else { continue };
+        let from = match seen.get(&c.container_id) {
+            Some(n) => *n,
+            None => tail.map_or(0, |n| lines.len().saturating_sub(n)),
+        };
+        seen.insert(c.container_id.clone(), lines.len());
+        all.extend(lines.into_iter().skip(from).map(|l| (t.clone(), l)));
+    }
+    all.sort_by_key(|(_, l)| l.time);
+    all
+}
+
+fn render_entries(entries: Vec<(Task, shoal_runtime::LogEntry)>, f: LogFormat) -> Vec<u8> {
     let mut body = Vec::new();
     for (t, entry) in entries {
         let (stream, wanted) = match entry.stream {
-            shoal_runtime::LogStream::Stdout => (1u8, want_out),
-            shoal_runtime::LogStream::Stderr => (2u8, want_err),
+            shoal_runtime::LogStream::Stdout => (1u8, f.stdout),
+            shoal_runtime::LogStream::Stderr => (2u8, f.stderr),
         };
         if !wanted {
             continue;
         }
         let mut line = String::new();
-        if truthy(&q.timestamps) {
+        if f.timestamps {
             line.push_str(&docker::time(entry.time));
             line.push(' ');
         }
-        if truthy(&q.details) {
+        if f.details {
             line.push_str(&format!(
                 "com.docker.swarm.node.id={},com.docker.swarm.service.id={},com.docker.swarm.task.id={} ",
                 query_escape(&t.node_id),
@@ -252,8 +252,92 @@ pub async fn logs(
         line.push('\n');
         frame(stream, line.as_bytes(), &mut body);
     }
+    body
+}
+
+/// The logs of a service's (or one task's) containers on this node, oldest
+/// first; with `follow`, new lines keep coming until the client hangs up.
+pub async fn logs(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Response> {
+    let m = manager(&daemon).await?;
+    // A service, or a single task.
+    let (service_id, task_id) = {
+        let state = m.store().read();
+        match state.find_service(&id) {
+            Ok(s) => (s.id.clone(), None),
+            Err(_) => {
+                let t = state.find_task(&id)?;
+                (t.service_id.clone(), Some(t.id.clone()))
+            }
+        }
+    };
+    let tail: Option<usize> = match q.tail.as_deref() {
+        None | Some("all") | Some("") => None,
+        Some(n) => Some(n.parse().map_err(|_| ApiError::bad_request("tail: expected a number or \"all\""))?),
+    };
+    let format = LogFormat {
+        timestamps: truthy(&q.timestamps),
+        details: truthy(&q.details),
+        stdout: q.stdout.is_none() || truthy(&q.stdout),
+        stderr: q.stderr.is_none() || truthy(&q.stderr),
+    };
+    let tasks_now = move |m: &shoal_manager::Manager| -> Vec<Task> {
+        m.store()
+            .read()
+            .service_tasks(&service_id)
+            .filter(|t| task_id.as_ref().is_none_or(|id| &t.id == id))
+            .cloned()
+            .collect()
+    };
+    let rt = daemon.runtime.clone();
+    let tasks = tasks_now(&m);
+    let (first, seen) = tokio::task::spawn_blocking({
+        let rt = rt.clone();
+        move || {
+            let mut seen = HashMap::new();
+            let entries = read_new_entries(&rt, &tasks, &mut seen, tail);
+            (render_entries(entries, format), seen)
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let content_type = HeaderValue::from_static("application/vnd.docker.multiplexed-stream");
+    if !truthy(&q.follow) {
+        let mut resp = first.into_response();
+        resp.headers_mut().insert("Content-Type", content_type);
+        return Ok(resp);
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::convert::Infallible>>(16);
+    tokio::spawn(async move {
+        let mut seen = seen;
+        if tx.send(Ok(first)).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+                _ = tx.closed() => return,
+            }
+            let tasks = tasks_now(&m);
+            let rt = rt.clone();
+            let joined = tokio::task::spawn_blocking(move || {
+                let entries = read_new_entries(&rt, &tasks, &mut seen, None);
+                (render_entries(entries, format), seen)
+            })
+            .await;
+            let Ok((chunk, s)) = joined else { return };
+            seen = s;
+            if !chunk.is_empty() && tx.send(Ok(chunk)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     let mut resp = body.into_response();
-    resp.headers_mut().insert("Content-Type", HeaderValue::from_static("application/vnd.docker.multiplexed-stream"));
+    resp.headers_mut().insert("Content-Type", content_type);
     Ok(resp)
 }
 

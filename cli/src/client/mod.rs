@@ -33,6 +33,17 @@ impl Client {
     }
 
     async fn request(&self, method: Method, path: &str, body: Option<(Bytes, &str)>) -> anyhow::Result<Bytes> {
+        let resp = self.send(method, path, body).await?;
+        Ok(resp.into_body().collect().await?.to_bytes())
+    }
+
+    /// Sends a request; a non-success answer becomes an [`ApiError`].
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Bytes, &str)>,
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
         let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| {
             anyhow::anyhow!(
                 "Cannot connect to the shoal daemon at {} ({e}). Is the daemon running? Start it with \"shoal daemon\".",
@@ -53,15 +64,27 @@ impl Client {
         };
         let resp = sender.send_request(req.body(Full::new(payload))?).await?;
         let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
         if !status.is_success() {
+            let bytes = resp.into_body().collect().await?.to_bytes();
             let message = serde_json::from_slice::<Value>(&bytes)
                 .ok()
                 .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
                 .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
             return Err(ApiError { status, message }.into());
         }
-        Ok(bytes)
+        Ok(resp)
+    }
+
+    /// GETs `path` and hands each chunk of the body to `on_chunk` as it
+    /// arrives (for streams such as `logs --follow`).
+    pub async fn get_stream(&self, path: &str, mut on_chunk: impl FnMut(&[u8])) -> anyhow::Result<()> {
+        let mut body = self.send(Method::GET, path, None).await?.into_body();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                on_chunk(&data);
+            }
+        }
+        Ok(())
     }
 
     fn json(bytes: &Bytes) -> anyhow::Result<Value> {
@@ -73,10 +96,6 @@ impl Client {
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         Self::json(&self.request(Method::GET, path, None).await?)
-    }
-
-    pub async fn get_bytes(&self, path: &str) -> anyhow::Result<Bytes> {
-        self.request(Method::GET, path, None).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {

@@ -236,57 +236,124 @@ pub async fn inspect(client: &Client, services: &[String]) -> anyhow::Result<()>
     print_json(&Value::Array(out))
 }
 
-/// Splits Docker's multiplexed log stream into (stream, line) pairs.
-fn demux(mut body: &[u8]) -> Vec<(u8, String)> {
-    let mut out = Vec::new();
-    while body.len() >= 8 {
-        let stream = body[0];
-        let len = u32::from_be_bytes([body[4], body[5], body[6], body[7]]) as usize;
-        let end = (8 + len).min(body.len());
-        out.push((stream, String::from_utf8_lossy(&body[8..end]).into_owned()));
-        body = &body[end..];
-    }
-    out
+/// Reassembles Docker's multiplexed log stream (`stdcopy` frames) from
+/// chunks that may split frames anywhere.
+#[derive(Default)]
+struct Demux {
+    buf: Vec<u8>,
 }
 
-pub async fn logs(client: &Client, service: &str, timestamps: bool, tail: Option<String>) -> anyhow::Result<()> {
+impl Demux {
+    /// Adds a chunk; returns the complete (stream, text) frames so far.
+    fn push(&mut self, chunk: &[u8]) -> Vec<(u8, String)> {
+        self.buf.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        let mut at = 0;
+        while self.buf.len() - at >= 8 {
+            let h = &self.buf[at..at + 8];
+            let len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as usize;
+            if self.buf.len() - at - 8 < len {
+                break;
+            }
+            out.push((h[0], String::from_utf8_lossy(&self.buf[at + 8..at + 8 + len]).into_owned()));
+            at += 8 + len;
+        }
+        self.buf.drain(..at);
+        out
+    }
+}
+
+/// `service logs` options.
+pub struct LogOptions {
+    pub follow: bool,
+    pub timestamps: bool,
+    pub tail: Option<String>,
+}
+
+pub async fn logs(client: &Client, service: &str, o: LogOptions) -> anyhow::Result<()> {
     let svc = client.get(&format!("/services/{}", encode(service))).await?;
     let id = s(&svc, &["ID"]).to_string();
     let name = s(&svc, &["Spec", "Name"]).to_string();
-    let mut q = format!("stdout=1&stderr=1&details=1&timestamps={}", if timestamps { 1 } else { 0 });
-    if let Some(t) = tail {
-        q.push_str(&format!("&tail={}", encode(&t)));
+    let mut q = format!("stdout=1&stderr=1&details=1&timestamps={}", u8::from(o.timestamps));
+    if o.follow {
+        q.push_str("&follow=1");
     }
-    let body = client.get_bytes(&format!("/services/{id}/logs?{q}")).await?;
+    if let Some(t) = &o.tail {
+        q.push_str(&format!("&tail={}", encode(t)));
+    }
+    let mut demux = Demux::default();
+    let mut lines: Vec<(u8, String)> = Vec::new();
     let mut tasks: HashMap<String, (i64, String)> = HashMap::new();
-    for (stream, line) in demux(&body) {
-        // `[timestamp ]details message`
-        let (ts, rest) = if timestamps { line.split_once(' ').unwrap_or(("", &line)) } else { ("", line.as_str()) };
-        let (details, msg) = rest.split_once(' ').unwrap_or(("", rest));
-        let task_id =
-            details.split(',').find_map(|kv| kv.strip_prefix("com.docker.swarm.task.id=")).unwrap_or("").to_string();
-        if let Entry::Vacant(e) = tasks.entry(task_id.clone()) {
-            let info = match client.get(&format!("/tasks/{task_id}")).await {
-                Ok(t) => {
-                    let node = match client.get(&format!("/nodes/{}", s(&t, &["NodeID"]))).await {
-                        Ok(n) => s(&n, &["Description", "Hostname"]).to_string(),
-                        Err(_) => s(&t, &["NodeID"]).to_string(),
-                    };
-                    (n(&t, &["Slot"]), node)
-                }
-                Err(_) => (0, String::new()),
-            };
-            e.insert(info);
-        }
-        let (slot, node) = &tasks[&task_id];
-        let prefix = format!("{name}.{slot}.{}@{node}", short(&task_id));
-        let ts = if timestamps { format!("{ts} ") } else { String::new() };
-        let text = format!("{ts}{prefix}    | {msg}");
-        if stream == 2 {
-            eprint!("{text}");
-        } else {
-            print!("{text}");
+    let path = format!("/services/{id}/logs?{q}");
+    // Frames arrive in chunks; print them as they come.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let fetch = client.get_stream(&path, move |chunk| {
+        let _ = tx.send(chunk.to_vec());
+    });
+    tokio::pin!(fetch);
+    let mut done = false;
+    loop {
+        let chunk = tokio::select! {
+            r = &mut fetch, if !done => { r?; done = true; continue; }
+            c = rx.recv() => match c { Some(c) => c, None => break },
+        };
+        lines.extend(demux.push(&chunk));
+        for (stream, line) in lines.drain(..) {
+            // `[timestamp ]details message`
+            let (ts, rest) =
+                if o.timestamps { line.split_once(' ').unwrap_or(("", &line)) } else { ("", line.as_str()) };
+            let (details, msg) = rest.split_once(' ').unwrap_or(("", rest));
+            let task_id = details
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("com.docker.swarm.task.id="))
+                .unwrap_or("")
+                .to_string();
+            if let Entry::Vacant(e) = tasks.entry(task_id.clone()) {
+                let info = match client.get(&format!("/tasks/{task_id}")).await {
+                    Ok(t) => {
+                        let node = match client.get(&format!("/nodes/{}", s(&t, &["NodeID"]))).await {
+                            Ok(n) => s(&n, &["Description", "Hostname"]).to_string(),
+                            Err(_) => s(&t, &["NodeID"]).to_string(),
+                        };
+                        (n(&t, &["Slot"]), node)
+                    }
+                    Err(_) => (0, String::new()),
+                };
+                e.insert(info);
+            }
+            let (slot, node) = &tasks[&task_id];
+            let prefix = format!("{name}.{slot}.{}@{node}", short(&task_id));
+            let ts = if o.timestamps { format!("{ts} ") } else { String::new() };
+            let text = format!("{ts}{prefix}    | {msg}");
+            if stream == 2 {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+            }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Demux;
+
+    #[test]
+    fn demux_reassembles_split_frames() {
+        let mut wire = Vec::new();
+        for (stream, text) in [(1u8, "hello\n"), (2u8, "oops\n")] {
+            wire.push(stream);
+            wire.extend_from_slice(&[0, 0, 0]);
+            wire.extend_from_slice(&(text.len() as u32).to_be_bytes());
+            wire.extend_from_slice(text.as_bytes());
+        }
+        let mut d = Demux::default();
+        let mut got = d.push(&wire[..5]);
+        got.extend(d.push(&wire[5..17]));
+        got.extend(d.push(&wire[17..]));
+        assert_eq!(got, vec![(1, "hello\n".to_string()), (2, "oops\n".to_string())]);
+    }
 }
