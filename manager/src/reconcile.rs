@@ -33,3 +33,32 @@ where
     }
     tracing::debug!(loop_name = name, "control loop stopped");
 }
+
+/// Runs a loop whose pass is a pure function of the store: `pass` returns
+/// the writes to make and when it wants to run again; the writes are
+/// proposed as one batch. A failed write is retried on a short timer.
+pub async fn run_writer<F>(
+    name: &'static str,
+    store: Store,
+    proposer: crate::control::Proposer,
+    shutdown: watch::Receiver<bool>,
+    pass: F,
+) where
+    F: Fn(&crate::store::State, i64) -> (Vec<shoal_proto::StoreAction>, Option<Duration>),
+{
+    let s = store.clone();
+    run_loop(name, store, shutdown, move || {
+        let (actions, wake) = pass(&s.read(), shoal_proto::now_ns());
+        let proposer = proposer.clone();
+        async move {
+            if !actions.is_empty() {
+                if let Err(e) = proposer.propose(actions).await {
+                    tracing::debug!(loop_name = name, error = %e, "write failed; retrying on the next pass");
+                    return Some(Duration::from_millis(200));
+                }
+            }
+            wake
+        }
+    })
+    .await
+}

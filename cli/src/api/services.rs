@@ -15,6 +15,7 @@ use shoal_proto::{Service, Task, TaskState};
 use super::docker::{self, ServiceCounts};
 use super::swarm::manager;
 use super::{ApiError, ApiResult, Filters};
+use crate::client::encode;
 use crate::daemon::Daemon;
 
 #[derive(Deserialize)]
@@ -177,18 +178,6 @@ fn frame(stream: u8, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-fn query_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// How log lines are rendered.
 #[derive(Clone, Copy)]
 struct LogFormat {
@@ -243,9 +232,9 @@ fn render_entries(entries: Vec<(Task, shoal_runtime::LogEntry)>, f: LogFormat) -
         if f.details {
             line.push_str(&format!(
                 "com.docker.swarm.node.id={},com.docker.swarm.service.id={},com.docker.swarm.task.id={} ",
-                query_escape(&t.node_id),
-                query_escape(&t.service_id),
-                query_escape(&t.id)
+                encode(&t.node_id),
+                encode(&t.service_id),
+                encode(&t.id)
             ));
         }
         line.push_str(entry.line.trim_end_matches('\n'));

@@ -93,18 +93,7 @@ impl Daemon {
         let manager = if let Some(m) = started {
             Some(Arc::new(m))
         } else if identity.role == "manager" {
-            let listen: SocketAddr = identity
-                .listen_addr
-                .parse()
-                .with_context(|| format!("listen address {} in node.json", identity.listen_addr))?;
-            let config = ManagerConfig::with_defaults(
-                self.config.data_root.join("raft"),
-                identity.raft_id,
-                identity.node_id.clone(),
-                listen,
-                identity.advertise_addr.clone(),
-            );
-            Some(Arc::new(Manager::start(config).await?))
+            Some(Arc::new(Manager::start(self.manager_config(&identity)?).await?))
         } else {
             None
         };
@@ -159,15 +148,23 @@ impl Daemon {
         Ok(node_id)
     }
 
-    async fn bootstrap(&self, identity: NodeIdentity) -> anyhow::Result<Member> {
-        let listen: SocketAddr = identity.listen_addr.parse()?;
-        let config = ManagerConfig::with_defaults(
+    /// How this node's manager runs.
+    fn manager_config(&self, identity: &NodeIdentity) -> anyhow::Result<ManagerConfig> {
+        let listen: SocketAddr = identity
+            .listen_addr
+            .parse()
+            .with_context(|| format!("listen address {} in node.json", identity.listen_addr))?;
+        Ok(ManagerConfig::with_defaults(
             self.config.data_root.join("raft"),
             identity.raft_id,
             identity.node_id.clone(),
             listen,
             identity.advertise_addr.clone(),
-        );
+        ))
+    }
+
+    async fn bootstrap(&self, identity: NodeIdentity) -> anyhow::Result<Member> {
+        let config = self.manager_config(&identity)?;
         let manager = Manager::start(config.clone()).await?;
         let cluster = Cluster {
             id: identity.cluster_id.clone(),

@@ -15,24 +15,14 @@ use super::new_task;
 use super::restart::{restart_delay, should_restart};
 use crate::control::propose::{create, update};
 use crate::control::Proposer;
-use crate::reconcile::run_loop;
+use crate::reconcile::run_writer;
 use crate::store::{State, Store};
 
 /// Runs the replicated orchestrator until `shutdown`.
 pub async fn run(store: Store, proposer: Proposer, shutdown: watch::Receiver<bool>) {
-    let s = store.clone();
-    run_loop("orchestrator", store, shutdown, move || {
-        let (actions, wake) = reconcile(&s.read(), shoal_proto::now_ns());
-        let proposer = proposer.clone();
-        async move {
-            if !actions.is_empty() {
-                if let Err(e) = proposer.propose(actions).await {
-                    tracing::debug!(error = %e, "orchestrator write failed; retrying on the next pass");
-                    return Some(Duration::from_millis(200));
-                }
-            }
-            wake.map(|ns| Duration::from_nanos(ns.max(0) as u64))
-        }
+    run_writer("orchestrator", store, proposer, shutdown, |state, now| {
+        let (actions, wake) = reconcile(state, now);
+        (actions, wake.map(|ns| Duration::from_nanos(ns.max(0) as u64)))
     })
     .await
 }

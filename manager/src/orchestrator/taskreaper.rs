@@ -9,14 +9,13 @@
 //! assignments, so reaping is also what cleans up containers.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use shoal_proto::{StoreAction, Task, TaskState};
 use tokio::sync::watch;
 
 use crate::control::propose::delete;
 use crate::control::Proposer;
-use crate::reconcile::run_loop;
+use crate::reconcile::run_writer;
 use crate::store::{State, Store};
 
 /// The default number of terminated tasks kept per slot.
@@ -24,21 +23,7 @@ pub const DEFAULT_TASK_HISTORY: i64 = 5;
 
 /// Runs the task reaper until `shutdown`.
 pub async fn run(store: Store, proposer: Proposer, shutdown: watch::Receiver<bool>) {
-    let s = store.clone();
-    run_loop("taskreaper", store, shutdown, move || {
-        let actions = reap(&s.read());
-        let proposer = proposer.clone();
-        async move {
-            if !actions.is_empty() {
-                if let Err(e) = proposer.propose(actions).await {
-                    tracing::debug!(error = %e, "task reaper write failed; retrying");
-                    return Some(Duration::from_millis(500));
-                }
-            }
-            None
-        }
-    })
-    .await
+    run_writer("taskreaper", store, proposer, shutdown, |state, _| (reap(state), None)).await
 }
 
 fn finished(t: &Task) -> bool {

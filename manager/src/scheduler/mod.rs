@@ -8,33 +8,18 @@
 pub mod filter;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use shoal_proto::{StoreAction, TaskState};
 use tokio::sync::watch;
 
 use crate::control::propose::update;
 use crate::control::Proposer;
-use crate::reconcile::run_loop;
+use crate::reconcile::run_writer;
 use crate::store::{State, Store};
 
 /// Runs the scheduler until `shutdown`.
 pub async fn run(store: Store, proposer: Proposer, shutdown: watch::Receiver<bool>) {
-    let s = store.clone();
-    run_loop("scheduler", store, shutdown, move || {
-        let actions = schedule(&s.read(), shoal_proto::now_ns());
-        let proposer = proposer.clone();
-        async move {
-            if !actions.is_empty() {
-                if let Err(e) = proposer.propose(actions).await {
-                    tracing::debug!(error = %e, "scheduler write failed; retrying");
-                    return Some(Duration::from_millis(200));
-                }
-            }
-            None
-        }
-    })
-    .await
+    run_writer("scheduler", store, proposer, shutdown, |state, now| (schedule(state, now), None)).await
 }
 
 /// One pass: assignments (or `pending` explanations) for unassigned tasks.
