@@ -120,6 +120,7 @@ impl Worker {
             workdir: (!spec.dir.is_empty()).then(|| spec.dir.clone()),
             hostname: (!spec.hostname.is_empty()).then(|| spec.hostname.clone()),
             labels: container_labels,
+            ..Default::default()
         };
         let rt = self.ctx.runtime.clone();
         let created = match blocking(move || rt.create_container(&cspec)).await {

@@ -16,8 +16,14 @@
 //! images/      oci-layout, index.json, blobs/sha256/<hex>, ingest/
 //! layers/      <diff id hex>/ (unpacked layers)
 //! containers/  <id>/ config.json state.json exit.json container.log shim.log lock upper/ work/ rootfs/
+//!                   hosts hostname resolv.conf (bound at /etc/… in the container)
+//! ../volumes/  <name>/_data (named volumes, kept after their containers)
 //! ```
+//!
+//! Each container also gets a cgroup (`shoal/<id>`, v1 or v2 as detected when the runtime
+//! opens: `cgroups`) for its limits, pause and OOM record.
 
+mod cgroups;
 mod clock;
 mod container;
 mod error;
@@ -38,6 +44,7 @@ use std::{
 
 use nix::sys::signal::Signal;
 
+use cgroups::Hierarchy;
 use container::{
     spec::{self as container_spec, ContainerConfig},
     state::{self, ExitFile, Observed, StateFile},
@@ -51,10 +58,14 @@ use process::{
 };
 use snapshot::Snapshotter;
 
-pub use container::{spec::ContainerSpec, ContainerInfo, ContainerState};
+pub use container::{
+    spec::{ContainerSpec, Mount, MountKind},
+    ContainerInfo, ContainerState,
+};
 pub use error::Error;
 pub use images::ImageSummary;
 pub use logs::{LogEntry, LogStream};
+pub use process::exec_api::{ExecOutput, ExecSpec};
 
 /// How long to wait for a container to die after SIGKILL before giving up.
 const KILL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,6 +85,10 @@ struct Inner {
     snapshots: Snapshotter,
     containers: ContainerStore,
     shim: ShimCommand,
+    /// Where named volumes live: `<root>/../volumes`.
+    volumes: PathBuf,
+    /// `None` on a machine without usable cgroups (limits are then refused).
+    cgroups: Option<Hierarchy>,
 }
 
 impl Runtime {
@@ -96,6 +111,8 @@ impl Runtime {
                 snapshots: Snapshotter::open(&root.join("layers"))?,
                 containers: ContainerStore::open(&root.join("containers"))?,
                 shim: ShimCommand { exe: shim_exe, args: shim_args },
+                volumes: root.parent().unwrap_or(&root).join("volumes"),
+                cgroups: Hierarchy::detect()?.and_then(Hierarchy::usable),
                 root,
             }),
         })
@@ -148,6 +165,22 @@ impl Runtime {
             let blob = inner.images.blob_path(layer)?;
             inner.snapshots.ensure_layer(diff_id, &blob, layer.media_type())?;
         }
+        let dir = inner.containers.paths(&id);
+        let mut host = container_spec::resolve_host(spec, &name, dir.dir(), &inner.volumes)?;
+        match &inner.cgroups {
+            Some(hierarchy) => host.cgroup = Some(hierarchy.paths_for(&id)),
+            None if host.resources.any() => {
+                return Err(Error::invalid(format!(
+                    "container {name} asks for resource limits, but this machine has no usable cgroups (neither a v1 memory controller nor a v2 hierarchy with controllers is mounted)"
+                )))
+            }
+            None => {}
+        }
+        for mount in spec.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
+            let data = container_spec::volume_data_dir(&inner.volumes, &mount.source);
+            fs::create_dir_all(&data).context(|| format!("creating volume {} at {}", mount.source, data.display()))?;
+        }
+        let hostname = process.hostname.clone();
         let config = ContainerConfig {
             id,
             name,
@@ -157,8 +190,12 @@ impl Runtime {
             created_at: clock::now_ns(),
             process,
             layers: diff_ids,
+            host,
         };
-        let paths = inner.containers.create(&config, |dir| inner.snapshots.prepare(dir))?;
+        let paths = inner.containers.create(&config, |dir| {
+            inner.snapshots.prepare(dir)?;
+            container::etc::write(dir, &hostname)
+        })?;
         tracing::info!(container = %config.name, id = %config.id, image = %config.image, "created container");
         Ok(state::observe(&paths, &config)?.info)
     }
@@ -186,6 +223,9 @@ impl Runtime {
             }
             ContainerState::Created => {}
         }
+        if let Some(cgroup) = &config.host.cgroup {
+            cgroup.create(&config.host.resources)?;
+        }
         inner.snapshots.mount(paths.dir(), &config.layers)?;
         match launch::launch(&inner.shim, &paths) {
             Ok(Handshake::Started { pid }) => {
@@ -205,6 +245,7 @@ impl Runtime {
                             exit_code: SHIM_FAILED_EXIT_CODE,
                             finished_at: clock::now_ns(),
                             error: Some(message.clone()),
+                            oom_killed: false,
                         },
                     )?;
                 }
@@ -213,13 +254,52 @@ impl Runtime {
         }
     }
 
-    /// Stops a running container: sends `signal` (default SIGTERM), then SIGKILL after
-    /// `timeout`, and returns once it has exited. Stopping a container that is not running
-    /// does nothing.
+    /// Stops a running container: sends `signal` (default: the container's stop signal,
+    /// SIGTERM unless its spec chose another), then SIGKILL after `timeout`, and returns once
+    /// it has exited. Stopping a container that is not running does nothing.
     pub fn stop_container(&self, id_or_name: &str, signal: Option<&str>, timeout: Duration) -> Result<(), Error> {
-        let signal = signal.map(process::signal::parse).transpose()?.unwrap_or(Signal::SIGTERM);
         let observed = self.observe(id_or_name)?;
+        let signal = signal.unwrap_or(&observed.info.stop_signal);
+        let signal = process::signal::parse(signal)?;
         self.stop_observed(&observed, signal, timeout)
+    }
+
+    /// Stops a running container with its own stop signal and stop timeout (see
+    /// [`ContainerSpec::stop_signal`] and [`ContainerSpec::stop_timeout`]).
+    pub fn stop_container_default(&self, id_or_name: &str) -> Result<(), Error> {
+        let observed = self.observe(id_or_name)?;
+        let signal = process::signal::parse(&observed.info.stop_signal)?;
+        self.stop_observed(&observed, signal, Duration::from_secs(observed.info.stop_timeout))
+    }
+
+    /// Pauses a running container: freezes every process in its cgroup.
+    pub fn pause_container(&self, id_or_name: &str) -> Result<(), Error> {
+        self.freeze(id_or_name, true)
+    }
+
+    /// Resumes a paused container.
+    pub fn unpause_container(&self, id_or_name: &str) -> Result<(), Error> {
+        self.freeze(id_or_name, false)
+    }
+
+    fn freeze(&self, id_or_name: &str, frozen: bool) -> Result<(), Error> {
+        let config = self.inner.containers.find(id_or_name)?;
+        let _lock = self.inner.containers.lock(&config)?;
+        let observed = state::observe(&self.inner.containers.paths(&config.id), &config)?;
+        let name = &config.name;
+        if observed.info.state != ContainerState::Running {
+            return Err(Error::conflict(format!("container {name} is not running")));
+        }
+        if observed.info.paused == frozen {
+            let now = if frozen { "already paused" } else { "not paused" };
+            return Err(Error::conflict(format!("container {name} is {now}")));
+        }
+        let cgroup = config.host.cgroup.as_ref().ok_or_else(|| {
+            Error::invalid(format!("container {name} has no cgroup (this machine has none), so it cannot be paused"))
+        })?;
+        cgroup.freeze(frozen)?;
+        tracing::info!(container = %name, paused = frozen, "container paused or resumed");
+        Ok(())
     }
 
     fn stop_observed(&self, observed: &Observed, signal: Signal, timeout: Duration) -> Result<(), Error> {
@@ -239,6 +319,12 @@ impl Runtime {
             Ok(())
         };
         send(signal)?;
+        // A frozen process acts on no signal, SIGKILL included, until thawed.
+        if observed.info.paused {
+            if let Some(cgroup) = &observed.cgroup {
+                cgroup.freeze(false)?;
+            }
+        }
         let waited = |t| shim.wait_timeout(t).context(|| format!("waiting for container {name} to exit"));
         if waited(timeout)? {
             return Ok(());
@@ -289,6 +375,9 @@ impl Runtime {
             self.stop_observed(&observed, Signal::SIGKILL, KILL_TIMEOUT)?;
         }
         inner.snapshots.unmount(paths.dir())?;
+        if let Some(cgroup) = &config.host.cgroup {
+            cgroup.remove()?;
+        }
         fs::remove_dir_all(paths.dir()).context(|| format!("removing {}", paths.dir().display()))?;
         tracing::info!(container = %config.name, id = %config.id, "removed container");
         Ok(())
@@ -345,6 +434,25 @@ impl Runtime {
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
+    }
+
+    /// Runs `spec.cmd` inside the running container `id_or_name` (its namespaces, cgroup,
+    /// user, capabilities) and returns its exit code and output once it ends.
+    pub fn exec(&self, id_or_name: &str, spec: &ExecSpec) -> Result<ExecOutput, Error> {
+        let inner = &self.inner;
+        let config = inner.containers.find(id_or_name)?;
+        let paths = inner.containers.paths(&config.id);
+        let observed = state::observe(&paths, &config)?;
+        let name = &config.name;
+        let started = match (observed.info.state, observed.started) {
+            (ContainerState::Running, Some(started)) => started,
+            _ => return Err(Error::conflict(format!("container {name} is not running: start it first"))),
+        };
+        if observed.info.paused {
+            return Err(Error::conflict(format!("container {name} is paused: unpause it first")));
+        }
+        let request = process::exec_api::request(&config, started.init, spec)?;
+        process::exec_api::run(&inner.shim, &paths, &request, name)
     }
 
     fn observe(&self, id_or_name: &str) -> Result<Observed, Error> {

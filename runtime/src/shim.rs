@@ -30,6 +30,7 @@ use nix::{
 };
 
 use crate::{
+    cgroups::CgroupPaths,
     clock,
     container::{
         spec::ContainerConfig,
@@ -40,6 +41,7 @@ use crate::{
     jsonfile,
     logs::{LogStream, LogWriter},
     process::{
+        exec,
         init::{self, InitFailure},
         launch::Handshake,
         namespaces,
@@ -50,7 +52,13 @@ use crate::{
 
 /// Runs the shim for the container in `container_dir` and exits. Call it first thing in
 /// `main` of the binary, before any thread (or tokio runtime) is started.
+///
+/// With `SHOAL_SHIM_EXEC` set in its environment (by [`crate::Runtime::exec`]), it is instead
+/// the helper that runs one process inside the running container.
 pub fn main(container_dir: &Path) -> ! {
+    if let Some(request) = std::env::var_os(exec::EXEC_ENV) {
+        std::process::exit(exec::run(container_dir, &request.to_string_lossy()));
+    }
     let code = match run(container_dir) {
         Ok(()) => 0,
         Err(e) => {
@@ -69,6 +77,7 @@ pub fn main(container_dir: &Path) -> ! {
 /// What the shim knows of a started container: its own identity, the init's, and the read
 /// ends of the output pipes.
 struct Container {
+    cgroup: Option<CgroupPaths>,
     shim: ProcessIdentity,
     init: ProcessIdentity,
     stdout: OwnedFd,
@@ -104,7 +113,9 @@ fn run(dir: &Path) -> Result<(), Error> {
 
     copy_output(&container, &mut log);
     let exit_code = wait_exit_code(container.init.pid);
-    record_exit(&paths, exit_code, None)
+    // The OOM killer's SIGKILL looks like any other: only the cgroup's count tells.
+    let oom_killed = container.cgroup.as_ref().is_some_and(|c| c.oom_killed());
+    jsonfile::write(&paths.exit(), &ExitFile { exit_code, finished_at: clock::now_ns(), error: None, oom_killed })
 }
 
 /// Forks the container's init and waits until it has executed the command (or failed to).
@@ -128,11 +139,10 @@ fn start(paths: &ContainerPaths) -> Result<(Container, LogWriter), InitFailure> 
     match unsafe { fork() }.context(|| "forking the container's init".to_string()).map_err(setup)? {
         ForkResult::Child => {
             drop((stdout_r, stderr_r, exec_r));
-            let failure = init::exec(&config, &rootfs, init::Stdio { stdout: stdout_w, stderr: stderr_w });
-            let _ = fs::File::from(exec_w).write_all(failure.message.as_bytes());
+            let code = init::run(&config, &rootfs, init::Pipes { stdout: stdout_w, stderr: stderr_w, report: exec_w });
             // SAFETY: _exit skips the parent's atexit handlers and buffered stdio, which
             // belong to the shim, not to this child.
-            unsafe { libc::_exit(failure.exit_code) }
+            unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => {
             drop((stdout_w, stderr_w, exec_w));
@@ -146,7 +156,7 @@ fn start(paths: &ContainerPaths) -> Result<(Container, LogWriter), InitFailure> 
                 let exit_code = wait_exit_code(pid);
                 return Err(InitFailure { exit_code, message: String::from_utf8_lossy(&message).into_owned() });
             }
-            Ok((Container { shim, init, stdout: stdout_r, stderr: stderr_r }, log))
+            Ok((Container { cgroup: config.host.cgroup, shim, init, stdout: stdout_r, stderr: stderr_r }, log))
         }
     }
 }
@@ -233,5 +243,5 @@ fn wait_exit_code(pid: i32) -> i32 {
 }
 
 fn record_exit(paths: &ContainerPaths, exit_code: i32, error: Option<String>) -> Result<(), Error> {
-    jsonfile::write(&paths.exit(), &ExitFile { exit_code, finished_at: clock::now_ns(), error })
+    jsonfile::write(&paths.exit(), &ExitFile { exit_code, finished_at: clock::now_ns(), error, oom_killed: false })
 }

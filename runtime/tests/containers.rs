@@ -20,7 +20,7 @@ use nix::{
     sys::signal::{kill, Signal},
     unistd::Pid,
 };
-use shoal_runtime::{ContainerInfo, ContainerSpec, ContainerState, Error, LogStream, Runtime};
+use shoal_runtime::{ContainerInfo, ContainerSpec, ContainerState, Error, ExecSpec, LogStream, Mount, Runtime};
 
 type Result<T = ()> = std::result::Result<T, String>;
 type Case = fn(&Env) -> Result;
@@ -96,7 +96,7 @@ fn run_all() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cases: [(&str, Case); 9] = [
+    let cases: [(&str, Case); 26] = [
         ("import_directory_and_tar", import_directory_and_tar),
         ("exit_code_and_logs", exit_code_and_logs),
         ("process_config_inside", process_config_inside),
@@ -106,6 +106,23 @@ fn run_all() -> ExitCode {
         ("remove_running_needs_force", remove_running_needs_force),
         ("errors_name_the_object", errors_name_the_object),
         ("readopt_after_daemon_restart", readopt_after_daemon_restart),
+        ("user_names_and_ids", user_names_and_ids),
+        ("read_only_root_with_tmpfs", read_only_root_with_tmpfs),
+        ("bind_mounts", bind_mounts),
+        ("named_volumes_persist", named_volumes_persist),
+        ("etc_files_provided", etc_files_provided),
+        ("masked_and_read_only_paths", masked_and_read_only_paths),
+        ("default_capabilities_and_cap_drop", default_capabilities_and_cap_drop),
+        ("privileged_lifts_restrictions", privileged_lifts_restrictions),
+        ("no_new_privileges", no_new_privileges),
+        ("init_reaps_and_forwards_signals", init_reaps_and_forwards_signals),
+        ("stop_signal_and_timeout_defaults", stop_signal_and_timeout_defaults),
+        ("pids_limit_stops_forks", pids_limit_stops_forks),
+        ("memory_limit_oom_kills", memory_limit_oom_kills),
+        ("cpu_limit_and_cgroup_lifecycle", cpu_limit_and_cgroup_lifecycle),
+        ("pause_freezes_the_container", pause_freezes_the_container),
+        ("exec_joins_the_container", exec_joins_the_container),
+        ("seccomp_default_profile", seccomp_default_profile),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in cases {
@@ -170,6 +187,16 @@ fn cleanup(env: &Env) -> Result {
         let _ = umount2(&mount, MntFlags::MNT_DETACH);
         problems.push(format!("{} was still mounted", mount.display()));
     }
+    for controller in ["memory", "cpu", "pids", "freezer"] {
+        let Some(parent) = cgroup_dir(controller, "") else { continue };
+        for entry in fs::read_dir(&parent).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                let _ = fs::remove_dir(entry.path());
+                problems.push(format!("cgroup {} was left behind", entry.path().display()));
+            }
+        }
+        let _ = fs::remove_dir(&parent);
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -196,8 +223,9 @@ fn build_busybox_rootfs(rootfs: &Path) -> Result {
             symlink("busybox", rootfs.join("bin").join(applet)).map_err(io)?;
         }
     }
-    fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").map_err(io)?;
-    fs::write(rootfs.join("etc/group"), "root:x:0:\n").map_err(io)?;
+    fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1000::/home/web:/bin/sh\n")
+        .map_err(io)?;
+    fs::write(rootfs.join("etc/group"), "root:x:0:\nweb:x:1000:\nstaff:x:50:web\n").map_err(io)?;
     Ok(())
 }
 
@@ -504,4 +532,488 @@ fn readopt_after_daemon_restart(env: &Env) -> Result {
     }
     let info = rt.container("survivor").map_err(|e| e.to_string())?;
     remove_and_check_gone(env, &info)
+}
+
+// ---- helpers for the container-option cases ----
+
+fn strings(s: &[&str]) -> Vec<String> {
+    s.iter().map(|s| s.to_string()).collect()
+}
+
+/// The container's stdout and stderr lines, joined.
+fn output(env: &Env, id: &str) -> Result<String> {
+    let logs = env.rt.read_logs(id, None).map_err(|e| e.to_string())?;
+    Ok(logs.iter().map(|l| l.line.as_str()).collect::<Vec<_>>().join("\n"))
+}
+
+/// Runs `spec` to its end and returns its state and output; the container is removed.
+fn run_output(env: &Env, spec: &ContainerSpec) -> Result<(ContainerInfo, String)> {
+    let info = run_to_exit(env, spec)?;
+    let out = output(env, &info.id)?;
+    remove_and_check_gone(env, &info)?;
+    Ok((info, out))
+}
+
+/// Like [`run_output`], insisting on exit code 0.
+fn run_ok(env: &Env, spec: &ContainerSpec) -> Result<String> {
+    let (info, out) = run_output(env, spec)?;
+    if info.exit_code != Some(0) {
+        return Err(format!("{} exited {:?} ({:?}): {out}", spec.name, info.exit_code, info.error));
+    }
+    Ok(out)
+}
+
+fn sh(name: &str, script: &str) -> ContainerSpec {
+    spec(name, &["sh", "-c", script])
+}
+
+/// Waits (up to 30 s) until the container's output has a line for which `pred` holds.
+fn wait_for_line(env: &Env, id: &str, pred: impl Fn(&str) -> bool) -> Result<String> {
+    for _ in 0..1200 {
+        let logs = env.rt.read_logs(id, None).map_err(|e| e.to_string())?;
+        if let Some(l) = logs.iter().find(|l| pred(&l.line)) {
+            return Ok(l.line.clone());
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    Err(format!("the expected line never appeared: {}", output(env, id)?))
+}
+
+/// This test process's cgroup directory of v1 `controller`, plus `shoal/<id>` (`id` may be
+/// empty for the parent of all containers).
+fn cgroup_dir(controller: &str, id: &str) -> Option<PathBuf> {
+    let own = fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = own.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+        list.split(',').any(|c| c == controller).then(|| path.to_string())
+    })?;
+    let base = Path::new("/sys/fs/cgroup").join(controller).join(path.trim_start_matches('/')).join("shoal");
+    base.exists().then(|| if id.is_empty() { base.clone() } else { base.join(id) })
+}
+
+/// A running container, removed (forcibly) when dropped, even when the case fails.
+struct Running<'a> {
+    env: &'a Env,
+    info: ContainerInfo,
+}
+
+impl<'a> Running<'a> {
+    fn start(env: &'a Env, spec: &ContainerSpec) -> Result<Running<'a>> {
+        let info = env.rt.create_container(spec).map_err(|e| e.to_string())?;
+        // From here on, the guard removes the container whatever happens.
+        let mut guard = Running { env, info };
+        guard.info = env.rt.start_container(&guard.info.id).map_err(|e| e.to_string())?;
+        Ok(guard)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let _ = self.env.rt.remove_container(&self.info.id, true);
+    }
+}
+
+// ---- container options ----
+
+fn user_names_and_ids(env: &Env) -> Result {
+    let script = "id -u; id -g; id -G; echo $HOME; pwd";
+    let named = ContainerSpec { user: Some("web".into()), workdir: Some("/tmp/w".into()), ..sh("user-web", script) };
+    let out = run_ok(env, &named)?;
+    let lines: Vec<&str> = out.lines().collect();
+    ensure!(lines.first() == Some(&"1000") && lines.get(1) == Some(&"1000"), "ids: {out}");
+    ensure!(lines.get(2).is_some_and(|g| g.split(' ').any(|g| g == "50")), "supplementary groups: {out}");
+    ensure!(lines.get(3) == Some(&"/home/web") && lines.get(4) == Some(&"/tmp/w"), "home/workdir: {out}");
+
+    let numeric = ContainerSpec { user: Some("1000".into()), ..sh("user-1000", "id -u") };
+    ensure!(run_ok(env, &numeric)? == "1000", "-u 1000");
+    let pair = ContainerSpec { user: Some("4242:staff".into()), ..sh("user-pair", "id -u; id -g; echo $HOME") };
+    ensure!(run_ok(env, &pair)? == "4242\n50\n/", "-u 4242:staff");
+    let root = run_ok(env, &sh("user-root", "id -u; echo $HOME"))?;
+    ensure!(root == "0\n/root", "default user: {root}");
+
+    let unknown = ContainerSpec { user: Some("nobody".into()), ..sh("user-unknown", "true") };
+    let created = env.rt.create_container(&unknown).map_err(|e| e.to_string())?;
+    let err = env.rt.start_container(&created.id).err().ok_or("an unknown user started")?;
+    ensure!(err.to_string().contains("unable to find user nobody"), "error: {err}");
+    remove_and_check_gone(env, &created)
+}
+
+fn read_only_root_with_tmpfs(env: &Env) -> Result {
+    let spec = ContainerSpec {
+        read_only: true,
+        tmpfs: BTreeMap::from([("/scratch".to_string(), "size=1m,mode=1777".to_string())]),
+        ..sh(
+            "readonly",
+            "touch /file 2>&1 || echo rootfail; touch /scratch/ok && echo tmpfsok; grep ' /scratch ' /proc/mounts",
+        )
+    };
+    let out = run_ok(env, &spec)?;
+    ensure!(out.contains("Read-only file system") && out.contains("rootfail"), "root writable: {out}");
+    ensure!(out.contains("tmpfsok"), "tmpfs not writable: {out}");
+    let mount = out.lines().find(|l| l.contains(" /scratch ")).unwrap_or_default();
+    ensure!(mount.starts_with("tmpfs /scratch tmpfs rw,"), "mount: {out}");
+    ensure!(mount.contains("size=1024k") && mount.contains("noexec") && mount.contains("nosuid"), "options: {mount}");
+
+    let writable = run_ok(env, &sh("writable", "touch /file && echo written"))?;
+    ensure!(writable == "written", "default root is not writable: {writable}");
+    Ok(())
+}
+
+fn bind_mounts(env: &Env) -> Result {
+    let host = env.root.parent().ok_or("root has no parent")?.join("bind-src");
+    fs::create_dir_all(&host).map_err(|e| e.to_string())?;
+    fs::write(host.join("in.txt"), "from-host\n").map_err(|e| e.to_string())?;
+    let src = host.display().to_string();
+    let spec = ContainerSpec {
+        mounts: vec![
+            Mount::parse(&format!("{src}:/ro:ro")).map_err(|e| e.to_string())?,
+            Mount::parse(&format!("{src}:/rw")).map_err(|e| e.to_string())?,
+        ],
+        ..sh("binds", "cat /ro/in.txt; touch /ro/x 2>&1 || echo rofail; echo from-ctr > /rw/out.txt && echo rwok")
+    };
+    let out = run_ok(env, &spec)?;
+    ensure!(out.starts_with("from-host"), "bind content: {out}");
+    ensure!(out.contains("Read-only file system") && out.contains("rofail"), ":ro was writable: {out}");
+    ensure!(out.contains("rwok"), "rw bind not writable: {out}");
+    let written = fs::read_to_string(host.join("out.txt")).map_err(|e| e.to_string())?;
+    ensure!(written == "from-ctr\n", "the host does not see the container's write: {written:?}");
+    ensure!(!host.join("x").exists(), "the :ro write reached the host");
+    Ok(())
+}
+
+fn named_volumes_persist(env: &Env) -> Result {
+    let vol = Mount::parse("testvol:/data").map_err(|e| e.to_string())?;
+    let writer = ContainerSpec { mounts: vec![vol.clone()], ..sh("vol-writer", "echo persisted > /data/f") };
+    run_ok(env, &writer)?;
+    let data = env.root.parent().ok_or("no parent")?.join("volumes/testvol/_data");
+    ensure!(data.join("f").is_file(), "{} has no f after the writer was removed", data.display());
+    let reader = ContainerSpec { mounts: vec![vol], ..sh("vol-reader", "cat /data/f") };
+    let out = run_ok(env, &reader)?;
+    ensure!(out == "persisted", "the second container read {out:?}");
+    Ok(())
+}
+
+fn etc_files_provided(env: &Env) -> Result {
+    let spec = ContainerSpec {
+        hostname: Some("etcbox".into()),
+        ..sh(
+            "etc-files",
+            "cat /etc/hostname; grep -c localhost /etc/hosts; cat /etc/resolv.conf; grep -c ' /etc/' /proc/mounts",
+        )
+    };
+    let out = run_ok(env, &spec)?;
+    let lines: Vec<&str> = out.lines().collect();
+    ensure!(lines.first() == Some(&"etcbox"), "/etc/hostname: {out}");
+    ensure!(lines.get(1).is_some_and(|n| n.parse::<u32>().unwrap_or(0) >= 2), "/etc/hosts: {out}");
+    ensure!(out.contains("nameserver "), "/etc/resolv.conf: {out}");
+    let host_servers: Vec<String> = fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("nameserver") && !l.contains(" 127."))
+        .map(str::to_string)
+        .collect();
+    for server in &host_servers {
+        ensure!(lines.contains(&server.as_str()), "resolv.conf lacks the host's {server}: {out}");
+    }
+    ensure!(lines.last() == Some(&"3"), "expected 3 bind mounts under /etc: {out}");
+    Ok(())
+}
+
+fn masked_and_read_only_paths(env: &Env) -> Result {
+    // Only what this kernel has (and shows the host) can be seen to be masked.
+    let files: Vec<&str> = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/interrupts"]
+        .into_iter()
+        .filter(|p| fs::read(p).is_ok_and(|c| !c.is_empty()))
+        .collect();
+    ensure!(!files.is_empty(), "the host shows none of the masked files");
+    let script = format!(
+        "for f in {}; do wc -c < $f; done; ls -A /sys/firmware | wc -l; \
+         echo x > /proc/sys/kernel/hostname || echo sysfail; grep -c ' /proc/sys ' /proc/mounts; true",
+        files.join(" ")
+    );
+    let out = run_ok(env, &sh("masked", &script))?;
+    let lines: Vec<&str> = out.lines().filter(|l| !l.starts_with("sh:")).collect();
+    let zeros = vec!["0"; files.len() + 1];
+    ensure!(
+        lines.get(..files.len() + 1) == Some(&zeros[..]),
+        "masked paths readable ({files:?}, /sys/firmware): {out}"
+    );
+    ensure!(out.contains("sysfail") && out.contains("Read-only file system"), "/proc/sys writable: {out}");
+
+    let privileged = ContainerSpec { privileged: true, ..sh("unmasked", &script) };
+    let out = run_ok(env, &privileged)?;
+    ensure!(out.lines().next().is_some_and(|n| n != "0"), "privileged still masks {}: {out}", files[0]);
+    ensure!(!out.contains("sysfail"), "privileged /proc/sys is read-only: {out}");
+    Ok(())
+}
+
+/// `CapEff` of the container's process, from /proc/self/status.
+fn cap_line(out: &str, field: &str) -> String {
+    out.lines().find_map(|l| l.strip_prefix(field)).map(|v| v.trim().to_string()).unwrap_or_default()
+}
+
+fn default_capabilities_and_cap_drop(env: &Env) -> Result {
+    let script = "grep Cap /proc/self/status; ping -c1 -W2 127.0.0.1 >/dev/null 2>&1 && echo pingok";
+    let out = run_ok(env, &sh("caps-default", script))?;
+    ensure!(cap_line(&out, "CapEff:") == "00000000a80425fb", "CapEff is not Docker's default: {out}");
+    ensure!(cap_line(&out, "CapBnd:") == "00000000a80425fb", "CapBnd is not Docker's default: {out}");
+    ensure!(cap_line(&out, "CapInh:") == "0000000000000000", "CapInh: {out}");
+    ensure!(out.contains("pingok"), "ping fails with the default set: {out}");
+
+    let dropped = ContainerSpec {
+        cap_drop: strings(&["NET_RAW"]),
+        cap_add: strings(&["NET_ADMIN"]),
+        ..sh("caps-dropped", "grep CapEff /proc/self/status; ping -c1 -W2 127.0.0.1 2>&1; echo ping=$?")
+    };
+    let (info, out) = run_output(env, &dropped)?;
+    ensure!(info.exit_code == Some(0), "exit {:?}: {out}", info.exit_code);
+    ensure!(out.contains("ping=1") || out.contains("ping=2"), "ping without NET_RAW succeeded: {out}");
+    ensure!(out.to_lowercase().contains("permission denied") || out.contains("not permitted"), "why: {out}");
+    ensure!(cap_line(&out, "CapEff:") == "00000000a80415fb", "NET_RAW off, NET_ADMIN on: {out}");
+
+    let user = ContainerSpec { user: Some("1000".into()), ..sh("caps-user", "grep CapEff /proc/self/status") };
+    let out = run_ok(env, &user)?;
+    ensure!(cap_line(&out, "CapEff:") == "0000000000000000", "a non-root user has capabilities: {out}");
+    Ok(())
+}
+
+fn privileged_lifts_restrictions(env: &Env) -> Result {
+    let spec = ContainerSpec {
+        privileged: true,
+        ..sh("privileged", "grep CapEff /proc/self/status; wc -c < /proc/keys; grep ' /sys ' /proc/mounts")
+    };
+    let out = run_ok(env, &spec)?;
+    // Every capability this process has itself (the test may run with fewer than all).
+    let ours = cap_line(&fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?, "CapPrm:");
+    ensure!(cap_line(&out, "CapEff:") == ours, "privileged CapEff is not ours ({ours}): {out}");
+    ensure!(out.contains("sysfs /sys sysfs rw"), "/sys is not writable: {out}");
+    Ok(())
+}
+
+fn no_new_privileges(env: &Env) -> Result {
+    let on = ContainerSpec { no_new_privileges: true, ..sh("nnp-on", "grep NoNewPrivs /proc/self/status") };
+    ensure!(cap_line(&run_ok(env, &on)?, "NoNewPrivs:") == "1", "no_new_privs not set");
+    let off = run_ok(env, &sh("nnp-off", "grep NoNewPrivs /proc/self/status"))?;
+    ensure!(cap_line(&off, "NoNewPrivs:") == "0", "no_new_privs set by default: {off}");
+    Ok(())
+}
+
+fn init_reaps_and_forwards_signals(env: &Env) -> Result {
+    let script = "trap 'echo bye; exit 7' TERM; echo pid=$$; sh -c 'sleep 0.2 &'; sleep 1; \
+                  grep -l 'State:.*Z' /proc/[0-9]*/status || echo nozombie; while true; do sleep 0.1; done";
+    let running = Running::start(env, &ContainerSpec { init: true, ..sh("with-init", script) })?;
+    let id = running.info.id.clone();
+    let pid_line = wait_for_line(env, &id, |l| l.starts_with("pid="))?;
+    ensure!(pid_line != "pid=1", "the command is pid 1 despite --init");
+    wait_for_line(env, &id, |l| l == "nozombie" || l.contains("/proc/")).and_then(|l| {
+        if l == "nozombie" {
+            Ok(())
+        } else {
+            Err(format!("a zombie remains: {l}"))
+        }
+    })?;
+    let init_pid = running.info.pid.ok_or("no pid")?;
+    let comm = fs::read(format!("/proc/{init_pid}/cmdline")).map_err(|e| e.to_string())?;
+    ensure!(!comm.starts_with(b"sh\0"), "the recorded init is the command itself");
+    env.rt.stop_container(&id, None, Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    let info = env.rt.container(&id).map_err(|e| e.to_string())?;
+    ensure!(info.exit_code == Some(7), "SIGTERM not forwarded to the command: exit {:?}", info.exit_code);
+    ensure!(output(env, &id)?.contains("bye"), "no bye");
+    Ok(())
+}
+
+fn stop_signal_and_timeout_defaults(env: &Env) -> Result {
+    let script = "trap 'echo usr1; exit 3' USR1; trap '' TERM; echo ready; while true; do sleep 0.1; done";
+    let spec = ContainerSpec { stop_signal: Some("usr1".into()), stop_timeout: Some(2), ..sh("stopsig", script) };
+    let running = Running::start(env, &spec)?;
+    ensure!(running.info.stop_signal == "SIGUSR1" && running.info.stop_timeout == 2, "info {:?}", running.info);
+    wait_for_line(env, &running.info.id, |l| l == "ready")?;
+    env.rt.stop_container_default(&running.info.id).map_err(|e| e.to_string())?;
+    let info = env.rt.container(&running.info.id).map_err(|e| e.to_string())?;
+    ensure!(info.exit_code == Some(3), "the stop signal was not SIGUSR1: exit {:?}", info.exit_code);
+
+    // A default container ignoring SIGTERM is killed after its (short) stop timeout.
+    let spec = ContainerSpec {
+        stop_timeout: Some(1),
+        ..sh("stoptimeout", "trap '' TERM; echo ready; while true; do sleep 0.1; done")
+    };
+    let running = Running::start(env, &spec)?;
+    wait_for_line(env, &running.info.id, |l| l == "ready")?;
+    env.rt.stop_container_default(&running.info.id).map_err(|e| e.to_string())?;
+    let info = env.rt.container(&running.info.id).map_err(|e| e.to_string())?;
+    ensure!(info.exit_code == Some(137), "not killed after the stop timeout: exit {:?}", info.exit_code);
+    Ok(())
+}
+
+fn pids_limit_stops_forks(env: &Env) -> Result {
+    let script =
+        "i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i+1)); done; echo spawned; kill $(jobs -p) 2>/dev/null; true";
+    let spec = ContainerSpec { pids_limit: Some(10), ..sh("pids", script) };
+    let (info, out) = run_output(env, &spec)?;
+    ensure!(
+        out.contains("can't fork") || out.contains("Resource temporarily unavailable"),
+        "forks were not refused (exit {:?}): {out}",
+        info.exit_code
+    );
+    let (_, out) =
+        run_output(env, &sh("nopids", "i=0; while [ $i -lt 40 ]; do sleep 0.5 & i=$((i+1)); done; wait; echo done"))?;
+    ensure!(!out.contains("can't fork") && out.contains("done"), "forks refused without a limit: {out}");
+    Ok(())
+}
+
+fn memory_limit_oom_kills(env: &Env) -> Result {
+    // busybox tail keeps a whole "line" of /dev/zero in memory: it grows until killed.
+    let oom = ContainerSpec { memory: Some(32 << 20), ..spec("oom", &["tail", "/dev/zero"]) };
+    let info = run_to_exit(env, &oom)?;
+    ensure!(info.exit_code == Some(137), "exit {:?} ({:?})", info.exit_code, info.error);
+    ensure!(info.oom_killed, "not reported as OOM-killed: {info:?}");
+    remove_and_check_gone(env, &info)?;
+
+    let killed = Running::start(env, &spec("notoom", &["sleep", "1000"]))?;
+    kill(Pid::from_raw(killed.info.pid.ok_or("no pid")?), Signal::SIGKILL).map_err(|e| e.to_string())?;
+    let info = wait(env, &killed.info.id)?;
+    ensure!(info.exit_code == Some(137) && !info.oom_killed, "a plain SIGKILL reported as OOM: {info:?}");
+    Ok(())
+}
+
+fn cpu_limit_and_cgroup_lifecycle(env: &Env) -> Result {
+    let spec = ContainerSpec {
+        nano_cpus: Some(500_000_000),
+        memory: Some(64 << 20),
+        ..sh("cpu", "cat /proc/self/cgroup; echo ready; sleep 1000")
+    };
+    let running = Running::start(env, &spec)?;
+    let id = running.info.id.clone();
+    let pid = running.info.pid.ok_or("no pid")?;
+    wait_for_line(env, &id, |l| l == "ready")?;
+    let cpu = cgroup_dir("cpu", &id).ok_or("no cpu cgroup for the container")?;
+    let read =
+        |p: PathBuf| fs::read_to_string(&p).map(|s| s.trim().to_string()).map_err(|e| format!("{}: {e}", p.display()));
+    ensure!(read(cpu.join("cpu.cfs_quota_us"))? == "50000", "quota");
+    ensure!(read(cpu.join("cpu.cfs_period_us"))? == "100000", "period");
+    let memory = cgroup_dir("memory", &id).ok_or("no memory cgroup")?;
+    ensure!(read(memory.join("memory.limit_in_bytes"))? == (64u64 << 20).to_string(), "memory limit");
+    for controller in ["memory", "cpu", "pids", "freezer"] {
+        let dir = cgroup_dir(controller, &id).ok_or(format!("no {controller} cgroup"))?;
+        let procs = read(dir.join("cgroup.procs"))?;
+        ensure!(procs.lines().any(|p| p == pid.to_string()), "{controller}: {pid} not in {procs:?}");
+    }
+    // The cgroup namespace makes the container's cgroup its root.
+    let out = output(env, &id)?;
+    ensure!(
+        out.lines().filter(|l| l.contains(":memory:") || l.contains(":cpu:")).all(|l| l.ends_with(":/")),
+        "cgroupns: {out}"
+    );
+    drop(running);
+    ensure!(!cpu.exists() && !memory.exists(), "cgroups left after removal");
+    Ok(())
+}
+
+fn pause_freezes_the_container(env: &Env) -> Result {
+    let running = Running::start(env, &sh("pauser", "while true; do echo tick; sleep 0.05; done"))?;
+    let id = running.info.id.clone();
+    wait_for_line(env, &id, |l| l == "tick")?;
+    env.rt.pause_container(&id).map_err(|e| e.to_string())?;
+    let info = env.rt.container(&id).map_err(|e| e.to_string())?;
+    ensure!(info.paused && info.state == ContainerState::Running, "not paused: {info:?}");
+    let freezer = cgroup_dir("freezer", &id).ok_or("no freezer cgroup")?;
+    let state = fs::read_to_string(freezer.join("freezer.state")).map_err(|e| e.to_string())?;
+    ensure!(state.trim() == "FROZEN", "freezer.state {state}");
+    let before = env.rt.read_logs(&id, None).map_err(|e| e.to_string())?.len();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = env.rt.read_logs(&id, None).map_err(|e| e.to_string())?.len();
+    ensure!(before == after, "a paused container kept printing ({before} → {after})");
+    ensure!(matches!(env.rt.pause_container(&id), Err(Error::Conflict { .. })), "pausing twice");
+    env.rt.unpause_container(&id).map_err(|e| e.to_string())?;
+    ensure!(!env.rt.container(&id).map_err(|e| e.to_string())?.paused, "still paused");
+    let mut resumed = false;
+    for _ in 0..400 {
+        if env.rt.read_logs(&id, None).map_err(|e| e.to_string())?.len() > after {
+            resumed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    ensure!(resumed, "no output after unpause");
+    // A paused container can still be stopped.
+    env.rt.pause_container(&id).map_err(|e| e.to_string())?;
+    env.rt.stop_container(&id, None, Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    let info = env.rt.container(&id).map_err(|e| e.to_string())?;
+    ensure!(info.state == ContainerState::Exited, "a paused container did not stop: {info:?}");
+    Ok(())
+}
+
+fn exec_joins_the_container(env: &Env) -> Result {
+    let spec = ContainerSpec {
+        hostname: Some("execbox".into()),
+        memory: Some(64 << 20),
+        env: strings(&["FROM_CTR=1"]),
+        ..spec("exec-target", &["sleep", "1000"])
+    };
+    let running = Running::start(env, &spec)?;
+    let id = running.info.id.clone();
+    let script = "hostname; echo $$; tr '\\0' ' ' < /proc/1/cmdline; echo; grep memory /proc/self/cgroup; id -u; pwd; \
+                  echo $FOO $FROM_CTR; grep CapEff /proc/self/status; echo err >&2; exit 5";
+    let exec = ExecSpec {
+        cmd: strings(&["sh", "-c", script]),
+        env: strings(&["FOO=bar"]),
+        user: Some("1000".into()),
+        workdir: Some("/tmp".into()),
+        tty: false,
+    };
+    let out = env.rt.exec(&id, &exec).map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = stdout.lines().collect();
+    ensure!(out.exit_code == 5, "exit {} ({stdout}; {})", out.exit_code, String::from_utf8_lossy(&out.stderr));
+    ensure!(String::from_utf8_lossy(&out.stderr) == "err\n", "stderr {:?}", String::from_utf8_lossy(&out.stderr));
+    ensure!(lines.first() == Some(&"execbox"), "uts namespace: {stdout}");
+    let pid: i32 = lines.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    ensure!(pid > 1 && pid < 100, "not in the container's pid namespace (pid {pid}): {stdout}");
+    ensure!(lines.get(2) == Some(&"sleep 1000 "), "pid 1 is not the container's: {stdout}");
+    ensure!(lines.get(3).is_some_and(|l| l.ends_with(":memory:/")), "not in the container's cgroup: {stdout}");
+    ensure!(lines.get(4) == Some(&"1000") && lines.get(5) == Some(&"/tmp"), "user/workdir: {stdout}");
+    ensure!(lines.get(6) == Some(&"bar 1"), "env: {stdout}");
+    ensure!(cap_line(&stdout, "CapEff:") == "0000000000000000", "capabilities of user 1000: {stdout}");
+    let root = env.rt.exec(&id, &ExecSpec { cmd: strings(&["id", "-u"]), ..Default::default() });
+    let root = root.map_err(|e| e.to_string())?;
+    ensure!(root.exit_code == 0 && root.stdout == b"0\n", "default user: {root:?}");
+
+    let missing = env.rt.exec(&id, &ExecSpec { cmd: strings(&["no-such-cmd"]), ..Default::default() });
+    ensure!(matches!(missing, Err(Error::Exec { exit_code: 127, .. })), "missing command: {missing:?}");
+    let leftovers: Vec<_> = fs::read_dir(env.root.join("containers").join(&id))
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("exec-"))
+        .collect();
+    ensure!(leftovers.is_empty(), "exec files left: {leftovers:?}");
+
+    env.rt.stop_container(&id, Some("KILL"), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let stopped = env.rt.exec(&id, &ExecSpec { cmd: strings(&["true"]), ..Default::default() });
+    ensure!(matches!(stopped, Err(Error::Conflict { .. })), "exec in a stopped container: {stopped:?}");
+    Ok(())
+}
+
+fn seccomp_default_profile(env: &Env) -> Result {
+    // unshare(CLONE_NEWUSER) needs no capability, so only the filter can refuse it.
+    let script = "grep Seccomp: /proc/self/status; unshare -U true 2>&1; echo unshare=$?";
+    let out = run_ok(env, &sh("seccomp-default", script))?;
+    ensure!(cap_line(&out, "Seccomp:") == "2", "no filter: {out}");
+    ensure!(out.contains("unshare=1") && out.contains("Operation not permitted"), "unshare allowed: {out}");
+
+    // Docker's profile allows the namespace calls to holders of CAP_SYS_ADMIN.
+    let admin = ContainerSpec { cap_add: strings(&["SYS_ADMIN"]), ..sh("seccomp-admin", script) };
+    let out = run_ok(env, &admin)?;
+    ensure!(cap_line(&out, "Seccomp:") == "2" && out.contains("unshare=0"), "CAP_SYS_ADMIN: {out}");
+
+    let privileged = ContainerSpec { privileged: true, ..sh("seccomp-privileged", script) };
+    let out = run_ok(env, &privileged)?;
+    ensure!(cap_line(&out, "Seccomp:") == "0" && out.contains("unshare=0"), "privileged: {out}");
+
+    // exec'd processes get the filter too.
+    let running = Running::start(env, &spec("seccomp-exec", &["sleep", "1000"]))?;
+    let cmd = strings(&["sh", "-c", "grep Seccomp: /proc/self/status"]);
+    let out = env.rt.exec(&running.info.id, &ExecSpec { cmd, ..Default::default() }).map_err(|e| e.to_string())?;
+    ensure!(cap_line(&String::from_utf8_lossy(&out.stdout), "Seccomp:") == "2", "exec: {out:?}");
+    Ok(())
 }

@@ -6,6 +6,7 @@
 //! Architecture invariant: every fact about a container is in its directory, so a new process
 //! opening the same root sees exactly what the old one saw.
 
+pub(crate) mod etc;
 pub(crate) mod spec;
 pub(crate) mod state;
 
@@ -62,6 +63,15 @@ pub struct ContainerInfo {
     pub finished_at: Option<i64>,
     /// The resolved command line (entrypoint + cmd).
     pub command: Vec<String>,
+    /// Whether the kernel's OOM killer killed a process of the container (its exit code is
+    /// then usually 137).
+    pub oom_killed: bool,
+    /// Whether the running container is paused (its cgroup frozen).
+    pub paused: bool,
+    /// The signal `stop` sends first, by default (`SIGTERM` unless the spec chose another).
+    pub stop_signal: String,
+    /// Seconds `stop` waits before SIGKILL, by default.
+    pub stop_timeout: u64,
 }
 
 /// The files of one container.

@@ -2,11 +2,14 @@
 //! image, once, at create time ([`ContainerConfig`], saved as `config.json`): the exact command,
 //! environment, working directory and hostname, following Docker's rules.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::{cgroups::CgroupPaths, error::Error, process::capabilities};
 
 /// `PATH` for images that set none (Docker's default).
 pub(crate) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -29,6 +32,110 @@ pub struct ContainerSpec {
     /// Hostname; defaults to the first 12 characters of the id.
     pub hostname: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// `uid[:gid]` or `name[:group]`, names looked up in the image's `/etc/passwd` and
+    /// `/etc/group`; defaults to root.
+    pub user: Option<String>,
+    /// Mounts the root filesystem read-only (`--read-only`).
+    pub read_only: bool,
+    /// Bind mounts and named volumes (`-v`), mounted in order after the root filesystem.
+    pub mounts: Vec<Mount>,
+    /// tmpfs mounts: container path → mount options such as `size=64m,mode=1777` (`--tmpfs`).
+    pub tmpfs: BTreeMap<String, String>,
+    /// Capabilities added to Docker's default set (`NET_ADMIN`, `CAP_NET_ADMIN` or `ALL`).
+    pub cap_add: Vec<String>,
+    /// Capabilities removed from Docker's default set (`ALL` removes every one).
+    pub cap_drop: Vec<String>,
+    /// All capabilities, no masked or read-only paths, a writable `/sys` (`--privileged`).
+    pub privileged: bool,
+    /// Sets `no_new_privs`: setuid binaries and file capabilities grant nothing.
+    pub no_new_privileges: bool,
+    /// Runs a small init as pid 1 that reaps zombies and forwards signals (`--init`).
+    pub init: bool,
+    /// The signal `stop` sends first (name or number); defaults to SIGTERM.
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL; defaults to 10.
+    pub stop_timeout: Option<u64>,
+    /// Memory limit in bytes (`-m`).
+    pub memory: Option<i64>,
+    /// CPU limit in billionths of a CPU (`--cpus 1.5` is 1_500_000_000).
+    pub nano_cpus: Option<i64>,
+    /// Maximum number of processes (`--pids-limit`); zero or negative means unlimited.
+    pub pids_limit: Option<i64>,
+}
+
+/// What a [`Mount`] puts at its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    /// A host file or directory (`source` is an absolute host path).
+    Bind,
+    /// A named volume (`source` is its name), created on first use and kept after the container.
+    Volume,
+}
+
+/// A bind mount or named volume, as `-v source:target[:ro]` gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub kind: MountKind,
+    pub source: String,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub read_only: bool,
+}
+
+impl Mount {
+    /// Parses Docker's `-v` syntax: `/host:/ctr[:ro|rw]` (bind) or `name:/ctr[:ro|rw]` (volume).
+    pub fn parse(text: &str) -> Result<Mount, Error> {
+        let bad = |why: &str| Error::invalid(format!("invalid volume \"{text}\": {why}"));
+        let parts: Vec<&str> = text.split(':').collect();
+        let (source, target, mode) = match parts.as_slice() {
+            [source, target] => (*source, *target, None),
+            [source, target, mode] => (*source, *target, Some(*mode)),
+            _ => return Err(bad("expected source:target[:ro]")),
+        };
+        let mut read_only = false;
+        for option in mode.unwrap_or("").split(',').filter(|o| !o.is_empty()) {
+            match option {
+                "ro" => read_only = true,
+                "rw" => read_only = false,
+                // Propagation and SELinux labels are accepted and ignored, as on a host without them.
+                "z" | "Z" | "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" => {}
+                other => return Err(bad(&format!("unknown mode \"{other}\" (use ro or rw)"))),
+            }
+        }
+        let kind = if source.starts_with('/') { MountKind::Bind } else { MountKind::Volume };
+        let mount = Mount { kind, source: source.to_string(), target: target.to_string(), read_only };
+        mount.validate()?;
+        Ok(mount)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let bad = |why: String| Error::invalid(format!("invalid mount {}:{}: {why}", self.source, self.target));
+        if !self.target.starts_with('/') || self.target.contains('\0') {
+            return Err(bad("the target must be an absolute path in the container".to_string()));
+        }
+        if self.target.split('/').any(|c| c == "..") {
+            return Err(bad("the target must not contain \"..\"".to_string()));
+        }
+        match self.kind {
+            MountKind::Bind if !self.source.starts_with('/') || self.source.contains('\0') => {
+                Err(bad("a bind mount's source must be an absolute host path".to_string()))
+            }
+            MountKind::Volume if !is_volume_name(&self.source) => Err(bad(format!(
+                "\"{}\" is not a valid volume name: use letters, digits, '_', '.' and '-', starting with a letter or digit",
+                self.source
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Docker's rule for volume names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+fn is_volume_name(name: &str) -> bool {
+    name.len() >= 2
+        && name.len() <= 255
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// The process a container runs, fully resolved.
@@ -53,6 +160,156 @@ pub(crate) struct ContainerConfig {
     pub process: ProcessConfig,
     /// Diff ids of the image's layers, bottom first.
     pub layers: Vec<String>,
+    /// Mounts, privileges and limits. (Absent in configs written before they existed.)
+    #[serde(default)]
+    pub host: HostConfig,
+}
+
+/// Default seconds `stop` waits before SIGKILL (Docker's).
+pub(crate) const DEFAULT_STOP_TIMEOUT: u64 = 10;
+
+/// The container's surroundings, resolved at create.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct HostConfig {
+    /// As the caller gave it; resolved inside the container at start.
+    pub user: Option<String>,
+    pub read_only: bool,
+    /// In mount order.
+    pub mounts: Vec<MountConfig>,
+    /// Capability names (`CAP_…`); `None` (old configs) leaves them untouched.
+    pub capabilities: Option<Vec<String>>,
+    pub privileged: bool,
+    pub no_new_privileges: bool,
+    pub init: bool,
+    /// Canonical signal name (`SIGTERM`).
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<u64>,
+    pub resources: Resources,
+    /// The container's cgroup, when this machine has cgroups.
+    pub cgroup: Option<CgroupPaths>,
+}
+
+/// Resource limits; `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Resources {
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub pids: Option<i64>,
+}
+
+impl Resources {
+    pub(crate) fn any(&self) -> bool {
+        self.memory.is_some() || self.nano_cpus.is_some() || self.pids.is_some()
+    }
+}
+
+/// One mount the init makes, resolved to host paths.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub(crate) enum MountConfig {
+    Bind { source: PathBuf, target: String, read_only: bool },
+    Tmpfs { target: String, options: String },
+}
+
+/// The files a container gets at `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`, kept in
+/// its directory.
+pub(crate) const ETC_FILES: [&str; 3] = ["hosts", "hostname", "resolv.conf"];
+
+/// Resolves the host side of `spec` for container `name` whose directory will be `dir`;
+/// named volumes live under `volumes_dir`.
+pub(crate) fn resolve_host(
+    spec: &ContainerSpec,
+    name: &str,
+    dir: &Path,
+    volumes_dir: &Path,
+) -> Result<HostConfig, Error> {
+    let mut mounts: Vec<MountConfig> = ETC_FILES
+        .iter()
+        .map(|file| MountConfig::Bind { source: dir.join(file), target: format!("/etc/{file}"), read_only: false })
+        .collect();
+    for (target, options) in &spec.tmpfs {
+        if !target.starts_with('/') || target.split('/').any(|c| c == "..") || target.contains('\0') {
+            return Err(Error::invalid(format!(
+                "invalid tmpfs target \"{target}\" for container {name}: use an absolute path without \"..\""
+            )));
+        }
+        tmpfs_options(options).map_err(|why| {
+            Error::invalid(format!("invalid tmpfs options \"{options}\" for {target} in container {name}: {why}"))
+        })?;
+        mounts.push(MountConfig::Tmpfs { target: target.clone(), options: options.clone() });
+    }
+    for mount in &spec.mounts {
+        mount.validate()?;
+        let source = match mount.kind {
+            MountKind::Bind => PathBuf::from(&mount.source),
+            MountKind::Volume => volume_data_dir(volumes_dir, &mount.source),
+        };
+        mounts.push(MountConfig::Bind { source, target: mount.target.clone(), read_only: mount.read_only });
+    }
+    let stop_signal =
+        spec.stop_signal.as_deref().map(crate::process::signal::parse).transpose()?.map(|s| s.as_str().to_string());
+    for (what, value) in [("memory", spec.memory), ("cpus", spec.nano_cpus)] {
+        if value.is_some_and(|v| v <= 0) {
+            return Err(Error::invalid(format!("the {what} limit of container {name} must be positive")));
+        }
+    }
+    if spec.memory.is_some_and(|m| m < 6 * 1024 * 1024) {
+        return Err(Error::invalid(format!(
+            "the memory limit of container {name} is below the minimum of 6 MiB that Docker allows"
+        )));
+    }
+    Ok(HostConfig {
+        user: spec.user.clone().filter(|u| !u.is_empty()),
+        read_only: spec.read_only,
+        mounts,
+        capabilities: Some(capabilities::resolve(&spec.cap_add, &spec.cap_drop, spec.privileged)?),
+        privileged: spec.privileged,
+        no_new_privileges: spec.no_new_privileges,
+        init: spec.init,
+        stop_signal,
+        stop_timeout: spec.stop_timeout,
+        resources: Resources {
+            memory: spec.memory,
+            nano_cpus: spec.nano_cpus,
+            pids: spec.pids_limit.filter(|p| *p > 0),
+        },
+        cgroup: None,
+    })
+}
+
+/// `<volumes>/<name>/_data`, where a named volume's content lives.
+pub(crate) fn volume_data_dir(volumes_dir: &Path, name: &str) -> PathBuf {
+    volumes_dir.join(name).join("_data")
+}
+
+/// Splits tmpfs options into mount flags and the data string tmpfs understands. Docker's
+/// defaults are `noexec,nosuid,nodev`; `exec`, `suid` and `dev` lift them.
+pub(crate) fn tmpfs_options(options: &str) -> Result<(nix::mount::MsFlags, String), String> {
+    use nix::mount::MsFlags;
+    let mut flags = MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let mut data = Vec::new();
+    for option in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        match option {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" => flags &= !MsFlags::MS_RDONLY,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "exec" => flags &= !MsFlags::MS_NOEXEC,
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "suid" => flags &= !MsFlags::MS_NOSUID,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "dev" => flags &= !MsFlags::MS_NODEV,
+            "noatime" => flags |= MsFlags::MS_NOATIME,
+            _ => match option.split_once('=') {
+                Some(("size" | "mode" | "uid" | "gid" | "nr_inodes" | "nr_blocks", value)) if !value.is_empty() => {
+                    data.push(option.to_string())
+                }
+                _ => return Err(format!("unknown option \"{option}\"")),
+            },
+        }
+    }
+    Ok((flags, data.join(",")))
 }
 
 /// Resolves the process of container `name` (id `id`) from `spec` and the image's `config`.
@@ -108,7 +365,8 @@ pub(crate) fn resolve_process(
     if !has(&env, "HOSTNAME") {
         env.push(format!("HOSTNAME={hostname}"));
     }
-    if !has(&env, "HOME") {
+    // A chosen user's HOME comes from the image's /etc/passwd, at start.
+    if !has(&env, "HOME") && spec.user.as_deref().is_none_or(str::is_empty) {
         env.push("HOME=/root".to_string());
     }
 
@@ -182,6 +440,46 @@ mod tests {
 
         let cmd_only = image(None, Some(&["sh"]));
         assert_eq!(args(&ContainerSpec::default(), Some(&cmd_only)).expect("ok"), ["sh"]);
+    }
+
+    #[test]
+    fn volumes_parse_like_docker() {
+        let m = Mount::parse("/srv/data:/data:ro").expect("bind");
+        assert_eq!(
+            m,
+            Mount { kind: MountKind::Bind, source: "/srv/data".into(), target: "/data".into(), read_only: true }
+        );
+        let m = Mount::parse("cache:/var/cache").expect("volume");
+        assert_eq!((m.kind, m.read_only), (MountKind::Volume, false));
+        for bad in ["/a", "a:b", "x/y:/data", "/a:/b:rx", "/a:/b/../c", "a:b:c:d"] {
+            assert!(Mount::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_config_resolves_mounts_and_limits() {
+        let spec = ContainerSpec {
+            mounts: vec![Mount::parse("vol1:/v").expect("vol")],
+            tmpfs: BTreeMap::from([("/run".to_string(), "size=1m,exec".to_string())]),
+            stop_signal: Some("quit".into()),
+            pids_limit: Some(-1),
+            ..Default::default()
+        };
+        let host = resolve_host(&spec, "c", Path::new("/c"), Path::new("/vols")).expect("ok");
+        assert_eq!(host.mounts.len(), 5);
+        assert_eq!(
+            host.mounts[0],
+            MountConfig::Bind { source: "/c/hosts".into(), target: "/etc/hosts".into(), read_only: false }
+        );
+        assert!(matches!(&host.mounts[4], MountConfig::Bind { source, .. } if source == Path::new("/vols/vol1/_data")));
+        assert_eq!(host.stop_signal.as_deref(), Some("SIGQUIT"));
+        assert_eq!(host.resources.pids, None);
+        let (flags, data) = tmpfs_options("size=1m,exec").expect("ok");
+        assert!(!flags.contains(nix::mount::MsFlags::MS_NOEXEC) && flags.contains(nix::mount::MsFlags::MS_NOSUID));
+        assert_eq!(data, "size=1m");
+        assert!(tmpfs_options("bogus").is_err());
+        let tiny = ContainerSpec { memory: Some(1024), ..Default::default() };
+        assert!(resolve_host(&tiny, "c", Path::new("/c"), Path::new("/v")).is_err());
     }
 
     #[test]

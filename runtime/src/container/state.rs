@@ -8,7 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{spec::ContainerConfig, ContainerInfo, ContainerPaths, ContainerState};
+use super::{
+    spec::{ContainerConfig, DEFAULT_STOP_TIMEOUT},
+    ContainerInfo, ContainerPaths, ContainerState,
+};
 use crate::{error::Error, jsonfile, process::procfs::ProcessIdentity};
 
 /// Exit code for a container whose shim vanished without recording one (as Docker uses).
@@ -40,6 +43,9 @@ pub(crate) struct ExitFile {
     /// Why the container could not run, if it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The kernel's OOM killer killed a process of the container.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
 }
 
 /// A container's derived state together with what was recorded about its processes.
@@ -47,6 +53,7 @@ pub(crate) struct ExitFile {
 pub(crate) struct Observed {
     pub info: ContainerInfo,
     pub started: Option<Started>,
+    pub cgroup: Option<crate::cgroups::CgroupPaths>,
 }
 
 /// Derives the current state of the container `config` whose files are at `paths`.
@@ -66,6 +73,10 @@ pub(crate) fn observe(paths: &ContainerPaths, config: &ContainerConfig) -> Resul
         started_at: state.started.map(|s| s.started_at),
         finished_at: None,
         command: config.process.args.clone(),
+        oom_killed: false,
+        paused: false,
+        stop_signal: config.host.stop_signal.clone().unwrap_or_else(|| "SIGTERM".to_string()),
+        stop_timeout: config.host.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
     };
     let mut exit: Option<ExitFile> = jsonfile::read(&paths.exit())?;
     if exit.is_none() {
@@ -73,6 +84,7 @@ pub(crate) fn observe(paths: &ContainerPaths, config: &ContainerConfig) -> Resul
             if started.shim.is_running() {
                 info.state = ContainerState::Running;
                 info.pid = Some(started.init.pid);
+                info.paused = config.host.cgroup.as_ref().is_some_and(|c| c.is_frozen());
             } else {
                 // The shim may have recorded the exit between our two reads.
                 exit = jsonfile::read(&paths.exit())?;
@@ -93,6 +105,7 @@ pub(crate) fn observe(paths: &ContainerPaths, config: &ContainerConfig) -> Resul
         info.exit_code = Some(exit.exit_code);
         info.finished_at = Some(exit.finished_at);
         info.error = exit.error;
+        info.oom_killed = exit.oom_killed;
     }
-    Ok(Observed { info, started: state.started })
+    Ok(Observed { info, started: state.started, cgroup: config.host.cgroup.clone() })
 }

@@ -4,9 +4,14 @@
 //! ([`init`]). Processes are tracked across restarts by pid and start time ([`procfs`]) and
 //! waited for and signalled through pidfds ([`pidfd`]).
 
+pub(crate) mod capabilities;
+pub(crate) mod exec;
+pub(crate) mod exec_api;
 pub(crate) mod init;
 pub(crate) mod launch;
 pub(crate) mod namespaces;
 pub(crate) mod pidfd;
 pub(crate) mod procfs;
+pub(crate) mod seccomp;
 pub(crate) mod signal;
+pub(crate) mod user;

@@ -1,7 +1,7 @@
 //! The namespaces a container gets. The shim unshares the pid namespace (which only applies to
 //! its children, so the container's init becomes pid 1 there); the init itself then unshares
-//! mount, UTS, IPC and network namespaces, and brings up the loopback device of its new
-//! network namespace. (The cgroup namespace comes with cgroup support.)
+//! mount, UTS, IPC, network and cgroup namespaces (after joining its cgroup, so that cgroup
+//! is its root), and brings up the loopback device of its new network namespace.
 
 use std::{
     io,
@@ -14,7 +14,19 @@ use nix::sched::{unshare, CloneFlags};
 pub(crate) const INIT_NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWNS
     .union(CloneFlags::CLONE_NEWUTS)
     .union(CloneFlags::CLONE_NEWIPC)
-    .union(CloneFlags::CLONE_NEWNET);
+    .union(CloneFlags::CLONE_NEWNET)
+    .union(CloneFlags::CLONE_NEWCGROUP);
+
+/// The `/proc/<pid>/ns/` files `exec` joins, the mount namespace last (it changes the root
+/// from which the others would be opened).
+pub(crate) const JOIN_ORDER: [(&str, CloneFlags); 6] = [
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
 
 /// Run by the shim: its next child starts a new pid namespace as its pid 1.
 pub(crate) fn unshare_pid() -> nix::Result<()> {

@@ -1,10 +1,16 @@
 //! The container's view of the filesystem, set up by its init inside its new mount namespace:
 //! `/` made a recursive slave (our mounts never reach the host; the host's unmounts reach us),
 //! the overlay root bound onto itself, then `/proc`, a fresh `/dev` (tmpfs with the standard
-//! device nodes and links, `/dev/pts`, `/dev/shm`, `/dev/mqueue`), a read-only `/sys`, and
-//! finally `pivot_root` into it with the old root detached.
+//! device nodes and links, `/dev/pts`, `/dev/shm`, `/dev/mqueue`), a read-only `/sys` (writable
+//! when privileged), the container's own mounts ([`mounts`]: `/etc/hosts` and friends, tmpfs,
+//! binds and volumes), then `pivot_root` into it with the old root detached; last, Docker's
+//! masked and read-only paths ([`masks`]) and, if asked, a read-only root.
 //!
-//! Architecture invariant: nothing here runs in the host's mount namespace.
+//! Architecture invariant: nothing here runs in the host's mount namespace, and no mount
+//! target is resolved outside the container's root, whatever symlinks the image holds.
+
+mod masks;
+mod mounts;
 
 use std::{
     fs, io,
@@ -18,7 +24,10 @@ use nix::{
     unistd::{chdir, pivot_root},
 };
 
-use crate::error::{Error, IoContext};
+use crate::{
+    container::spec::HostConfig,
+    error::{Error, IoContext},
+};
 
 /// Device nodes every container gets: (name, major, minor).
 const DEVICES: [(&str, u64, u64); 6] =
@@ -37,7 +46,7 @@ const DEV_LINKS: [(&str, &str); 6] = [
 const NONE: Option<&str> = None;
 
 /// Sets up the mounts under `rootfs` and makes it the root. Must run in a new mount namespace.
-pub(crate) fn enter(rootfs: &Path) -> Result<(), Error> {
+pub(crate) fn enter(rootfs: &Path, host: &HostConfig) -> Result<(), Error> {
     mount(NONE, "/", NONE, MsFlags::MS_REC | MsFlags::MS_SLAVE, NONE)
         .context(|| "making / a recursive slave mount".to_string())?;
     // pivot_root wants the new root to be a mount point in this namespace.
@@ -51,21 +60,30 @@ pub(crate) fn enter(rootfs: &Path) -> Result<(), Error> {
     mount_dev(rootfs)?;
 
     let sys = mount_point(rootfs, "sys")?;
-    mount(
-        Some("sysfs"),
-        &sys,
-        Some("sysfs"),
-        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        NONE,
-    )
-    .context(|| format!("mounting sysfs on {}", sys.display()))?;
+    let sys_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let sys_flags = if host.privileged { sys_flags } else { sys_flags | MsFlags::MS_RDONLY };
+    mount(Some("sysfs"), &sys, Some("sysfs"), sys_flags, NONE)
+        .context(|| format!("mounting sysfs on {}", sys.display()))?;
+
+    for m in &host.mounts {
+        mounts::mount(rootfs, m)?;
+    }
 
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves
     // only the container's root (the approach runc takes, which needs no put_old directory).
     chdir(rootfs).context(|| format!("entering {}", rootfs.display()))?;
     pivot_root(".", ".").context(|| format!("pivot_root into {}", rootfs.display()))?;
     umount2(".", MntFlags::MNT_DETACH).context(|| "detaching the old root".to_string())?;
-    chdir("/").context(|| "entering the new root".to_string())
+    chdir("/").context(|| "entering the new root".to_string())?;
+
+    if !host.privileged {
+        masks::apply()?;
+    }
+    if host.read_only {
+        mount(NONE, "/", NONE, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, NONE)
+            .context(|| "making the root filesystem read-only".to_string())?;
+    }
+    Ok(())
 }
 
 fn mount_dev(rootfs: &Path) -> Result<(), Error> {

@@ -1,0 +1,63 @@
+//! The files a container sees at `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`: written
+//! into its directory at create and bound over the image's at start, as Docker does. The
+//! resolver configuration is the host's, without loopback name servers (unreachable from the
+//! container's own network namespace), falling back to public ones like Docker's.
+
+use std::{fs, path::Path};
+
+use crate::error::{Error, IoContext};
+
+const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+
+/// Docker's fallback when the host has no usable name server.
+const FALLBACK_NAMESERVERS: &str = "nameserver 8.8.8.8\nnameserver 8.8.4.4\n";
+
+/// Writes `hosts`, `hostname` and `resolv.conf` into the container directory `dir`.
+pub(crate) fn write(dir: &Path, hostname: &str) -> Result<(), Error> {
+    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    for (file, content) in [
+        ("hosts", HOSTS.to_string()),
+        ("hostname", format!("{hostname}\n")),
+        ("resolv.conf", resolv_conf(&host_resolv)),
+    ] {
+        let path = dir.join(file);
+        fs::write(&path, content).context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The host's resolv.conf without loopback name servers.
+pub(crate) fn resolv_conf(host: &str) -> String {
+    let mut out = String::new();
+    let mut servers = 0;
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("nameserver") {
+            let addr = words.next().unwrap_or_default();
+            if addr.starts_with("127.") || addr == "::1" {
+                continue;
+            }
+            servers += 1;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if servers == 0 {
+        out.push_str(FALLBACK_NAMESERVERS);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_servers_are_dropped() {
+        assert_eq!(resolv_conf("nameserver 10.0.0.2\nsearch lan\n"), "nameserver 10.0.0.2\nsearch lan\n");
+        assert_eq!(
+            resolv_conf("nameserver 127.0.0.53\noptions edns0\n"),
+            format!("options edns0\n{FALLBACK_NAMESERVERS}")
+        );
+    }
+}
