@@ -30,9 +30,9 @@ pub enum Error {
     /// No compose file was given.
     #[error("no compose file given: pass one with -c FILE")]
     NoFile,
-    /// More than one compose file was given; merging them is not implemented yet.
-    #[error("several -c files are not supported yet: merge them into one file")]
-    SeveralFiles,
+    /// The compose model holds something the stack cannot carry yet.
+    #[error("{}:{line}:{column}: {}{message}", file.display(), path_prefix(path))]
+    Unsupported { file: PathBuf, line: usize, column: usize, path: String, message: String },
 }
 
 fn path_prefix(path: &str) -> String {

@@ -1,25 +1,35 @@
-//! shoal's compose loader: reads a compose file and turns it into a [`Stack`] of service
-//! specs for `shoal stack deploy`, the way `docker stack deploy` does.
+//! shoal's compose loader: reads compose files and turns them into a [`Stack`] of service
+//! specs for `shoal stack deploy`, the way `docker stack deploy` does, or back into one
+//! resolved compose file for `shoal stack config`.
 //!
-//! The path of a file: `yaml` parses it into a tree that knows the line and column of every
-//! value; `load` checks the tree against what Compose defines (`schema`) and reads it into
-//! the compose model (`model`), warning about keys shoal ignores; `convert` maps the model
-//! to `shoal_proto` specs. Errors and warnings point at `file:line:column`.
+//! The path of a load (`load`): `yaml` parses each file into a tree that knows the file, line
+//! and column of every value; `interpolate` replaces `${VAR}`s; `extends` are resolved and
+//! the files merged in order (`merge`); `schema` says which keys Compose defines and which
+//! swarm honours; `de` reads the tree into the typed compose `model`; `convert` maps the
+//! model to `shoal_proto` specs and `render` writes it back as YAML. Errors and warnings point
+//! at `file:line:column`.
 //!
-//! Architecture invariant: no I/O beyond reading the compose files (and, for variables the
-//! file names without a value, the process environment); no other shoal crate but `proto`.
+//! Architecture invariant: no I/O beyond reading the compose files, the `.env` file and the
+//! files they name; the environment is a parameter; no other shoal crate but `proto`.
 
 mod convert;
+mod de;
 mod error;
+mod interpolate;
 mod load;
-mod model;
+mod merge;
+pub mod model;
+mod render;
 mod schema;
 mod shell;
+mod units;
 mod yaml;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use error::{Error, Warning};
+pub use model::Compose;
 
 /// The objects of one stack, ready to send to a manager.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,45 +39,168 @@ pub struct Stack {
     pub services: Vec<shoal_proto::ServiceSpec>,
 }
 
-/// A stack and the warnings its compose file raised, in the order they appear in the file.
+/// A stack and the warnings its compose files raised, in file order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Loaded {
     pub stack: Stack,
     pub warnings: Vec<Warning>,
 }
 
-/// Loads the stack `stack_name` from the compose files `files` (one, for now).
-pub fn load_stack(files: &[PathBuf], stack_name: &str) -> Result<Loaded, Error> {
-    let file = match files {
-        [] => return Err(Error::NoFile),
-        [file] => file,
-        _ => return Err(Error::SeveralFiles),
+/// What to load: the compose files (merged in order), the environment for `${VAR}`, the
+/// `.env` file, and the active profiles.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// At least one; later files override earlier ones.
+    pub files: Vec<PathBuf>,
+    /// Variables for interpolation and for `environment` names without a value (usually the
+    /// deploying user's environment). They win over the `.env` file.
+    pub env: BTreeMap<String, String>,
+    /// The `.env` file (`--env-file`); `None` reads `.env` beside the first file, if any.
+    pub env_file: Option<PathBuf>,
+    /// Services whose `profiles` name none of these are skipped; `*` enables all.
+    pub profiles: Vec<String>,
+}
+
+/// A loaded compose project: the resolved model and the warnings the files raised.
+#[derive(Clone, Debug)]
+pub struct Project {
+    pub compose: Compose,
+    pub warnings: Vec<Warning>,
+    /// The merged tree and the files its marks index, to place conversion errors.
+    tree: yaml::Node,
+    files: Vec<PathBuf>,
+}
+
+/// Keys the model reads but the stack's specs cannot carry yet (`shoal_proto` lacks the
+/// fields): deploying warns about each one a service uses.
+const NOT_CARRIED: &[&[&str]] = &[
+    &["ports"],
+    &["volumes"],
+    &["secrets"],
+    &["configs"],
+    &["healthcheck"],
+    &["cap_add"],
+    &["cap_drop"],
+    &["dns"],
+    &["dns_search"],
+    &["dns_opt"],
+    &["extra_hosts"],
+    &["sysctls"],
+    &["ulimits"],
+    &["logging"],
+    &["stdin_open"],
+    &["network_mode"],
+    &["deploy", "update_config"],
+    &["deploy", "rollback_config"],
+    &["deploy", "placement", "preferences"],
+];
+
+impl Project {
+    /// The specs of stack `name` (what `stack deploy` sends) and the warnings: the load's,
+    /// and one for each key a service uses that the specs cannot carry yet.
+    pub fn to_stack(&self, name: &str) -> Result<Loaded, Error> {
+        check_stack_name(name)?;
+        let stack = self.convert(name)?;
+        let mut warnings = self.warnings.clone();
+        for service in self.compose.services.keys() {
+            let Some(node) = self.tree.get("services").and_then(|s| s.get(service)) else {
+                continue;
+            };
+            for keys in NOT_CARRIED {
+                let mut found = Some(node);
+                let mut mark = node.mark;
+                for key in *keys {
+                    let entry = found.and_then(yaml::Node::entries).and_then(|e| e.iter().find(|e| e.key == *key));
+                    mark = entry.map_or(mark, |e| e.key_mark);
+                    found = entry.map(|e| &e.value).filter(|v| v.value != yaml::Value::Null);
+                }
+                if found.is_some() {
+                    warnings.push(Warning {
+                        file: self.files.get(mark.file).cloned().unwrap_or_default(),
+                        line: mark.line,
+                        column: mark.column,
+                        message: format!("services.{service}.{}: not supported by shoal yet, ignored", keys.join(".")),
+                    });
+                }
+            }
+        }
+        warnings.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        warnings.dedup();
+        Ok(Loaded { stack, warnings })
+    }
+
+    fn convert(&self, name: &str) -> Result<Stack, Error> {
+        convert::stack(&self.compose, name).map_err(|unsupported| {
+            let mut node = self.tree.get("services").and_then(|s| s.get(&unsupported.service));
+            let mut path = format!("services.{}", unsupported.service);
+            for key in unsupported.keys {
+                match node.and_then(|n| n.get(key)) {
+                    Some(child) => {
+                        node = Some(child);
+                        path = format!("{path}.{key}");
+                    }
+                    None => break,
+                }
+            }
+            let mark = node.map_or(yaml::Mark::start(0), |n| n.mark);
+            Error::Unsupported {
+                file: self.files.get(mark.file).cloned().unwrap_or_default(),
+                line: mark.line,
+                column: mark.column,
+                path,
+                message: unsupported.message,
+            }
+        })
+    }
+
+    /// The resolved compose file as YAML: what `stack config` prints. Keys are in a fixed
+    /// order, so the same files always give the same text.
+    pub fn render(&self) -> String {
+        render(&self.compose)
+    }
+}
+
+/// `compose` as YAML text that loads back to the same model.
+pub fn render(compose: &Compose) -> String {
+    render::render(compose)
+}
+
+/// Loads, merges and resolves the compose files of `options`.
+pub fn load_project(options: &LoadOptions) -> Result<Project, Error> {
+    let sources = options.files.iter().map(|path| load::Source { path: path.clone(), text: None }).collect();
+    load_sources(sources, options, true)
+}
+
+fn load_sources(sources: Vec<load::Source>, options: &LoadOptions, read_dotenv: bool) -> Result<Project, Error> {
+    let settings = load::Settings {
+        env: &options.env,
+        env_file: options.env_file.as_deref(),
+        read_dotenv,
+        profiles: &options.profiles,
     };
-    check_stack_name(stack_name)?;
-    let yaml = std::fs::read_to_string(file).map_err(|source| Error::Io { file: file.clone(), source })?;
-    load_stack_from_str(file, &yaml, stack_name)
+    let loaded = load::load(sources, &settings)?;
+    Ok(Project { compose: loaded.compose, warnings: loaded.warnings, tree: loaded.tree, files: loaded.files })
 }
 
-/// Loads the stack `stack_name` from compose text; `file_label` names it in errors and warnings.
+/// Loads the stack `stack_name` from the compose files `files`, with the process
+/// environment and the `.env` file beside the first file.
+pub fn load_stack(files: &[PathBuf], stack_name: &str) -> Result<Loaded, Error> {
+    check_stack_name(stack_name)?;
+    let options = LoadOptions { files: files.to_vec(), env: std::env::vars().collect(), ..LoadOptions::default() };
+    load_project(&options)?.to_stack(stack_name)
+}
+
+/// Loads the stack `stack_name` from compose text, with the process environment (no `.env`
+/// file); `file_label` names it in errors and warnings.
 pub fn load_stack_from_str(file_label: &Path, yaml: &str, stack_name: &str) -> Result<Loaded, Error> {
-    load_with_env(file_label, yaml, stack_name, &|name| std::env::var(name).ok())
+    let options = LoadOptions { env: std::env::vars().collect(), ..LoadOptions::default() };
+    load_str_with(file_label, yaml, stack_name, &options)
 }
 
-fn load_with_env(
-    file: &Path,
-    yaml: &str,
-    stack_name: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Loaded, Error> {
+fn load_str_with(file_label: &Path, yaml: &str, stack_name: &str, options: &LoadOptions) -> Result<Loaded, Error> {
     check_stack_name(stack_name)?;
-    let root = yaml::parse(yaml).map_err(|err| Error::Yaml {
-        file: file.to_owned(),
-        line: err.mark.line,
-        column: err.mark.column,
-        message: err.message,
-    })?;
-    let (project, warnings) = load::project(file, &root)?;
-    Ok(Loaded { stack: convert::stack(&project, stack_name, lookup), warnings })
+    let source = load::Source { path: file_label.to_owned(), text: Some(yaml.to_owned()) };
+    load_sources(vec![source], options, false)?.to_stack(stack_name)
 }
 
 fn check_stack_name(name: &str) -> Result<(), Error> {
@@ -85,8 +218,11 @@ mod tests {
     const FILE: &str = "stack.yml";
 
     fn load(yaml: &str, stack: &str) -> Result<Loaded, Error> {
-        let lookup = |name: &str| (name == "FROM_SHELL").then(|| "shell value".to_owned());
-        load_with_env(Path::new(FILE), yaml, stack, &lookup)
+        let options = LoadOptions {
+            env: BTreeMap::from([("FROM_SHELL".to_owned(), "shell value".to_owned())]),
+            ..LoadOptions::default()
+        };
+        load_str_with(Path::new(FILE), yaml, stack, &options)
     }
 
     fn env(loaded: &Loaded) -> &[String] {
@@ -135,10 +271,37 @@ mod tests {
     }
 
     #[test]
-    fn several_files_are_refused() {
-        let files = [PathBuf::from("a.yml"), PathBuf::from("b.yml")];
-        assert!(matches!(load_stack(&files, "app"), Err(Error::SeveralFiles)));
+    fn no_file_is_refused() {
         assert!(matches!(load_stack(&[], "app"), Err(Error::NoFile)));
+    }
+
+    #[test]
+    fn jobs_are_refused_where_they_are_written() {
+        let err = load("services:\n  once:\n    image: x\n    deploy:\n      mode: global-job\n", "app")
+            .expect_err("unsupported");
+        assert_eq!(
+            err.to_string(),
+            "stack.yml:5:13: services.once.deploy.mode: \"global-job\" mode is not supported yet: \
+             use \"replicated\" or \"global\""
+        );
+    }
+
+    #[test]
+    fn keys_the_specs_cannot_carry_are_warned_about() {
+        let loaded = load(
+            "services:\n  web:\n    image: x\n    ports: ['80:80']\n    deploy:\n      update_config:\n        \
+             parallelism: 2\n      placement: {constraints: [node.role==worker]}\n",
+            "app",
+        )
+        .expect("valid");
+        let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "stack.yml:4:5: services.web.ports: not supported by shoal yet, ignored",
+                "stack.yml:6:7: services.web.deploy.update_config: not supported by shoal yet, ignored",
+            ]
+        );
     }
 
     #[test]

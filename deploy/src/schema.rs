@@ -1,7 +1,7 @@
 //! The keys the Compose specification defines at each level, and which of them shoal reads.
 //!
-//! The loader warns about a Compose key that shoal does not honour yet and about a key that
-//! Compose does not define at all (most likely a typo, so it suggests the nearest key).
+//! A key that Compose does not define at all is an error (most likely a typo, so the loader
+//! suggests the nearest key); a Compose key that swarm cannot honour is a warning.
 //! When shoal learns a key, flip its entry to `Support::Read` and teach `load` to read it.
 
 /// What shoal does with a key that Compose defines.
@@ -9,10 +9,9 @@
 pub(crate) enum Support {
     /// shoal reads the key.
     Read,
-    /// shoal accepts the key without a word: it is obsolete (`version`) or not used yet but
-    /// harmless to a stack.
+    /// shoal accepts the key without a word: it is obsolete (`version`) or harmless to a stack.
     Quiet,
-    /// shoal does not honour the key yet: it is ignored with a warning.
+    /// swarm cannot honour the key (or shoal does not yet): it is ignored with a warning.
     Ignored,
 }
 
@@ -23,15 +22,15 @@ use Support::{Ignored, Quiet, Read};
 
 /// The top level of a compose file.
 pub(crate) const TOP_LEVEL: Keys = Keys(&[
-    ("configs", Quiet),
+    ("configs", Read),
     ("include", Ignored),
     ("models", Ignored),
-    ("name", Quiet),
-    ("networks", Quiet),
-    ("secrets", Quiet),
+    ("name", Read),
+    ("networks", Read),
+    ("secrets", Read),
     ("services", Read),
     ("version", Quiet),
-    ("volumes", Quiet),
+    ("volumes", Read),
 ]);
 
 /// A service under `services`.
@@ -40,12 +39,12 @@ pub(crate) const SERVICE: Keys = Keys(&[
     ("attach", Ignored),
     ("blkio_config", Ignored),
     ("build", Ignored),
-    ("cap_add", Ignored),
-    ("cap_drop", Ignored),
+    ("cap_add", Read),
+    ("cap_drop", Read),
     ("cgroup", Ignored),
     ("cgroup_parent", Ignored),
     ("command", Read),
-    ("configs", Ignored),
+    ("configs", Read),
     ("container_name", Ignored),
     ("cpu_count", Ignored),
     ("cpu_percent", Ignored),
@@ -57,91 +56,228 @@ pub(crate) const SERVICE: Keys = Keys(&[
     ("cpus", Ignored),
     ("cpuset", Ignored),
     ("credential_spec", Ignored),
-    ("depends_on", Ignored),
+    ("depends_on", Read),
     ("deploy", Read),
     ("develop", Ignored),
     ("device_cgroup_rules", Ignored),
     ("devices", Ignored),
-    ("dns", Ignored),
-    ("dns_opt", Ignored),
-    ("dns_search", Ignored),
+    ("dns", Read),
+    ("dns_opt", Read),
+    ("dns_search", Read),
     ("domainname", Ignored),
     ("entrypoint", Read),
-    ("env_file", Ignored),
+    ("env_file", Read),
     ("environment", Read),
     ("expose", Ignored),
-    ("extends", Ignored),
+    ("extends", Read),
     ("external_links", Ignored),
-    ("extra_hosts", Ignored),
+    ("extra_hosts", Read),
     ("gpus", Ignored),
     ("group_add", Ignored),
-    ("healthcheck", Ignored),
-    ("hostname", Ignored),
+    ("healthcheck", Read),
+    ("hostname", Read),
     ("image", Read),
-    ("init", Ignored),
+    ("init", Read),
     ("ipc", Ignored),
     ("isolation", Ignored),
     ("label_file", Ignored),
-    ("labels", Ignored),
+    ("labels", Read),
     ("links", Ignored),
-    ("logging", Ignored),
+    ("logging", Read),
     ("mac_address", Ignored),
     ("mem_limit", Ignored),
     ("mem_reservation", Ignored),
     ("mem_swappiness", Ignored),
     ("memswap_limit", Ignored),
     ("models", Ignored),
-    ("network_mode", Ignored),
-    ("networks", Ignored),
+    ("network_mode", Read),
+    ("networks", Read),
     ("oom_kill_disable", Ignored),
     ("oom_score_adj", Ignored),
     ("pid", Ignored),
     ("pids_limit", Ignored),
     ("platform", Ignored),
-    ("ports", Ignored),
+    ("ports", Read),
     ("post_start", Ignored),
     ("pre_stop", Ignored),
     ("privileged", Ignored),
-    ("profiles", Ignored),
+    ("profiles", Read),
     ("provider", Ignored),
     ("pull_policy", Ignored),
     ("pull_refresh_after", Ignored),
-    ("read_only", Ignored),
-    ("restart", Ignored),
+    ("read_only", Read),
+    ("restart", Read),
     ("runtime", Ignored),
     ("scale", Ignored),
-    ("secrets", Ignored),
+    ("secrets", Read),
     ("security_opt", Ignored),
     ("shm_size", Ignored),
-    ("stdin_open", Ignored),
-    ("stop_grace_period", Ignored),
-    ("stop_signal", Ignored),
+    ("stdin_open", Read),
+    ("stop_grace_period", Read),
+    ("stop_signal", Read),
     ("storage_opt", Ignored),
-    ("sysctls", Ignored),
+    ("sysctls", Read),
     ("tmpfs", Ignored),
-    ("tty", Ignored),
-    ("ulimits", Ignored),
+    ("tty", Read),
+    ("ulimits", Read),
     ("use_api_socket", Ignored),
-    ("user", Ignored),
+    ("user", Read),
     ("userns_mode", Ignored),
     ("uts", Ignored),
-    ("volumes", Ignored),
+    ("volumes", Read),
     ("volumes_from", Ignored),
-    ("working_dir", Ignored),
+    ("working_dir", Read),
 ]);
 
 /// A service's `deploy` mapping.
 pub(crate) const DEPLOY: Keys = Keys(&[
-    ("endpoint_mode", Ignored),
-    ("labels", Ignored),
+    ("endpoint_mode", Read),
+    ("labels", Read),
     ("mode", Read),
-    ("placement", Ignored),
+    ("placement", Read),
     ("replicas", Read),
-    ("resources", Ignored),
-    ("restart_policy", Ignored),
-    ("rollback_config", Ignored),
-    ("update_config", Ignored),
+    ("resources", Read),
+    ("restart_policy", Read),
+    ("rollback_config", Read),
+    ("update_config", Read),
 ]);
+
+/// `deploy.resources`.
+pub(crate) const RESOURCES: Keys = Keys(&[("limits", Read), ("reservations", Read)]);
+
+/// `deploy.resources.limits` and `.reservations`.
+pub(crate) const RESOURCE_VALUES: Keys =
+    Keys(&[("cpus", Read), ("devices", Ignored), ("generic_resources", Ignored), ("memory", Read), ("pids", Read)]);
+
+/// `deploy.restart_policy`.
+pub(crate) const RESTART_POLICY: Keys =
+    Keys(&[("condition", Read), ("delay", Read), ("max_attempts", Read), ("window", Read)]);
+
+/// `deploy.placement`.
+pub(crate) const PLACEMENT: Keys =
+    Keys(&[("constraints", Read), ("max_replicas_per_node", Read), ("preferences", Read)]);
+
+/// `deploy.update_config` and `deploy.rollback_config`.
+pub(crate) const UPDATE_CONFIG: Keys = Keys(&[
+    ("delay", Read),
+    ("failure_action", Read),
+    ("max_failure_ratio", Read),
+    ("monitor", Read),
+    ("order", Read),
+    ("parallelism", Read),
+]);
+
+/// A service's `healthcheck`.
+pub(crate) const HEALTHCHECK: Keys = Keys(&[
+    ("disable", Read),
+    ("interval", Read),
+    ("retries", Read),
+    ("start_interval", Read),
+    ("start_period", Read),
+    ("test", Read),
+    ("timeout", Read),
+]);
+
+/// A service's `logging`.
+pub(crate) const LOGGING: Keys = Keys(&[("driver", Read), ("options", Read)]);
+
+/// A service's `extends`.
+pub(crate) const EXTENDS: Keys = Keys(&[("file", Read), ("service", Read)]);
+
+/// A top-level network.
+pub(crate) const NETWORK: Keys = Keys(&[
+    ("attachable", Read),
+    ("driver", Read),
+    ("driver_opts", Read),
+    ("enable_ipv4", Ignored),
+    ("enable_ipv6", Read),
+    ("external", Read),
+    ("internal", Read),
+    ("ipam", Read),
+    ("labels", Read),
+    ("name", Read),
+]);
+
+/// A top-level volume.
+pub(crate) const VOLUME: Keys =
+    Keys(&[("driver", Read), ("driver_opts", Read), ("external", Read), ("labels", Read), ("name", Read)]);
+
+/// A top-level secret or config.
+pub(crate) const FILE_OBJECT: Keys = Keys(&[
+    ("content", Read),
+    ("driver", Read),
+    ("driver_opts", Read),
+    ("environment", Read),
+    ("external", Read),
+    ("file", Read),
+    ("labels", Read),
+    ("name", Read),
+    ("template_driver", Read),
+]);
+
+/// A port in the long syntax.
+pub(crate) const PORT: Keys = Keys(&[
+    ("app_protocol", Read),
+    ("host_ip", Read),
+    ("mode", Read),
+    ("name", Read),
+    ("protocol", Read),
+    ("published", Read),
+    ("target", Read),
+]);
+
+/// A mount in the long syntax of `volumes`.
+pub(crate) const MOUNT: Keys = Keys(&[
+    ("bind", Read),
+    ("consistency", Read),
+    ("image", Ignored),
+    ("read_only", Read),
+    ("source", Read),
+    ("target", Read),
+    ("tmpfs", Read),
+    ("type", Read),
+    ("volume", Read),
+]);
+
+/// A mount's `bind` options.
+pub(crate) const BIND: Keys =
+    Keys(&[("create_host_path", Read), ("propagation", Read), ("recursive", Read), ("selinux", Read)]);
+
+/// A mount's `volume` options.
+pub(crate) const VOLUME_OPTIONS: Keys = Keys(&[("labels", Ignored), ("nocopy", Read), ("subpath", Read)]);
+
+/// A mount's `tmpfs` options.
+pub(crate) const TMPFS: Keys = Keys(&[("mode", Read), ("size", Read)]);
+
+/// A service's secret or config in the long syntax.
+pub(crate) const FILE_REF: Keys =
+    Keys(&[("gid", Read), ("mode", Read), ("source", Read), ("target", Read), ("uid", Read)]);
+
+/// A service's settings on one network.
+pub(crate) const SERVICE_NETWORK: Keys = Keys(&[
+    ("aliases", Read),
+    ("driver_opts", Read),
+    ("gw_priority", Read),
+    ("interface_name", Read),
+    ("ipv4_address", Read),
+    ("ipv6_address", Read),
+    ("link_local_ips", Read),
+    ("mac_address", Read),
+    ("priority", Read),
+]);
+
+/// A `depends_on` entry in the long syntax.
+pub(crate) const DEPENDENCY: Keys = Keys(&[("condition", Read), ("required", Read), ("restart", Read)]);
+
+/// A `placement.preferences` entry.
+pub(crate) const PREFERENCE: Keys = Keys(&[("spread", Read)]);
+
+/// A network's `ipam`.
+pub(crate) const IPAM: Keys = Keys(&[("config", Read), ("driver", Read), ("options", Read)]);
+
+/// One pool of a network's `ipam.config`.
+pub(crate) const IPAM_POOL: Keys =
+    Keys(&[("aux_addresses", Read), ("gateway", Read), ("ip_range", Read), ("subnet", Read)]);
 
 /// Extension keys (`x-…`) are free for users at every level Compose allows them.
 pub(crate) fn is_extension(key: &str) -> bool {
@@ -198,7 +334,33 @@ mod tests {
 
     #[test]
     fn tables_are_sorted_and_unique() {
-        for keys in [&TOP_LEVEL, &SERVICE, &DEPLOY] {
+        for keys in [
+            &TOP_LEVEL,
+            &SERVICE,
+            &DEPLOY,
+            &RESOURCES,
+            &RESOURCE_VALUES,
+            &RESTART_POLICY,
+            &PLACEMENT,
+            &UPDATE_CONFIG,
+            &HEALTHCHECK,
+            &LOGGING,
+            &EXTENDS,
+            &NETWORK,
+            &VOLUME,
+            &FILE_OBJECT,
+            &PORT,
+            &MOUNT,
+            &BIND,
+            &VOLUME_OPTIONS,
+            &TMPFS,
+            &FILE_REF,
+            &SERVICE_NETWORK,
+            &DEPENDENCY,
+            &PREFERENCE,
+            &IPAM,
+            &IPAM_POOL,
+        ] {
             for pair in keys.0.windows(2) {
                 assert!(pair[0].0 < pair[1].0, "{} before {}", pair[0].0, pair[1].0);
             }
@@ -230,7 +392,8 @@ mod tests {
     #[test]
     fn support_lookup() {
         assert_eq!(SERVICE.support("image"), Some(Support::Read));
-        assert_eq!(SERVICE.support("ports"), Some(Support::Ignored));
+        assert_eq!(SERVICE.support("ports"), Some(Support::Read));
+        assert_eq!(SERVICE.support("build"), Some(Support::Ignored));
         assert_eq!(TOP_LEVEL.support("version"), Some(Support::Quiet));
         assert_eq!(SERVICE.support("imgae"), None);
         assert!(is_extension("x-common"));

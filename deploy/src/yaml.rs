@@ -9,22 +9,27 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{Location, MessageFormatter, Spanned, UserMessageFormatter};
 use std::fmt;
 
-/// A 1-based line and column (in characters) in the source text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A 1-based line and column (in characters) in one of the loaded files, named by its index
+/// in the loader's list of files: merged trees mix nodes from several files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Mark {
+    pub file: usize,
     pub line: usize,
     pub column: usize,
 }
 
 impl Mark {
-    /// The start of the file: where errors about the whole document point.
-    pub const START: Mark = Mark { line: 1, column: 1 };
+    /// The start of file `file`: where errors about the whole document point.
+    pub const fn start(file: usize) -> Mark {
+        Mark { file, line: 1, column: 1 }
+    }
 
-    fn from_location(location: Location) -> Mark {
+    fn from_location(file: usize, location: Location) -> Mark {
         if location == Location::UNKNOWN {
-            return Mark::START;
+            return Mark::start(file);
         }
         Mark {
+            file,
             line: usize::try_from(location.line()).unwrap_or(usize::MAX),
             column: usize::try_from(location.column()).unwrap_or(usize::MAX),
         }
@@ -79,6 +84,40 @@ impl Node {
     }
 }
 
+impl Node {
+    pub fn new(mark: Mark, value: Value) -> Node {
+        Node { mark, value }
+    }
+
+    /// Whether two trees hold the same values, wherever they are written.
+    pub fn same_as(&self, other: &Node) -> bool {
+        match (&self.value, &other.value) {
+            (Value::Seq(a), Value::Seq(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y)),
+            (Value::Map(a), Value::Map(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.key == y.key && x.value.same_as(&y.value))
+            }
+            (Value::Null, Value::Null) => true,
+            (Value::Seq(_) | Value::Map(_) | Value::Null, _) | (_, Value::Seq(_) | Value::Map(_) | Value::Null) => {
+                false
+            }
+            _ => self.scalar_text() == other.scalar_text(),
+        }
+    }
+
+    /// The entries of a mapping; `None` for anything else.
+    pub fn entries(&self) -> Option<&[Entry]> {
+        match &self.value {
+            Value::Map(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// The value of `key` in a mapping, unless it is missing or null.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.entries()?.iter().find(|e| e.key == key).map(|e| &e.value).filter(|n| n.value != Value::Null)
+    }
+}
+
 /// Says what a node is, for "expected X, found Y" messages: `"three"`, `3`, `a list`, …
 impl fmt::Display for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -99,8 +138,8 @@ pub(crate) struct SyntaxError {
     pub message: String,
 }
 
-/// Parses one YAML document. An empty document is `Null`.
-pub(crate) fn parse(source: &str) -> Result<Node, SyntaxError> {
+/// Parses one YAML document of the file numbered `file`. An empty document is `Null`.
+pub(crate) fn parse(source: &str, file: usize) -> Result<Node, SyntaxError> {
     let options = serde_saphyr::options! {
         // YAML 1.2 booleans only, as Compose reads them: `image: y` names the image "y", and
         // `FOO: on` sets FOO to "on", not "true".
@@ -111,12 +150,12 @@ pub(crate) fn parse(source: &str) -> Result<Node, SyntaxError> {
         with_snippet: false,
     };
     let raw: Spanned<Raw> = serde_saphyr::from_str_with_options(source, options).map_err(|err| {
-        let mark = err.location().map_or(Mark::START, Mark::from_location);
+        let mark = err.location().map_or(Mark::start(file), |l| Mark::from_location(file, l));
         // The formatter wants the innermost error; the location comes from `location()`.
         let message = UserMessageFormatter.format_message(innermost(&err)).into_owned();
         SyntaxError { mark, message }
     })?;
-    Ok(build(raw, source))
+    Ok(build(raw, source, file))
 }
 
 fn innermost(mut err: &serde_saphyr::Error) -> &serde_saphyr::Error {
@@ -132,8 +171,8 @@ fn innermost(mut err: &serde_saphyr::Error) -> &serde_saphyr::Error {
 
 /// Turns the span-carrying parse result into a `Node`, reading the text of plain scalars back
 /// from the source at the place they are defined (for an alias, the anchor).
-fn build(raw: Spanned<Raw>, source: &str) -> Node {
-    let mark = Mark::from_location(raw.referenced);
+fn build(raw: Spanned<Raw>, source: &str, file: usize) -> Node {
+    let mark = Mark::from_location(file, raw.referenced);
     let written = |fallback: String| -> String {
         let span = raw.defined.span();
         let text = span.byte_offset().zip(span.byte_len()).and_then(|(at, len)| {
@@ -152,14 +191,14 @@ fn build(raw: Spanned<Raw>, source: &str) -> Node {
         Raw::Int(value) => Value::Int { value, text: written(value.to_string()) },
         Raw::Float(value) => Value::Float { text: written(value.to_string()) },
         Raw::Str(s) => Value::Str(s),
-        Raw::Seq(items) => Value::Seq(items.into_iter().map(|n| build(n, source)).collect()),
+        Raw::Seq(items) => Value::Seq(items.into_iter().map(|n| build(n, source, file)).collect()),
         Raw::Map(entries) => Value::Map(
             entries
                 .into_iter()
                 .map(|(key, value)| Entry {
-                    key_mark: Mark::from_location(key.referenced),
+                    key_mark: Mark::from_location(file, key.referenced),
                     key: key.value,
-                    value: build(value, source),
+                    value: build(value, source, file),
                 })
                 .collect(),
         ),
@@ -258,6 +297,10 @@ impl<'de> Visitor<'de> for RawVisitor {
 mod tests {
     use super::*;
 
+    fn parse0(source: &str) -> Result<Node, SyntaxError> {
+        parse(source, 0)
+    }
+
     fn entries(node: &Node) -> &[Entry] {
         match &node.value {
             Value::Map(entries) => entries,
@@ -267,16 +310,16 @@ mod tests {
 
     #[test]
     fn keeps_marks_and_written_text() {
-        let root = parse("a: 1.10\nb:\n  - True\n  - 'q'\nc: 0x10\nd: [yes, on, n]\ne: .Inf\n").expect("valid YAML");
+        let root = parse0("a: 1.10\nb:\n  - True\n  - 'q'\nc: 0x10\nd: [yes, on, n]\ne: .Inf\n").expect("valid YAML");
         let e = entries(&root);
         assert_eq!(e[0].key, "a");
-        assert_eq!(e[0].key_mark, Mark { line: 1, column: 1 });
-        assert_eq!(e[0].value.mark, Mark { line: 1, column: 4 });
+        assert_eq!(e[0].key_mark, Mark { file: 0, line: 1, column: 1 });
+        assert_eq!(e[0].value.mark, Mark { file: 0, line: 1, column: 4 });
         assert_eq!(e[0].value.scalar_text(), Some("1.10"));
         let Value::Seq(items) = &e[1].value.value else {
             panic!("b is not a list");
         };
-        assert_eq!(items[0].mark, Mark { line: 3, column: 5 });
+        assert_eq!(items[0].mark, Mark { file: 0, line: 3, column: 5 });
         assert!(matches!(items[0].value, Value::Bool { value: true, .. }));
         assert_eq!(items[0].scalar_text(), Some("True"));
         assert_eq!(items[1].value, Value::Str("q".into()));
@@ -294,7 +337,7 @@ mod tests {
 
     #[test]
     fn merge_keys_and_aliases_resolve() {
-        let root = parse("x: &base {a: 1, b: 2}\ny:\n  <<: *base\n  b: 3\n").expect("valid YAML");
+        let root = parse0("x: &base {a: 1, b: 2}\ny:\n  <<: *base\n  b: 3\n").expect("valid YAML");
         let y = &entries(&root)[1].value;
         let mut got: Vec<(String, Option<String>)> =
             entries(y).iter().map(|e| (e.key.clone(), e.value.scalar_text().map(str::to_owned))).collect();
@@ -304,21 +347,21 @@ mod tests {
 
     #[test]
     fn empty_document_is_null() {
-        assert_eq!(parse("").expect("valid").value, Value::Null);
-        assert_eq!(parse("# nothing\n").expect("valid").value, Value::Null);
+        assert_eq!(parse0("").expect("valid").value, Value::Null);
+        assert_eq!(parse0("# nothing\n").expect("valid").value, Value::Null);
     }
 
     #[test]
     fn syntax_errors_have_positions() {
-        let err = parse("a: 1\na: 2\n").expect_err("duplicate key");
-        assert_eq!(err.mark, Mark { line: 2, column: 1 });
+        let err = parse0("a: 1\na: 2\n").expect_err("duplicate key");
+        assert_eq!(err.mark, Mark { file: 0, line: 2, column: 1 });
         assert!(err.message.contains("duplicate"), "{}", err.message);
 
-        let err = parse("a:\n  b: 1\n c: 2\n").expect_err("bad indentation");
-        assert_eq!(err.mark, Mark { line: 3, column: 2 });
+        let err = parse0("a:\n  b: 1\n c: 2\n").expect_err("bad indentation");
+        assert_eq!(err.mark, Mark { file: 0, line: 3, column: 2 });
 
-        let err = parse("a: \"open\n").expect_err("unclosed quote");
-        assert_eq!(err.mark, Mark { line: 1, column: 4 });
+        let err = parse0("a: \"open\n").expect_err("unclosed quote");
+        assert_eq!(err.mark, Mark { file: 0, line: 1, column: 4 });
         assert_eq!(err.message, "unclosed quote");
     }
 }

@@ -70,18 +70,29 @@ fn compose_features_are_warned_about() {
     assert_eq!(
         warnings,
         [
-            at(6, 5, "services.api.build: not supported yet, ignored"),
-            at(8, 5, "services.api.container_name: not supported yet, ignored"),
-            at(9, 5, "services.api.ports: not supported yet, ignored"),
-            at(11, 5, "services.api.restart: not supported yet, ignored"),
-            at(12, 5, "services.api.healthcheck: not supported yet, ignored"),
-            at(14, 5, "services.api.enviroment: unknown key, ignored (did you mean \"environment\"?)"),
-            at(18, 7, "services.api.deploy.resources: not supported yet, ignored"),
+            at(6, 5, "services.api.build: not supported by shoal yet, ignored"),
+            at(8, 5, "services.api.container_name: not supported by shoal yet, ignored"),
+            at(9, 5, "services.api.ports: not supported by shoal yet, ignored"),
+            at(12, 5, "services.api.healthcheck: not supported by shoal yet, ignored"),
         ]
     );
     let api = &loaded.stack.services[0];
     assert_eq!(replicas(api), 2);
-    assert!(container(api).env.is_empty());
+    assert_eq!(container(api).env, ["DEBUG=1"]);
+    let limits = api.task.as_ref().and_then(|t| t.resources.as_ref()).and_then(|r| r.limits.as_ref());
+    assert_eq!(limits.map(|l| l.nano_cpus), Some(500_000_000));
+}
+
+#[test]
+fn unknown_keys_are_errors_with_a_suggestion() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("compose.yml");
+    std::fs::write(&path, "services:\n  api:\n    image: x\n    enviroment:\n      DEBUG: 1\n").expect("write");
+    let err = load_stack(std::slice::from_ref(&path), "app").expect_err("a typo");
+    assert_eq!(
+        err.to_string(),
+        format!("{}:4:5: services.api.enviroment: unknown key (did you mean \"environment\"?)", path.display())
+    );
 }
 
 #[test]
@@ -125,12 +136,12 @@ fn missing_file() {
 fn file_label_is_used_as_given() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("docker-compose.yml");
-    std::fs::write(&path, "services:\n  web:\n    image: x\n    ports: [80]\n").expect("write the compose file");
+    std::fs::write(&path, "services:\n  web:\n    image: x\n    build: .\n").expect("write the compose file");
     let loaded = load_stack(std::slice::from_ref(&path), "app").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.warnings.len(), 1);
     assert_eq!(loaded.warnings[0].file, path);
     assert_eq!(
         loaded.warnings[0].to_string(),
-        format!("{}:4:5: services.web.ports: not supported yet, ignored", path.display())
+        format!("{}:4:5: services.web.build: not supported by shoal yet, ignored", path.display())
     );
 }

@@ -1,0 +1,28 @@
+//! The compose model back to YAML, for `stack config`: every `$` doubled so that loading
+//! the output again gives the same model, keys in a fixed order (the model's field order,
+//! names sorted), so the same files always give byte-identical text.
+
+use serde_json::Value;
+
+use crate::interpolate::escape;
+use crate::model::Compose;
+
+/// `compose` as YAML text.
+pub(crate) fn render(compose: &Compose) -> String {
+    let value = match serde_json::to_value(compose) {
+        Ok(value) => escaped(value),
+        // The model holds only strings, numbers, booleans, lists and string-keyed maps, which
+        // always convert; keep the reason rather than panic if that ever changes.
+        Err(err) => return format!("# cannot render the compose model: {err}\n"),
+    };
+    serde_saphyr::to_string(&value).unwrap_or_else(|err| format!("# cannot render the compose model: {err}\n"))
+}
+
+fn escaped(value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(escape(&s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(escaped).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, escaped(v))).collect()),
+        other => other,
+    }
+}
