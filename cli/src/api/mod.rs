@@ -6,6 +6,7 @@
 pub mod docker;
 mod filters;
 mod images;
+mod logs;
 mod services;
 mod swarm;
 mod system;
