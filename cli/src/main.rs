@@ -65,6 +65,19 @@ enum Command {
     Container(ContainerCmd),
     /// Show system-wide information.
     Info,
+    /// Run a container (`container run`).
+    Run(RunArgs),
+    /// List containers (`container ls`).
+    Ps {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show a container's logs (`container logs`).
+    Logs(LogsArgs),
     /// The per-container shim (started by the daemon, not by users).
     #[command(hide = true)]
     InternalShim { dir: PathBuf },
@@ -249,8 +262,106 @@ enum ImageCmd {
     },
 }
 
+#[derive(clap::Args)]
+struct CreateArgs {
+    #[arg(long)]
+    name: Option<String>,
+    /// Set an environment variable (KEY=VALUE, or KEY to pass this one's).
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Read environment variables from a file.
+    #[arg(long = "env-file")]
+    env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Replace the image's entrypoint.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Set a label (KEY=VALUE).
+    #[arg(short, long = "label")]
+    label: Vec<String>,
+    image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+impl CreateArgs {
+    fn options(self) -> commands::container::CreateOptions {
+        commands::container::CreateOptions {
+            name: self.name,
+            env: self.env,
+            env_files: self.env_file,
+            workdir: self.workdir,
+            hostname: self.hostname,
+            entrypoint: self.entrypoint,
+            labels: self.label,
+            image: self.image,
+            args: self.args,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Run in the background and print the container ID.
+    #[arg(short, long)]
+    detach: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    #[command(flatten)]
+    create: CreateArgs,
+}
+
+#[derive(clap::Args)]
+struct LogsArgs {
+    container: String,
+    #[arg(short, long)]
+    follow: bool,
+    #[arg(short, long)]
+    timestamps: bool,
+    #[arg(long)]
+    tail: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum ContainerCmd {
+    /// Create and start a container; print its output until it exits.
+    Run(RunArgs),
+    /// Create a container.
+    Create(CreateArgs),
+    /// Start containers.
+    Start {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop containers: the stop signal, then SIGKILL after the timeout.
+    Stop {
+        /// Seconds to wait before killing.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to containers.
+    Kill {
+        #[arg(short, long, default_value = "SIGKILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers.
+    #[command(alias = "remove")]
+    Rm {
+        /// Kill a running container first.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// List containers.
     #[command(alias = "list", alias = "ps")]
     Ls {
@@ -260,6 +371,18 @@ enum ContainerCmd {
         quiet: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+    },
+    /// Show a container's logs.
+    Logs(LogsArgs),
+    /// Show containers in detail (JSON).
+    Inspect {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Wait for containers to exit; print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
     },
 }
 
@@ -325,9 +448,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Image(ImageCmd::Import { source, reference }) => commands::image::import(c, &source, &reference).await,
         Command::Image(ImageCmd::Ls { quiet, format }) => commands::image::ls(c, quiet, format).await,
-        Command::Container(ContainerCmd::Ls { all, quiet, format }) => {
+        Command::Ps { all, quiet, format } | Command::Container(ContainerCmd::Ls { all, quiet, format }) => {
             commands::container::ls(c, all, quiet, format).await
         }
+        Command::Run(r) | Command::Container(ContainerCmd::Run(r)) => {
+            let code = commands::container::run(c, &r.create.options(), r.detach, r.rm).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Command::Logs(l) | Command::Container(ContainerCmd::Logs(l)) => {
+            commands::container::logs(c, &l.container, l.follow, l.timestamps, l.tail).await
+        }
+        Command::Container(cmd) => container_command(c, cmd).await,
+    }
+}
+
+async fn container_command(c: &Client, cmd: ContainerCmd) -> anyhow::Result<()> {
+    use commands::container::{each, Verb};
+    match cmd {
+        ContainerCmd::Create(a) => {
+            println!("{}", commands::container::create(c, &a.options()).await?);
+            Ok(())
+        }
+        ContainerCmd::Start { containers } => {
+            each(c, &containers, |id| (Verb::Post, format!("/containers/{id}/start"))).await
+        }
+        ContainerCmd::Stop { time, containers } => {
+            each(c, &containers, |id| (Verb::Post, format!("/containers/{id}/stop?t={time}"))).await
+        }
+        ContainerCmd::Kill { signal, containers } => {
+            let signal = client::encode(&signal);
+            each(c, &containers, |id| (Verb::Post, format!("/containers/{id}/kill?signal={signal}"))).await
+        }
+        ContainerCmd::Rm { force, containers } => {
+            each(c, &containers, |id| (Verb::Delete, format!("/containers/{id}?force={}", u8::from(force)))).await
+        }
+        ContainerCmd::Inspect { containers } => commands::container::inspect(c, &containers).await,
+        ContainerCmd::Wait { containers } => commands::container::wait(c, &containers).await,
+        ContainerCmd::Run(_) | ContainerCmd::Ls { .. } | ContainerCmd::Logs(_) => Ok(()),
     }
 }
 

@@ -97,13 +97,13 @@ fn read_new(
 
 /// Answers a logs request over the containers `sources()` names (asked again
 /// on every poll while following, so new tasks' containers join). With
-/// `follow`, the stream ends when the client hangs up or `finished()` holds
-/// and nothing new was written.
+/// `follow`, the stream ends when the client hangs up, or once `finished`
+/// resolves and the last lines were sent.
 pub async fn respond(
     rt: Arc<shoal_runtime::Runtime>,
     q: &LogQuery,
     sources: impl Fn() -> Vec<LogSource> + Send + 'static,
-    finished: impl Fn() -> bool + Send + 'static,
+    finished: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> ApiResult<Response> {
     let tail: Option<usize> = match q.tail.as_deref() {
         None | Some("all") | Some("") => None,
@@ -138,13 +138,14 @@ pub async fn respond(
         if tx.send(Ok(first)).await.is_err() {
             return;
         }
+        tokio::pin!(finished);
+        let mut done = false;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = &mut finished, if !done => done = true,
                 _ = tx.closed() => return,
             }
-            // Judge "finished" before reading, so the last lines are sent.
-            let done = finished();
             let srcs = sources();
             let rt = rt.clone();
             let Ok((chunk, s)) = tokio::task::spawn_blocking(move || {

@@ -200,7 +200,7 @@ pub async fn logs(
             .collect()
     };
     // A service's stream ends only when the client hangs up.
-    super::logs::respond(daemon.runtime.clone(), &q, sources, || false).await
+    super::logs::respond(daemon.runtime.clone(), &q, sources, std::future::pending()).await
 }
 
 #[derive(Deserialize)]

@@ -3,6 +3,7 @@
 
 pub mod container;
 pub mod image;
+pub mod logs;
 pub mod node;
 pub mod progress;
 pub mod service;
