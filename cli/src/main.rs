@@ -8,6 +8,7 @@ mod api;
 mod client;
 mod commands;
 mod daemon;
+mod lab;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +31,9 @@ struct Cli {
     /// The daemon to talk to.
     #[arg(short = 'H', long = "host", env = "SHOAL_HOST", default_value = DEFAULT_HOST, global = true)]
     host: String,
+    /// Where simulated hosts (`machine`, `lab`) keep their state.
+    #[arg(long, env = "SHOAL_LAB_ROOT", default_value = "/var/lib/shoal/lab", global = true)]
+    lab_root: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,6 +69,12 @@ enum Command {
     Container(ContainerCmd),
     /// Show system-wide information.
     Info,
+    /// Manage simulated hosts (network namespaces on this machine).
+    #[command(subcommand)]
+    Machine(MachineCmd),
+    /// Manage a lab of simulated hosts.
+    #[command(subcommand)]
+    Lab(LabCmd),
     /// Run a container (`container run`).
     Run(RunArgs),
     /// List containers (`container ls`).
@@ -81,6 +91,47 @@ enum Command {
     /// The per-container shim (started by the daemon, not by users).
     #[command(hide = true)]
     InternalShim { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum MachineCmd {
+    /// Create a machine and start its daemon.
+    Create {
+        /// The driver: only netns (network + UTS namespaces on this host).
+        #[arg(short, long, default_value = "netns")]
+        driver: String,
+        /// Its address on the lab bridge (default: the next free one).
+        #[arg(long)]
+        addr: Option<std::net::Ipv4Addr>,
+        name: String,
+    },
+    /// List machines.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Run a command inside a machine (its network, hostname and socket).
+    Ssh {
+        name: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Copy a file to a machine: scp SRC MACHINE:DST.
+    Scp { source: PathBuf, destination: String },
+    /// Start a machine's daemon.
+    Start { names: Vec<String> },
+    /// Stop a machine's daemon (its containers keep running).
+    Stop { names: Vec<String> },
+    /// Remove machines and everything they made.
+    #[command(alias = "remove")]
+    Rm { names: Vec<String> },
+}
+
+#[derive(Subcommand)]
+enum LabCmd {
+    /// Remove every machine, the lab bridge and the lab's files.
+    Down,
 }
 
 #[derive(Subcommand)]
@@ -406,13 +457,21 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Daemon { data_root, socket } = cli.command {
-        return run_daemon(data_root, socket).await;
+    match cli.command {
+        Command::Daemon { data_root, socket } => return run_daemon(data_root, socket).await,
+        Command::Machine(cmd) => return machine_command(&cli.lab_root, cmd).await,
+        Command::Lab(LabCmd::Down) => {
+            if cli.lab_root.exists() {
+                lab::Lab::open(&cli.lab_root, None)?.down()?;
+            }
+            return Ok(());
+        }
+        _ => {}
     }
     let client = Client::new(&cli.host)?;
     let c = &client;
     match cli.command {
-        Command::Daemon { .. } | Command::InternalShim { .. } => Ok(()),
+        Command::Daemon { .. } | Command::InternalShim { .. } | Command::Machine(_) | Command::Lab(_) => Ok(()),
         Command::Info => commands::swarm::info(c).await,
         Command::Swarm(SwarmCmd::Init { advertise_addr, listen_addr }) => {
             commands::swarm::init(c, &listen_addr, &advertise_addr).await
@@ -462,6 +521,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::container::logs(c, &l.container, l.follow, l.timestamps, l.tail).await
         }
         Command::Container(cmd) => container_command(c, cmd).await,
+    }
+}
+
+async fn machine_command(lab_root: &std::path::Path, cmd: MachineCmd) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("machines are network namespaces: run shoal machine as root");
+    }
+    let lab = lab::Lab::open(lab_root, None)?;
+    match cmd {
+        MachineCmd::Create { driver, addr, name } => {
+            if driver != "netns" {
+                anyhow::bail!("unknown driver \"{driver}\": the only driver is netns");
+            }
+            let m = lab.create(&name, addr)?;
+            println!("{} created at {} (socket unix://{})", m.name, m.addr, lab.socket(&m.name).display());
+            Ok(())
+        }
+        MachineCmd::Ls { format } => commands::machine::ls(&lab, format).await,
+        MachineCmd::Ssh { name, command } => {
+            let code = commands::machine::ssh(&lab, &name, &command)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        MachineCmd::Scp { source, destination } => {
+            let to = commands::machine::scp(&lab, &source, &destination)?;
+            println!("{}", to.display());
+            Ok(())
+        }
+        MachineCmd::Start { names } => names.iter().try_for_each(|n| lab.start(&lab.machine(n)?)),
+        MachineCmd::Stop { names } => names.iter().try_for_each(|n| lab.stop(&lab.machine(n)?)),
+        MachineCmd::Rm { names } => names.iter().try_for_each(|n| lab.remove(&lab.machine(n)?)),
     }
 }
 
