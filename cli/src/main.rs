@@ -130,6 +130,13 @@ enum MachineCmd {
 
 #[derive(Subcommand)]
 enum LabCmd {
+    /// Create N machines and form a swarm: the first inits it, the others join.
+    Up {
+        #[arg(long, default_value_t = 3)]
+        nodes: u32,
+        #[arg(long, default_value_t = 1)]
+        managers: u32,
+    },
     /// Remove every machine, the lab bridge and the lab's files.
     Down,
 }
@@ -144,6 +151,17 @@ enum SwarmCmd {
         /// Where the manager listens (IP:PORT).
         #[arg(long, default_value = "0.0.0.0:2377")]
         listen_addr: String,
+    },
+    /// Join a swarm as a worker (or a manager, by the token).
+    Join {
+        /// The join token (`shoal swarm join-token worker` on a manager).
+        #[arg(long)]
+        token: String,
+        /// The address this node advertises (IP).
+        #[arg(long, default_value = "")]
+        advertise_addr: String,
+        /// A manager's address (HOST[:PORT], port 2377 by default).
+        remote: String,
     },
     /// Show the command to join the swarm as a worker or a manager.
     JoinToken {
@@ -460,6 +478,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Daemon { data_root, socket } => return run_daemon(data_root, socket).await,
         Command::Machine(cmd) => return machine_command(&cli.lab_root, cmd).await,
+        Command::Lab(LabCmd::Up { nodes, managers }) => return lab_up(&cli.lab_root, nodes, managers).await,
         Command::Lab(LabCmd::Down) => {
             if cli.lab_root.exists() {
                 lab::Lab::open(&cli.lab_root, None)?.down()?;
@@ -475,6 +494,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info => commands::swarm::info(c).await,
         Command::Swarm(SwarmCmd::Init { advertise_addr, listen_addr }) => {
             commands::swarm::init(c, &listen_addr, &advertise_addr).await
+        }
+        Command::Swarm(SwarmCmd::Join { token, advertise_addr, remote }) => {
+            commands::swarm::join(c, &token, &remote, &advertise_addr).await
         }
         Command::Swarm(SwarmCmd::JoinToken { role, quiet }) => commands::swarm::join_token(c, &role, quiet).await,
         Command::Node(NodeCmd::Ls { quiet, format }) => commands::node::ls(c, quiet, format).await,
@@ -557,6 +579,49 @@ async fn machine_command(lab_root: &std::path::Path, cmd: MachineCmd) -> anyhow:
     }
 }
 
+/// `lab up`: machines n1…nN, a swarm initialised on n1, the rest joined.
+async fn lab_up(lab_root: &std::path::Path, nodes: u32, managers: u32) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("machines are network namespaces: run shoal lab as root");
+    }
+    if nodes == 0 || managers == 0 || managers > nodes {
+        anyhow::bail!("--nodes must be at least 1 and --managers between 1 and --nodes");
+    }
+    if managers > 1 {
+        anyhow::bail!(
+            "a lab with {managers} managers needs multi-manager raft, which is not supported yet: use --managers 1"
+        );
+    }
+    let lab = lab::Lab::open(lab_root, None)?;
+    if !lab.machines()?.is_empty() {
+        anyhow::bail!("the lab at {} already has machines: `shoal lab down` first", lab_root.display());
+    }
+    let mut machines = Vec::new();
+    for i in 1..=nodes {
+        let m = lab.create(&format!("n{i}"), None)?;
+        println!("{} created at {}", m.name, m.addr);
+        machines.push(m);
+    }
+    let client_of = |m: &lab::Machine| Client::new(&format!("unix://{}", lab.socket(&m.name).display()));
+    let first = &machines[0];
+    let listen = format!("{}:2377", first.addr);
+    let c1 = client_of(first)?;
+    c1.post("/swarm/init", &serde_json::json!({ "ListenAddr": listen, "AdvertiseAddr": listen })).await?;
+    let swarm = c1.get("/swarm").await?;
+    let token = commands::s(&swarm, &["JoinTokens", "Worker"]).to_string();
+    for m in &machines[1..] {
+        client_of(m)?
+            .post(
+                "/swarm/join",
+                &serde_json::json!({ "RemoteAddrs": [listen], "JoinToken": token, "AdvertiseAddr": m.addr.to_string() }),
+            )
+            .await
+            .with_context(|| format!("joining {} to the swarm", m.name))?;
+    }
+    println!("swarm of {nodes} nodes ready; try: shoal machine ssh n1 -- shoal node ls");
+    Ok(())
+}
+
 async fn container_command(c: &Client, cmd: ContainerCmd) -> anyhow::Result<()> {
     use commands::container::{each, Verb};
     match cmd {
@@ -594,6 +659,8 @@ async fn run_daemon(data_root: PathBuf, socket: PathBuf) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("shoal daemon must run as root: it creates namespaces, mounts and cgroups");
     }
+    // One crypto provider for every TLS connection: ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let daemon = daemon::Daemon::start(daemon::DaemonConfig { data_root }).await?;
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -160,6 +160,7 @@ pub fn router(daemon: Arc<Daemon>) -> axum::Router {
         .route("/info", get(system::info))
         .route("/swarm", get(swarm::inspect))
         .route("/swarm/init", post(swarm::init))
+        .route("/swarm/join", post(swarm::join))
         .route("/nodes", get(swarm::list_nodes))
         .route("/nodes/{id}", get(swarm::inspect_node))
         .route("/services", get(services::list))
