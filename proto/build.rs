@@ -2,7 +2,7 @@
 //! prost messages and tonic services.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/objects.proto", "proto/dispatcher.proto", "proto/raft.proto"];
+    let files = ["proto/objects.proto", "proto/dispatcher.proto", "proto/raft.proto", "proto/ca.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

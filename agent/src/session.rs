@@ -10,7 +10,7 @@ use shoal_proto::dispatcher_client::DispatcherClient;
 use shoal_proto::{HeartbeatRequest, NodeDescription, SessionRequest, Task};
 use shoal_runtime::Runtime;
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::reporter::Reporter;
 use crate::worker::{self, WorkerContext};
@@ -24,6 +24,8 @@ pub struct AgentConfig {
     pub description: NodeDescription,
     /// Managers' `host:port` addresses, tried in turn.
     pub managers: Vec<String>,
+    /// Mutual TLS to the managers: this node's certificate and the root.
+    pub tls: ClientTlsConfig,
 }
 
 /// Runs the agent until `shutdown` turns true. Containers keep running
@@ -63,9 +65,11 @@ pub async fn run(config: AgentConfig, runtime: Arc<Runtime>, mut shutdown: watch
     }
 }
 
-async fn connect(addr: &str) -> Result<DispatcherClient<Channel>, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+async fn connect(addr: &str, tls: &ClientTlsConfig) -> Result<DispatcherClient<Channel>, String> {
+    let endpoint = Endpoint::from_shared(format!("https://{addr}"))
         .map_err(|e| format!("bad manager address {addr}: {e}"))?
+        .tls_config(tls.clone())
+        .map_err(|e| format!("TLS configuration: {e}"))?
         .connect_timeout(Duration::from_secs(3))
         .tcp_keepalive(Some(Duration::from_secs(10)));
     let channel = endpoint.connect().await.map_err(|e| format!("cannot reach manager {addr}: {e}"))?;
@@ -79,7 +83,7 @@ async fn session(
     workers: &mut HashMap<String, watch::Sender<Task>>,
     managers: &mut Vec<String>,
 ) -> Result<(), String> {
-    let mut client = connect(addr).await?;
+    let mut client = connect(addr, &config.tls).await?;
     let request = SessionRequest {
         node_id: config.node_id.clone(),
         description: Some(config.description.clone()),

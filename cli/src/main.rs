@@ -8,6 +8,7 @@ mod api;
 mod client;
 mod commands;
 mod daemon;
+mod lab;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +31,9 @@ struct Cli {
     /// The daemon to talk to.
     #[arg(short = 'H', long = "host", env = "SHOAL_HOST", default_value = DEFAULT_HOST, global = true)]
     host: String,
+    /// Where simulated hosts (`machine`, `lab`) keep their state.
+    #[arg(long, env = "SHOAL_LAB_ROOT", default_value = "/var/lib/shoal/lab", global = true)]
+    lab_root: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,9 +69,76 @@ enum Command {
     Container(ContainerCmd),
     /// Show system-wide information.
     Info,
+    /// Manage simulated hosts (network namespaces on this machine).
+    #[command(subcommand)]
+    Machine(MachineCmd),
+    /// Manage a lab of simulated hosts.
+    #[command(subcommand)]
+    Lab(LabCmd),
+    /// Run a container (`container run`).
+    Run(RunArgs),
+    /// List containers (`container ls`).
+    Ps {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show a container's logs (`container logs`).
+    Logs(LogsArgs),
     /// The per-container shim (started by the daemon, not by users).
     #[command(hide = true)]
     InternalShim { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum MachineCmd {
+    /// Create a machine and start its daemon.
+    Create {
+        /// The driver: only netns (network + UTS namespaces on this host).
+        #[arg(short, long, default_value = "netns")]
+        driver: String,
+        /// Its address on the lab bridge (default: the next free one).
+        #[arg(long)]
+        addr: Option<std::net::Ipv4Addr>,
+        name: String,
+    },
+    /// List machines.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Run a command inside a machine (its network, hostname and socket).
+    Ssh {
+        name: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Copy a file to a machine: scp SRC MACHINE:DST.
+    Scp { source: PathBuf, destination: String },
+    /// Start a machine's daemon.
+    Start { names: Vec<String> },
+    /// Stop a machine's daemon (its containers keep running).
+    Stop { names: Vec<String> },
+    /// Remove machines and everything they made.
+    #[command(alias = "remove")]
+    Rm { names: Vec<String> },
+}
+
+#[derive(Subcommand)]
+enum LabCmd {
+    /// Create N machines and form a swarm: the first inits it, the others join.
+    Up {
+        #[arg(long, default_value_t = 3)]
+        nodes: u32,
+        #[arg(long, default_value_t = 1)]
+        managers: u32,
+    },
+    /// Remove every machine, the lab bridge and the lab's files.
+    Down,
 }
 
 #[derive(Subcommand)]
@@ -80,6 +151,17 @@ enum SwarmCmd {
         /// Where the manager listens (IP:PORT).
         #[arg(long, default_value = "0.0.0.0:2377")]
         listen_addr: String,
+    },
+    /// Join a swarm as a worker (or a manager, by the token).
+    Join {
+        /// The join token (`shoal swarm join-token worker` on a manager).
+        #[arg(long)]
+        token: String,
+        /// The address this node advertises (IP).
+        #[arg(long, default_value = "")]
+        advertise_addr: String,
+        /// A manager's address (HOST[:PORT], port 2377 by default).
+        remote: String,
     },
     /// Show the command to join the swarm as a worker or a manager.
     JoinToken {
@@ -249,8 +331,106 @@ enum ImageCmd {
     },
 }
 
+#[derive(clap::Args)]
+struct CreateArgs {
+    #[arg(long)]
+    name: Option<String>,
+    /// Set an environment variable (KEY=VALUE, or KEY to pass this one's).
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Read environment variables from a file.
+    #[arg(long = "env-file")]
+    env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Replace the image's entrypoint.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Set a label (KEY=VALUE).
+    #[arg(short, long = "label")]
+    label: Vec<String>,
+    image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+impl CreateArgs {
+    fn options(self) -> commands::container::CreateOptions {
+        commands::container::CreateOptions {
+            name: self.name,
+            env: self.env,
+            env_files: self.env_file,
+            workdir: self.workdir,
+            hostname: self.hostname,
+            entrypoint: self.entrypoint,
+            labels: self.label,
+            image: self.image,
+            args: self.args,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Run in the background and print the container ID.
+    #[arg(short, long)]
+    detach: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    #[command(flatten)]
+    create: CreateArgs,
+}
+
+#[derive(clap::Args)]
+struct LogsArgs {
+    container: String,
+    #[arg(short, long)]
+    follow: bool,
+    #[arg(short, long)]
+    timestamps: bool,
+    #[arg(long)]
+    tail: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum ContainerCmd {
+    /// Create and start a container; print its output until it exits.
+    Run(RunArgs),
+    /// Create a container.
+    Create(CreateArgs),
+    /// Start containers.
+    Start {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop containers: the stop signal, then SIGKILL after the timeout.
+    Stop {
+        /// Seconds to wait before killing.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to containers.
+    Kill {
+        #[arg(short, long, default_value = "SIGKILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers.
+    #[command(alias = "remove")]
+    Rm {
+        /// Kill a running container first.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// List containers.
     #[command(alias = "list", alias = "ps")]
     Ls {
@@ -260,6 +440,18 @@ enum ContainerCmd {
         quiet: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+    },
+    /// Show a container's logs.
+    Logs(LogsArgs),
+    /// Show containers in detail (JSON).
+    Inspect {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Wait for containers to exit; print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
     },
 }
 
@@ -283,16 +475,28 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Daemon { data_root, socket } = cli.command {
-        return run_daemon(data_root, socket).await;
+    match cli.command {
+        Command::Daemon { data_root, socket } => return run_daemon(data_root, socket).await,
+        Command::Machine(cmd) => return machine_command(&cli.lab_root, cmd).await,
+        Command::Lab(LabCmd::Up { nodes, managers }) => return lab_up(&cli.lab_root, nodes, managers).await,
+        Command::Lab(LabCmd::Down) => {
+            if cli.lab_root.exists() {
+                lab::Lab::open(&cli.lab_root, None)?.down()?;
+            }
+            return Ok(());
+        }
+        _ => {}
     }
     let client = Client::new(&cli.host)?;
     let c = &client;
     match cli.command {
-        Command::Daemon { .. } | Command::InternalShim { .. } => Ok(()),
+        Command::Daemon { .. } | Command::InternalShim { .. } | Command::Machine(_) | Command::Lab(_) => Ok(()),
         Command::Info => commands::swarm::info(c).await,
         Command::Swarm(SwarmCmd::Init { advertise_addr, listen_addr }) => {
             commands::swarm::init(c, &listen_addr, &advertise_addr).await
+        }
+        Command::Swarm(SwarmCmd::Join { token, advertise_addr, remote }) => {
+            commands::swarm::join(c, &token, &remote, &advertise_addr).await
         }
         Command::Swarm(SwarmCmd::JoinToken { role, quiet }) => commands::swarm::join_token(c, &role, quiet).await,
         Command::Node(NodeCmd::Ls { quiet, format }) => commands::node::ls(c, quiet, format).await,
@@ -325,9 +529,122 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Image(ImageCmd::Import { source, reference }) => commands::image::import(c, &source, &reference).await,
         Command::Image(ImageCmd::Ls { quiet, format }) => commands::image::ls(c, quiet, format).await,
-        Command::Container(ContainerCmd::Ls { all, quiet, format }) => {
+        Command::Ps { all, quiet, format } | Command::Container(ContainerCmd::Ls { all, quiet, format }) => {
             commands::container::ls(c, all, quiet, format).await
         }
+        Command::Run(r) | Command::Container(ContainerCmd::Run(r)) => {
+            let code = commands::container::run(c, &r.create.options(), r.detach, r.rm).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Command::Logs(l) | Command::Container(ContainerCmd::Logs(l)) => {
+            commands::container::logs(c, &l.container, l.follow, l.timestamps, l.tail).await
+        }
+        Command::Container(cmd) => container_command(c, cmd).await,
+    }
+}
+
+async fn machine_command(lab_root: &std::path::Path, cmd: MachineCmd) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("machines are network namespaces: run shoal machine as root");
+    }
+    let lab = lab::Lab::open(lab_root, None)?;
+    match cmd {
+        MachineCmd::Create { driver, addr, name } => {
+            if driver != "netns" {
+                anyhow::bail!("unknown driver \"{driver}\": the only driver is netns");
+            }
+            let m = lab.create(&name, addr)?;
+            println!("{} created at {} (socket unix://{})", m.name, m.addr, lab.socket(&m.name).display());
+            Ok(())
+        }
+        MachineCmd::Ls { format } => commands::machine::ls(&lab, format).await,
+        MachineCmd::Ssh { name, command } => {
+            let code = commands::machine::ssh(&lab, &name, &command)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        MachineCmd::Scp { source, destination } => {
+            let to = commands::machine::scp(&lab, &source, &destination)?;
+            println!("{}", to.display());
+            Ok(())
+        }
+        MachineCmd::Start { names } => names.iter().try_for_each(|n| lab.start(&lab.machine(n)?)),
+        MachineCmd::Stop { names } => names.iter().try_for_each(|n| lab.stop(&lab.machine(n)?)),
+        MachineCmd::Rm { names } => names.iter().try_for_each(|n| lab.remove(&lab.machine(n)?)),
+    }
+}
+
+/// `lab up`: machines n1…nN, a swarm initialised on n1, the rest joined.
+async fn lab_up(lab_root: &std::path::Path, nodes: u32, managers: u32) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("machines are network namespaces: run shoal lab as root");
+    }
+    if nodes == 0 || managers == 0 || managers > nodes {
+        anyhow::bail!("--nodes must be at least 1 and --managers between 1 and --nodes");
+    }
+    if managers > 1 {
+        anyhow::bail!(
+            "a lab with {managers} managers needs multi-manager raft, which is not supported yet: use --managers 1"
+        );
+    }
+    let lab = lab::Lab::open(lab_root, None)?;
+    if !lab.machines()?.is_empty() {
+        anyhow::bail!("the lab at {} already has machines: `shoal lab down` first", lab_root.display());
+    }
+    let mut machines = Vec::new();
+    for i in 1..=nodes {
+        let m = lab.create(&format!("n{i}"), None)?;
+        println!("{} created at {}", m.name, m.addr);
+        machines.push(m);
+    }
+    let client_of = |m: &lab::Machine| Client::new(&format!("unix://{}", lab.socket(&m.name).display()));
+    let first = &machines[0];
+    let listen = format!("{}:2377", first.addr);
+    let c1 = client_of(first)?;
+    c1.post("/swarm/init", &serde_json::json!({ "ListenAddr": listen, "AdvertiseAddr": listen })).await?;
+    let swarm = c1.get("/swarm").await?;
+    let token = commands::s(&swarm, &["JoinTokens", "Worker"]).to_string();
+    for m in &machines[1..] {
+        client_of(m)?
+            .post(
+                "/swarm/join",
+                &serde_json::json!({ "RemoteAddrs": [listen], "JoinToken": token, "AdvertiseAddr": m.addr.to_string() }),
+            )
+            .await
+            .with_context(|| format!("joining {} to the swarm", m.name))?;
+    }
+    println!("swarm of {nodes} nodes ready; try: shoal machine ssh n1 -- shoal node ls");
+    Ok(())
+}
+
+async fn container_command(c: &Client, cmd: ContainerCmd) -> anyhow::Result<()> {
+    use commands::container::{each, Verb};
+    match cmd {
+        ContainerCmd::Create(a) => {
+            println!("{}", commands::container::create(c, &a.options()).await?);
+            Ok(())
+        }
+        ContainerCmd::Start { containers } => {
+            each(c, &containers, |id| (Verb::Post, format!("/containers/{id}/start"))).await
+        }
+        ContainerCmd::Stop { time, containers } => {
+            each(c, &containers, |id| (Verb::Post, format!("/containers/{id}/stop?t={time}"))).await
+        }
+        ContainerCmd::Kill { signal, containers } => {
+            let signal = client::encode(&signal);
+            each(c, &containers, |id| (Verb::Post, format!("/containers/{id}/kill?signal={signal}"))).await
+        }
+        ContainerCmd::Rm { force, containers } => {
+            each(c, &containers, |id| (Verb::Delete, format!("/containers/{id}?force={}", u8::from(force)))).await
+        }
+        ContainerCmd::Inspect { containers } => commands::container::inspect(c, &containers).await,
+        ContainerCmd::Wait { containers } => commands::container::wait(c, &containers).await,
+        ContainerCmd::Run(_) | ContainerCmd::Ls { .. } | ContainerCmd::Logs(_) => Ok(()),
     }
 }
 
@@ -342,6 +659,8 @@ async fn run_daemon(data_root: PathBuf, socket: PathBuf) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("shoal daemon must run as root: it creates namespaces, mounts and cgroups");
     }
+    // One crypto provider for every TLS connection: ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let daemon = daemon::Daemon::start(daemon::DaemonConfig { data_root }).await?;
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

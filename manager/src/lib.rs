@@ -13,6 +13,7 @@
 //! Architecture invariant: nothing here touches the local machine's
 //! containers or network; that is the agent's job.
 
+pub mod ca;
 pub mod control;
 pub mod dispatcher;
 pub mod identity;

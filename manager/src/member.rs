@@ -38,6 +38,10 @@ pub struct ManagerConfig {
     pub election_timeout_max_ms: u64,
     /// Log entries between snapshots.
     pub snapshot_interval: u64,
+    /// This manager's certificate and key, and the cluster root.
+    pub tls: crate::ca::NodeTls,
+    /// The root CA's key, to issue certificates to joining nodes.
+    pub ca: crate::ca::RootCa,
 }
 
 impl ManagerConfig {
@@ -48,8 +52,12 @@ impl ManagerConfig {
         node_id: String,
         listen_addr: SocketAddr,
         advertise_addr: String,
+        tls: crate::ca::NodeTls,
+        ca: crate::ca::RootCa,
     ) -> ManagerConfig {
         ManagerConfig {
+            tls,
+            ca,
             state_dir,
             raft_id,
             node_id,
@@ -115,7 +123,8 @@ impl Manager {
             ..Default::default()
         }
         .validate()?;
-        let raft = Raft::new(config.raft_id, Arc::new(raft_config), NetworkFactory, log, sm)
+        let network = NetworkFactory::new(config.tls.clone());
+        let raft = Raft::new(config.raft_id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| ManagerError::Raft(e.to_string()))?;
         let proposer = Proposer::new(raft.clone());
@@ -127,12 +136,21 @@ impl Manager {
             .await
             .map_err(|source| ManagerError::Listen { addr: config.listen_addr, source })?;
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let ca_service = crate::ca::server::NodeCaService {
+            store: store.clone(),
+            proposer: proposer.clone(),
+            ca: config.ca.clone(),
+            leader: dispatcher.leader_watch(),
+        };
         let router = tonic::transport::Server::builder()
+            .tls_config(crate::ca::tls::server_config(&config.tls))
+            .map_err(|e| ManagerError::Raft(format!("TLS configuration: {e}")))?
             .add_service(
                 shoal_proto::raft_server::RaftServer::new(RaftService::new(raft.clone()))
                     .max_decoding_message_size(usize::MAX),
             )
-            .add_service(shoal_proto::dispatcher_server::DispatcherServer::new(dispatcher.clone()));
+            .add_service(shoal_proto::dispatcher_server::DispatcherServer::new(dispatcher.clone()))
+            .add_service(shoal_proto::node_ca_server::NodeCaServer::new(ca_service));
         let mut stop = shutdown.subscribe();
         tokio::spawn(async move {
             let stopped = async move {

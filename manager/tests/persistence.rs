@@ -3,19 +3,25 @@
 
 use std::time::Duration;
 
+use shoal_manager::ca::RootCa;
 use shoal_manager::control::ControlError;
 use shoal_manager::{Manager, ManagerConfig};
 use shoal_proto::{
-    service_mode, Annotations, Cluster, ContainerSpec, Node, ReplicatedService, ServiceMode, ServiceSpec, TaskSpec,
+    service_mode, Annotations, Cluster, ContainerSpec, Node, NodeRole, ReplicatedService, ServiceMode, ServiceSpec,
+    TaskSpec,
 };
 
 fn config(dir: &std::path::Path, snapshot_interval: u64) -> ManagerConfig {
+    let ca = RootCa::generate().expect("a root CA");
+    let tls = ca.issue_own("node1", NodeRole::Manager, "c1", Duration::from_secs(3600)).expect("a node certificate");
     let mut c = ManagerConfig::with_defaults(
         dir.join("raft"),
         7,
         "node1".into(),
         "127.0.0.1:0".parse().expect("a socket address"),
         "127.0.0.1:1".into(),
+        tls,
+        ca,
     );
     c.snapshot_interval = snapshot_interval;
     c.election_timeout_min_ms = 150;

@@ -214,6 +214,12 @@ impl Node {
         p
     }
 
+    /// Runs a command that prints JSON without `--format` (e.g. inspect).
+    pub fn json_plain(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("shoal {} printed no JSON ({e}): {out}", args.join(" ")))
+    }
+
     /// Running containers: (name, pid).
     pub fn running_containers(&self) -> Vec<(String, i32)> {
         let v = self.json(&["container", "ls"]);

@@ -1,4 +1,4 @@
-//! `/images` (import and list) and `/containers/json`.
+//! `/images`: import and list.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -91,49 +91,6 @@ pub async fn list(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<Value>> {
                     "SharedSize": -1,
                     "Labels": {},
                     "Containers": -1,
-                })
-            })
-            .collect(),
-    )))
-}
-
-#[derive(Deserialize)]
-pub struct ContainersQuery {
-    all: Option<String>,
-}
-
-pub async fn list_containers(
-    State(daemon): State<Arc<Daemon>>,
-    Query(q): Query<ContainersQuery>,
-) -> ApiResult<Json<Value>> {
-    let all = matches!(q.all.as_deref(), Some("1") | Some("true"));
-    let rt = daemon.runtime.clone();
-    let containers = tokio::task::spawn_blocking(move || rt.list_containers())
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
-    Ok(Json(Value::Array(
-        containers
-            .into_iter()
-            .filter(|c| all || c.state == shoal_runtime::ContainerState::Running)
-            .map(|c| {
-                let (state, status) = match c.state {
-                    shoal_runtime::ContainerState::Created => ("created", "Created".to_string()),
-                    shoal_runtime::ContainerState::Running => ("running", "Up".to_string()),
-                    shoal_runtime::ContainerState::Exited => {
-                        ("exited", format!("Exited ({})", c.exit_code.unwrap_or(-1)))
-                    }
-                };
-                json!({
-                    "Id": c.id,
-                    "Names": [format!("/{}", c.name)],
-                    "Image": c.image,
-                    "ImageID": c.image_id,
-                    "Command": c.command.join(" "),
-                    "Created": c.created_at / 1_000_000_000,
-                    "State": state,
-                    "Status": status,
-                    "Labels": c.labels,
-                    "Pid": c.pid.unwrap_or(0),
                 })
             })
             .collect(),

@@ -3,9 +3,11 @@
 //! stock `docker` client can drive shoal. shoal-only operations (atomic
 //! stacks) live under `/shoal/v1/`.
 
+mod containers;
 pub mod docker;
 mod filters;
 mod images;
+mod logs;
 mod services;
 mod swarm;
 mod system;
@@ -158,6 +160,7 @@ pub fn router(daemon: Arc<Daemon>) -> axum::Router {
         .route("/info", get(system::info))
         .route("/swarm", get(swarm::inspect))
         .route("/swarm/init", post(swarm::init))
+        .route("/swarm/join", post(swarm::join))
         .route("/nodes", get(swarm::list_nodes))
         .route("/nodes/{id}", get(swarm::inspect_node))
         .route("/services", get(services::list))
@@ -171,7 +174,15 @@ pub fn router(daemon: Arc<Daemon>) -> axum::Router {
         .route("/shoal/v1/stacks/{name}", post(services::deploy_stack).delete(services::remove_stack))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::create))
-        .route("/containers/json", get(images::list_containers))
+        .route("/containers/json", get(containers::list))
+        .route("/containers/create", post(containers::create))
+        .route("/containers/{id}/json", get(containers::inspect))
+        .route("/containers/{id}/start", post(containers::start))
+        .route("/containers/{id}/stop", post(containers::stop))
+        .route("/containers/{id}/kill", post(containers::kill))
+        .route("/containers/{id}/wait", post(containers::wait))
+        .route("/containers/{id}/logs", get(containers::logs))
+        .route("/containers/{id}", axum::routing::delete(containers::remove))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(headers))
         .with_state(daemon)

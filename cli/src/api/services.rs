@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use shoal_manager::store::State as StoreState;
 use shoal_proto::{Service, Task, TaskState};
 
 use super::docker::{self, ServiceCounts};
+use super::logs::{LogQuery, LogSource};
 use super::swarm::manager;
 use super::{ApiError, ApiResult, Filters};
 use crate::client::encode;
@@ -160,90 +161,6 @@ pub async fn inspect_task(State(daemon): State<Arc<Daemon>>, Path(id): Path<Stri
     Ok(Json(docker::task(state.find_task(&id)?)))
 }
 
-#[derive(Deserialize)]
-pub struct LogQuery {
-    timestamps: Option<String>,
-    tail: Option<String>,
-    details: Option<String>,
-    stdout: Option<String>,
-    stderr: Option<String>,
-    follow: Option<String>,
-}
-
-/// Frames one chunk as Docker's multiplexed stream (`stdcopy`).
-fn frame(stream: u8, payload: &[u8], out: &mut Vec<u8>) {
-    out.push(stream);
-    out.extend_from_slice(&[0, 0, 0]);
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(payload);
-}
-
-/// How log lines are rendered.
-#[derive(Clone, Copy)]
-struct LogFormat {
-    timestamps: bool,
-    details: bool,
-    stdout: bool,
-    stderr: bool,
-}
-
-/// Reads the logs of `tasks`' containers on this node that `seen` has not
-/// yet delivered (per container: how many entries were sent), oldest first.
-/// On the first read, `tail` keeps only the last lines of each container.
-fn read_new_entries(
-    rt: &shoal_runtime::Runtime,
-    tasks: &[Task],
-    seen: &mut HashMap<String, usize>,
-    tail: Option<usize>,
-) -> Vec<(Task, shoal_runtime::LogEntry)> {
-    let mut all = Vec::new();
-    for t in tasks {
-        let Some(c) = t.status.as_ref().and_then(|s| s.container.as_ref()) else { continue };
-        if c.container_id.is_empty() {
-            continue;
-        }
-        let Ok(lines) = rt.read_logs(&c.container_id, None) else { continue };
-        let from = match seen.get(&c.container_id) {
-            Some(n) => *n,
-            None => tail.map_or(0, |n| lines.len().saturating_sub(n)),
-        };
-        seen.insert(c.container_id.clone(), lines.len());
-        all.extend(lines.into_iter().skip(from).map(|l| (t.clone(), l)));
-    }
-    all.sort_by_key(|(_, l)| l.time);
-    all
-}
-
-fn render_entries(entries: Vec<(Task, shoal_runtime::LogEntry)>, f: LogFormat) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (t, entry) in entries {
-        let (stream, wanted) = match entry.stream {
-            shoal_runtime::LogStream::Stdout => (1u8, f.stdout),
-            shoal_runtime::LogStream::Stderr => (2u8, f.stderr),
-        };
-        if !wanted {
-            continue;
-        }
-        let mut line = String::new();
-        if f.timestamps {
-            line.push_str(&docker::time(entry.time));
-            line.push(' ');
-        }
-        if f.details {
-            line.push_str(&format!(
-                "com.docker.swarm.node.id={},com.docker.swarm.service.id={},com.docker.swarm.task.id={} ",
-                encode(&t.node_id),
-                encode(&t.service_id),
-                encode(&t.id)
-            ));
-        }
-        line.push_str(entry.line.trim_end_matches('\n'));
-        line.push('\n');
-        frame(stream, line.as_bytes(), &mut body);
-    }
-    body
-}
-
 /// The logs of a service's (or one task's) containers on this node, oldest
 /// first; with `follow`, new lines keep coming until the client hangs up.
 pub async fn logs(
@@ -263,71 +180,27 @@ pub async fn logs(
             }
         }
     };
-    let tail: Option<usize> = match q.tail.as_deref() {
-        None | Some("all") | Some("") => None,
-        Some(n) => Some(n.parse().map_err(|_| ApiError::bad_request("tail: expected a number or \"all\""))?),
-    };
-    let format = LogFormat {
-        timestamps: truthy(&q.timestamps),
-        details: truthy(&q.details),
-        stdout: q.stdout.is_none() || truthy(&q.stdout),
-        stderr: q.stderr.is_none() || truthy(&q.stderr),
-    };
-    let tasks_now = move |m: &shoal_manager::Manager| -> Vec<Task> {
+    let sources = move || -> Vec<LogSource> {
         m.store()
             .read()
             .service_tasks(&service_id)
             .filter(|t| task_id.as_ref().is_none_or(|id| &t.id == id))
-            .cloned()
+            .filter_map(|t| {
+                let c = t.status.as_ref()?.container.as_ref()?;
+                (!c.container_id.is_empty()).then(|| LogSource {
+                    container_id: c.container_id.clone(),
+                    details: format!(
+                        "com.docker.swarm.node.id={},com.docker.swarm.service.id={},com.docker.swarm.task.id={}",
+                        encode(&t.node_id),
+                        encode(&t.service_id),
+                        encode(&t.id)
+                    ),
+                })
+            })
             .collect()
     };
-    let rt = daemon.runtime.clone();
-    let tasks = tasks_now(&m);
-    let (first, seen) = tokio::task::spawn_blocking({
-        let rt = rt.clone();
-        move || {
-            let mut seen = HashMap::new();
-            let entries = read_new_entries(&rt, &tasks, &mut seen, tail);
-            (render_entries(entries, format), seen)
-        }
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?;
-    let content_type = HeaderValue::from_static("application/vnd.docker.multiplexed-stream");
-    if !truthy(&q.follow) {
-        let mut resp = first.into_response();
-        resp.headers_mut().insert("Content-Type", content_type);
-        return Ok(resp);
-    }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::convert::Infallible>>(16);
-    tokio::spawn(async move {
-        let mut seen = seen;
-        if tx.send(Ok(first)).await.is_err() {
-            return;
-        }
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
-                _ = tx.closed() => return,
-            }
-            let tasks = tasks_now(&m);
-            let rt = rt.clone();
-            let joined = tokio::task::spawn_blocking(move || {
-                let entries = read_new_entries(&rt, &tasks, &mut seen, None);
-                (render_entries(entries, format), seen)
-            })
-            .await;
-            let Ok((chunk, s)) = joined else { return };
-            seen = s;
-            if !chunk.is_empty() && tx.send(Ok(chunk)).await.is_err() {
-                return;
-            }
-        }
-    });
-    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let mut resp = body.into_response();
-    resp.headers_mut().insert("Content-Type", content_type);
-    Ok(resp)
+    // A service's stream ends only when the client hangs up.
+    super::logs::respond(daemon.runtime.clone(), &q, sources, std::future::pending()).await
 }
 
 #[derive(Deserialize)]

@@ -44,6 +44,28 @@ pub async fn init(State(daemon): State<Arc<Daemon>>, body: axum::body::Bytes) ->
     }
 }
 
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct JoinRequest {
+    advertise_addr: String,
+    remote_addrs: Vec<String>,
+    join_token: String,
+}
+
+pub async fn join(State(daemon): State<Arc<Daemon>>, body: axum::body::Bytes) -> ApiResult<StatusCode> {
+    let req: JoinRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid swarm join request: {e}")))?;
+    let Some(remote) = req.remote_addrs.first() else {
+        return Err(ApiError::bad_request("RemoteAddrs is empty: give a manager's address to join through"));
+    };
+    match daemon.swarm_join(remote, &req.join_token, &req.advertise_addr).await {
+        Ok(()) => Ok(StatusCode::OK),
+        Err(e @ InitError::AlreadyInSwarm) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        Err(e @ InitError::InvalidArgument(_)) => Err(ApiError::bad_request(e.to_string())),
+        Err(e) => Err(ApiError::internal(e.to_string())),
+    }
+}
+
 pub async fn inspect(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<Value>> {
     let m = manager(&daemon).await?;
     let state = m.store().read();

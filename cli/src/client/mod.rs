@@ -64,7 +64,8 @@ impl Client {
         };
         let resp = sender.send_request(req.body(Full::new(payload))?).await?;
         let status = resp.status();
-        if !status.is_success() {
+        // 304: "already in that state" (start, stop), not an error.
+        if !status.is_success() && status != StatusCode::NOT_MODIFIED {
             let bytes = resp.into_body().collect().await?.to_bytes();
             let message = serde_json::from_slice::<Value>(&bytes)
                 .ok()

@@ -3,6 +3,8 @@
 
 pub mod container;
 pub mod image;
+pub mod logs;
+pub mod machine;
 pub mod node;
 pub mod progress;
 pub mod service;

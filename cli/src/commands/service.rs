@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::table::Table;
-use super::{ago, capitalize, n, parse_time, print_json, progress, s, short, Format};
+use super::{ago, capitalize, logs, n, parse_time, print_json, progress, s, short, Format};
 use crate::client::{encode, filters, Client};
 
 fn mode(svc: &Value) -> &'static str {
@@ -236,33 +236,6 @@ pub async fn inspect(client: &Client, services: &[String]) -> anyhow::Result<()>
     print_json(&Value::Array(out))
 }
 
-/// Reassembles Docker's multiplexed log stream (`stdcopy` frames) from
-/// chunks that may split frames anywhere.
-#[derive(Default)]
-struct Demux {
-    buf: Vec<u8>,
-}
-
-impl Demux {
-    /// Adds a chunk; returns the complete (stream, text) frames so far.
-    fn push(&mut self, chunk: &[u8]) -> Vec<(u8, String)> {
-        self.buf.extend_from_slice(chunk);
-        let mut out = Vec::new();
-        let mut at = 0;
-        while self.buf.len() - at >= 8 {
-            let h = &self.buf[at..at + 8];
-            let len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as usize;
-            if self.buf.len() - at - 8 < len {
-                break;
-            }
-            out.push((h[0], String::from_utf8_lossy(&self.buf[at + 8..at + 8 + len]).into_owned()));
-            at += 8 + len;
-        }
-        self.buf.drain(..at);
-        out
-    }
-}
-
 /// `service logs` options.
 pub struct LogOptions {
     pub follow: bool,
@@ -281,24 +254,10 @@ pub async fn logs(client: &Client, service: &str, o: LogOptions) -> anyhow::Resu
     if let Some(t) = &o.tail {
         q.push_str(&format!("&tail={}", encode(t)));
     }
-    let mut demux = Demux::default();
-    let mut lines: Vec<(u8, String)> = Vec::new();
     let mut tasks: HashMap<String, (i64, String)> = HashMap::new();
-    let path = format!("/services/{id}/logs?{q}");
-    // Frames arrive in chunks; print them as they come.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let fetch = client.get_stream(&path, move |chunk| {
-        let _ = tx.send(chunk.to_vec());
-    });
-    tokio::pin!(fetch);
-    let mut done = false;
-    loop {
-        let chunk = tokio::select! {
-            r = &mut fetch, if !done => { r?; done = true; continue; }
-            c = rx.recv() => match c { Some(c) => c, None => break },
-        };
-        lines.extend(demux.push(&chunk));
-        for (stream, line) in lines.drain(..) {
+    let (mut frames, fetch) = logs::stream(client, format!("/services/{id}/logs?{q}"));
+    while let Some((stream, line)) = frames.recv().await {
+        {
             // `[timestamp ]details message`
             let (ts, rest) =
                 if o.timestamps { line.split_once(' ').unwrap_or(("", &line)) } else { ("", line.as_str()) };
@@ -324,36 +283,8 @@ pub async fn logs(client: &Client, service: &str, o: LogOptions) -> anyhow::Resu
             let (slot, node) = &tasks[&task_id];
             let prefix = format!("{name}.{slot}.{}@{node}", short(&task_id));
             let ts = if o.timestamps { format!("{ts} ") } else { String::new() };
-            let text = format!("{ts}{prefix}    | {msg}");
-            if stream == 2 {
-                eprint!("{text}");
-            } else {
-                print!("{text}");
-                use std::io::Write;
-                let _ = std::io::stdout().flush();
-            }
+            logs::print_frame(stream, &format!("{ts}{prefix}    | {msg}"));
         }
     }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Demux;
-
-    #[test]
-    fn demux_reassembles_split_frames() {
-        let mut wire = Vec::new();
-        for (stream, text) in [(1u8, "hello\n"), (2u8, "oops\n")] {
-            wire.push(stream);
-            wire.extend_from_slice(&[0, 0, 0]);
-            wire.extend_from_slice(&(text.len() as u32).to_be_bytes());
-            wire.extend_from_slice(text.as_bytes());
-        }
-        let mut d = Demux::default();
-        let mut got = d.push(&wire[..5]);
-        got.extend(d.push(&wire[5..17]));
-        got.extend(d.push(&wire[17..]));
-        assert_eq!(got, vec![(1, "hello\n".to_string()), (2, "oops\n".to_string())]);
-    }
+    fetch.await?
 }

@@ -21,6 +21,16 @@ pub async fn init(client: &Client, listen_addr: &str, advertise_addr: &str) -> a
     Ok(())
 }
 
+pub async fn join(client: &Client, token: &str, remote: &str, advertise_addr: &str) -> anyhow::Result<()> {
+    client
+        .post("/swarm/join", &json!({ "RemoteAddrs": [remote], "JoinToken": token, "AdvertiseAddr": advertise_addr }))
+        .await?;
+    let info = client.get("/info").await?;
+    let role = if info["Swarm"]["ControlAvailable"].as_bool() == Some(true) { "manager" } else { "worker" };
+    println!("This node joined a swarm as a {role}.");
+    Ok(())
+}
+
 pub async fn join_token(client: &Client, role: &str, quiet: bool) -> anyhow::Result<()> {
     let key = match role {
         "worker" => "Worker",

@@ -20,14 +20,6 @@ pub struct NodeIdentity {
     pub advertise_addr: String,
     /// Managers' `host:port` addresses the agent dials.
     pub managers: Vec<String>,
-    /// The secrets of the join tokens (the manager that made the swarm keeps them).
-    pub worker_secret: String,
-    pub manager_secret: String,
-}
-
-fn secret() -> String {
-    // 25 base36 characters, as swarmkit's token secrets.
-    shoal_manager::identity::new_id()
 }
 
 impl NodeIdentity {
@@ -41,8 +33,6 @@ impl NodeIdentity {
             listen_addr,
             managers: vec![advertise_addr.clone()],
             advertise_addr,
-            worker_secret: secret(),
-            manager_secret: secret(),
         }
     }
 
@@ -75,20 +65,6 @@ impl NodeIdentity {
         std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
-
-    fn token(&self, secret: &str) -> String {
-        // The CA digest part arrives with the cluster CA (mutual TLS); until
-        // then the cluster ID stands in its place.
-        format!("SWMTKN-1-{}-{}", self.cluster_id, secret)
-    }
-
-    pub fn worker_token(&self) -> String {
-        self.token(&self.worker_secret)
-    }
-
-    pub fn manager_token(&self) -> String {
-        self.token(&self.manager_secret)
-    }
 }
 
 /// The first non-loopback IPv4 address of this host, to advertise.
@@ -104,4 +80,64 @@ pub fn primary_address() -> Option<IpAddr> {
         }
     }
     found
+}
+
+/// Where a node keeps its TLS material.
+fn cert_dir(data_root: &Path) -> PathBuf {
+    data_root.join("certificates")
+}
+
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::io::Write::write_all(&mut f, content.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Saves the node's certificate, key and the root (and the root's key on a
+/// manager that holds the CA).
+pub fn save_certificates(
+    data_root: &Path,
+    tls: &shoal_manager::ca::NodeTls,
+    ca: Option<&shoal_manager::ca::RootCa>,
+) -> anyhow::Result<()> {
+    let dir = cert_dir(data_root);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_private(&dir.join("ca.crt"), &tls.root_ca_pem)?;
+    write_private(&dir.join("node.crt"), &tls.cert_pem)?;
+    write_private(&dir.join("node.key"), &tls.key_pem)?;
+    if let Some(ca) = ca {
+        write_private(&dir.join("ca.key"), &ca.key_pem)?;
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| {
+        format!("reading {}: the node's certificates are missing; leave and rejoin the swarm", path.display())
+    })
+}
+
+/// Loads the node's TLS material.
+pub fn load_tls(data_root: &Path) -> anyhow::Result<shoal_manager::ca::NodeTls> {
+    let dir = cert_dir(data_root);
+    Ok(shoal_manager::ca::NodeTls {
+        root_ca_pem: read(&dir.join("ca.crt"))?,
+        cert_pem: read(&dir.join("node.crt"))?,
+        key_pem: read(&dir.join("node.key"))?,
+    })
+}
+
+/// Loads the root CA with its key (managers).
+pub fn load_ca(data_root: &Path) -> anyhow::Result<shoal_manager::ca::RootCa> {
+    let dir = cert_dir(data_root);
+    Ok(shoal_manager::ca::RootCa { cert_pem: read(&dir.join("ca.crt"))?, key_pem: read(&dir.join("ca.key"))? })
 }

@@ -100,9 +100,14 @@ impl Daemon {
         let (agent_stop, stop_rx) = watch::channel(false);
         let agent_config = shoal_agent::AgentConfig {
             node_id: identity.node_id.clone(),
-            addr: identity.advertise_addr.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default(),
+            addr: identity
+                .advertise_addr
+                .rsplit_once(':')
+                .map(|(h, _)| h.to_string())
+                .unwrap_or_else(|| identity.advertise_addr.clone()),
             description: node_description(&self.hostname),
             managers: identity.managers.clone(),
+            tls: shoal_manager::ca::tls::client_config(&identity::load_tls(&self.config.data_root)?),
         };
         tokio::spawn(shoal_agent::run(agent_config, self.runtime.clone(), stop_rx));
         Ok(Member { identity, manager, agent_stop })
@@ -133,13 +138,27 @@ impl Daemon {
             with_default_port(advertise_addr)
         };
         let identity = NodeIdentity::new_manager(listen.to_string(), advertise.clone());
-        identity.save(&self.config.data_root).map_err(InitError::Failed)?;
-        let member = match self.bootstrap(identity.clone()).await {
+        let made = (|| -> anyhow::Result<shoal_manager::ca::RootCa> {
+            let ca = shoal_manager::ca::RootCa::generate()?;
+            let tls = ca.issue_own(&identity.node_id, NodeRole::Manager, &identity.cluster_id, NODE_CERT_LIFETIME)?;
+            identity::save_certificates(&self.config.data_root, &tls, Some(&ca))?;
+            identity.save(&self.config.data_root)?;
+            Ok(ca)
+        })();
+        let ca = match made {
+            Ok(ca) => ca,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(self.config.data_root.join("certificates"));
+                return Err(InitError::Failed(e));
+            }
+        };
+        let member = match self.bootstrap(identity.clone(), &ca).await {
             Ok(m) => m,
             Err(e) => {
                 // Nothing half-made stays behind: the next init starts clean.
                 let _ = std::fs::remove_file(NodeIdentity::path(&self.config.data_root));
                 let _ = std::fs::remove_dir_all(self.config.data_root.join("raft"));
+                let _ = std::fs::remove_dir_all(self.config.data_root.join("certificates"));
                 return Err(InitError::Failed(e));
             }
         };
@@ -160,10 +179,12 @@ impl Daemon {
             identity.node_id.clone(),
             listen,
             identity.advertise_addr.clone(),
+            identity::load_tls(&self.config.data_root)?,
+            identity::load_ca(&self.config.data_root)?,
         ))
     }
 
-    async fn bootstrap(&self, identity: NodeIdentity) -> anyhow::Result<Member> {
+    async fn bootstrap(&self, identity: NodeIdentity, ca: &shoal_manager::ca::RootCa) -> anyhow::Result<Member> {
         let config = self.manager_config(&identity)?;
         let manager = Manager::start(config.clone()).await?;
         let cluster = Cluster {
@@ -180,9 +201,12 @@ impl Daemon {
                 dispatcher: Some(DispatcherConfig {
                     heartbeat_period: shoal_manager::dispatcher::DEFAULT_HEARTBEAT_PERIOD.as_nanos() as i64,
                 }),
-                ca: Some(CaConfig { node_cert_expiry: 90 * 24 * 3600 * 1_000_000_000 }),
+                ca: Some(CaConfig { node_cert_expiry: NODE_CERT_LIFETIME.as_nanos() as i64 }),
             }),
-            join_tokens: Some(JoinTokens { worker: identity.worker_token(), manager: identity.manager_token() }),
+            join_tokens: Some(JoinTokens {
+                worker: shoal_manager::ca::make_token(&ca.digest(), &shoal_manager::identity::new_id()),
+                manager: shoal_manager::ca::make_token(&ca.digest(), &shoal_manager::identity::new_id()),
+            }),
             ..Default::default()
         };
         let mut node = Node {
@@ -206,6 +230,64 @@ impl Daemon {
         self.start_member(identity, Some(manager)).await
     }
 
+    /// `swarm join`: trades the token for a node certificate at a manager
+    /// (pinning the swarm's CA by the token's digest), then runs the agent.
+    pub async fn swarm_join(&self, remote: &str, token: &str, advertise_addr: &str) -> Result<(), InitError> {
+        let mut swarm = self.swarm.write().await;
+        if swarm.is_some() {
+            return Err(InitError::AlreadyInSwarm);
+        }
+        let (digest, _) =
+            shoal_manager::ca::parse_token(token).map_err(|e| InitError::InvalidArgument(e.to_string()))?;
+        let remote = with_default_port(remote);
+        let advertise = if advertise_addr.is_empty() {
+            identity::primary_address().map(|ip| ip.to_string()).unwrap_or_default()
+        } else {
+            advertise_addr.to_string()
+        };
+        let (key_pem, csr) = shoal_manager::ca::new_key_and_csr().map_err(|e| InitError::Failed(e.into()))?;
+        let channel = shoal_manager::ca::tls::join_channel(&remote, &digest, std::time::Duration::from_secs(10))
+            .await
+            .map_err(|e| InitError::Failed(anyhow::anyhow!(e)))?;
+        let request = shoal_proto::IssueNodeCertificateRequest {
+            token: token.to_string(),
+            csr,
+            description: Some(node_description(&self.hostname)),
+            addr: advertise.clone(),
+        };
+        let issued = shoal_proto::node_ca_client::NodeCaClient::new(channel)
+            .issue_node_certificate(request)
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::PermissionDenied | tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => {
+                    InitError::InvalidArgument(s.message().to_string())
+                }
+                _ => InitError::Failed(anyhow::anyhow!("joining through {remote}: {}", s.message())),
+            })?
+            .into_inner();
+        if shoal_manager::ca::cert_digest(&issued.root_ca).as_deref() != Some(digest.as_str()) {
+            return Err(InitError::InvalidArgument(
+                "the manager sent a CA that does not match the join token's digest: refusing to join".into(),
+            ));
+        }
+        let tls = shoal_manager::ca::NodeTls { root_ca_pem: issued.root_ca, cert_pem: issued.certificate, key_pem };
+        let managers = if issued.managers.is_empty() { vec![remote.clone()] } else { issued.managers };
+        let identity = NodeIdentity {
+            node_id: issued.node_id,
+            raft_id: 0,
+            cluster_id: issued.cluster_id,
+            role: "worker".into(),
+            listen_addr: String::new(),
+            advertise_addr: advertise,
+            managers,
+        };
+        identity::save_certificates(&self.config.data_root, &tls, None).map_err(InitError::Failed)?;
+        identity.save(&self.config.data_root).map_err(InitError::Failed)?;
+        let member = self.start_member(identity, None).await.map_err(InitError::Failed)?;
+        *swarm = Some(member);
+        Ok(())
+    }
+
     /// Stops the agent and the manager; containers keep running.
     pub async fn shutdown(&self) {
         if let Some(member) = self.swarm.write().await.take() {
@@ -221,6 +303,9 @@ impl Daemon {
         &self.config.data_root
     }
 }
+
+/// How long node certificates live (swarmkit's default: 90 days).
+const NODE_CERT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
 
 fn with_default_port(addr: &str) -> String {
     if addr.contains(':') {

@@ -55,6 +55,33 @@ impl Dispatcher {
         }
     }
 
+    /// Whether this manager leads, as the dispatcher sees it.
+    pub fn leader_watch(&self) -> watch::Receiver<bool> {
+        self.leader.clone()
+    }
+
+    /// The caller must present a certificate of this cluster for the node it
+    /// speaks for.
+    fn check_caller<T>(&self, request: &tonic::Request<T>, node_id: &str) -> Result<(), tonic::Status> {
+        let Some(caller) = crate::ca::caller(request) else {
+            return Err(tonic::Status::unauthenticated("a node certificate is required: join the swarm first"));
+        };
+        let cluster = self.store.read().cluster().map(|c| c.id.clone()).unwrap_or_default();
+        if caller.cluster_id != cluster {
+            return Err(tonic::Status::permission_denied("the certificate belongs to another swarm"));
+        }
+        if caller.node_id != node_id {
+            return Err(tonic::Status::permission_denied(format!(
+                "node {} cannot speak for node {node_id}",
+                caller.node_id
+            )));
+        }
+        if !self.store.read().nodes.contains_key(node_id) {
+            return Err(tonic::Status::permission_denied(format!("node {node_id} was removed from the swarm")));
+        }
+        Ok(())
+    }
+
     fn check_leader(&self) -> Result<(), tonic::Status> {
         if *self.leader.borrow() {
             Ok(())

@@ -67,6 +67,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
 
     async fn session(&self, request: Request<SessionRequest>) -> Result<Response<SessionStream>, Status> {
         self.check_leader()?;
+        self.check_caller(&request, &request.get_ref().node_id)?;
         let req = request.into_inner();
         self.register(&req).await?;
         self.beat(&req.node_id);
@@ -111,6 +112,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
 
     async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         self.check_leader()?;
+        self.check_caller(&request, &request.get_ref().node_id)?;
         let req = request.into_inner();
         let down = {
             let state = self.store.read();
@@ -133,6 +135,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         request: Request<UpdateTaskStatusRequest>,
     ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
         self.check_leader()?;
+        self.check_caller(&request, &request.get_ref().node_id)?;
         let req = request.into_inner();
         self.apply_status_updates(&req.node_id, &req.updates).await?;
         Ok(Response::new(UpdateTaskStatusResponse {}))

@@ -15,19 +15,27 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shoal_proto::raft_client::RaftClient;
 use shoal_proto::RaftPayload;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::{Raft, TypeConfig};
 
-/// Makes one [`Network`] client per raft peer.
-#[derive(Clone, Default)]
-pub struct NetworkFactory;
+/// Makes one [`Network`] client per raft peer, over mutual TLS.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    tls: crate::ca::NodeTls,
+}
+
+impl NetworkFactory {
+    pub fn new(tls: crate::ca::NodeTls) -> NetworkFactory {
+        NetworkFactory { tls }
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = Network;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Network {
-        Network { target, addr: node.addr.clone(), client: None }
+        Network { target, addr: node.addr.clone(), tls: self.tls.clone(), client: None }
     }
 }
 
@@ -35,6 +43,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 pub struct Network {
     target: u64,
     addr: String,
+    tls: crate::ca::NodeTls,
     client: Option<RaftClient<Channel>>,
 }
 
@@ -49,10 +58,9 @@ impl Network {
     {
         let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         if self.client.is_none() {
-            let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
-                .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
-                .connect_timeout(Duration::from_secs(2));
-            let channel = endpoint.connect().await.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+            let channel = crate::ca::tls::connect(&self.addr, &self.tls, Duration::from_secs(2))
+                .await
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))?;
             self.client = Some(
                 RaftClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX),
             );
@@ -119,7 +127,17 @@ impl RaftService {
     }
 }
 
+/// Only managers of this cluster may speak raft.
+fn check_manager<T>(req: &tonic::Request<T>) -> Result<(), tonic::Status> {
+    match crate::ca::caller(req) {
+        Some(c) if c.role == shoal_proto::NodeRole::Manager => Ok(()),
+        Some(c) => Err(tonic::Status::permission_denied(format!("node {} is not a manager", c.node_id))),
+        None => Err(tonic::Status::unauthenticated("raft needs a manager certificate")),
+    }
+}
+
 fn decode<T: DeserializeOwned>(req: tonic::Request<RaftPayload>) -> Result<T, tonic::Status> {
+    check_manager(&req)?;
     serde_json::from_slice(&req.into_inner().data)
         .map_err(|e| tonic::Status::invalid_argument(format!("malformed raft message: {e}")))
 }

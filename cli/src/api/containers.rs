@@ -1,0 +1,294 @@
+//! `/containers`: standalone containers on this node, straight from the
+//! runtime (no swarm needed), in the Docker Engine API's shapes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use shoal_runtime::{ContainerInfo, ContainerSpec, ContainerState, Runtime};
+
+use super::logs::{LogQuery, LogSource};
+use super::{docker, ApiError, ApiResult};
+use crate::daemon::Daemon;
+
+/// Runs a blocking runtime call on the blocking pool.
+pub async fn blocking<T: Send + 'static>(
+    rt: &Arc<Runtime>,
+    f: impl FnOnce(&Runtime) -> Result<T, shoal_runtime::Error> + Send + 'static,
+) -> ApiResult<T> {
+    let rt = rt.clone();
+    tokio::task::spawn_blocking(move || f(&rt))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(Into::into)
+}
+
+fn state_name(s: ContainerState) -> &'static str {
+    match s {
+        ContainerState::Created => "created",
+        ContainerState::Running => "running",
+        ContainerState::Exited => "exited",
+    }
+}
+
+/// `docker ps`'s STATUS column: `Up 5 seconds`, `Exited (0) 2 minutes ago`.
+fn status_text(c: &ContainerInfo) -> String {
+    let now = shoal_proto::now_ns();
+    match c.state {
+        ContainerState::Created => "Created".into(),
+        ContainerState::Running => {
+            format!("Up {}", crate::commands::human_duration(now - c.started_at.unwrap_or(now)))
+        }
+        ContainerState::Exited => format!(
+            "Exited ({}) {} ago",
+            c.exit_code.unwrap_or(-1),
+            crate::commands::human_duration(now - c.finished_at.unwrap_or(now))
+        ),
+    }
+}
+
+fn summary(c: &ContainerInfo) -> Value {
+    json!({
+        "Id": c.id,
+        "Names": [format!("/{}", c.name)],
+        "Image": c.image,
+        "ImageID": c.image_id,
+        "Command": c.command.join(" "),
+        "Created": c.created_at / 1_000_000_000,
+        "State": state_name(c.state),
+        "Status": status_text(c),
+        "Labels": c.labels,
+        "Pid": c.pid.unwrap_or(0),
+        "Ports": [],
+        "Mounts": [],
+    })
+}
+
+fn inspect_json(c: &ContainerInfo) -> Value {
+    let t = |ns: Option<i64>| ns.map(docker::time).unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
+    json!({
+        "Id": c.id,
+        "Created": docker::time(c.created_at),
+        "Path": c.command.first().cloned().unwrap_or_default(),
+        "Args": c.command.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": state_name(c.state),
+            "Running": c.state == ContainerState::Running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": false,
+            "Dead": false,
+            "Pid": c.pid.unwrap_or(0),
+            "ExitCode": c.exit_code.unwrap_or(0),
+            "Error": c.error.clone().unwrap_or_default(),
+            "StartedAt": t(c.started_at),
+            "FinishedAt": t(c.finished_at),
+        },
+        "Image": c.image_id,
+        "Name": format!("/{}", c.name),
+        "Config": { "Image": c.image, "Labels": c.labels, "Cmd": c.command },
+        "HostConfig": {},
+        "Mounts": [],
+        "NetworkSettings": {},
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    all: Option<String>,
+}
+
+fn truthy(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("1") | Some("true") | Some("True"))
+}
+
+pub async fn list(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+    let all = truthy(&q.all);
+    let containers = blocking(&daemon.runtime, |rt| rt.list_containers()).await?;
+    Ok(Json(Value::Array(
+        containers.iter().filter(|c| all || c.state == ContainerState::Running).map(summary).collect(),
+    )))
+}
+
+fn strings(v: &Value, field: &str) -> ApiResult<Option<Vec<String>>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(vec![s.clone()])),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| {
+                x.as_str().map(String::from).ok_or_else(|| ApiError::bad_request(format!("{field}: expected strings")))
+            })
+            .collect::<ApiResult<Vec<_>>>()
+            .map(Some),
+        _ => Err(ApiError::bad_request(format!("{field}: expected a list of strings"))),
+    }
+}
+
+fn string(v: &Value, field: &str) -> ApiResult<Option<String>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        _ => Err(ApiError::bad_request(format!("{field}: expected a string"))),
+    }
+}
+
+/// HostConfig settings the runtime does not apply yet: refusing them beats
+/// running a container without the limit the user asked for.
+fn refuse_unsupported(host: &Map<String, Value>) -> ApiResult<()> {
+    const UNSUPPORTED: &[&str] = &[
+        "Binds",
+        "Memory",
+        "NanoCpus",
+        "CpuQuota",
+        "PidsLimit",
+        "CapAdd",
+        "CapDrop",
+        "Privileged",
+        "ReadonlyRootfs",
+        "Tmpfs",
+        "Devices",
+        "Mounts",
+        "PortBindings",
+    ];
+    for key in UNSUPPORTED {
+        let set = match host.get(*key) {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+            Some(Value::Number(n)) => n.as_i64() != Some(0),
+            Some(Value::Array(a)) => !a.is_empty(),
+            Some(Value::Object(o)) => !o.is_empty(),
+            Some(_) => true,
+        };
+        if set {
+            return Err(ApiError::bad_request(format!(
+                "HostConfig.{key} is not supported by this daemon yet; run the container without it"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct CreateQuery {
+    name: Option<String>,
+}
+
+pub async fn create(
+    State(daemon): State<Arc<Daemon>>,
+    Query(q): Query<CreateQuery>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    if let Some(host) = v.get("HostConfig").and_then(|h| h.as_object()) {
+        refuse_unsupported(host)?;
+    }
+    let image = string(&v["Image"], "Image")?.ok_or_else(|| ApiError::bad_request("Image is required"))?;
+    let labels: BTreeMap<String, String> = match &v["Labels"] {
+        Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect(),
+        _ => BTreeMap::new(),
+    };
+    let spec = ContainerSpec {
+        name: q.name.unwrap_or_default(),
+        image,
+        entrypoint: strings(&v["Entrypoint"], "Entrypoint")?,
+        cmd: strings(&v["Cmd"], "Cmd")?,
+        env: strings(&v["Env"], "Env")?.unwrap_or_default(),
+        workdir: string(&v["WorkingDir"], "WorkingDir")?,
+        hostname: string(&v["Hostname"], "Hostname")?,
+        labels,
+    };
+    let c = blocking(&daemon.runtime, move |rt| rt.create_container(&spec)).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "Id": c.id, "Warnings": [] }))).into_response())
+}
+
+pub async fn start(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
+    if c.state == ContainerState::Running {
+        return Ok(StatusCode::NOT_MODIFIED);
+    }
+    blocking(&daemon.runtime, move |rt| rt.start_container(&c.id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct StopQuery {
+    t: Option<u64>,
+    signal: Option<String>,
+}
+
+pub async fn stop(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<StopQuery>,
+) -> ApiResult<StatusCode> {
+    let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
+    if c.state != ContainerState::Running {
+        return Ok(StatusCode::NOT_MODIFIED);
+    }
+    let timeout = std::time::Duration::from_secs(q.t.unwrap_or(10));
+    blocking(&daemon.runtime, move |rt| rt.stop_container(&c.id, q.signal.as_deref(), timeout)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct KillQuery {
+    signal: Option<String>,
+}
+
+pub async fn kill(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<KillQuery>,
+) -> ApiResult<StatusCode> {
+    let signal = q.signal.unwrap_or_else(|| "SIGKILL".into());
+    blocking(&daemon.runtime, move |rt| rt.kill_container(&id, &signal)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn wait(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let c = daemon.runtime.wait_container(&id).await?;
+    Ok(Json(json!({ "StatusCode": c.exit_code.unwrap_or(-1), "Error": c.error.map(|m| json!({ "Message": m })) })))
+}
+
+#[derive(Deserialize)]
+pub struct RemoveQuery {
+    force: Option<String>,
+}
+
+pub async fn remove(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<RemoveQuery>,
+) -> ApiResult<StatusCode> {
+    let force = truthy(&q.force);
+    blocking(&daemon.runtime, move |rt| rt.remove_container(&id, force)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
+    Ok(Json(inspect_json(&c)))
+}
+
+/// `GET /containers/{id}/logs`: with `follow`, the stream ends when the
+/// container has exited and its last lines were sent.
+pub async fn logs(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Response> {
+    let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
+    let source = LogSource { container_id: c.id.clone(), details: String::new() };
+    let rt = daemon.runtime.clone();
+    let finished = async move {
+        let _ = rt.wait_container(&c.id).await;
+    };
+    super::logs::respond(daemon.runtime.clone(), &q, move || vec![source.clone()], finished).await
+}

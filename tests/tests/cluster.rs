@@ -1,0 +1,143 @@
+//! A swarm of simulated hosts: workers join with the token over TLS that
+//! pins the CA, tasks spread over the nodes, bad joins are refused, and a
+//! node that goes away has its tasks rescheduled.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use shoal_tests::{busybox_rootfs, eventually, shoal_bin};
+
+struct Lab {
+    root: tempfile::TempDir,
+}
+
+impl Lab {
+    fn up(nodes: u32) -> Lab {
+        let lab = Lab { root: tempfile::Builder::new().prefix("shoal-cluster-").tempdir().expect("a temp dir") };
+        lab.ok(&["lab", "up", "--nodes", &nodes.to_string()]);
+        lab
+    }
+
+    fn shoal(&self, args: &[&str]) -> Output {
+        Command::new(shoal_bin()).args(args).env("SHOAL_LAB_ROOT", self.root.path()).output().expect("running shoal")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.shoal(args);
+        assert!(
+            out.status.success(),
+            "shoal {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `shoal ARGS` inside machine `m`.
+    fn on(&self, m: &str, args: &[&str]) -> String {
+        let mut a = vec!["machine", "ssh", m, "--", "shoal"];
+        a.extend_from_slice(args);
+        self.ok(&a)
+    }
+
+    fn on_fails(&self, m: &str, args: &[&str]) -> String {
+        let mut a = vec!["machine", "ssh", m, "--", "shoal"];
+        a.extend_from_slice(args);
+        let out = self.shoal(&a);
+        assert!(!out.status.success(), "shoal {} on {m} should have failed", args.join(" "));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn json_on(&self, m: &str, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["--format", "json"]);
+        serde_json::from_str(&self.on(m, &a)).expect("JSON output")
+    }
+
+    fn running_on(&self, m: &str, prefix: &str) -> usize {
+        self.json_on(m, &["ps"])
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|c| c["Names"][0].as_str().unwrap_or("").trim_start_matches('/').starts_with(prefix))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.shoal(&["lab", "down"]);
+    }
+}
+
+#[test]
+fn workers_join_run_tasks_and_take_over_from_a_lost_node() {
+    let lab = Lab::up(3);
+    let nodes = lab.json_on("n1", &["node", "ls"]);
+    assert_eq!(nodes.as_array().map(|a| a.len()), Some(3), "{nodes}");
+    assert!(nodes.as_array().is_some_and(|a| a.iter().all(|n| n["Status"]["State"] == "ready")), "{nodes}");
+    assert!(lab.on("n2", &["info"]).contains("Is Manager: false"));
+
+    // The same image on every node, then a stack spread over them.
+    let rootfs = lab.root.path().join("rootfs");
+    busybox_rootfs(&rootfs).expect("building the rootfs");
+    for m in ["n1", "n2", "n3"] {
+        lab.on(m, &["image", "import", rootfs.to_str().expect("UTF-8"), "demo:1"]);
+    }
+    let compose = lab.root.path().join("compose.yml");
+    std::fs::write(
+        &compose,
+        "services:\n  web:\n    image: demo:1\n    command: [\"sleep\", \"3600\"]\n    deploy: { replicas: 6 }\n",
+    )
+    .expect("writing the compose file");
+    lab.on("n1", &["stack", "deploy", "-c", compose.to_str().expect("UTF-8"), "app"]);
+    for m in ["n1", "n2", "n3"] {
+        assert_eq!(lab.running_on(m, "app_web."), 2, "{m} should run 2 of the 6 tasks");
+    }
+
+    // Joins that must be refused, leaving the swarm as it was.
+    lab.ok(&["machine", "create", "x1"]);
+    let token = lab.on("n1", &["swarm", "join-token", "-q", "worker"]).trim().to_string();
+    let n1 = machine_addr(&lab, "n1");
+    let bad_secret =
+        format!("{}-{}", &token[..token.rfind('-').expect("a token has dashes")], "0000000000000000000000000");
+    let err = lab.on_fails("x1", &["swarm", "join", "--token", &bad_secret, &n1]);
+    assert!(err.contains("invalid join token"), "{err}");
+    let other_ca = format!("SWMTKN-1-{}-{}", "1".repeat(50), "abc");
+    let err = lab.on_fails("x1", &["swarm", "join", "--token", &other_ca, &n1]);
+    assert!(err.contains("does not match"), "{err}");
+    let err = lab.on_fails("x1", &["swarm", "join", "--token", "garbage", &n1]);
+    assert!(err.contains("SWMTKN-1"), "{err}");
+    assert_eq!(lab.json_on("n1", &["node", "ls"]).as_array().map(|a| a.len()), Some(3));
+
+    // n3's daemon goes away: n3 is marked down and its 2 tasks run elsewhere.
+    lab.ok(&["machine", "stop", "n3"]);
+    eventually(Duration::from_secs(60), "n3 to be down and its tasks rescheduled", || {
+        let nodes = lab.json_on("n1", &["node", "ls"]);
+        let down =
+            nodes.as_array()?.iter().any(|n| n["Description"]["Hostname"] == "n3" && n["Status"]["State"] == "down");
+        let elsewhere = lab.running_on("n1", "app_web.") + lab.running_on("n2", "app_web.");
+        (down && elsewhere == 6).then_some(())
+    });
+    // Back again, it stops its stale containers: their tasks run elsewhere.
+    lab.ok(&["machine", "start", "n3"]);
+    eventually(Duration::from_secs(60), "n3 to be ready and clean", || {
+        let nodes = lab.json_on("n1", &["node", "ls"]);
+        let ready =
+            nodes.as_array()?.iter().any(|n| n["Description"]["Hostname"] == "n3" && n["Status"]["State"] == "ready");
+        (ready && lab.running_on("n3", "app_web.") == 0).then_some(())
+    });
+    lab.on("n1", &["stack", "rm", "app"]);
+}
+
+fn machine_addr(lab: &Lab, name: &str) -> String {
+    let ms: serde_json::Value = serde_json::from_str(&lab.ok(&["machine", "ls", "--format", "json"])).expect("JSON");
+    ms.as_array()
+        .and_then(|a| a.iter().find(|m| m["Name"] == name))
+        .and_then(|m| m["Address"].as_str())
+        .map(|a| format!("{a}:2377"))
+        .expect("the machine is listed")
+}
