@@ -111,6 +111,7 @@ impl Worker {
         container_labels.insert(labels::TASK_ID.into(), task.id.clone());
         container_labels.insert(labels::TASK_NAME.into(), task.name().to_string());
         container_labels.insert(labels::NODE_ID.into(), self.ctx.node_id.clone());
+        let limits = task.spec.as_ref().and_then(|s| s.resources.as_ref()).and_then(|r| r.limits);
         let cspec = ContainerSpec {
             name: container_name(task),
             image: spec.image.clone(),
@@ -120,6 +121,14 @@ impl Worker {
             workdir: (!spec.dir.is_empty()).then(|| spec.dir.clone()),
             hostname: (!spec.hostname.is_empty()).then(|| spec.hostname.clone()),
             labels: container_labels,
+            user: (!spec.user.is_empty()).then(|| spec.user.clone()),
+            read_only: spec.read_only,
+            init: spec.init.unwrap_or(false),
+            stop_signal: (!spec.stop_signal.is_empty()).then(|| spec.stop_signal.clone()),
+            stop_timeout: spec.stop_grace_period.map(|ns| (ns.max(0) / 1_000_000_000) as u64),
+            memory: limits.map(|l| l.memory_bytes).filter(|m| *m > 0),
+            nano_cpus: limits.map(|l| l.nano_cpus).filter(|c| *c > 0),
+            pids_limit: limits.map(|l| l.pids).filter(|p| *p > 0),
             ..Default::default()
         };
         let rt = self.ctx.runtime.clone();

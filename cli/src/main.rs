@@ -88,6 +88,8 @@ enum Command {
     },
     /// Show a container's logs (`container logs`).
     Logs(LogsArgs),
+    /// Run a command in a running container (`container exec`).
+    Exec(ExecArgs),
     /// The per-container shim (started by the daemon, not by users).
     #[command(hide = true)]
     InternalShim { dir: PathBuf },
@@ -272,6 +274,12 @@ enum StackCmd {
     Deploy {
         #[arg(short = 'c', long = "compose-file", required = true)]
         files: Vec<PathBuf>,
+        /// Variables for interpolation (default: .env beside the first file).
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+        /// Enable services of this profile (repeatable; `*` for all).
+        #[arg(long = "profile")]
+        profiles: Vec<String>,
         /// Remove the stack's services that are no longer in the files.
         #[arg(long)]
         prune: bool,
@@ -281,6 +289,15 @@ enum StackCmd {
         #[arg(long, default_value = "5m", value_parser = parse_duration)]
         timeout: Duration,
         name: String,
+    },
+    /// Print the compose files as shoal understands them: merged, interpolated, resolved.
+    Config {
+        #[arg(short = 'c', long = "compose-file", required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+        #[arg(long = "profile")]
+        profiles: Vec<String>,
     },
     /// List stacks.
     #[command(alias = "list")]
@@ -352,6 +369,48 @@ struct CreateArgs {
     /// Set a label (KEY=VALUE).
     #[arg(short, long = "label")]
     label: Vec<String>,
+    /// The user to run as: uid[:gid] or name[:group].
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Mount a host path or a named volume: SRC:DST[:ro].
+    #[arg(short, long = "volume")]
+    volume: Vec<String>,
+    /// Mount a tmpfs: PATH[:OPTIONS].
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Memory limit (e.g. 64m, 1g); the container is OOM-killed above it.
+    #[arg(short, long, value_parser = commands::container::parse_bytes)]
+    memory: Option<i64>,
+    /// CPU limit (e.g. 0.5).
+    #[arg(long, value_parser = commands::container::parse_cpus)]
+    cpus: Option<i64>,
+    /// Maximum number of processes.
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    /// Add a Linux capability.
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop a Linux capability.
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// All capabilities, no seccomp, no masked paths.
+    #[arg(long)]
+    privileged: bool,
+    /// Run an init as pid 1 that reaps zombies and forwards signals.
+    #[arg(long)]
+    init: bool,
+    /// Security options (no-new-privileges).
+    #[arg(long)]
+    security_opt: Vec<String>,
+    /// The signal `stop` sends first.
+    #[arg(long)]
+    stop_signal: Option<String>,
+    /// Seconds `stop` waits before killing.
+    #[arg(long)]
+    stop_timeout: Option<u64>,
     image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
@@ -367,6 +426,20 @@ impl CreateArgs {
             hostname: self.hostname,
             entrypoint: self.entrypoint,
             labels: self.label,
+            user: self.user,
+            volumes: self.volume,
+            tmpfs: self.tmpfs,
+            read_only: self.read_only,
+            memory: self.memory,
+            nano_cpus: self.cpus,
+            pids_limit: self.pids_limit,
+            cap_add: self.cap_add,
+            cap_drop: self.cap_drop,
+            privileged: self.privileged,
+            init: self.init,
+            security_opt: self.security_opt,
+            stop_signal: self.stop_signal,
+            stop_timeout: self.stop_timeout,
             image: self.image,
             args: self.args,
         }
@@ -453,6 +526,31 @@ enum ContainerCmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Freeze every process of containers.
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Thaw paused containers.
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+}
+
+#[derive(clap::Args)]
+struct ExecArgs {
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    #[arg(short, long)]
+    user: Option<String>,
+    #[arg(short, long)]
+    workdir: Option<String>,
+    container: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<String>,
 }
 
 fn main() {
@@ -479,6 +577,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Daemon { data_root, socket } => return run_daemon(data_root, socket).await,
         Command::Machine(cmd) => return machine_command(&cli.lab_root, cmd).await,
         Command::Lab(LabCmd::Up { nodes, managers }) => return lab_up(&cli.lab_root, nodes, managers).await,
+        Command::Stack(StackCmd::Config { files, env_file, profiles }) => {
+            return commands::stack::config(&files, env_file, profiles)
+        }
         Command::Lab(LabCmd::Down) => {
             if cli.lab_root.exists() {
                 lab::Lab::open(&cli.lab_root, None)?.down()?;
@@ -517,9 +618,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ServiceCmd::Inspect { services } => commands::service::inspect(c, &services).await,
         },
         Command::Stack(cmd) => match cmd {
-            StackCmd::Deploy { files, prune, detach, timeout, name } => {
-                commands::stack::deploy(c, commands::stack::DeployOptions { files, name, prune, detach, timeout }).await
+            StackCmd::Deploy { files, env_file, profiles, prune, detach, timeout, name } => {
+                let o = commands::stack::DeployOptions { files, env_file, profiles, name, prune, detach, timeout };
+                commands::stack::deploy(c, o).await
             }
+            StackCmd::Config { files, env_file, profiles } => commands::stack::config(&files, env_file, profiles),
             StackCmd::Ls { format } => commands::stack::ls(c, format).await,
             StackCmd::Services { name, quiet, format } => commands::stack::services(c, &name, quiet, format).await,
             StackCmd::Ps { name, no_trunc, quiet, format } => {
@@ -541,6 +644,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Logs(l) | Command::Container(ContainerCmd::Logs(l)) => {
             commands::container::logs(c, &l.container, l.follow, l.timestamps, l.tail).await
+        }
+        Command::Exec(e) | Command::Container(ContainerCmd::Exec(e)) => {
+            let code =
+                commands::container::exec(c, &e.container, &e.command, &e.env, e.user.as_deref(), e.workdir.as_deref())
+                    .await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
         }
         Command::Container(cmd) => container_command(c, cmd).await,
     }
@@ -644,7 +756,13 @@ async fn container_command(c: &Client, cmd: ContainerCmd) -> anyhow::Result<()> 
         }
         ContainerCmd::Inspect { containers } => commands::container::inspect(c, &containers).await,
         ContainerCmd::Wait { containers } => commands::container::wait(c, &containers).await,
-        ContainerCmd::Run(_) | ContainerCmd::Ls { .. } | ContainerCmd::Logs(_) => Ok(()),
+        ContainerCmd::Pause { containers } => {
+            each(c, &containers, |id| (Verb::Post, format!("/containers/{id}/pause"))).await
+        }
+        ContainerCmd::Unpause { containers } => {
+            each(c, &containers, |id| (Verb::Post, format!("/containers/{id}/unpause"))).await
+        }
+        ContainerCmd::Run(_) | ContainerCmd::Ls { .. } | ContainerCmd::Logs(_) | ContainerCmd::Exec(_) => Ok(()),
     }
 }
 

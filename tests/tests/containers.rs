@@ -72,3 +72,40 @@ fn detached_containers_stop_log_and_go() {
     let err = node.fails(&["container", "inspect", "ticker"]);
     assert!(err.contains("ticker"), "{err}");
 }
+
+#[test]
+fn container_options_take_effect_inside() {
+    let node = Node::start().expect("starting the daemon");
+    node.import_busybox("bb:1");
+    let run = |args: &[&str]| node.shoal(&[&["run", "--rm"], args].concat()).expect("running shoal run");
+
+    // A memory limit: going over it is an OOM kill, exit 137.
+    let out = run(&["-m", "32m", "bb:1", "sh", "-c", "tail /dev/zero"]);
+    assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
+    // A read-only root: writes fail.
+    let out = run(&["--read-only", "bb:1", "touch", "/x"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only file system"));
+    // Capabilities: ping needs NET_RAW.
+    assert_eq!(run(&["bb:1", "ping", "-c1", "-W1", "127.0.0.1"]).status.code(), Some(0));
+    let out = run(&["--cap-drop", "NET_RAW", "bb:1", "ping", "-c1", "-W1", "127.0.0.1"]);
+    assert_ne!(out.status.code(), Some(0));
+    // The user.
+    assert_eq!(String::from_utf8_lossy(&run(&["-u", "1000", "bb:1", "id", "-u"]).stdout), "1000\n");
+    // A named volume keeps its content across containers.
+    assert_eq!(run(&["-v", "data:/data", "bb:1", "sh", "-c", "echo kept > /data/f"]).status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&run(&["-v", "data:/data:ro", "bb:1", "cat", "/data/f"]).stdout), "kept\n");
+    // A pids limit: forks beyond it fail.
+    let out = run(&["--pids-limit", "5", "bb:1", "sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done; wait"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("can't fork") || out.status.code() != Some(0));
+
+    // exec joins a running container; pause freezes it.
+    node.ok(&["run", "-d", "--name", "box", "bb:1", "sleep", "600"]);
+    assert_eq!(node.ok(&["exec", "box", "hostname"]).trim().len(), 12);
+    assert_ne!(node.ok(&["exec", "box", "sh", "-c", "echo $$"]).trim(), "1", "exec must not be the container's pid 1");
+    node.ok(&["container", "pause", "box"]);
+    let state = node.json_plain(&["container", "inspect", "box"]);
+    assert_eq!(state[0]["State"]["Paused"], true);
+    node.ok(&["container", "unpause", "box"]);
+    node.ok(&["container", "rm", "-f", "box"]);
+}

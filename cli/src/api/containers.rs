@@ -79,9 +79,9 @@ fn inspect_json(c: &ContainerInfo) -> Value {
         "State": {
             "Status": state_name(c.state),
             "Running": c.state == ContainerState::Running,
-            "Paused": false,
+            "Paused": c.paused,
             "Restarting": false,
-            "OOMKilled": false,
+            "OOMKilled": c.oom_killed,
             "Dead": false,
             "Pid": c.pid.unwrap_or(0),
             "ExitCode": c.exit_code.unwrap_or(0),
@@ -139,24 +139,24 @@ fn string(v: &Value, field: &str) -> ApiResult<Option<String>> {
     }
 }
 
-/// HostConfig settings the runtime does not apply yet: refusing them beats
-/// running a container without the limit the user asked for.
+fn int(v: &Value, field: &str) -> ApiResult<Option<i64>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Number(n) => {
+            n.as_i64().map(Some).ok_or_else(|| ApiError::bad_request(format!("{field}: expected an integer")))
+        }
+        _ => Err(ApiError::bad_request(format!("{field}: expected an integer"))),
+    }
+}
+
+fn boolean(v: &Value) -> bool {
+    v.as_bool().unwrap_or(false)
+}
+
+/// HostConfig settings with no effect yet: refusing them beats running a
+/// container without what the user asked for.
 fn refuse_unsupported(host: &Map<String, Value>) -> ApiResult<()> {
-    const UNSUPPORTED: &[&str] = &[
-        "Binds",
-        "Memory",
-        "NanoCpus",
-        "CpuQuota",
-        "PidsLimit",
-        "CapAdd",
-        "CapDrop",
-        "Privileged",
-        "ReadonlyRootfs",
-        "Tmpfs",
-        "Devices",
-        "Mounts",
-        "PortBindings",
-    ];
+    const UNSUPPORTED: &[&str] = &["Devices", "PortBindings", "CpuQuota", "CpuShares", "CpusetCpus", "Ulimits"];
     for key in UNSUPPORTED {
         let set = match host.get(*key) {
             None | Some(Value::Null) | Some(Value::Bool(false)) => false,
@@ -171,6 +171,44 @@ fn refuse_unsupported(host: &Map<String, Value>) -> ApiResult<()> {
             )));
         }
     }
+    if let Some(mode) = host.get("NetworkMode").and_then(|m| m.as_str()) {
+        if !matches!(mode, "" | "default" | "none" | "bridge") {
+            return Err(ApiError::bad_request(format!(
+                "HostConfig.NetworkMode \"{mode}\" is not supported yet: containers get their own network namespace"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Docker's HostConfig and the container-level options, onto the runtime's spec.
+fn apply_host_config(v: &Value, spec: &mut ContainerSpec) -> ApiResult<()> {
+    spec.user = string(&v["User"], "User")?;
+    spec.stop_signal = string(&v["StopSignal"], "StopSignal")?;
+    spec.stop_timeout = int(&v["StopTimeout"], "StopTimeout")?.map(|t| t.max(0) as u64);
+    let Some(host) = v.get("HostConfig").and_then(|h| h.as_object()) else { return Ok(()) };
+    refuse_unsupported(host)?;
+    let h = |k: &str| host.get(k).unwrap_or(&Value::Null);
+    for bind in strings(h("Binds"), "HostConfig.Binds")?.unwrap_or_default() {
+        spec.mounts.push(shoal_runtime::Mount::parse(&bind)?);
+    }
+    if let Value::Object(t) = h("Tmpfs") {
+        for (path, opts) in t {
+            spec.tmpfs.insert(path.clone(), opts.as_str().unwrap_or_default().to_string());
+        }
+    }
+    spec.read_only = boolean(h("ReadonlyRootfs"));
+    spec.privileged = boolean(h("Privileged"));
+    spec.init = boolean(h("Init"));
+    spec.cap_add = strings(h("CapAdd"), "HostConfig.CapAdd")?.unwrap_or_default();
+    spec.cap_drop = strings(h("CapDrop"), "HostConfig.CapDrop")?.unwrap_or_default();
+    spec.no_new_privileges = strings(h("SecurityOpt"), "HostConfig.SecurityOpt")?
+        .unwrap_or_default()
+        .iter()
+        .any(|o| o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true");
+    spec.memory = int(h("Memory"), "HostConfig.Memory")?.filter(|m| *m > 0);
+    spec.nano_cpus = int(h("NanoCpus"), "HostConfig.NanoCpus")?.filter(|c| *c > 0);
+    spec.pids_limit = int(h("PidsLimit"), "HostConfig.PidsLimit")?.filter(|p| *p > 0);
     Ok(())
 }
 
@@ -194,7 +232,7 @@ pub async fn create(
         Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect(),
         _ => BTreeMap::new(),
     };
-    let spec = ContainerSpec {
+    let mut spec = ContainerSpec {
         name: q.name.unwrap_or_default(),
         image,
         entrypoint: strings(&v["Entrypoint"], "Entrypoint")?,
@@ -203,7 +241,9 @@ pub async fn create(
         workdir: string(&v["WorkingDir"], "WorkingDir")?,
         hostname: string(&v["Hostname"], "Hostname")?,
         labels,
+        ..Default::default()
     };
+    apply_host_config(&v, &mut spec)?;
     let c = blocking(&daemon.runtime, move |rt| rt.create_container(&spec)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "Id": c.id, "Warnings": [] }))).into_response())
 }
@@ -291,4 +331,41 @@ pub async fn logs(
         let _ = rt.wait_container(&c.id).await;
     };
     super::logs::respond(daemon.runtime.clone(), &q, move || vec![source.clone()], finished).await
+}
+
+pub async fn pause(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    blocking(&daemon.runtime, move |rt| rt.pause_container(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn unpause(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    blocking(&daemon.runtime, move |rt| rt.unpause_container(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /shoal/v1/containers/{id}/exec` `{Cmd, Env, User, WorkingDir}`:
+/// runs a command in the container's namespaces and cgroup and returns its
+/// exit code and output.
+pub async fn exec(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let cmd =
+        strings(&v["Cmd"], "Cmd")?.filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("Cmd is required"))?;
+    let spec = shoal_runtime::ExecSpec {
+        cmd,
+        env: strings(&v["Env"], "Env")?.unwrap_or_default(),
+        user: string(&v["User"], "User")?,
+        workdir: string(&v["WorkingDir"], "WorkingDir")?,
+        ..Default::default()
+    };
+    let out = blocking(&daemon.runtime, move |rt| rt.exec(&id, &spec)).await?;
+    Ok(Json(json!({
+        "ExitCode": out.exit_code,
+        "Stdout": String::from_utf8_lossy(&out.stdout),
+        "Stderr": String::from_utf8_lossy(&out.stderr),
+    })))
 }

@@ -48,8 +48,48 @@ pub struct CreateOptions {
     pub hostname: Option<String>,
     pub entrypoint: Option<String>,
     pub labels: Vec<String>,
+    pub user: Option<String>,
+    pub volumes: Vec<String>,
+    pub tmpfs: Vec<String>,
+    pub read_only: bool,
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub init: bool,
+    pub security_opt: Vec<String>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<u64>,
     pub image: String,
     pub args: Vec<String>,
+}
+
+/// Docker's byte sizes: `512`, `64k`, `32m`, `1g` (binary units).
+pub fn parse_bytes(s: &str) -> Result<i64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("invalid size \"{s}\": use e.g. 64m or 1g"))?;
+    if n <= 0.0 {
+        return Err(format!("invalid size \"{s}\": it must be positive"));
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+/// `--cpus 1.5` as billionths of a CPU.
+pub fn parse_cpus(s: &str) -> Result<i64, String> {
+    let n: f64 = s.trim().parse().map_err(|_| format!("invalid --cpus \"{s}\": use a number such as 0.5 or 2"))?;
+    if n <= 0.0 {
+        return Err(format!("invalid --cpus \"{s}\": it must be positive"));
+    }
+    Ok((n * 1e9) as i64)
 }
 
 /// Reads `--env-file` files: `KEY=VALUE` lines, `#` comments, and bare
@@ -103,6 +143,33 @@ pub async fn create(client: &Client, o: &CreateOptions) -> anyhow::Result<String
     if let Some(h) = &o.hostname {
         body["Hostname"] = json!(h);
     }
+    if let Some(u) = &o.user {
+        body["User"] = json!(u);
+    }
+    if let Some(sig) = &o.stop_signal {
+        body["StopSignal"] = json!(sig);
+    }
+    if let Some(t) = o.stop_timeout {
+        body["StopTimeout"] = json!(t);
+    }
+    let mut tmpfs = serde_json::Map::new();
+    for t in &o.tmpfs {
+        let (path, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
+        tmpfs.insert(path.to_string(), json!(opts));
+    }
+    body["HostConfig"] = json!({
+        "Binds": o.volumes,
+        "Tmpfs": tmpfs,
+        "ReadonlyRootfs": o.read_only,
+        "Memory": o.memory.unwrap_or(0),
+        "NanoCpus": o.nano_cpus.unwrap_or(0),
+        "PidsLimit": o.pids_limit.unwrap_or(0),
+        "CapAdd": o.cap_add,
+        "CapDrop": o.cap_drop,
+        "Privileged": o.privileged,
+        "Init": o.init,
+        "SecurityOpt": o.security_opt,
+    });
     let path = match &o.name {
         Some(n) => format!("/containers/create?name={}", encode(n)),
         None => "/containers/create".into(),
@@ -210,4 +277,20 @@ pub async fn wait(client: &Client, containers: &[String]) -> anyhow::Result<()> 
         println!("{}", n(&r, &["StatusCode"]));
     }
     Ok(())
+}
+
+/// `exec`: runs a command inside a running container; returns its exit code.
+pub async fn exec(
+    client: &Client,
+    container: &str,
+    cmd: &[String],
+    env: &[String],
+    user: Option<&str>,
+    workdir: Option<&str>,
+) -> anyhow::Result<i32> {
+    let body = json!({ "Cmd": cmd, "Env": env, "User": user, "WorkingDir": workdir });
+    let r = client.post(&format!("/shoal/v1/containers/{}/exec", encode(container)), &body).await?;
+    print!("{}", s(&r, &["Stdout"]));
+    eprint!("{}", s(&r, &["Stderr"]));
+    Ok(n(&r, &["ExitCode"]) as i32)
 }

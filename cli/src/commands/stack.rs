@@ -16,6 +16,8 @@ use crate::client::{encode, filters, Client};
 
 pub struct DeployOptions {
     pub files: Vec<PathBuf>,
+    pub env_file: Option<PathBuf>,
+    pub profiles: Vec<String>,
     pub name: String,
     pub prune: bool,
     pub detach: bool,
@@ -23,7 +25,8 @@ pub struct DeployOptions {
 }
 
 pub async fn deploy(client: &Client, o: DeployOptions) -> anyhow::Result<()> {
-    let loaded = shoal_deploy::load_stack(&o.files, &o.name).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let project = load(&o.files, o.env_file.clone(), o.profiles.clone())?;
+    let loaded = project.to_stack(&o.name).map_err(|e| anyhow::anyhow!("{e}"))?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
@@ -51,6 +54,29 @@ pub async fn deploy(client: &Client, o: DeployOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("stack {} did not converge", o.name))?;
     println!("Stack {} converged", o.name);
+    Ok(())
+}
+
+/// Loads compose files with this shell's environment (and `.env` beside
+/// the first file, or `--env-file`).
+fn load(files: &[PathBuf], env_file: Option<PathBuf>, profiles: Vec<String>) -> anyhow::Result<shoal_deploy::Project> {
+    let options =
+        shoal_deploy::LoadOptions { files: files.to_vec(), env: std::env::vars().collect(), env_file, profiles };
+    shoal_deploy::load_project(&options).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `stack config`: the compose files as shoal understood them: merged,
+/// interpolated, resolved.
+pub fn config(files: &[PathBuf], env_file: Option<PathBuf>, profiles: Vec<String>) -> anyhow::Result<()> {
+    let project = load(files, env_file, profiles)?;
+    for w in &project.warnings {
+        eprintln!("warning: {w}");
+    }
+    let text = project.render();
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
     Ok(())
 }
 
