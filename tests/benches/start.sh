@@ -8,7 +8,7 @@
 # 1. One `true` container, create → start → exit → remove, timed by hyperfine:
 #      shoal   `shoal run --rm bb:1 true`           (CLI → daemon HTTP API → shim)
 #      crun    `crun run --bundle B ID`             (deletes the container on exit)
-#      crun-nocg  the same with `--cgroup-manager=disabled` (shoal has no cgroups yet)
+#      crun-nocg  the same with `--cgroup-manager=disabled` (start cost without cgroups)
 #      runc    `runc run --bundle B ID`             (deletes the container on exit)
 #      docker  `docker run --rm --network none bb:1 true`
 #    ROUNDS rounds of RUNS counted runs (+ WARMUP uncounted) per side; the side
@@ -29,7 +29,7 @@
 # is outside the timed commands.
 #
 # Env: ROUNDS (2), RUNS (50), WARMUP (5), PAR (100), PAR_REPS (3), MEM_N (100),
-# PAR_DOCKER (1), SHOAL (binary; default: build target/release/shoal),
+# PAR_DOCKER (1), OUT (a directory to keep hyperfine's JSON in), SHOAL (binary; default: build target/release/shoal),
 # DOCKERD (/usr/sbin/dockerd), DOCKER (/usr/bin/docker). Needs root.
 set -euo pipefail
 shopt -s inherit_errexit
@@ -221,6 +221,7 @@ for ((r = 0; r < ROUNDS; r++)); do
         run_side "$s" "$r"
     done
 done
+[ -n "${OUT:-}" ] && mkdir -p "$OUT" && cp "$TMP"/start-*.json "$OUT"/
 [ -z "$(shoal ps -aq)" ] && [ -z "$(docker ps -aq)" ] || { log "containers left after the latency runs"; exit 1; }
 [ -z "$(runc list -q | grep "^$TAG")" ] || { log "runc containers left"; exit 1; }
 
@@ -265,22 +266,22 @@ done
 
 # --- 3. memory -------------------------------------------------------------
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-child_of() { # ppid pattern -> first child pid whose cmdline contains pattern
-    local p
-    for p in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
-        tr '\0' ' ' <"/proc/$p/cmdline" | grep -qF -- "$2" && { echo "$p"; return; }
-    done
-}
-shim_pids() { # the shoal shims running a sleep container
+shim_pids() { # shoal's shims (not their containers)
     local p
     for p in $(procs_matching "internal-shim $TMP"); do
-        tr '\0' ' ' <"/proc/$p/cmdline" | grep -q "internal-shim" && echo "$p"
+        if tr '\0' ' ' <"/proc/$p/cmdline" | grep -q "internal-shim"; then echo "$p"; fi
     done
 }
-containerd_pid() { for p in $(cat /proc/"$DOCKERD_PID"/task/*/children); do
-    [ "$(cat /proc/$p/comm)" = containerd ] && echo "$p"; done; }
-dshim_pids() { local p; for p in $(procs_matching "$TMP"); do
-    [ "$(cat /proc/$p/comm 2>/dev/null)" = containerd-shim ] && echo "$p"; done; }
+comm_pids() { # comm pid... -> those pids whose comm is comm
+    local c=$1 p; shift
+    for p in "$@"; do
+        if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$c" ]; then echo "$p"; fi
+    done
+}
+# shellcheck disable=SC2046
+containerd_pid() { comm_pids containerd $(cat /proc/"$DOCKERD_PID"/task/*/children); }
+# shellcheck disable=SC2046
+dshim_pids() { comm_pids containerd-shim $(procs_matching "$TMP"); }
 kbs() { for p in "$@"; do rss_kb "$p"; done | tr '\n' ' '; }
 pss_sum() { for p in "$@"; do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"; done | awk '{s += $1} END {print s}'; }
 

@@ -90,7 +90,7 @@ fn workers_join_run_tasks_and_take_over_from_a_lost_node() {
     let compose = lab.root.path().join("compose.yml");
     std::fs::write(
         &compose,
-        "services:\n  web:\n    image: demo:1\n    command: [\"sleep\", \"3600\"]\n    deploy: { replicas: 6 }\n",
+        "services:\n  web:\n    image: demo:1\n    command: [\"sleep\", \"3600\"]\n    stop_grace_period: 1s\n    deploy: { replicas: 6 }\n",
     )
     .expect("writing the compose file");
     lab.on("n1", &["stack", "deploy", "-c", compose.to_str().expect("UTF-8"), "app"]);

@@ -11,6 +11,7 @@ services:
     image: demo:1
     command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
     environment: { GREETING: hello }
+    stop_grace_period: 1s
     deploy: { replicas: 3 }
 "#;
 
@@ -227,5 +228,57 @@ fn the_stock_docker_client_lists_nodes_and_services() {
         .expect("running docker service logs");
     let docker_logs = String::from_utf8_lossy(&out.stdout);
     assert_eq!(docker_logs.matches("GREETING=hello").count(), 2, "{docker_logs}");
+    node.ok(&["stack", "rm", "app"]);
+}
+
+#[test]
+fn redeploys_change_only_what_changed() {
+    let node = Node::start().expect("starting the daemon");
+    node.swarm_init();
+    node.import_busybox("demo:1");
+    let write = |web_env: &str| {
+        node.write(
+            "stack.yml",
+            &format!(
+                "services:\n  web:\n    image: demo:1\n    command: [\"sleep\", \"3600\"]\n    environment: [MODE={web_env}]\n    stop_grace_period: 1s\n    deploy: {{ replicas: 2 }}\n  db:\n    image: demo:1\n    command: [\"sleep\", \"3600\"]\n    stop_grace_period: 1s\n"
+            ),
+        )
+    };
+    let file = write("a");
+    let file = file.to_str().expect("UTF-8").to_string();
+    node.ok(&["stack", "deploy", "-c", &file, "app"]);
+    let before = node.running_containers();
+    assert_eq!(before.len(), 3, "{before:?}");
+
+    // The same file again: nothing is updated, nothing restarts.
+    let out = node.ok(&["stack", "deploy", "-c", &file, "app"]);
+    assert!(out.contains("Service app_web is unchanged") && out.contains("Service app_db is unchanged"), "{out}");
+    let mut again = node.running_containers();
+    again.sort();
+    let mut sorted = before.clone();
+    sorted.sort();
+    assert_eq!(again, sorted, "an unchanged redeploy restarted containers");
+
+    // One service changed: only its tasks are replaced.
+    write("b");
+    let out = node.ok(&["stack", "deploy", "-c", &file, "app"]);
+    assert!(out.contains("Updating service app_web") && out.contains("Service app_db is unchanged"), "{out}");
+    let after = eventually(Duration::from_secs(30), "web's tasks to be replaced", || {
+        let c = node.running_containers();
+        let webs = c.iter().filter(|(n, _)| n.starts_with("app_web.")).count();
+        (c.len() == 3 && webs == 2 && !c.iter().any(|x| before.iter().any(|b| b == x && b.0.starts_with("app_web."))))
+            .then_some(c)
+    });
+    let db_before: Vec<_> = before.iter().filter(|(n, _)| n.starts_with("app_db.")).collect();
+    let db_after: Vec<_> = after.iter().filter(|(n, _)| n.starts_with("app_db.")).collect();
+    assert_eq!(db_before, db_after, "the unchanged service was restarted");
+
+    // --prune removes the services the file no longer has.
+    node.write("stack.yml", "services:\n  db:\n    image: demo:1\n    command: [\"sleep\", \"3600\"]\n    stop_grace_period: 1s\n");
+    let out = node.ok(&["stack", "deploy", "--prune", "-c", &file, "app"]);
+    assert!(out.contains("Removing service app_web"), "{out}");
+    eventually(Duration::from_secs(30), "web's containers to go", || {
+        node.running_containers().iter().all(|(n, _)| !n.starts_with("app_web.")).then_some(())
+    });
     node.ok(&["stack", "rm", "app"]);
 }
