@@ -165,6 +165,11 @@ enum SwarmCmd {
         /// A manager's address (HOST[:PORT], port 2377 by default).
         remote: String,
     },
+    /// Leave the swarm (the last manager needs --force: it erases the swarm).
+    Leave {
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Show the command to join the swarm as a worker or a manager.
     JoinToken {
         role: String,
@@ -175,6 +180,40 @@ enum SwarmCmd {
 
 #[derive(Subcommand)]
 enum NodeCmd {
+    /// Change a node's availability or labels.
+    Update {
+        /// active (takes tasks), pause (keeps its tasks, takes no new ones) or
+        /// drain (its tasks move to other nodes).
+        #[arg(long, value_parser = ["active", "pause", "drain"])]
+        availability: Option<String>,
+        #[arg(long)]
+        label_add: Vec<String>,
+        #[arg(long)]
+        label_rm: Vec<String>,
+        node: String,
+    },
+    /// Show nodes in detail (JSON); `self` is this node.
+    Inspect {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// List the tasks of a node (`self` is this node).
+    Ps {
+        #[arg(default_value = "self")]
+        node: String,
+        #[arg(long)]
+        no_trunc: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Remove nodes from the swarm.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
     /// List nodes.
     #[command(alias = "list")]
     Ls {
@@ -601,6 +640,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Swarm(SwarmCmd::JoinToken { role, quiet }) => commands::swarm::join_token(c, &role, quiet).await,
         Command::Node(NodeCmd::Ls { quiet, format }) => commands::node::ls(c, quiet, format).await,
+        Command::Node(NodeCmd::Update { availability, label_add, label_rm, node }) => {
+            commands::node::update(c, &node, availability.as_deref(), &label_add, &label_rm).await
+        }
+        Command::Node(NodeCmd::Inspect { nodes }) => commands::node::inspect(c, &nodes).await,
+        Command::Node(NodeCmd::Ps { node, no_trunc, format }) => commands::node::ps(c, &node, no_trunc, format).await,
+        Command::Node(NodeCmd::Rm { force, nodes }) => commands::node::rm(c, &nodes, force).await,
+        Command::Swarm(SwarmCmd::Leave { force }) => commands::swarm::leave(c, force).await,
         Command::Service(cmd) => match cmd {
             ServiceCmd::Create { name, replicas, env, detach, timeout, image, args } => {
                 let o = commands::service::CreateOptions { name, replicas, env, detach, image, args };

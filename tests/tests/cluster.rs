@@ -98,6 +98,20 @@ fn workers_join_run_tasks_and_take_over_from_a_lost_node() {
         assert_eq!(lab.running_on(m, "app_web."), 2, "{m} should run 2 of the 6 tasks");
     }
 
+    // Drain n2: its tasks move to the other nodes at once; labels stick.
+    lab.on("n1", &["node", "update", "--availability", "drain", "--label-add", "zone=b", "n2"]);
+    eventually(Duration::from_secs(30), "n2's tasks to move away", || {
+        (lab.running_on("n2", "app_web.") == 0
+            && lab.running_on("n1", "app_web.") + lab.running_on("n3", "app_web.") == 6)
+            .then_some(())
+    });
+    let n2: serde_json::Value = serde_json::from_str(&lab.on("n1", &["node", "inspect", "n2"])).expect("JSON");
+    assert_eq!(n2[0]["Spec"]["Availability"], "drain");
+    assert_eq!(n2[0]["Spec"]["Labels"]["zone"], "b");
+    lab.on("n1", &["node", "update", "--availability", "active", "n2"]);
+    let err = lab.on_fails("n1", &["node", "rm", "n2"]);
+    assert!(err.contains("not down"), "{err}");
+
     // Joins that must be refused, leaving the swarm as it was.
     lab.ok(&["machine", "create", "x1"]);
     let token = lab.on("n1", &["swarm", "join-token", "-q", "worker"]).trim().to_string();
@@ -130,6 +144,22 @@ fn workers_join_run_tasks_and_take_over_from_a_lost_node() {
             nodes.as_array()?.iter().any(|n| n["Description"]["Hostname"] == "n3" && n["Status"]["State"] == "ready");
         (ready && lab.running_on("n3", "app_web.") == 0).then_some(())
     });
+    // n3 leaves: its containers go; once it is down, the manager removes it,
+    // and a manager cannot leave without --force.
+    lab.on("n3", &["swarm", "leave"]);
+    assert_eq!(lab.running_on("n3", "app_web."), 0);
+    eventually(Duration::from_secs(30), "n3 to be down after leaving", || {
+        let nodes = lab.json_on("n1", &["node", "ls"]);
+        nodes
+            .as_array()?
+            .iter()
+            .any(|n| n["Description"]["Hostname"] == "n3" && n["Status"]["State"] == "down")
+            .then_some(())
+    });
+    lab.on("n1", &["node", "rm", "n3"]);
+    assert_eq!(lab.json_on("n1", &["node", "ls"]).as_array().map(|a| a.len()), Some(2));
+    let err = lab.on_fails("n1", &["swarm", "leave"]);
+    assert!(err.contains("--force"), "{err}");
     lab.on("n1", &["stack", "rm", "app"]);
 }
 

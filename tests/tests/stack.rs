@@ -274,7 +274,10 @@ fn redeploys_change_only_what_changed() {
     assert_eq!(db_before, db_after, "the unchanged service was restarted");
 
     // --prune removes the services the file no longer has.
-    node.write("stack.yml", "services:\n  db:\n    image: demo:1\n    command: [\"sleep\", \"3600\"]\n    stop_grace_period: 1s\n");
+    node.write(
+        "stack.yml",
+        "services:\n  db:\n    image: demo:1\n    command: [\"sleep\", \"3600\"]\n    stop_grace_period: 1s\n",
+    );
     let out = node.ok(&["stack", "deploy", "--prune", "-c", &file, "app"]);
     assert!(out.contains("Removing service app_web"), "{out}");
     eventually(Duration::from_secs(30), "web's containers to go", || {

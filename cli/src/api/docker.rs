@@ -528,6 +528,30 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, SpecError> {
     })
 }
 
+/// Reads a Docker `NodeSpec` (`Name`, `Labels`, `Role`, `Availability`).
+pub fn parse_node_spec(v: &Value) -> Result<shoal_proto::NodeSpec, SpecError> {
+    let Some(s) = obj(v, "NodeSpec")? else { return err("NodeSpec", "the request body is empty") };
+    let role = match string(get(Some(s), "Role"), "Role")?.as_str() {
+        "" | "worker" => NodeRole::Worker,
+        "manager" => NodeRole::Manager,
+        other => return err("Role", format!("\"{other}\" is not one of worker, manager")),
+    };
+    let availability = match string(get(Some(s), "Availability"), "Availability")?.as_str() {
+        "" | "active" => NodeAvailability::Active,
+        "pause" => NodeAvailability::Pause,
+        "drain" => NodeAvailability::Drain,
+        other => return err("Availability", format!("\"{other}\" is not one of active, pause, drain")),
+    };
+    Ok(shoal_proto::NodeSpec {
+        annotations: Some(Annotations {
+            name: string(get(Some(s), "Name"), "Name")?,
+            labels: string_map(get(Some(s), "Labels"), "Labels")?,
+        }),
+        desired_role: role as i32,
+        availability: availability as i32,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

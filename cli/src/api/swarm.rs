@@ -102,3 +102,58 @@ pub async fn inspect_node(State(daemon): State<Arc<Daemon>>, Path(id): Path<Stri
     let state = m.store().read();
     Ok(Json(docker::node(state.find_node(&id)?, leader)))
 }
+
+#[derive(Deserialize)]
+pub struct NodeUpdateQuery {
+    version: Option<String>,
+}
+
+pub async fn update_node(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<NodeUpdateQuery>,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    let m = manager(&daemon).await?;
+    let version: u64 = q
+        .version
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("the version parameter is required: read the node first"))?
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid version parameter: expected an integer"))?;
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let spec = docker::parse_node_spec(&v).map_err(|e| ApiError::bad_request(format!("invalid node spec: {e}")))?;
+    m.control().update_node(&id, version, spec).await?;
+    Ok(StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct RemoveNodeQuery {
+    force: Option<String>,
+}
+
+pub async fn remove_node(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<RemoveNodeQuery>,
+) -> ApiResult<StatusCode> {
+    let m = manager(&daemon).await?;
+    let force = matches!(q.force.as_deref(), Some("1") | Some("true"));
+    m.control().remove_node(&id, force).await?;
+    Ok(StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct LeaveQuery {
+    force: Option<String>,
+}
+
+pub async fn leave(State(daemon): State<Arc<Daemon>>, Query(q): Query<LeaveQuery>) -> ApiResult<StatusCode> {
+    let force = matches!(q.force.as_deref(), Some("1") | Some("true"));
+    match daemon.swarm_leave(force).await {
+        Ok(()) => Ok(StatusCode::OK),
+        Err(e @ InitError::InvalidArgument(_)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        Err(e) => Err(ApiError::internal(e.to_string())),
+    }
+}

@@ -2,7 +2,7 @@
 
 use super::table::Table;
 use super::{capitalize, print_json, s, Format};
-use crate::client::Client;
+use crate::client::{encode, filters, Client};
 
 pub async fn ls(client: &Client, quiet: bool, format: Format) -> anyhow::Result<()> {
     let nodes = client.get("/nodes").await?;
@@ -41,5 +41,70 @@ pub async fn ls(client: &Client, quiet: bool, format: Format) -> anyhow::Result<
         ]);
     }
     t.print();
+    Ok(())
+}
+
+/// `node update`: availability and labels.
+pub async fn update(
+    client: &Client,
+    node: &str,
+    availability: Option<&str>,
+    label_add: &[String],
+    label_rm: &[String],
+) -> anyhow::Result<()> {
+    let n = client.get(&format!("/nodes/{}", encode(node))).await?;
+    let mut spec = n["Spec"].clone();
+    if let Some(a) = availability {
+        spec["Availability"] = serde_json::json!(a);
+    }
+    if !spec["Labels"].is_object() {
+        spec["Labels"] = serde_json::json!({});
+    }
+    for l in label_add {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        spec["Labels"][k] = serde_json::json!(v);
+    }
+    for k in label_rm {
+        if let Some(labels) = spec["Labels"].as_object_mut() {
+            if labels.remove(k).is_none() {
+                anyhow::bail!("key {k} doesn't exist in the node's labels");
+            }
+        }
+    }
+    let id = s(&n, &["ID"]);
+    client.post(&format!("/nodes/{id}/update?version={}", super::n(&n, &["Version", "Index"])), &spec).await?;
+    println!("{node}");
+    Ok(())
+}
+
+pub async fn inspect(client: &Client, nodes: &[String]) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    for node in nodes {
+        let key = if node == "self" {
+            s(&client.get("/info").await?, &["Swarm", "NodeID"]).to_string()
+        } else {
+            node.clone()
+        };
+        out.push(client.get(&format!("/nodes/{}", encode(&key))).await?);
+    }
+    print_json(&serde_json::Value::Array(out))
+}
+
+pub async fn ps(client: &Client, node: &str, no_trunc: bool, format: Format) -> anyhow::Result<()> {
+    let key = if node == "self" {
+        s(&client.get("/info").await?, &["Swarm", "NodeID"]).to_string()
+    } else {
+        node.to_string()
+    };
+    let n = client.get(&format!("/nodes/{}", encode(&key))).await?;
+    let tasks = client.get(&format!("/tasks?filters={}", filters(&[("node", s(&n, &["ID"]))]))).await?;
+    super::service::print_tasks(client, &tasks, no_trunc, false, format).await
+}
+
+pub async fn rm(client: &Client, nodes: &[String], force: bool) -> anyhow::Result<()> {
+    for node in nodes {
+        client.delete(&format!("/nodes/{}?force={}", encode(node), u8::from(force))).await?;
+        println!("{node}");
+    }
     Ok(())
 }

@@ -71,3 +71,9 @@ pub async fn info(client: &Client) -> anyhow::Result<()> {
     println!(" Data Root: {}", s(&info, &["DockerRootDir"]));
     Ok(())
 }
+
+pub async fn leave(client: &Client, force: bool) -> anyhow::Result<()> {
+    client.post(&format!("/swarm/leave?force={}", u8::from(force)), &serde_json::Value::Null).await?;
+    println!("Node left the swarm.");
+    Ok(())
+}

@@ -288,6 +288,44 @@ impl Daemon {
         Ok(())
     }
 
+    /// `swarm leave`: stops the agent (and the manager), removes the task
+    /// containers and forgets the swarm. The last manager needs `force`, since
+    /// leaving erases the swarm's state.
+    pub async fn swarm_leave(&self, force: bool) -> Result<(), InitError> {
+        let mut swarm = self.swarm.write().await;
+        let Some(member) = swarm.as_ref() else {
+            return Err(InitError::InvalidArgument("This node is not part of a swarm".into()));
+        };
+        if member.manager.is_some() && !force {
+            return Err(InitError::InvalidArgument(
+                "You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.".into(),
+            ));
+        }
+        let Some(member) = swarm.take() else { return Ok(()) };
+        member.agent_stop.send_replace(true);
+        if let Some(m) = member.manager {
+            m.shutdown().await;
+        }
+        let rt = self.runtime.clone();
+        let removed = tokio::task::spawn_blocking(move || -> Result<(), shoal_runtime::Error> {
+            for c in rt.list_containers()? {
+                if c.labels.contains_key(shoal_agent::labels::TASK_ID) {
+                    rt.remove_container(&c.id, true)?;
+                }
+            }
+            Ok(())
+        })
+        .await;
+        if let Ok(Err(e)) = removed {
+            tracing::warn!(error = %e, "removing task containers while leaving the swarm");
+        }
+        let root = &self.config.data_root;
+        let _ = std::fs::remove_file(NodeIdentity::path(root));
+        let _ = std::fs::remove_dir_all(root.join("certificates"));
+        let _ = std::fs::remove_dir_all(root.join("raft"));
+        Ok(())
+    }
+
     /// Stops the agent and the manager; containers keep running.
     pub async fn shutdown(&self) {
         if let Some(member) = self.swarm.write().await.take() {

@@ -3,6 +3,7 @@
 //! input, reads the store, and commits its change as ONE raft entry, carrying
 //! the versions it read so that a concurrent change fails it cleanly.
 
+mod node;
 pub(crate) mod propose;
 mod service;
 mod stack;

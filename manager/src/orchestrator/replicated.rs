@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shoal_proto::{NodeState, Service, StoreAction, Task, TaskState};
+use shoal_proto::{NodeAvailability, NodeState, Service, StoreAction, Task, TaskState};
 use tokio::sync::watch;
 
 use super::new_task;
@@ -80,14 +80,21 @@ fn reconcile_service(
             continue;
         }
         for t in live_tasks {
-            let node_down = !t.node_id.is_empty()
-                && state
-                    .nodes
-                    .get(&t.node_id)
-                    .is_none_or(|n| n.status.as_ref().map(|s| s.state()) == Some(NodeState::Down));
-            if t.state().is_terminal() || (node_down && t.state() <= TaskState::Running) {
-                // The task stopped (or its node is gone): replace it if the
-                // restart policy says so, after the restart delay.
+            // A task whose node is down, drained or removed runs elsewhere at
+            // once, whatever its restart policy: the slot is still wanted.
+            let node_gone = !t.node_id.is_empty()
+                && state.nodes.get(&t.node_id).is_none_or(|n| {
+                    n.status.as_ref().map(|s| s.state()) == Some(NodeState::Down)
+                        || n.spec.as_ref().map(|s| s.availability()) == Some(NodeAvailability::Drain)
+                });
+            if node_gone && !t.state().is_terminal() {
+                let mut old = t.clone();
+                old.set_desired_state(TaskState::Shutdown);
+                actions.push(update(old));
+                actions.push(create(new_task(service, slot, TaskState::Running, now)));
+            } else if t.state().is_terminal() {
+                // The task stopped: replace it if the restart policy says so,
+                // after the restart delay.
                 if should_restart(t, history.iter().copied(), now) {
                     let mut old = t.clone();
                     old.set_desired_state(TaskState::Shutdown);
@@ -245,5 +252,31 @@ mod tests {
         converge(&store, 0);
         assert!(store.read().tasks.values().all(|t| t.desired_state() == TaskState::Remove));
         let _ = Object::Service(Service::default());
+    }
+
+    #[test]
+    fn tasks_on_a_drained_node_are_replaced_at_once() {
+        use shoal_proto::{Node, NodeSpec, NodeStatus};
+        let store = Store::new();
+        let node = Node {
+            id: "n1".into(),
+            spec: Some(NodeSpec { availability: NodeAvailability::Drain as i32, ..Default::default() }),
+            status: Some(NodeStatus { state: NodeState::Ready as i32, ..Default::default() }),
+            ..Default::default()
+        };
+        store.apply(1, &StoreBatch { actions: vec![create(service(1)), create(node)], timestamp: 0 }).unwrap();
+        converge(&store, 0);
+        // Put the task on the drained node, running.
+        let mut t = store.read().tasks.values().next().unwrap().clone();
+        t.node_id = "n1".into();
+        t.status.get_or_insert_default().set_state(TaskState::Running);
+        let index = store.applied_index() + 1;
+        store.apply(index, &StoreBatch { actions: vec![update(t.clone())], timestamp: 0 }).unwrap();
+        converge(&store, 5);
+        let state = store.read();
+        assert_eq!(state.tasks[&t.id].desired_state(), TaskState::Shutdown);
+        let fresh: Vec<_> = state.tasks.values().filter(|x| x.id != t.id).collect();
+        assert_eq!(fresh.len(), 1);
+        assert_eq!(fresh[0].desired_state(), TaskState::Running, "no restart delay for a drained node");
     }
 }

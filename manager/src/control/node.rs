@@ -1,0 +1,48 @@
+//! Node operations: availability, labels, removal.
+
+use shoal_proto::{NodeRole, NodeSpec, NodeState};
+
+use super::propose::{delete, update};
+use super::{Control, ControlError};
+
+impl Control {
+    /// Replaces a node's spec (availability, labels), if the node is still at
+    /// `version`. Role changes (promote/demote) need several managers.
+    pub async fn update_node(&self, key: &str, version: u64, spec: NodeSpec) -> Result<(), ControlError> {
+        let mut node = self.store.read().find_node(key)?.clone();
+        let old_role = node.spec.as_ref().map(|s| s.desired_role()).unwrap_or(node.role());
+        if spec.desired_role() != old_role {
+            return Err(ControlError::InvalidArgument(format!(
+                "node {}: changing its role (promote/demote) is not supported yet",
+                node.hostname()
+            )));
+        }
+        if let Some(meta) = node.meta.as_mut() {
+            meta.version = version;
+        }
+        node.spec = Some(spec);
+        self.proposer.propose(vec![update(node)]).await?;
+        Ok(())
+    }
+
+    /// Removes a node from the swarm: from then on its certificate is
+    /// refused and its tasks run elsewhere. A node that is still up needs
+    /// `force`; a manager must be demoted first.
+    pub async fn remove_node(&self, key: &str, force: bool) -> Result<String, ControlError> {
+        let node = self.store.read().find_node(key)?.clone();
+        let name = node.hostname().to_string();
+        if node.role() == NodeRole::Manager || node.manager_status.is_some() {
+            return Err(ControlError::InvalidArgument(format!(
+                "rpc error: node {name} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal"
+            )));
+        }
+        let down = node.status.as_ref().map(|s| s.state()) == Some(NodeState::Down);
+        if !down && !force {
+            return Err(ControlError::InvalidArgument(format!(
+                "node {name} is not down and can't be removed: stop it first, or use --force"
+            )));
+        }
+        self.proposer.propose(vec![delete(node)]).await?;
+        Ok(name)
+    }
+}
