@@ -15,7 +15,11 @@ pub(crate) fn render(compose: &Compose) -> String {
         // always convert; keep the reason rather than panic if that ever changes.
         Err(err) => return format!("# cannot render the compose model: {err}\n"),
     };
-    serde_saphyr::to_string(&value).unwrap_or_else(|err| format!("# cannot render the compose model: {err}\n"))
+    // Plain scalars however long: folding a long path or command into `>-`
+    // blocks would make the output depend on where the files live.
+    let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
+    serde_saphyr::to_string_with_options(&value, options)
+        .unwrap_or_else(|err| format!("# cannot render the compose model: {err}\n"))
 }
 
 fn escaped(value: Value) -> Value {

@@ -148,6 +148,13 @@ pub(crate) fn parse(source: &str, file: usize) -> Result<Node, SyntaxError> {
         non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
         // Errors are rendered here, as one line.
         with_snippet: false,
+        // One `x-common: &common` merged into hundreds of services is how
+        // compose files are written; the alias/anchor ratio heuristic would
+        // refuse that. Expansion stays bounded by the other budgets (events,
+        // recorded anchor events and bytes).
+        budget: serde_saphyr::budget! {
+            enforce_alias_anchor_ratio: false,
+        },
     };
     let raw: Spanned<Raw> = serde_saphyr::from_str_with_options(source, options).map_err(|err| {
         let mark = err.location().map_or(Mark::start(file), |l| Mark::from_location(file, l));

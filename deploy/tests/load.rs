@@ -145,3 +145,15 @@ fn file_label_is_used_as_given() {
         format!("{}:4:5: services.web.build: not supported by shoal yet, ignored", path.display())
     );
 }
+
+#[test]
+fn one_anchor_merged_into_hundreds_of_services_is_fine() {
+    let mut yaml = String::from("x-common: &common\n  image: demo:1\n  deploy: { replicas: 2 }\nservices:\n");
+    for i in 0..300 {
+        yaml.push_str(&format!("  s{i}:\n    <<: *common\n"));
+    }
+    let loaded = shoal_deploy::load_stack_from_str(std::path::Path::new("many.yml"), &yaml, "app")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.stack.services.len(), 300);
+    assert!(loaded.stack.services.iter().all(|s| replicas(s) == 2));
+}
