@@ -175,6 +175,21 @@ enum SwarmCmd {
         role: String,
         #[arg(short, long)]
         quiet: bool,
+        /// Replace the token: the old one stops working; joined nodes stay.
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Change the swarm's settings.
+    Update {
+        /// Terminated tasks kept per slot.
+        #[arg(long)]
+        task_history_limit: Option<i64>,
+        /// How often agents send heartbeats (e.g. 2s).
+        #[arg(long, value_parser = parse_duration)]
+        dispatcher_heartbeat: Option<Duration>,
+        /// How long node certificates live (e.g. 2160h).
+        #[arg(long, value_parser = parse_duration)]
+        cert_expiry: Option<Duration>,
     },
 }
 
@@ -231,8 +246,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     match unit {
         "" | "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
         "ms" => Ok(Duration::from_millis(n)),
-        _ => Err(format!("invalid duration \"{s}\": use e.g. 90s, 5m")),
+        _ => Err(format!("invalid duration \"{s}\": use e.g. 90s, 5m, 2h")),
     }
 }
 
@@ -638,7 +654,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Swarm(SwarmCmd::Join { token, advertise_addr, remote }) => {
             commands::swarm::join(c, &token, &remote, &advertise_addr).await
         }
-        Command::Swarm(SwarmCmd::JoinToken { role, quiet }) => commands::swarm::join_token(c, &role, quiet).await,
+        Command::Swarm(SwarmCmd::JoinToken { role, quiet, rotate }) => {
+            commands::swarm::join_token(c, &role, quiet, rotate).await
+        }
+        Command::Swarm(SwarmCmd::Update { task_history_limit, dispatcher_heartbeat, cert_expiry }) => {
+            commands::swarm::update(c, task_history_limit, dispatcher_heartbeat, cert_expiry).await
+        }
         Command::Node(NodeCmd::Ls { quiet, format }) => commands::node::ls(c, quiet, format).await,
         Command::Node(NodeCmd::Update { availability, label_add, label_rm, node }) => {
             commands::node::update(c, &node, availability.as_deref(), &label_add, &label_rm).await

@@ -163,6 +163,19 @@ fn bad_input_gets_clear_errors_and_changes_nothing() {
     assert!(body.contains("Mode.Replicated.Replicas"), "{body}");
     node.ok(&["service", "rm", "v"]);
 
+    // Rotating a join token replaces its secret and keeps the CA digest;
+    // swarm update changes the cluster's settings.
+    let old = node.ok(&["swarm", "join-token", "-q", "worker"]);
+    node.ok(&["swarm", "join-token", "--rotate", "worker"]);
+    let new = node.ok(&["swarm", "join-token", "-q", "worker"]);
+    assert_ne!(old, new);
+    assert_eq!(old.rsplit_once('-').map(|p| p.0), new.rsplit_once('-').map(|p| p.0));
+    node.ok(&["swarm", "update", "--task-history-limit", "2"]);
+    let swarm: serde_json::Value = serde_json::from_str(&node.http("GET", "/swarm", "").1).expect("swarm JSON");
+    assert_eq!(swarm["Spec"]["Orchestration"]["TaskHistoryRetentionLimit"], 2);
+    let err = node.fails(&["swarm", "update", "--dispatcher-heartbeat", "1ms"]);
+    assert!(err.contains("HeartbeatPeriod"), "{err}");
+
     // Scaling garbage and unknown services.
     let err = node.fails(&["service", "scale", "app_web=lots"]);
     assert!(err.contains("app_web"), "{err}");

@@ -165,6 +165,7 @@ pub fn router(daemon: Arc<Daemon>) -> axum::Router {
         .route("/nodes/{id}", get(swarm::inspect_node).delete(swarm::remove_node))
         .route("/nodes/{id}/update", post(swarm::update_node))
         .route("/swarm/leave", post(swarm::leave))
+        .route("/swarm/update", post(swarm::update))
         .route("/services", get(services::list))
         .route("/services/create", post(services::create))
         .route("/services/{id}", get(services::inspect).delete(services::remove))

@@ -157,3 +157,64 @@ pub async fn leave(State(daemon): State<Arc<Daemon>>, Query(q): Query<LeaveQuery
         Err(e) => Err(ApiError::internal(e.to_string())),
     }
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SwarmUpdateQuery {
+    version: Option<String>,
+    rotate_worker_token: Option<String>,
+    rotate_manager_token: Option<String>,
+}
+
+/// `POST /swarm/update?version=N[&rotateWorkerToken=true]…` with the
+/// cluster `Spec`: task history, heartbeat period, certificate expiry.
+pub async fn update(
+    State(daemon): State<Arc<Daemon>>,
+    Query(q): Query<SwarmUpdateQuery>,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    let m = manager(&daemon).await?;
+    let version: u64 = q
+        .version
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("the version parameter is required: read the swarm first"))?
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid version parameter: expected an integer"))?;
+    let v: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let num = |path: &[&str]| -> ApiResult<Option<i64>> {
+        let mut cur = &v;
+        for p in path {
+            cur = &cur[*p];
+        }
+        match cur {
+            Value::Null => Ok(None),
+            Value::Number(n) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| ApiError::bad_request(format!("{}: expected an integer", path.join(".")))),
+            _ => Err(ApiError::bad_request(format!("{}: expected an integer", path.join(".")))),
+        }
+    };
+    let spec = shoal_proto::ClusterSpec {
+        orchestration: num(&["Orchestration", "TaskHistoryRetentionLimit"])?
+            .map(|l| shoal_proto::OrchestrationConfig { task_history_retention_limit: l }),
+        dispatcher: num(&["Dispatcher", "HeartbeatPeriod"])?
+            .filter(|p| *p != 0)
+            .map(|p| shoal_proto::DispatcherConfig { heartbeat_period: p }),
+        ca: num(&["CAConfig", "NodeCertExpiry"])?
+            .filter(|e| *e != 0)
+            .map(|e| shoal_proto::CaConfig { node_cert_expiry: e }),
+        ..Default::default()
+    };
+    let truthy = |o: &Option<String>| matches!(o.as_deref(), Some("1") | Some("true") | Some("True"));
+    let rotate = shoal_manager::control::Rotate {
+        worker: truthy(&q.rotate_worker_token),
+        manager: truthy(&q.rotate_manager_token),
+    };
+    m.control().update_cluster(version, spec, rotate).await?;
+    Ok(StatusCode::OK)
+}

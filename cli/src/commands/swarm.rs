@@ -31,12 +31,21 @@ pub async fn join(client: &Client, token: &str, remote: &str, advertise_addr: &s
     Ok(())
 }
 
-pub async fn join_token(client: &Client, role: &str, quiet: bool) -> anyhow::Result<()> {
+pub async fn join_token(client: &Client, role: &str, quiet: bool, rotate: bool) -> anyhow::Result<()> {
     let key = match role {
         "worker" => "Worker",
         "manager" => "Manager",
         other => anyhow::bail!("unknown role {other}: use worker or manager"),
     };
+    if rotate {
+        let swarm = client.get("/swarm").await?;
+        let version = super::n(&swarm, &["Version", "Index"]);
+        let flag = if role == "worker" { "rotateWorkerToken" } else { "rotateManagerToken" };
+        client.post(&format!("/swarm/update?version={version}&{flag}=true"), &swarm["Spec"]).await?;
+        if !quiet {
+            println!("Successfully rotated {role} join token.\n");
+        }
+    }
     let swarm = client.get("/swarm").await?;
     let token = s(&swarm, &["JoinTokens", key]);
     if quiet {
@@ -75,5 +84,28 @@ pub async fn info(client: &Client) -> anyhow::Result<()> {
 pub async fn leave(client: &Client, force: bool) -> anyhow::Result<()> {
     client.post(&format!("/swarm/leave?force={}", u8::from(force)), &serde_json::Value::Null).await?;
     println!("Node left the swarm.");
+    Ok(())
+}
+
+/// `swarm update`: the cluster's settings.
+pub async fn update(
+    client: &Client,
+    task_history_limit: Option<i64>,
+    dispatcher_heartbeat: Option<std::time::Duration>,
+    cert_expiry: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
+    let swarm = client.get("/swarm").await?;
+    let mut spec = swarm["Spec"].clone();
+    if let Some(l) = task_history_limit {
+        spec["Orchestration"]["TaskHistoryRetentionLimit"] = json!(l);
+    }
+    if let Some(h) = dispatcher_heartbeat {
+        spec["Dispatcher"]["HeartbeatPeriod"] = json!(h.as_nanos() as i64);
+    }
+    if let Some(e) = cert_expiry {
+        spec["CAConfig"]["NodeCertExpiry"] = json!(e.as_nanos() as i64);
+    }
+    client.post(&format!("/swarm/update?version={}", super::n(&swarm, &["Version", "Index"])), &spec).await?;
+    println!("Swarm updated.");
     Ok(())
 }

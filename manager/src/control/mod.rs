@@ -3,11 +3,13 @@
 //! input, reads the store, and commits its change as ONE raft entry, carrying
 //! the versions it read so that a concurrent change fails it cleanly.
 
+mod cluster;
 mod node;
 pub(crate) mod propose;
 mod service;
 mod stack;
 
+pub use cluster::Rotate;
 pub use propose::{Proposer, WriteError};
 pub use service::validate_service_spec;
 pub use stack::{StackChange, StackDeployResult};
@@ -66,5 +68,27 @@ impl Control {
     /// The store this manager serves reads from.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Builds a batch from the current store and commits it; when another
+    /// writer changed one of the objects in between (a task's status, say),
+    /// builds it again from the newer state. Only for operations whose
+    /// versions come from the store, not from the user.
+    async fn commit_fresh<T>(
+        &self,
+        mut build: impl FnMut(&crate::store::State) -> Result<(Vec<shoal_proto::StoreAction>, T), ControlError>,
+    ) -> Result<T, ControlError> {
+        let mut attempts = 0;
+        loop {
+            let (actions, out) = build(&self.store.read())?;
+            if actions.is_empty() {
+                return Ok(out);
+            }
+            match self.proposer.propose(actions).await {
+                Ok(_) => return Ok(out),
+                Err(WriteError::Rejected(StoreError::VersionConflict { .. })) if attempts < 10 => attempts += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }

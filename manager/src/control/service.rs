@@ -77,19 +77,13 @@ impl Control {
 
     /// Removes a service; its tasks are shut down and then reaped.
     pub async fn remove_service(&self, key: &str) -> Result<String, ControlError> {
-        let actions = {
-            let state = self.store.read();
+        self.commit_fresh(|state| {
             let service = state.find_service(key)?;
             let mut actions = vec![delete(service.clone())];
-            actions.extend(remove_tasks_actions(&state, &service.id));
-            actions
-        };
-        let name = match actions.first().and_then(|a| a.object.as_ref()) {
-            Some(shoal_proto::store_action::Object::Service(s)) => s.name().to_string(),
-            _ => key.to_string(),
-        };
-        self.proposer.propose(actions).await?;
-        Ok(name)
+            actions.extend(remove_tasks_actions(state, &service.id));
+            Ok((actions, service.name().to_string()))
+        })
+        .await
     }
 }
 

@@ -48,11 +48,10 @@ impl Control {
                 )));
             }
         }
-        let mut result = StackDeployResult::default();
-        let mut actions = Vec::new();
-        {
-            let state = self.store.read();
-            for spec in services {
+        self.commit_fresh(|state| {
+            let mut result = StackDeployResult::default();
+            let mut actions = Vec::new();
+            for spec in services.iter().cloned() {
                 let svc_name = spec.annotations.as_ref().map(|a| a.name.clone()).unwrap_or_default();
                 match state.services.values().find(|s| s.name() == svc_name) {
                     Some(existing) if stack_of(existing) != Some(name) => {
@@ -90,34 +89,30 @@ impl Control {
                     if !result.services.iter().any(|(n, _, _)| n == s.name()) {
                         result.services.push((s.name().to_string(), s.id.clone(), StackChange::Removed));
                         actions.push(delete(s.clone()));
-                        actions.extend(remove_tasks_actions(&state, &s.id));
+                        actions.extend(remove_tasks_actions(state, &s.id));
                     }
                 }
             }
-        }
-        if !actions.is_empty() {
-            self.proposer.propose(actions).await?;
-        }
-        Ok(result)
+            Ok((actions, result))
+        })
+        .await
     }
 
     /// Removes every service of stack `name` in one write; returns their names.
     pub async fn remove_stack(&self, name: &str) -> Result<Vec<String>, ControlError> {
-        let (names, actions) = {
-            let state = self.store.read();
+        self.commit_fresh(|state| {
             let mut names = Vec::new();
             let mut actions = Vec::new();
             for s in state.services.values().filter(|s| stack_of(s) == Some(name)) {
                 names.push(s.name().to_string());
                 actions.push(delete(s.clone()));
-                actions.extend(remove_tasks_actions(&state, &s.id));
+                actions.extend(remove_tasks_actions(state, &s.id));
             }
-            (names, actions)
-        };
-        if names.is_empty() {
-            return Err(ControlError::NotFound(format!("nothing found in stack: {name}")));
-        }
-        self.proposer.propose(actions).await?;
-        Ok(names)
+            if names.is_empty() {
+                return Err(ControlError::NotFound(format!("nothing found in stack: {name}")));
+            }
+            Ok((actions, names))
+        })
+        .await
     }
 }
