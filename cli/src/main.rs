@@ -93,6 +93,10 @@ enum Command {
     /// The per-container shim (started by the daemon, not by users).
     #[command(hide = true)]
     InternalShim { dir: PathBuf },
+    /// Kills, unmounts and removes the cgroups of what a dead daemon left
+    /// under a data root (for tests and recovery).
+    #[command(hide = true)]
+    InternalCleanup { data_root: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -631,6 +635,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Daemon { data_root, socket } => return run_daemon(data_root, socket).await,
         Command::Machine(cmd) => return machine_command(&cli.lab_root, cmd).await,
+        Command::InternalCleanup { data_root } => {
+            lab::clean_data_root(&data_root);
+            return Ok(());
+        }
         Command::Lab(LabCmd::Up { nodes, managers }) => return lab_up(&cli.lab_root, nodes, managers).await,
         Command::Stack(StackCmd::Config { files, env_file, profiles }) => {
             return commands::stack::config(&files, env_file, profiles)
@@ -646,7 +654,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = Client::new(&cli.host)?;
     let c = &client;
     match cli.command {
-        Command::Daemon { .. } | Command::InternalShim { .. } | Command::Machine(_) | Command::Lab(_) => Ok(()),
+        Command::Daemon { .. }
+        | Command::InternalShim { .. }
+        | Command::InternalCleanup { .. }
+        | Command::Machine(_)
+        | Command::Lab(_) => Ok(()),
         Command::Info => commands::swarm::info(c).await,
         Command::Swarm(SwarmCmd::Init { advertise_addr, listen_addr }) => {
             commands::swarm::init(c, &listen_addr, &advertise_addr).await

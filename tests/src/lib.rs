@@ -301,6 +301,8 @@ impl Drop for Node {
         for m in mounts {
             let _ = Command::new("umount").arg("-l").arg(&m).status();
         }
+        // Cgroups of containers the test left behind.
+        let _ = Command::new(shoal_bin()).arg("internal-cleanup").arg(self.data_root()).status();
     }
 }
 

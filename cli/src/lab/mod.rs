@@ -236,6 +236,7 @@ impl Lab {
         }
         kill_processes_under(&self.data_root(&m.name));
         unmount_under(&self.dir(&m.name));
+        remove_cgroups_of(&self.data_root(&m.name));
         net::remove_machine(m);
         let _ = std::fs::remove_dir_all(self.dir(&m.name));
         Ok(())
@@ -272,7 +273,7 @@ fn reap() {
 
 /// Kills every process whose command line names `dir` (container shims)
 /// and their descendants.
-fn kill_processes_under(dir: &Path) {
+pub fn kill_processes_under(dir: &Path) {
     let needle = dir.display().to_string();
     let mut parents: Vec<(i32, i32)> = Vec::new();
     let mut roots = Vec::new();
@@ -303,7 +304,7 @@ fn kill_processes_under(dir: &Path) {
 }
 
 /// Unmounts everything mounted under `dir`, deepest first.
-fn unmount_under(dir: &Path) {
+pub fn unmount_under(dir: &Path) {
     let prefix = dir.display().to_string();
     let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
@@ -315,4 +316,39 @@ fn unmount_under(dir: &Path) {
     for m in mounts {
         let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
     }
+}
+
+/// Deletes the (now empty) cgroups of the containers under a data root:
+/// `shoal/<container id>` in every hierarchy, which a killed daemon leaves.
+pub fn remove_cgroups_of(data_root: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_root.join("runtime").join("containers")) else { return };
+    let ids: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    if ids.is_empty() {
+        return;
+    }
+    fn walk(dir: &Path, depth: usize, ids: &[String]) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let path = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if dir.file_name().is_some_and(|n| n == "shoal") && ids.contains(&name) {
+                let _ = std::fs::remove_dir(&path);
+            } else if depth > 0 {
+                walk(&path, depth - 1, ids);
+            }
+        }
+    }
+    walk(Path::new("/sys/fs/cgroup"), 5, &ids);
+}
+
+/// Removes what a data root's daemon left on the host when it died with its
+/// containers still there: their processes, mounts and cgroups (the files
+/// stay). Used by tests and by `machine rm`.
+pub fn clean_data_root(data_root: &Path) {
+    kill_processes_under(data_root);
+    unmount_under(data_root);
+    remove_cgroups_of(data_root);
 }
