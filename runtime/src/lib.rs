@@ -63,7 +63,7 @@ pub use container::{
     ContainerInfo, ContainerState,
 };
 pub use error::Error;
-pub use images::ImageSummary;
+pub use images::{ImageDetails, ImageSummary};
 pub use logs::{LogEntry, LogStream};
 pub use process::exec_api::{ExecOutput, ExecSpec};
 
@@ -143,6 +143,98 @@ impl Runtime {
     /// prefix.
     pub fn image(&self, reference: &str) -> Result<Option<ImageSummary>, Error> {
         Ok(self.inner.images.resolve(reference)?.map(|i| i.summary()))
+    }
+
+    /// Gives the image `source` (name or id) the additional name `target`, moving `target` off
+    /// any image it named before.
+    pub fn tag_image(&self, source: &str, target: &str) -> Result<(), Error> {
+        let image = self.find_image(source)?;
+        let target = Reference::parse(target)?;
+        self.inner.images.tag(&target, &image.descriptor)?;
+        tracing::info!(image = %image.id, %target, "tagged image");
+        Ok(())
+    }
+
+    /// The image's config and layers, by name or id.
+    pub fn inspect_image(&self, reference: &str) -> Result<ImageDetails, Error> {
+        Ok(self.find_image(reference)?.details())
+    }
+
+    /// Removes a name, or the image itself once its last name goes (or when given by id):
+    /// its blobs and unpacked layers are deleted unless another image shares them. An image a
+    /// container uses is refused unless `force`, which only takes its names away. Returns
+    /// `Untagged: <name>` and `Deleted: <id>` lines, as Docker prints them.
+    pub fn remove_image(&self, reference: &str, force: bool) -> Result<Vec<String>, Error> {
+        let image = self.find_image(reference)?;
+        let name = Reference::parse(reference).ok().map(|r| r.to_string()).filter(|n| image.references.contains(n));
+        let mut report = Vec::new();
+        if let Some(name) = &name {
+            if image.references.len() > 1 {
+                self.inner.images.untag(name)?;
+                report.push(format!("Untagged: {name}"));
+                return Ok(report);
+            }
+        } else if image.references.len() > 1 && !force {
+            return Err(Error::conflict(format!(
+                "image {} has several names ({}): remove them one by one, or force",
+                image.id,
+                image.references.join(", ")
+            )));
+        }
+        let users = self.image_users(&image.id)?;
+        if let Some(user) = users.first() {
+            if !force {
+                return Err(Error::conflict(format!(
+                    "image {reference} is used by container {user}: remove the container first, or force"
+                )));
+            }
+        }
+        for name in &image.references {
+            self.inner.images.untag(name)?;
+            report.push(format!("Untagged: {name}"));
+        }
+        if users.is_empty() {
+            self.delete_image(&image)?;
+            report.push(format!("Deleted: {}", image.id));
+        }
+        tracing::info!(image = %image.id, ?report, "removed image");
+        Ok(report)
+    }
+
+    /// Deletes every image that has no name and no container; returns their ids.
+    pub fn prune_images(&self) -> Result<Vec<String>, Error> {
+        let mut deleted = Vec::new();
+        for image in self.inner.images.list()? {
+            if image.references.is_empty() && self.image_users(&image.id)?.is_empty() {
+                self.delete_image(&image)?;
+                deleted.push(image.id);
+            }
+        }
+        Ok(deleted)
+    }
+
+    fn find_image(&self, reference: &str) -> Result<images::store::Image, Error> {
+        self.inner.images.resolve(reference)?.ok_or_else(|| Error::ImageNotFound { reference: reference.to_string() })
+    }
+
+    /// Names of the containers made from image `id`.
+    fn image_users(&self, id: &str) -> Result<Vec<String>, Error> {
+        Ok(self.inner.containers.list()?.into_iter().filter(|c| c.image_id == id).map(|c| c.name).collect())
+    }
+
+    /// Deletes the image's blobs and those of its unpacked layers no image or container uses.
+    fn delete_image(&self, image: &images::store::Image) -> Result<(), Error> {
+        self.inner.images.delete(image)?;
+        let mut in_use: Vec<String> = self.inner.containers.list()?.into_iter().flat_map(|c| c.layers).collect();
+        for other in self.inner.images.list()? {
+            in_use.extend(other.config.rootfs().diff_ids().iter().cloned());
+        }
+        for diff_id in image.config.rootfs().diff_ids() {
+            if !in_use.contains(diff_id) {
+                self.inner.snapshots.remove_layer(diff_id)?;
+            }
+        }
+        Ok(())
     }
 
     /// Creates a container (not started) from `spec`.

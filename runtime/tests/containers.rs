@@ -96,7 +96,7 @@ fn run_all() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cases: [(&str, Case); 26] = [
+    let cases: [(&str, Case); 28] = [
         ("import_directory_and_tar", import_directory_and_tar),
         ("exit_code_and_logs", exit_code_and_logs),
         ("process_config_inside", process_config_inside),
@@ -123,6 +123,8 @@ fn run_all() -> ExitCode {
         ("pause_freezes_the_container", pause_freezes_the_container),
         ("exec_joins_the_container", exec_joins_the_container),
         ("seccomp_default_profile", seccomp_default_profile),
+        ("image_tag_inspect_remove_prune", image_tag_inspect_remove_prune),
+        ("image_remove_refused_while_used", image_remove_refused_while_used),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in cases {
@@ -1016,4 +1018,94 @@ fn seccomp_default_profile(env: &Env) -> Result {
     let out = env.rt.exec(&running.info.id, &ExecSpec { cmd, ..Default::default() }).map_err(|e| e.to_string())?;
     ensure!(cap_line(&String::from_utf8_lossy(&out.stdout), "Seccomp:") == "2", "exec: {out:?}");
     Ok(())
+}
+
+// ---- image management ----
+
+fn e(err: Error) -> String {
+    err.to_string()
+}
+
+fn blob(env: &Env, digest: &str) -> PathBuf {
+    env.root.join("images/blobs/sha256").join(digest.trim_start_matches("sha256:"))
+}
+
+fn layer_dir(env: &Env, diff_id: &str) -> PathBuf {
+    env.root.join("layers").join(diff_id.trim_start_matches("sha256:"))
+}
+
+/// A tiny one-file tree imported as `reference`.
+fn import_small(env: &Env, reference: &str, content: &str) -> Result<shoal_runtime::ImageDetails> {
+    let dir = env.root.parent().ok_or("root has a parent")?.join(format!("small-{content}"));
+    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    fs::write(dir.join("file"), content).map_err(|e| e.to_string())?;
+    env.rt.import_image(&dir, reference).map_err(e)?;
+    env.rt.inspect_image(reference).map_err(e)
+}
+
+fn image_tag_inspect_remove_prune(env: &Env) -> Result {
+    let base = env.rt.inspect_image(IMAGE).map_err(e)?;
+    env.rt.tag_image(IMAGE, "bb:one").map_err(e)?;
+    let tagged = env.rt.inspect_image("bb:one").map_err(e)?;
+    ensure!(tagged.id == base.id, "tag points elsewhere: {} vs {}", tagged.id, base.id);
+    ensure!(tagged.references.contains(&"bb:one".to_string()), "refs {:?}", tagged.references);
+    ensure!(tagged.diff_ids.len() == 1 && tagged.size == base.size, "inspect: {tagged:?}");
+    ensure!(tagged.created_at > 0, "no created time: {tagged:?}");
+    let err = env.rt.tag_image("nothere:1", "x:1");
+    ensure!(matches!(&err, Err(Error::ImageNotFound { reference }) if reference == "nothere:1"), "{err:?}");
+
+    // Removing one of two names only untags.
+    let out = env.rt.remove_image("bb:one", false).map_err(e)?;
+    ensure!(out == ["Untagged: bb:one"], "rm: {out:?}");
+    ensure!(env.rt.inspect_image(IMAGE).map_err(e)?.references == [IMAGE], "base lost its name");
+
+    // Removing the last name deletes the image, its blobs and its unpacked layer.
+    let small = import_small(env, "small:1", "one")?;
+    ensure!(blob(env, &small.id).exists() && layer_dir(env, &small.diff_ids[0]).exists(), "import left no blobs");
+    let out = env.rt.remove_image("small:1", false).map_err(e)?;
+    ensure!(out == ["Untagged: small:1".to_string(), format!("Deleted: {}", small.id)], "rm: {out:?}");
+    ensure!(!blob(env, &small.id).exists(), "config blob left");
+    ensure!(!blob(env, &small.diff_ids[0]).exists(), "layer blob left");
+    ensure!(!layer_dir(env, &small.diff_ids[0]).exists(), "layer dir left");
+    ensure!(matches!(env.rt.inspect_image("small:1"), Err(Error::ImageNotFound { .. })), "still inspectable");
+
+    // Re-importing under the same name leaves the old image nameless; prune deletes only it.
+    let old = import_small(env, "small:2", "two")?;
+    let new = import_small(env, "small:2", "three")?;
+    ensure!(env.rt.inspect_image(&old.id).map_err(e)?.references.is_empty(), "old image kept its name");
+    let pruned = env.rt.prune_images().map_err(e)?;
+    ensure!(pruned == [old.id.clone()], "pruned {pruned:?}, expected {}", old.id);
+    ensure!(!blob(env, &old.id).exists() && !layer_dir(env, &old.diff_ids[0]).exists(), "pruned image left files");
+    ensure!(env.rt.inspect_image("small:2").map_err(e)?.id == new.id, "prune took the named image");
+    ensure!(env.rt.prune_images().map_err(e)?.is_empty(), "second prune found more");
+    env.rt.remove_image(&new.id, false).map_err(e)?;
+    Ok(())
+}
+
+fn image_remove_refused_while_used(env: &Env) -> Result {
+    // A second image sharing busybox's layer.
+    env.rt.import_image(&env.rootfs, "used:1").map_err(e)?;
+    let used = env.rt.inspect_image("used:1").map_err(e)?;
+    let info = env
+        .rt
+        .create_container(&ContainerSpec { image: "used:1".to_string(), ..spec("user", &["true"]) })
+        .map_err(e)?;
+    let err = env.rt.remove_image("used:1", false);
+    ensure!(
+        matches!(&err, Err(Error::Conflict { message }) if message.contains("user")),
+        "rm of a used image: {err:?}"
+    );
+    ensure!(env.rt.inspect_image("used:1").is_ok(), "refused rm removed the image");
+    // Force takes the name away but keeps what the container stands on.
+    let out = env.rt.remove_image("used:1", true).map_err(e)?;
+    ensure!(out == ["Untagged: used:1"], "forced rm: {out:?}");
+    ensure!(env.rt.inspect_image(&used.id).is_ok(), "forced rm deleted an image in use");
+    ensure!(env.rt.prune_images().map_err(e)?.is_empty(), "prune took an image in use");
+    env.rt.remove_container(&info.id, false).map_err(e)?;
+    ensure!(env.rt.prune_images().map_err(e)? == [used.id.clone()], "prune after the container left");
+    // busybox:dir shares the layer, so it stays and still runs.
+    ensure!(layer_dir(env, &used.diff_ids[0]).exists(), "a shared layer was deleted");
+    let info = run_to_exit(env, &spec("after-prune", &["true"]))?;
+    ensure!(info.exit_code == Some(0), "busybox after prune: {info:?}");
+    remove_and_check_gone(env, &info)
 }

@@ -32,6 +32,8 @@ use crate::{
 pub(crate) struct Image {
     /// `sha256:…` of the config blob, the image's id as Docker shows it.
     pub id: String,
+    /// The manifest's descriptor (without a name annotation).
+    pub descriptor: Descriptor,
     pub manifest: ImageManifest,
     pub config: ImageConfiguration,
     pub references: Vec<String>,
@@ -156,6 +158,60 @@ impl ImageStore {
         self.write_index(&index)
     }
 
+    /// Removes the name `reference`; an image losing its last name stays, nameless. Returns
+    /// whether the name existed.
+    pub(crate) fn untag(&self, reference: &str) -> Result<bool, Error> {
+        let _guard = self.index_lock.lock().expect("index lock is never poisoned: no panics while held");
+        let mut index = self.read_index()?;
+        let mut manifests = index.manifests().clone();
+        let Some(pos) = manifests.iter().position(|d| ref_name(d) == Some(reference)) else {
+            return Ok(false);
+        };
+        let mut removed = manifests.remove(pos);
+        if !manifests.iter().any(|d| d.digest() == removed.digest()) {
+            removed.set_annotations(None);
+            manifests.push(removed);
+        }
+        index.set_manifests(manifests);
+        self.write_index(&index)?;
+        Ok(true)
+    }
+
+    /// Drops the image with manifest `image.descriptor` from the index, then deletes its
+    /// manifest, config and layer blobs unless another image still names them.
+    pub(crate) fn delete(&self, image: &Image) -> Result<(), Error> {
+        {
+            let _guard = self.index_lock.lock().expect("index lock is never poisoned: no panics while held");
+            let mut index = self.read_index()?;
+            let mut manifests = index.manifests().clone();
+            manifests.retain(|d| d.digest() != image.descriptor.digest());
+            index.set_manifests(manifests);
+            self.write_index(&index)?;
+        }
+        let mut in_use = Vec::new();
+        for other in self.list()? {
+            in_use.push(other.descriptor.digest().clone());
+            in_use.push(other.manifest.config().digest().clone());
+            in_use.extend(other.manifest.layers().iter().map(|l| l.digest().clone()));
+        }
+        let candidates = std::iter::once(&image.descriptor)
+            .chain(std::iter::once(image.manifest.config()))
+            .chain(image.manifest.layers().iter());
+        for d in candidates {
+            if in_use.contains(d.digest()) {
+                continue;
+            }
+            let path = self.blob_path(d)?;
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(Error::io(format!("removing blob {}", path.display()), e))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Every image in the store, grouped by manifest, names sorted.
     pub(crate) fn list(&self) -> Result<Vec<Image>, Error> {
         let index = self.read_index()?;
@@ -171,7 +227,9 @@ impl ImageStore {
             references.sort();
             let manifest: ImageManifest = self.read_json_blob(&descriptor)?;
             let config: ImageConfiguration = self.read_json_blob(manifest.config())?;
-            images.push(Image { id: manifest.config().digest().to_string(), manifest, config, references });
+            let mut descriptor = descriptor;
+            descriptor.set_annotations(None);
+            images.push(Image { id: manifest.config().digest().to_string(), descriptor, manifest, config, references });
         }
         Ok(images)
     }

@@ -41,6 +41,15 @@ impl Snapshotter {
         }
     }
 
+    /// Deletes the unpacked layer `diff_id`, if it is there; the caller knows nothing uses it.
+    pub(crate) fn remove_layer(&self, diff_id: &str) -> Result<(), Error> {
+        let dir = self.layer_dir(diff_id)?;
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(format!("removing {}", dir.display()), e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Unpacks the layer blob at `blob` unless it already is; returns the layer directory.
     pub(crate) fn ensure_layer(&self, diff_id: &str, blob: &Path, media_type: &MediaType) -> Result<PathBuf, Error> {
         let dest = self.layer_dir(diff_id)?;
