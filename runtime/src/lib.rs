@@ -213,6 +213,30 @@ impl Runtime {
         Ok(deleted)
     }
 
+    /// Writes the images named by `references` (names or ids) to `out` as one archive that
+    /// both OCI tools and `docker load` read.
+    pub fn save_images(&self, references: &[&str], out: &mut impl std::io::Write) -> Result<(), Error> {
+        let mut images: Vec<(images::store::Image, Vec<String>)> = Vec::new();
+        for reference in references {
+            let image = self.find_image(reference)?;
+            let name = Reference::parse(reference).ok().map(|r| r.to_string()).filter(|n| image.references.contains(n));
+            match images.iter_mut().find(|(i, _)| i.id == image.id) {
+                Some((_, names)) => names.extend(name.filter(|n| !names.contains(n))),
+                None => images.push((image, name.into_iter().collect())),
+            }
+        }
+        images::archive::save(&self.inner.images, &images, out)
+    }
+
+    /// Loads the images in an archive made by [`Runtime::save_images`], `docker save` or an OCI
+    /// tool (gzipped or not). Every blob is checked first: a damaged archive loads nothing.
+    /// Returns the names loaded (the id of an image without one).
+    pub fn load_images(&self, input: &mut impl std::io::Read) -> Result<Vec<String>, Error> {
+        let loaded = images::archive::load(&self.inner.images, &self.inner.snapshots, input)?;
+        tracing::info!(?loaded, "loaded images");
+        Ok(loaded)
+    }
+
     fn find_image(&self, reference: &str) -> Result<images::store::Image, Error> {
         self.inner.images.resolve(reference)?.ok_or_else(|| Error::ImageNotFound { reference: reference.to_string() })
     }

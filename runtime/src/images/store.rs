@@ -103,6 +103,38 @@ impl ImageStore {
         })
     }
 
+    /// A fresh directory under `ingest/` for staging an archive; deleted when dropped.
+    pub(crate) fn staging_dir(&self) -> Result<StagingDir, Error> {
+        let path = self.dir.join("ingest").join(format!("stage-{:016x}", rand::random::<u64>()));
+        fs::create_dir(&path).context(|| format!("creating {}", path.display()))?;
+        Ok(StagingDir(path))
+    }
+
+    /// Moves the verified file at `src` into the store as the blob `digest` (kept as is if the
+    /// store already has it).
+    pub(crate) fn adopt_blob(&self, src: &Path, digest: &Digest) -> Result<(), Error> {
+        let dest = self.dir.join("blobs/sha256").join(digest.digest());
+        if !dest.exists() {
+            fs::rename(src, &dest).context(|| format!("storing blob {}", dest.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Adds `manifest` to the index without a name, unless it is there already.
+    pub(crate) fn add_nameless(&self, manifest: &Descriptor) -> Result<(), Error> {
+        let _guard = self.index_lock.lock().expect("index lock is never poisoned: no panics while held");
+        let mut index = self.read_index()?;
+        if index.manifests().iter().any(|d| d.digest() == manifest.digest()) {
+            return Ok(());
+        }
+        let mut manifests = index.manifests().clone();
+        let mut nameless = manifest.clone();
+        nameless.set_annotations(None);
+        manifests.push(nameless);
+        index.set_manifests(manifests);
+        self.write_index(&index)
+    }
+
     /// Stores `data` as a blob and returns its descriptor.
     pub(crate) fn write_blob(&self, media_type: MediaType, data: &[u8]) -> Result<Descriptor, Error> {
         let mut writer = self.blob_writer()?;
@@ -261,6 +293,21 @@ impl ImageStore {
 
 fn ref_name(d: &Descriptor) -> Option<&str> {
     d.annotations().as_ref().and_then(|a| a.get(ANNOTATION_REF_NAME)).map(String::as_str)
+}
+
+/// A directory under `ingest/` that disappears with its guard.
+pub(crate) struct StagingDir(PathBuf);
+
+impl StagingDir {
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A blob being written: hashed as it goes, renamed to its digest on commit, deleted if dropped.
