@@ -63,7 +63,7 @@ pub use container::{
     ContainerInfo, ContainerState,
 };
 pub use error::Error;
-pub use images::{ImageDetails, ImageSummary};
+pub use images::{commit::CommitChanges, ImageDetails, ImageSummary};
 pub use logs::{LogEntry, LogStream};
 pub use process::exec_api::{ExecOutput, ExecSpec};
 
@@ -235,6 +235,59 @@ impl Runtime {
         let loaded = images::archive::load(&self.inner.images, &self.inner.snapshots, input)?;
         tracing::info!(?loaded, "loaded images");
         Ok(loaded)
+    }
+
+    /// Makes a new image from a container: its image's layers plus one layer holding what the
+    /// container changed (deletions as whiteouts), with `changes` applied to the config and
+    /// named `reference` (nameless if empty). A running container is frozen meanwhile, when it
+    /// has a cgroup.
+    pub fn commit_container(
+        &self,
+        id_or_name: &str,
+        reference: &str,
+        changes: &CommitChanges,
+    ) -> Result<ImageSummary, Error> {
+        let inner = &self.inner;
+        let reference = if reference.is_empty() { None } else { Some(Reference::parse(reference)?) };
+        let config = inner.containers.find(id_or_name)?;
+        let _lock = inner.containers.lock(&config)?;
+        let paths = inner.containers.paths(&config.id);
+        let parent = inner.images.resolve(&config.image_id)?.ok_or_else(|| {
+            Error::conflict(format!(
+                "container {} was made from image {}, which is gone: it cannot be committed",
+                config.name, config.image_id
+            ))
+        })?;
+        let mut mount_points: Vec<PathBuf> = ["proc", "sys", "dev"].iter().map(PathBuf::from).collect();
+        mount_points.extend(container_spec::ETC_FILES.iter().map(|f| Path::new("etc").join(f)));
+        for m in &config.host.mounts {
+            let (container_spec::MountConfig::Bind { target, .. } | container_spec::MountConfig::Tmpfs { target, .. }) =
+                m;
+            mount_points.push(PathBuf::from(target.trim_start_matches('/')));
+        }
+        let observed = state::observe(&paths, &config)?;
+        let freeze = match (&config.host.cgroup, observed.info.state) {
+            (Some(cgroup), ContainerState::Running) if !observed.info.paused => Some(cgroup),
+            _ => None,
+        };
+        if let Some(cgroup) = freeze {
+            cgroup.freeze(true)?;
+        }
+        let result = images::commit::commit(
+            &inner.images,
+            &inner.snapshots,
+            &parent,
+            &paths.dir().join("upper"),
+            &mount_points,
+            changes,
+            reference.as_ref(),
+        );
+        if let Some(cgroup) = freeze {
+            cgroup.freeze(false)?;
+        }
+        let image = result?;
+        tracing::info!(container = %config.name, image = %image.id, "committed container");
+        Ok(image.summary())
     }
 
     fn find_image(&self, reference: &str) -> Result<images::store::Image, Error> {

@@ -20,7 +20,9 @@ use nix::{
     sys::signal::{kill, Signal},
     unistd::Pid,
 };
-use shoal_runtime::{ContainerInfo, ContainerSpec, ContainerState, Error, ExecSpec, LogStream, Mount, Runtime};
+use shoal_runtime::{
+    CommitChanges, ContainerInfo, ContainerSpec, ContainerState, Error, ExecSpec, LogStream, Mount, Runtime,
+};
 
 type Result<T = ()> = std::result::Result<T, String>;
 type Case = fn(&Env) -> Result;
@@ -96,7 +98,7 @@ fn run_all() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cases: [(&str, Case); 32] = [
+    let cases: [(&str, Case); 33] = [
         ("import_directory_and_tar", import_directory_and_tar),
         ("exit_code_and_logs", exit_code_and_logs),
         ("process_config_inside", process_config_inside),
@@ -129,6 +131,7 @@ fn run_all() -> ExitCode {
         ("load_docker_save_fixture", load_docker_save_fixture),
         ("load_oci_with_whiteouts_and_shared_layer", load_oci_with_whiteouts_and_shared_layer),
         ("damaged_archives_load_nothing", damaged_archives_load_nothing),
+        ("commit_keeps_changes_and_deletions", commit_keeps_changes_and_deletions),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in cases {
@@ -1354,5 +1357,61 @@ fn damaged_archives_load_nothing(env: &Env) -> Result {
     ensure!(rt2.list_images().map_err(e)?.is_empty(), "images after failed loads");
     // The intact archive still loads.
     ensure!(rt2.load_images(&mut &good[..]).map_err(e)? == ["dmg:1"], "good archive");
+    Ok(())
+}
+
+// ---- commit ----
+
+fn commit_keeps_changes_and_deletions(env: &Env) -> Result {
+    // First commit: new files and a deleted one (a whiteout), plus config changes.
+    let script = "mkdir -p /data/sub && echo a > /data/a && echo b > /data/sub/b && rm /etc/group";
+    let info = run_to_exit(env, &sh("commit-1", script))?;
+    ensure!(info.exit_code == Some(0), "step 1: {info:?}");
+    let changes = CommitChanges {
+        cmd: Some(strings(&["cat", "/data/a"])),
+        env: strings(&["STAGE=one"]),
+        working_dir: Some("/data".to_string()),
+        labels: BTreeMap::from([("stage".to_string(), "one".to_string())]),
+        ..Default::default()
+    };
+    let one = env.rt.commit_container("commit-1", "committed:1", &changes).map_err(e)?;
+    env.rt.remove_container(&info.id, false).map_err(e)?;
+    let details = env.rt.inspect_image("committed:1").map_err(e)?;
+    let base = env.rt.inspect_image(IMAGE).map_err(e)?;
+    ensure!(details.id == one.id && details.references == ["committed:1"], "{details:?}");
+    ensure!(details.diff_ids.len() == 2 && details.diff_ids[0] == base.diff_ids[0], "layers {:?}", details.diff_ids);
+    ensure!(details.cmd == ["cat", "/data/a"] && details.working_dir == "/data", "config {details:?}");
+    ensure!(details.env.contains(&"STAGE=one".to_string()), "env {:?}", details.env);
+    let blob = fs::read(blob(env, &details.diff_ids[1])).map_err(|e| e.to_string())?;
+    let mut entries = Vec::new();
+    for entry in tar::Archive::new(&blob[..]).entries().map_err(|e| e.to_string())? {
+        entries.push(entry.map_err(|e| e.to_string())?.path().map_err(|e| e.to_string())?.display().to_string());
+    }
+    ensure!(entries.contains(&"etc/.wh.group".to_string()), "no whiteout in {entries:?}");
+    ensure!(!entries.iter().any(|e| e == "etc/hosts" || e == "proc"), "mount points committed: {entries:?}");
+
+    // Default command, workdir and changes are there.
+    let spec1 = ContainerSpec { image: "committed:1".to_string(), cmd: None, ..spec("from-commit-1", &[]) };
+    let out = run_ok(env, &spec1)?;
+    ensure!(out == "a", "cmd of the committed image: {out:?}");
+    let check = "ls /data /data/sub; test -e /etc/group && echo group; test -e /etc/passwd && echo passwd; pwd";
+    let spec2 = ContainerSpec { image: "committed:1".to_string(), ..sh("from-commit-1b", check) };
+    let out = run_ok(env, &spec2)?;
+    ensure!(out == "/data:\na\nsub\n\n/data/sub:\nb\npasswd\n/data", "after commit 1: {out:?}");
+
+    // Second commit: a directory replaced (opaque) on top of the committed one.
+    let script = "rm -rf /data/sub && mkdir /data/sub && echo c > /data/sub/c";
+    let info = run_to_exit(env, &ContainerSpec { image: "committed:1".to_string(), ..sh("commit-2", script) })?;
+    ensure!(info.exit_code == Some(0), "step 2: {info:?}");
+    env.rt.commit_container("commit-2", "committed:2", &CommitChanges::default()).map_err(e)?;
+    env.rt.remove_container(&info.id, false).map_err(e)?;
+    let two = env.rt.inspect_image("committed:2").map_err(e)?;
+    ensure!(two.diff_ids.len() == 3 && two.cmd == ["cat", "/data/a"], "{two:?}");
+    let spec3 = ContainerSpec { image: "committed:2".to_string(), ..sh("from-commit-2", "ls /data/sub") };
+    let out = run_ok(env, &spec3)?;
+    ensure!(out == "c", "after commit 2: {out:?}");
+    for name in ["committed:2", "committed:1"] {
+        env.rt.remove_image(name, false).map_err(e)?;
+    }
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! Images on this node: the OCI image-layout store ([`store`]), reference parsing
 //! ([`reference`]) and the ways images enter and leave the store ([`import`], [`archive`] for save and
-//! load; build and pull come later).
+//! load, [`commit`]; build and pull come later).
 
 pub(crate) mod archive;
+pub(crate) mod commit;
 pub(crate) mod import;
 pub(crate) mod reference;
 pub(crate) mod store;
