@@ -85,30 +85,16 @@ pub(crate) fn save(store: &ImageStore, images: &[(Image, Vec<String>)], out: imp
         .manifests(index_entries)
         .build()
         .expect("an index with schema version and manifests is complete");
-    let json = |v: &dyn erased::Json| v.to_vec();
+    let json = "image documents always serialize";
     for (name, data) in [
         ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
-        ("index.json", json(&index)),
-        ("manifest.json", json(&docker)),
+        ("index.json", serde_json::to_vec(&index).expect(json)),
+        ("manifest.json", serde_json::to_vec(&docker).expect(json)),
     ] {
         append(&mut tar, name, data.len() as u64, &data[..])?;
     }
-    tar.into_inner()
-        .context(|| "finishing the image archive".to_string())?
-        .flush()
-        .context(|| "writing the image archive".to_string())
-}
-
-/// Object-safe JSON encoding for the few documents `save` writes.
-mod erased {
-    pub(super) trait Json {
-        fn to_vec(&self) -> Vec<u8>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_vec(&self) -> Vec<u8> {
-            serde_json::to_vec(self).expect("image documents always serialize")
-        }
-    }
+    let mut out = tar.into_inner().context(|| "finishing the image archive".to_string())?;
+    out.flush().context(|| "writing the image archive".to_string())
 }
 
 fn blob_name(digest: &Digest) -> String {
@@ -173,13 +159,15 @@ pub(crate) fn load(store: &ImageStore, snapshots: &Snapshotter, input: &mut dyn 
         return Err(e);
     }
 
+    // Every blob first, so that no name ever points at a missing one.
+    for (path, digest) in plans.iter().flat_map(|p| &p.blobs) {
+        // A blob two images share was moved already.
+        if path.exists() {
+            store.adopt_blob(path, digest)?;
+        }
+    }
     let mut loaded = Vec::new();
     for plan in &plans {
-        for (path, digest) in &plan.blobs {
-            if path.exists() {
-                store.adopt_blob(path, digest)?;
-            }
-        }
         if plan.names.is_empty() {
             store.add_nameless(&plan.manifest)?;
         }
@@ -449,4 +437,43 @@ fn check_named_digest(rel: &str, actual: &Digest) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_named_by_digest_must_hold_it() {
+        let digest = Digest::from_str(&format!("sha256:{}", "a".repeat(64))).expect("digest");
+        let other = "b".repeat(64);
+        assert!(check_named_digest(&format!("{}.json", "a".repeat(64)), &digest).is_ok());
+        assert!(check_named_digest(&format!("blobs/sha256/{}", "a".repeat(64)), &digest).is_ok());
+        assert!(check_named_digest("0123abcd/layer.tar", &digest).is_ok()); // a v1 id names nothing
+        let err = check_named_digest(&format!("blobs/sha256/{other}"), &digest).expect_err("mismatch");
+        assert!(err.to_string().contains(&other), "{err}");
+    }
+
+    #[test]
+    fn outer_archive_stays_inside_and_must_be_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..9].copy_from_slice(b"../escape");
+        header.set_size(1);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        tar.append(&header, &b"x"[..]).expect("append");
+        let data = tar.into_inner().expect("tar");
+        let err = unpack_archive(&mut &data[..], dir.path()).expect_err("escape");
+        assert!(err.to_string().contains("leaves the archive"), "{err}");
+        assert!(!dir.path().parent().expect("parent").join("escape").exists());
+
+        assert!(unpack_archive(&mut &b""[..], dir.path()).is_err());
+        let mut tar = tar::Builder::new(Vec::new());
+        append(&mut tar, "index.json", 4000, &[b'{'; 4000][..]).expect("append");
+        let data = tar.into_inner().expect("tar");
+        let err = unpack_archive(&mut &data[..2000], dir.path()).expect_err("cut");
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
 }
