@@ -13,7 +13,7 @@
 //!
 //! On-disk layout under the root (`<data-root>/runtime`):
 //! ```text
-//! images/      oci-layout, index.json, blobs/sha256/<hex>, ingest/
+//! images/      oci-layout, index.json, blobs/sha256/<hex>, ingest/ (blobs being written, archives being loaded)
 //! layers/      <diff id hex>/ (unpacked layers)
 //! containers/  <id>/ config.json state.json exit.json container.log shim.log lock upper/ work/ rootfs/
 //!                   hosts hostname resolv.conf (bound at /etc/… in the container)
