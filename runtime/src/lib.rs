@@ -13,7 +13,7 @@
 //!
 //! On-disk layout under the root (`<data-root>/runtime`):
 //! ```text
-//! images/      oci-layout, index.json, blobs/sha256/<hex>, ingest/
+//! images/      oci-layout, index.json, blobs/sha256/<hex>, ingest/ (blobs being written, archives being loaded)
 //! layers/      <diff id hex>/ (unpacked layers)
 //! containers/  <id>/ config.json state.json exit.json container.log shim.log lock upper/ work/ rootfs/
 //!                   hosts hostname resolv.conf (bound at /etc/… in the container)
@@ -63,7 +63,7 @@ pub use container::{
     ContainerInfo, ContainerState,
 };
 pub use error::Error;
-pub use images::ImageSummary;
+pub use images::{commit::CommitChanges, ImageDetails, ImageSummary};
 pub use logs::{LogEntry, LogStream};
 pub use process::exec_api::{ExecOutput, ExecSpec};
 
@@ -143,6 +143,175 @@ impl Runtime {
     /// prefix.
     pub fn image(&self, reference: &str) -> Result<Option<ImageSummary>, Error> {
         Ok(self.inner.images.resolve(reference)?.map(|i| i.summary()))
+    }
+
+    /// Gives the image `source` (name or id) the additional name `target`, moving `target` off
+    /// any image it named before.
+    pub fn tag_image(&self, source: &str, target: &str) -> Result<(), Error> {
+        let image = self.find_image(source)?;
+        let target = Reference::parse(target)?;
+        self.inner.images.tag(&target, &image.descriptor)?;
+        tracing::info!(image = %image.id, %target, "tagged image");
+        Ok(())
+    }
+
+    /// The image's config and layers, by name or id.
+    pub fn inspect_image(&self, reference: &str) -> Result<ImageDetails, Error> {
+        Ok(self.find_image(reference)?.details())
+    }
+
+    /// Removes a name, or the image itself once its last name goes (or when given by id):
+    /// its blobs and unpacked layers are deleted unless another image shares them. An image a
+    /// container uses is refused unless `force`, which only takes its names away. Returns
+    /// `Untagged: <name>` and `Deleted: <id>` lines, as Docker prints them.
+    pub fn remove_image(&self, reference: &str, force: bool) -> Result<Vec<String>, Error> {
+        let image = self.find_image(reference)?;
+        let name = Reference::parse(reference).ok().map(|r| r.to_string()).filter(|n| image.references.contains(n));
+        let mut report = Vec::new();
+        if let Some(name) = &name {
+            if image.references.len() > 1 {
+                self.inner.images.untag(name)?;
+                report.push(format!("Untagged: {name}"));
+                return Ok(report);
+            }
+        } else if image.references.len() > 1 && !force {
+            return Err(Error::conflict(format!(
+                "image {} has several names ({}): remove them one by one, or force",
+                image.id,
+                image.references.join(", ")
+            )));
+        }
+        let users = self.image_users(&image.id)?;
+        if let Some(user) = users.first() {
+            if !force {
+                return Err(Error::conflict(format!(
+                    "image {reference} is used by container {user}: remove the container first, or force"
+                )));
+            }
+        }
+        for name in &image.references {
+            self.inner.images.untag(name)?;
+            report.push(format!("Untagged: {name}"));
+        }
+        if users.is_empty() {
+            self.delete_image(&image)?;
+            report.push(format!("Deleted: {}", image.id));
+        }
+        tracing::info!(image = %image.id, ?report, "removed image");
+        Ok(report)
+    }
+
+    /// Deletes every image that has no name and no container; returns their ids.
+    pub fn prune_images(&self) -> Result<Vec<String>, Error> {
+        let mut deleted = Vec::new();
+        for image in self.inner.images.list()? {
+            if image.references.is_empty() && self.image_users(&image.id)?.is_empty() {
+                self.delete_image(&image)?;
+                deleted.push(image.id);
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Writes the images named by `references` (names or ids) to `out` as one archive that
+    /// both OCI tools and `docker load` read.
+    pub fn save_images(&self, references: &[&str], out: &mut impl std::io::Write) -> Result<(), Error> {
+        let mut images: Vec<(images::store::Image, Vec<String>)> = Vec::new();
+        for reference in references {
+            let image = self.find_image(reference)?;
+            let name = Reference::parse(reference).ok().map(|r| r.to_string()).filter(|n| image.references.contains(n));
+            match images.iter_mut().find(|(i, _)| i.id == image.id) {
+                Some((_, names)) => names.extend(name.filter(|n| !names.contains(n))),
+                None => images.push((image, name.into_iter().collect())),
+            }
+        }
+        images::archive::save(&self.inner.images, &images, out)
+    }
+
+    /// Loads the images in an archive made by [`Runtime::save_images`], `docker save` or an OCI
+    /// tool (gzipped or not). Every blob is checked first: a damaged archive loads nothing.
+    /// Returns the names loaded (the id of an image without one).
+    pub fn load_images(&self, input: &mut impl std::io::Read) -> Result<Vec<String>, Error> {
+        let loaded = images::archive::load(&self.inner.images, &self.inner.snapshots, input)?;
+        tracing::info!(?loaded, "loaded images");
+        Ok(loaded)
+    }
+
+    /// Makes a new image from a container: its image's layers plus one layer holding what the
+    /// container changed (deletions as whiteouts), with `changes` applied to the config and
+    /// named `reference` (nameless if empty). A running container is frozen meanwhile, when it
+    /// has a cgroup.
+    pub fn commit_container(
+        &self,
+        id_or_name: &str,
+        reference: &str,
+        changes: &CommitChanges,
+    ) -> Result<ImageSummary, Error> {
+        let inner = &self.inner;
+        let reference = if reference.is_empty() { None } else { Some(Reference::parse(reference)?) };
+        let config = inner.containers.find(id_or_name)?;
+        let _lock = inner.containers.lock(&config)?;
+        let paths = inner.containers.paths(&config.id);
+        let parent = inner.images.resolve(&config.image_id)?.ok_or_else(|| {
+            Error::conflict(format!(
+                "container {} was made from image {}, which is gone: it cannot be committed",
+                config.name, config.image_id
+            ))
+        })?;
+        let mut mount_points: Vec<PathBuf> = ["proc", "sys", "dev"].iter().map(PathBuf::from).collect();
+        mount_points.extend(container_spec::ETC_FILES.iter().map(|f| Path::new("etc").join(f)));
+        for m in &config.host.mounts {
+            let (container_spec::MountConfig::Bind { target, .. } | container_spec::MountConfig::Tmpfs { target, .. }) =
+                m;
+            mount_points.push(PathBuf::from(target.trim_start_matches('/')));
+        }
+        let observed = state::observe(&paths, &config)?;
+        let freeze = match (&config.host.cgroup, observed.info.state) {
+            (Some(cgroup), ContainerState::Running) if !observed.info.paused => Some(cgroup),
+            _ => None,
+        };
+        if let Some(cgroup) = freeze {
+            cgroup.freeze(true)?;
+        }
+        let result = images::commit::commit(
+            &inner.images,
+            &inner.snapshots,
+            &parent,
+            &paths.dir().join("upper"),
+            &mount_points,
+            changes,
+            reference.as_ref(),
+        );
+        if let Some(cgroup) = freeze {
+            cgroup.freeze(false)?;
+        }
+        let image = result?;
+        tracing::info!(container = %config.name, image = %image.id, "committed container");
+        Ok(image.summary())
+    }
+
+    fn find_image(&self, reference: &str) -> Result<images::store::Image, Error> {
+        self.inner.images.resolve(reference)?.ok_or_else(|| Error::ImageNotFound { reference: reference.to_string() })
+    }
+
+    /// Names of the containers made from image `id`.
+    fn image_users(&self, id: &str) -> Result<Vec<String>, Error> {
+        Ok(self.inner.containers.list()?.into_iter().filter(|c| c.image_id == id).map(|c| c.name).collect())
+    }
+
+    /// Deletes the image's blobs and those of its unpacked layers no image or container uses.
+    fn delete_image(&self, image: &images::store::Image) -> Result<(), Error> {
+        self.inner.images.delete(image)?;
+        let mut in_use: Vec<String> = self.inner.containers.list()?.into_iter().flat_map(|c| c.layers).collect();
+        for other in self.inner.images.list()? {
+            in_use.extend(other.config.rootfs().diff_ids().iter().cloned());
+        }
+        for diff_id in image.config.rootfs().diff_ids() {
+            if !in_use.contains(diff_id) {
+                self.inner.snapshots.remove_layer(diff_id)?;
+            }
+        }
+        Ok(())
     }
 
     /// Creates a container (not started) from `spec`.

@@ -20,7 +20,9 @@ use nix::{
     sys::signal::{kill, Signal},
     unistd::Pid,
 };
-use shoal_runtime::{ContainerInfo, ContainerSpec, ContainerState, Error, ExecSpec, LogStream, Mount, Runtime};
+use shoal_runtime::{
+    CommitChanges, ContainerInfo, ContainerSpec, ContainerState, Error, ExecSpec, LogStream, Mount, Runtime,
+};
 
 type Result<T = ()> = std::result::Result<T, String>;
 type Case = fn(&Env) -> Result;
@@ -96,7 +98,7 @@ fn run_all() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cases: [(&str, Case); 26] = [
+    let cases: [(&str, Case); 33] = [
         ("import_directory_and_tar", import_directory_and_tar),
         ("exit_code_and_logs", exit_code_and_logs),
         ("process_config_inside", process_config_inside),
@@ -123,6 +125,13 @@ fn run_all() -> ExitCode {
         ("pause_freezes_the_container", pause_freezes_the_container),
         ("exec_joins_the_container", exec_joins_the_container),
         ("seccomp_default_profile", seccomp_default_profile),
+        ("image_tag_inspect_remove_prune", image_tag_inspect_remove_prune),
+        ("image_remove_refused_while_used", image_remove_refused_while_used),
+        ("save_and_load_round_trip", save_and_load_round_trip),
+        ("load_docker_save_fixture", load_docker_save_fixture),
+        ("load_oci_with_whiteouts_and_shared_layer", load_oci_with_whiteouts_and_shared_layer),
+        ("damaged_archives_load_nothing", damaged_archives_load_nothing),
+        ("commit_keeps_changes_and_deletions", commit_keeps_changes_and_deletions),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in cases {
@@ -1015,5 +1024,394 @@ fn seccomp_default_profile(env: &Env) -> Result {
     let cmd = strings(&["sh", "-c", "grep Seccomp: /proc/self/status"]);
     let out = env.rt.exec(&running.info.id, &ExecSpec { cmd, ..Default::default() }).map_err(|e| e.to_string())?;
     ensure!(cap_line(&String::from_utf8_lossy(&out.stdout), "Seccomp:") == "2", "exec: {out:?}");
+    Ok(())
+}
+
+// ---- image management ----
+
+fn e(err: Error) -> String {
+    err.to_string()
+}
+
+fn blob(env: &Env, digest: &str) -> PathBuf {
+    env.root.join("images/blobs/sha256").join(digest.trim_start_matches("sha256:"))
+}
+
+fn layer_dir(env: &Env, diff_id: &str) -> PathBuf {
+    env.root.join("layers").join(diff_id.trim_start_matches("sha256:"))
+}
+
+/// A tiny one-file tree imported as `reference`.
+fn import_small(env: &Env, reference: &str, content: &str) -> Result<shoal_runtime::ImageDetails> {
+    let dir = env.root.parent().ok_or("root has a parent")?.join(format!("small-{content}"));
+    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    fs::write(dir.join("file"), content).map_err(|e| e.to_string())?;
+    env.rt.import_image(&dir, reference).map_err(e)?;
+    env.rt.inspect_image(reference).map_err(e)
+}
+
+fn image_tag_inspect_remove_prune(env: &Env) -> Result {
+    let base = env.rt.inspect_image(IMAGE).map_err(e)?;
+    env.rt.tag_image(IMAGE, "bb:one").map_err(e)?;
+    let tagged = env.rt.inspect_image("bb:one").map_err(e)?;
+    ensure!(tagged.id == base.id, "tag points elsewhere: {} vs {}", tagged.id, base.id);
+    ensure!(tagged.references.contains(&"bb:one".to_string()), "refs {:?}", tagged.references);
+    ensure!(tagged.diff_ids.len() == 1 && tagged.size == base.size, "inspect: {tagged:?}");
+    ensure!(tagged.created_at > 0, "no created time: {tagged:?}");
+    let err = env.rt.tag_image("nothere:1", "x:1");
+    ensure!(matches!(&err, Err(Error::ImageNotFound { reference }) if reference == "nothere:1"), "{err:?}");
+
+    // Removing one of two names only untags.
+    let out = env.rt.remove_image("bb:one", false).map_err(e)?;
+    ensure!(out == ["Untagged: bb:one"], "rm: {out:?}");
+    ensure!(env.rt.inspect_image(IMAGE).map_err(e)?.references == [IMAGE], "base lost its name");
+
+    // Removing the last name deletes the image, its blobs and its unpacked layer.
+    let small = import_small(env, "small:1", "one")?;
+    ensure!(blob(env, &small.id).exists() && layer_dir(env, &small.diff_ids[0]).exists(), "import left no blobs");
+    let out = env.rt.remove_image("small:1", false).map_err(e)?;
+    ensure!(out == ["Untagged: small:1".to_string(), format!("Deleted: {}", small.id)], "rm: {out:?}");
+    ensure!(!blob(env, &small.id).exists(), "config blob left");
+    ensure!(!blob(env, &small.diff_ids[0]).exists(), "layer blob left");
+    ensure!(!layer_dir(env, &small.diff_ids[0]).exists(), "layer dir left");
+    ensure!(matches!(env.rt.inspect_image("small:1"), Err(Error::ImageNotFound { .. })), "still inspectable");
+
+    // Re-importing under the same name leaves the old image nameless; prune deletes only it.
+    let old = import_small(env, "small:2", "two")?;
+    let new = import_small(env, "small:2", "three")?;
+    ensure!(env.rt.inspect_image(&old.id).map_err(e)?.references.is_empty(), "old image kept its name");
+    let pruned = env.rt.prune_images().map_err(e)?;
+    ensure!(pruned == [old.id.clone()], "pruned {pruned:?}, expected {}", old.id);
+    ensure!(!blob(env, &old.id).exists() && !layer_dir(env, &old.diff_ids[0]).exists(), "pruned image left files");
+    ensure!(env.rt.inspect_image("small:2").map_err(e)?.id == new.id, "prune took the named image");
+    ensure!(env.rt.prune_images().map_err(e)?.is_empty(), "second prune found more");
+    env.rt.remove_image(&new.id, false).map_err(e)?;
+    Ok(())
+}
+
+fn image_remove_refused_while_used(env: &Env) -> Result {
+    // A second image sharing busybox's layer.
+    env.rt.import_image(&env.rootfs, "used:1").map_err(e)?;
+    let used = env.rt.inspect_image("used:1").map_err(e)?;
+    let info = env
+        .rt
+        .create_container(&ContainerSpec { image: "used:1".to_string(), ..spec("user", &["true"]) })
+        .map_err(e)?;
+    let err = env.rt.remove_image("used:1", false);
+    ensure!(
+        matches!(&err, Err(Error::Conflict { message }) if message.contains("user")),
+        "rm of a used image: {err:?}"
+    );
+    ensure!(env.rt.inspect_image("used:1").is_ok(), "refused rm removed the image");
+    // Force takes the name away but keeps what the container stands on.
+    let out = env.rt.remove_image("used:1", true).map_err(e)?;
+    ensure!(out == ["Untagged: used:1"], "forced rm: {out:?}");
+    ensure!(env.rt.inspect_image(&used.id).is_ok(), "forced rm deleted an image in use");
+    ensure!(env.rt.prune_images().map_err(e)?.is_empty(), "prune took an image in use");
+    env.rt.remove_container(&info.id, false).map_err(e)?;
+    ensure!(env.rt.prune_images().map_err(e)? == [used.id.clone()], "prune after the container left");
+    // busybox:dir shares the layer, so it stays and still runs.
+    ensure!(layer_dir(env, &used.diff_ids[0]).exists(), "a shared layer was deleted");
+    let info = run_to_exit(env, &spec("after-prune", &["true"]))?;
+    ensure!(info.exit_code == Some(0), "busybox after prune: {info:?}");
+    remove_and_check_gone(env, &info)
+}
+
+// ---- save and load ----
+
+/// A second runtime on its own root, as another node would have.
+fn other_runtime(env: &Env, name: &str) -> Result<Runtime> {
+    let base = env.root.parent().and_then(Path::parent).ok_or("root has a grandparent")?;
+    open_runtime(&base.join(name).join("runtime"))
+}
+
+/// Every file the store keeps (blobs, unpacked layers, leftovers in ingest/).
+fn store_contents(rt: &Runtime) -> Vec<String> {
+    ["images/blobs/sha256", "images/ingest", "layers"]
+        .iter()
+        .flat_map(|d| fs::read_dir(rt.root().join(d)).into_iter().flatten().flatten())
+        .map(|e| e.path().display().to_string())
+        .collect()
+}
+
+/// Runs `cmd` in a container from `image` on `rt` and returns its output.
+fn run_on(rt: &Runtime, env: &Env, image: &str, cmd: Option<&[&str]>) -> Result<String> {
+    let spec = ContainerSpec {
+        image: image.to_string(),
+        cmd: cmd.map(|c| c.iter().map(|s| s.to_string()).collect()),
+        ..spec("", &[])
+    };
+    let info = rt.create_container(&spec).map_err(e)?;
+    rt.start_container(&info.id).map_err(e)?;
+    let done = env.tokio.block_on(rt.wait_container(&info.id)).map_err(e)?;
+    let out: String = rt.read_logs(&info.id, None).map_err(e)?.into_iter().map(|l| l.line + "\n").collect();
+    rt.remove_container(&info.id, false).map_err(e)?;
+    for controller in ["cpu", "pids", "freezer", "memory"] {
+        if let Some(dir) = cgroup_dir(controller, &info.id) {
+            ensure!(!dir.exists(), "{} left after remove of {image} {cmd:?}", dir.display());
+        }
+    }
+    ensure!(
+        done.exit_code == Some(0),
+        "{cmd:?} in {image}: exit {:?} ({:?}), output {out}",
+        done.exit_code,
+        done.error
+    );
+    Ok(out)
+}
+
+fn save_and_load_round_trip(env: &Env) -> Result {
+    env.rt.tag_image(IMAGE, "bb:saved").map_err(e)?;
+    let small = import_small(env, "small:saved", "saved")?;
+    let mut archive = Vec::new();
+    env.rt.save_images(&[IMAGE, "bb:saved", "small:saved"], &mut archive).map_err(e)?;
+    env.rt.remove_image("bb:saved", false).map_err(e)?;
+    env.rt.remove_image("small:saved", false).map_err(e)?;
+
+    let rt2 = other_runtime(env, "round-trip")?;
+    let mut loaded = rt2.load_images(&mut &archive[..]).map_err(e)?;
+    loaded.sort();
+    ensure!(loaded == ["bb:saved", IMAGE, "small:saved"], "loaded {loaded:?}");
+    let base = env.rt.inspect_image(IMAGE).map_err(e)?;
+    let base2 = rt2.inspect_image("bb:saved").map_err(e)?;
+    ensure!(base2.id == base.id && base2.diff_ids == base.diff_ids, "busybox changed: {base2:?} vs {base:?}");
+    ensure!(rt2.inspect_image("small:saved").map_err(e)?.id == small.id, "small image id changed");
+    ensure!(run_on(&rt2, env, "small:saved", None).is_err(), "an image without a command ran");
+    let out = run_on(&rt2, env, "bb:saved", Some(&["echo", "round trip"]))?;
+    ensure!(out == "round trip\n", "output {out:?}");
+    // Loading the same archive again changes nothing.
+    rt2.load_images(&mut &archive[..]).map_err(e)?;
+    ensure!(rt2.list_images().map_err(e)?.len() == 2, "a second load duplicated images");
+
+    // The archive is also an OCI layout with a Docker manifest.json.
+    let mut names = Vec::new();
+    for entry in tar::Archive::new(&archive[..]).entries().map_err(|e| e.to_string())? {
+        names.push(entry.map_err(|e| e.to_string())?.path().map_err(|e| e.to_string())?.display().to_string());
+    }
+    for needed in ["oci-layout", "index.json", "manifest.json"] {
+        ensure!(names.iter().any(|n| n == needed), "{needed} missing from {names:?}");
+    }
+    Ok(())
+}
+
+fn load_docker_save_fixture(env: &Env) -> Result {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/docker-save-busybox.tar.gz");
+    let rt2 = other_runtime(env, "docker-fixture")?;
+    let mut file = fs::File::open(&fixture).map_err(|e| format!("{}: {e}", fixture.display()))?;
+    let loaded = rt2.load_images(&mut file).map_err(e)?;
+    ensure!(loaded == ["tiny-busybox:fixture"], "loaded {loaded:?}");
+    let image = rt2.inspect_image("tiny-busybox:fixture").map_err(e)?;
+    // Docker's image id is the digest of the config, which load keeps byte for byte.
+    ensure!(image.id == "sha256:672d22b58d04bc627c1b2886eb56334769a3f4f23b132e2ebdf256c4d55f7a7b", "id {}", image.id);
+    ensure!(image.cmd == ["cat", "/hello.txt"], "cmd {:?}", image.cmd);
+    ensure!(image.env.contains(&"GREETING=hi".to_string()), "env {:?}", image.env);
+    ensure!(image.working_dir == "/srv", "workdir {:?}", image.working_dir);
+    ensure!(image.labels.get("fixture").map(String::as_str) == Some("docker-save"), "labels {:?}", image.labels);
+    ensure!(image.diff_ids.len() == 3, "diff ids {:?}", image.diff_ids);
+    let out = run_on(&rt2, env, "tiny-busybox:fixture", None)?;
+    ensure!(out == "hello from docker\n", "output {out:?}");
+    let out = run_on(&rt2, env, "tiny-busybox:fixture", Some(&["sh", "-c", "echo $GREETING; pwd"]))?;
+    ensure!(out == "hi\n/srv\n", "output {out:?}");
+    Ok(())
+}
+
+fn tar_file(tar: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) -> Result {
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(if path.ends_with('/') { 0o755 } else { 0o644 });
+    header.set_size(data.len() as u64);
+    header.set_entry_type(if path.ends_with('/') { tar::EntryType::Directory } else { tar::EntryType::Regular });
+    tar.append_data(&mut header, path, data).map_err(|e| e.to_string())
+}
+
+fn sha256(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+/// A hand-made OCI layout archive: `images` are (name, layers); blobs are
+/// shared by digest. `tamper` flips a byte of the last layer blob after it was named.
+/// Layer tars, each with whether to gzip it.
+type Layers = Vec<(Vec<u8>, bool)>;
+
+fn oci_archive(images: &[(&str, Layers)], tamper: bool) -> Result<Vec<u8>> {
+    let mut blobs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut index = Vec::new();
+    let mut last_layer = String::new();
+    for (name, layers) in images {
+        let mut descriptors = Vec::new();
+        let mut diff_ids = Vec::new();
+        for (tar, gzip) in layers {
+            diff_ids.push(sha256(tar));
+            let (blob, media_type) = if *gzip {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(tar).map_err(|e| e.to_string())?;
+                (gz.finish().map_err(|e| e.to_string())?, "application/vnd.oci.image.layer.v1.tar+gzip")
+            } else {
+                (tar.clone(), "application/vnd.oci.image.layer.v1.tar")
+            };
+            let digest = sha256(&blob);
+            descriptors.push(serde_json::json!({"mediaType": media_type, "digest": digest, "size": blob.len()}));
+            last_layer = digest.clone();
+            blobs.insert(digest, blob);
+        }
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .map_err(|e| e.to_string())?;
+        let config_digest = sha256(&config);
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": descriptors,
+        }))
+        .map_err(|e| e.to_string())?;
+        let manifest_digest = sha256(&manifest);
+        index.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest,
+            "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": name},
+        }));
+        blobs.insert(config_digest, config);
+        blobs.insert(manifest_digest, manifest);
+    }
+    if tamper {
+        let blob = blobs.get_mut(&last_layer).ok_or("no layer to tamper with")?;
+        let middle = blob.len() / 2;
+        blob[middle] ^= 0xff;
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    tar_file(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": index});
+    tar_file(&mut tar, "index.json", &serde_json::to_vec(&index).map_err(|e| e.to_string())?)?;
+    for (digest, blob) in blobs {
+        tar_file(&mut tar, &format!("blobs/sha256/{}", &digest[7..]), &blob)?;
+    }
+    tar.into_inner().map_err(|e| e.to_string())
+}
+
+/// busybox plus /data/{keep,gone,sub/old}, as one uncompressed layer.
+fn base_layer(env: &Env) -> Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.follow_symlinks(false);
+    tar.append_dir_all(".", &env.rootfs).map_err(|e| e.to_string())?;
+    tar_file(&mut tar, "data/", b"")?;
+    tar_file(&mut tar, "data/keep", b"keep\n")?;
+    tar_file(&mut tar, "data/gone", b"gone\n")?;
+    tar_file(&mut tar, "data/sub/", b"")?;
+    tar_file(&mut tar, "data/sub/old", b"old\n")?;
+    tar.into_inner().map_err(|e| e.to_string())
+}
+
+fn load_oci_with_whiteouts_and_shared_layer(env: &Env) -> Result {
+    let base = base_layer(env)?;
+    let mut top = tar::Builder::new(Vec::new());
+    tar_file(&mut top, "data/.wh.gone", b"")?;
+    tar_file(&mut top, "data/sub/.wh..wh..opq", b"")?;
+    tar_file(&mut top, "data/sub/new", b"new\n")?;
+    let top = top.into_inner().map_err(|e| e.to_string())?;
+    let archive = oci_archive(
+        &[("oci:top", vec![(base.clone(), false), (top, true)]), ("oci:base", vec![(base, false)])],
+        false,
+    )?;
+    let rt2 = other_runtime(env, "oci")?;
+    let mut loaded = rt2.load_images(&mut &archive[..]).map_err(e)?;
+    loaded.sort();
+    ensure!(loaded == ["oci:base", "oci:top"], "loaded {loaded:?}");
+    let top = rt2.inspect_image("oci:top").map_err(e)?;
+    let base = rt2.inspect_image("oci:base").map_err(e)?;
+    ensure!(top.diff_ids[0] == base.diff_ids[0], "the two images do not share their base layer");
+    let layers = fs::read_dir(rt2.root().join("layers")).map_err(|e| e.to_string())?.count();
+    ensure!(layers == 2, "{layers} layer dirs for 2 distinct layers");
+    let script = ["sh", "-c", "ls /data /data/sub"];
+    let out = run_on(&rt2, env, "oci:top", Some(&script))?;
+    ensure!(out == "/data:\nkeep\nsub\n\n/data/sub:\nnew\n", "top: {out:?}");
+    let out = run_on(&rt2, env, "oci:base", Some(&script))?;
+    ensure!(out == "/data:\ngone\nkeep\nsub\n\n/data/sub:\nold\n", "base: {out:?}");
+    Ok(())
+}
+
+fn damaged_archives_load_nothing(env: &Env) -> Result {
+    let rt2 = other_runtime(env, "damaged")?;
+    let good = oci_archive(&[("dmg:1", vec![(base_layer(env)?, true)])], false)?;
+    for cut in [good.len() / 2, good.len() - 2048, 700] {
+        let err = rt2.load_images(&mut &good[..cut]);
+        ensure!(
+            matches!(&err, Err(Error::InvalidArgument { message }) if message.contains("truncated")),
+            "archive cut at {cut}: {err:?}"
+        );
+        ensure!(store_contents(&rt2).is_empty(), "cut at {cut} left {:?}", store_contents(&rt2));
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&good).map_err(|e| e.to_string())?;
+    let gz = gz.finish().map_err(|e| e.to_string())?;
+    let err = rt2.load_images(&mut &gz[..gz.len() - 100]);
+    ensure!(matches!(&err, Err(Error::InvalidArgument { .. })), "truncated gzip: {err:?}");
+    ensure!(store_contents(&rt2).is_empty(), "truncated gzip left {:?}", store_contents(&rt2));
+
+    let bad = oci_archive(&[("dmg:2", vec![(base_layer(env)?, false), (b"x".repeat(2048), true)])], true)?;
+    let err = rt2.load_images(&mut &bad[..]);
+    let Err(Error::InvalidArgument { message }) = &err else { return Err(format!("tampered: {err:?}")) };
+    ensure!(message.contains("blobs/sha256/") && message.contains("damaged"), "tampered: {message}");
+    ensure!(store_contents(&rt2).is_empty(), "tampered archive left {:?}", store_contents(&rt2));
+    ensure!(rt2.list_images().map_err(e)?.is_empty(), "images after failed loads");
+    // The intact archive still loads.
+    ensure!(rt2.load_images(&mut &good[..]).map_err(e)? == ["dmg:1"], "good archive");
+    Ok(())
+}
+
+// ---- commit ----
+
+fn commit_keeps_changes_and_deletions(env: &Env) -> Result {
+    // First commit: new files and a deleted one (a whiteout), plus config changes.
+    let script = "mkdir -p /data/sub && echo a > /data/a && echo b > /data/sub/b && rm /etc/group";
+    let info = run_to_exit(env, &sh("commit-1", script))?;
+    ensure!(info.exit_code == Some(0), "step 1: {info:?}");
+    let changes = CommitChanges {
+        cmd: Some(strings(&["cat", "/data/a"])),
+        env: strings(&["STAGE=one"]),
+        working_dir: Some("/data".to_string()),
+        labels: BTreeMap::from([("stage".to_string(), "one".to_string())]),
+        ..Default::default()
+    };
+    let one = env.rt.commit_container("commit-1", "committed:1", &changes).map_err(e)?;
+    env.rt.remove_container(&info.id, false).map_err(e)?;
+    let details = env.rt.inspect_image("committed:1").map_err(e)?;
+    let base = env.rt.inspect_image(IMAGE).map_err(e)?;
+    ensure!(details.id == one.id && details.references == ["committed:1"], "{details:?}");
+    ensure!(details.diff_ids.len() == 2 && details.diff_ids[0] == base.diff_ids[0], "layers {:?}", details.diff_ids);
+    ensure!(details.cmd == ["cat", "/data/a"] && details.working_dir == "/data", "config {details:?}");
+    ensure!(details.env.contains(&"STAGE=one".to_string()), "env {:?}", details.env);
+    let blob = fs::read(blob(env, &details.diff_ids[1])).map_err(|e| e.to_string())?;
+    let mut entries = Vec::new();
+    for entry in tar::Archive::new(&blob[..]).entries().map_err(|e| e.to_string())? {
+        entries.push(entry.map_err(|e| e.to_string())?.path().map_err(|e| e.to_string())?.display().to_string());
+    }
+    ensure!(entries.contains(&"etc/.wh.group".to_string()), "no whiteout in {entries:?}");
+    ensure!(!entries.iter().any(|e| e == "etc/hosts" || e == "proc"), "mount points committed: {entries:?}");
+
+    // Default command, workdir and changes are there.
+    let spec1 = ContainerSpec { image: "committed:1".to_string(), cmd: None, ..spec("from-commit-1", &[]) };
+    let out = run_ok(env, &spec1)?;
+    ensure!(out == "a", "cmd of the committed image: {out:?}");
+    let check = "ls /data /data/sub; test -e /etc/group && echo group; test -e /etc/passwd && echo passwd; pwd";
+    let spec2 = ContainerSpec { image: "committed:1".to_string(), ..sh("from-commit-1b", check) };
+    let out = run_ok(env, &spec2)?;
+    ensure!(out == "/data:\na\nsub\n\n/data/sub:\nb\npasswd\n/data", "after commit 1: {out:?}");
+
+    // Second commit: a directory replaced (opaque) on top of the committed one.
+    let script = "rm -rf /data/sub && mkdir /data/sub && echo c > /data/sub/c";
+    let info = run_to_exit(env, &ContainerSpec { image: "committed:1".to_string(), ..sh("commit-2", script) })?;
+    ensure!(info.exit_code == Some(0), "step 2: {info:?}");
+    env.rt.commit_container("commit-2", "committed:2", &CommitChanges::default()).map_err(e)?;
+    env.rt.remove_container(&info.id, false).map_err(e)?;
+    let two = env.rt.inspect_image("committed:2").map_err(e)?;
+    ensure!(two.diff_ids.len() == 3 && two.cmd == ["cat", "/data/a"], "{two:?}");
+    let spec3 = ContainerSpec { image: "committed:2".to_string(), ..sh("from-commit-2", "ls /data/sub") };
+    let out = run_ok(env, &spec3)?;
+    ensure!(out == "c", "after commit 2: {out:?}");
+    for name in ["committed:2", "committed:1"] {
+        env.rt.remove_image(name, false).map_err(e)?;
+    }
     Ok(())
 }

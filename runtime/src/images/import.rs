@@ -8,7 +8,7 @@ use std::{
     fs,
     io::{self, BufRead, BufReader, Read, Write},
     os::unix::fs::{FileTypeExt, MetadataExt},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use oci_spec::image::{
@@ -99,17 +99,51 @@ fn copy_tar(src: &Path, out: &mut impl Write) -> Result<(), Error> {
 /// Archives the contents of `root` (not `root` itself) as a tar with entries sorted by path,
 /// keeping modes, ownership, mtimes, symlinks, hard links and device nodes. Sockets are skipped.
 pub(crate) fn archive_directory<W: Write>(root: &Path, out: W) -> Result<W, Error> {
+    archive(root, out, None)
+}
+
+/// Archives an overlayfs upper directory as a layer: its whiteouts (0/0 character devices)
+/// become `.wh.<name>` entries and its opaque directories (`trusted.overlay.opaque=y`) get a
+/// `.wh..wh..opq` entry. Empty files and directories at `mount_points` (paths relative to
+/// `root`, which the runtime created only to mount over) are left out.
+pub(crate) fn archive_overlay_upper<W: Write>(root: &Path, out: W, mount_points: &[PathBuf]) -> Result<W, Error> {
+    archive(root, out, Some(mount_points))
+}
+
+fn archive<W: Write>(root: &Path, out: W, overlay: Option<&[PathBuf]>) -> Result<W, Error> {
     let mut builder = tar::Builder::new(out);
     let mut hard_links = HashMap::new();
-    append_children(&mut builder, root, Path::new(""), &mut hard_links)?;
+    append_children(&mut builder, root, Path::new(""), &mut hard_links, overlay)?;
     builder.into_inner().context(|| format!("archiving {}", root.display()))
+}
+
+/// Appends an empty regular file entry (a whiteout marker).
+fn append_marker<W: Write>(builder: &mut tar::Builder<W>, rel: &Path) -> io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o600);
+    header.set_size(0);
+    builder.append_data(&mut header, rel, io::empty())
+}
+
+fn is_opaque(path: &Path) -> bool {
+    let Ok(p) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())) else {
+        return false;
+    };
+    let mut value = [0u8; 4];
+    // SAFETY: `p` is NUL-terminated and `value` is writable for its length during the call.
+    let n = unsafe {
+        libc::lgetxattr(p.as_ptr(), c"trusted.overlay.opaque".as_ptr(), value.as_mut_ptr().cast(), value.len())
+    };
+    n == 1 && value[0] == b'y'
 }
 
 fn append_children<W: Write>(
     builder: &mut tar::Builder<W>,
     dir: &Path,
     rel_dir: &Path,
-    hard_links: &mut HashMap<(u64, u64), std::path::PathBuf>,
+    hard_links: &mut HashMap<(u64, u64), PathBuf>,
+    overlay: Option<&[PathBuf]>,
 ) -> Result<(), Error> {
     let mut names = Vec::new();
     for entry in fs::read_dir(dir).context(|| format!("listing {}", dir.display()))? {
@@ -122,12 +156,33 @@ fn append_children<W: Write>(
         let context = || format!("archiving {}", path.display());
         let meta = fs::symlink_metadata(&path).context(context)?;
         let file_type = meta.file_type();
+        if let Some(mount_points) = overlay {
+            if file_type.is_char_device() && meta.rdev() == 0 {
+                let mut marker = name.clone();
+                marker.clear();
+                marker.push(".wh.");
+                marker.push(&name);
+                append_marker(builder, &rel_dir.join(marker)).context(context)?;
+                continue;
+            }
+            let empty = if file_type.is_dir() {
+                fs::read_dir(&path).map(|mut d| d.next().is_none()).unwrap_or(false)
+            } else {
+                file_type.is_file() && meta.len() == 0
+            };
+            if empty && mount_points.contains(&rel) && !is_opaque(&path) {
+                continue;
+            }
+        }
         let mut header = tar::Header::new_gnu();
         header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
         header.set_size(0);
         if file_type.is_dir() {
             builder.append_data(&mut header, &rel, io::empty()).context(context)?;
-            append_children(builder, &path, &rel, hard_links)?;
+            if overlay.is_some() && is_opaque(&path) {
+                append_marker(builder, &rel.join(".wh..wh..opq")).context(context)?;
+            }
+            append_children(builder, &path, &rel, hard_links, overlay)?;
         } else if file_type.is_symlink() {
             let target = fs::read_link(&path).context(context)?;
             builder.append_link(&mut header, &rel, &target).context(context)?;

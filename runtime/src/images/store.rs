@@ -32,6 +32,8 @@ use crate::{
 pub(crate) struct Image {
     /// `sha256:…` of the config blob, the image's id as Docker shows it.
     pub id: String,
+    /// The manifest's descriptor (without a name annotation).
+    pub descriptor: Descriptor,
     pub manifest: ImageManifest,
     pub config: ImageConfiguration,
     pub references: Vec<String>,
@@ -101,6 +103,38 @@ impl ImageStore {
         })
     }
 
+    /// A fresh directory under `ingest/` for staging an archive; deleted when dropped.
+    pub(crate) fn staging_dir(&self) -> Result<StagingDir, Error> {
+        let path = self.dir.join("ingest").join(format!("stage-{:016x}", rand::random::<u64>()));
+        fs::create_dir(&path).context(|| format!("creating {}", path.display()))?;
+        Ok(StagingDir(path))
+    }
+
+    /// Moves the verified file at `src` into the store as the blob `digest` (kept as is if the
+    /// store already has it).
+    pub(crate) fn adopt_blob(&self, src: &Path, digest: &Digest) -> Result<(), Error> {
+        let dest = self.dir.join("blobs/sha256").join(digest.digest());
+        if !dest.exists() {
+            fs::rename(src, &dest).context(|| format!("storing blob {}", dest.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Adds `manifest` to the index without a name, unless it is there already.
+    pub(crate) fn add_nameless(&self, manifest: &Descriptor) -> Result<(), Error> {
+        let _guard = self.index_lock.lock().expect("index lock is never poisoned: no panics while held");
+        let mut index = self.read_index()?;
+        if index.manifests().iter().any(|d| d.digest() == manifest.digest()) {
+            return Ok(());
+        }
+        let mut manifests = index.manifests().clone();
+        let mut nameless = manifest.clone();
+        nameless.set_annotations(None);
+        manifests.push(nameless);
+        index.set_manifests(manifests);
+        self.write_index(&index)
+    }
+
     /// Stores `data` as a blob and returns its descriptor.
     pub(crate) fn write_blob(&self, media_type: MediaType, data: &[u8]) -> Result<Descriptor, Error> {
         let mut writer = self.blob_writer()?;
@@ -156,6 +190,60 @@ impl ImageStore {
         self.write_index(&index)
     }
 
+    /// Removes the name `reference`; an image losing its last name stays, nameless. Returns
+    /// whether the name existed.
+    pub(crate) fn untag(&self, reference: &str) -> Result<bool, Error> {
+        let _guard = self.index_lock.lock().expect("index lock is never poisoned: no panics while held");
+        let mut index = self.read_index()?;
+        let mut manifests = index.manifests().clone();
+        let Some(pos) = manifests.iter().position(|d| ref_name(d) == Some(reference)) else {
+            return Ok(false);
+        };
+        let mut removed = manifests.remove(pos);
+        if !manifests.iter().any(|d| d.digest() == removed.digest()) {
+            removed.set_annotations(None);
+            manifests.push(removed);
+        }
+        index.set_manifests(manifests);
+        self.write_index(&index)?;
+        Ok(true)
+    }
+
+    /// Drops the image with manifest `image.descriptor` from the index, then deletes its
+    /// manifest, config and layer blobs unless another image still names them.
+    pub(crate) fn delete(&self, image: &Image) -> Result<(), Error> {
+        {
+            let _guard = self.index_lock.lock().expect("index lock is never poisoned: no panics while held");
+            let mut index = self.read_index()?;
+            let mut manifests = index.manifests().clone();
+            manifests.retain(|d| d.digest() != image.descriptor.digest());
+            index.set_manifests(manifests);
+            self.write_index(&index)?;
+        }
+        let mut in_use = Vec::new();
+        for other in self.list()? {
+            in_use.push(other.descriptor.digest().clone());
+            in_use.push(other.manifest.config().digest().clone());
+            in_use.extend(other.manifest.layers().iter().map(|l| l.digest().clone()));
+        }
+        let candidates = std::iter::once(&image.descriptor)
+            .chain(std::iter::once(image.manifest.config()))
+            .chain(image.manifest.layers().iter());
+        for d in candidates {
+            if in_use.contains(d.digest()) {
+                continue;
+            }
+            let path = self.blob_path(d)?;
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(Error::io(format!("removing blob {}", path.display()), e))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Every image in the store, grouped by manifest, names sorted.
     pub(crate) fn list(&self) -> Result<Vec<Image>, Error> {
         let index = self.read_index()?;
@@ -171,7 +259,9 @@ impl ImageStore {
             references.sort();
             let manifest: ImageManifest = self.read_json_blob(&descriptor)?;
             let config: ImageConfiguration = self.read_json_blob(manifest.config())?;
-            images.push(Image { id: manifest.config().digest().to_string(), manifest, config, references });
+            let mut descriptor = descriptor;
+            descriptor.set_annotations(None);
+            images.push(Image { id: manifest.config().digest().to_string(), descriptor, manifest, config, references });
         }
         Ok(images)
     }
@@ -203,6 +293,21 @@ impl ImageStore {
 
 fn ref_name(d: &Descriptor) -> Option<&str> {
     d.annotations().as_ref().and_then(|a| a.get(ANNOTATION_REF_NAME)).map(String::as_str)
+}
+
+/// A directory under `ingest/` that disappears with its guard.
+pub(crate) struct StagingDir(PathBuf);
+
+impl StagingDir {
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A blob being written: hashed as it goes, renamed to its digest on commit, deleted if dropped.

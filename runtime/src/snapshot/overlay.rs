@@ -20,6 +20,10 @@ use crate::error::{Error, IoContext};
 /// The kernel refuses mount options longer than a page.
 const MAX_MOUNT_DATA: usize = 4095;
 
+/// Docker's (pre-OCI) layer media types, which manifests from `docker save` and registries use.
+const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
 /// Owns `<root>/layers` and the overlay mounts of container snapshots.
 #[derive(Debug)]
 pub(crate) struct Snapshotter {
@@ -41,6 +45,20 @@ impl Snapshotter {
         }
     }
 
+    /// Whether the layer `diff_id` is unpacked already.
+    pub(crate) fn has_layer(&self, diff_id: &str) -> Result<bool, Error> {
+        Ok(self.layer_dir(diff_id)?.is_dir())
+    }
+
+    /// Deletes the unpacked layer `diff_id`, if it is there; the caller knows nothing uses it.
+    pub(crate) fn remove_layer(&self, diff_id: &str) -> Result<(), Error> {
+        let dir = self.layer_dir(diff_id)?;
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(format!("removing {}", dir.display()), e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Unpacks the layer blob at `blob` unless it already is; returns the layer directory.
     pub(crate) fn ensure_layer(&self, diff_id: &str, blob: &Path, media_type: &MediaType) -> Result<PathBuf, Error> {
         let dest = self.layer_dir(diff_id)?;
@@ -51,7 +69,9 @@ impl Snapshotter {
         let file = BufReader::with_capacity(256 * 1024, file);
         let reader: Box<dyn Read> = match media_type {
             MediaType::ImageLayer => Box::new(file),
+            MediaType::Other(t) if t == DOCKER_LAYER => Box::new(file),
             MediaType::ImageLayerGzip => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
+            MediaType::Other(t) if t == DOCKER_LAYER_GZIP => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
             other => {
                 return Err(Error::invalid(format!(
                     "layer {diff_id} has media type {other}, which this runtime cannot unpack"
