@@ -395,6 +395,35 @@ enum StackCmd {
 
 #[derive(Subcommand)]
 enum ImageCmd {
+    /// Give an image another name.
+    Tag { source: String, target: String },
+    /// Remove images (refused while a container uses one, unless --force).
+    #[command(alias = "remove", alias = "rmi")]
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Show images in detail (JSON).
+    Inspect {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove images that have no name and no container.
+    Prune,
+    /// Write images to an archive (OCI layout, which Docker loads too).
+    Save {
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Load images from a `docker save` or OCI archive.
+    Load {
+        #[arg(short, long)]
+        input: PathBuf,
+    },
     /// Import a root filesystem (a tarball or a directory) as an image.
     Import { source: PathBuf, reference: String },
     /// List images.
@@ -585,6 +614,8 @@ enum ContainerCmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Make an image of a container's changes.
+    Commit { container: String, reference: String },
     /// Freeze every process of containers.
     Pause {
         #[arg(required = true)]
@@ -711,6 +742,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Image(ImageCmd::Import { source, reference }) => commands::image::import(c, &source, &reference).await,
         Command::Image(ImageCmd::Ls { quiet, format }) => commands::image::ls(c, quiet, format).await,
+        Command::Image(ImageCmd::Tag { source, target }) => commands::image::tag(c, &source, &target).await,
+        Command::Image(ImageCmd::Rm { force, images }) => commands::image::rm(c, &images, force).await,
+        Command::Image(ImageCmd::Inspect { images }) => commands::image::inspect(c, &images).await,
+        Command::Image(ImageCmd::Prune) => commands::image::prune(c).await,
+        Command::Image(ImageCmd::Save { output, images }) => commands::image::save(c, &images, &output).await,
+        Command::Image(ImageCmd::Load { input }) => commands::image::load(c, &input).await,
         Command::Ps { all, quiet, format } | Command::Container(ContainerCmd::Ls { all, quiet, format }) => {
             commands::container::ls(c, all, quiet, format).await
         }
@@ -835,6 +872,7 @@ async fn container_command(c: &Client, cmd: ContainerCmd) -> anyhow::Result<()> 
         }
         ContainerCmd::Inspect { containers } => commands::container::inspect(c, &containers).await,
         ContainerCmd::Wait { containers } => commands::container::wait(c, &containers).await,
+        ContainerCmd::Commit { container, reference } => commands::image::commit(c, &container, &reference).await,
         ContainerCmd::Pause { containers } => {
             each(c, &containers, |id| (Verb::Post, format!("/containers/{id}/pause"))).await
         }

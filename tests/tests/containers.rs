@@ -109,3 +109,43 @@ fn container_options_take_effect_inside() {
     node.ok(&["container", "unpause", "box"]);
     node.ok(&["container", "rm", "-f", "box"]);
 }
+
+#[test]
+fn images_tag_save_load_commit_and_remove() {
+    let node = Node::start().expect("starting the daemon");
+    node.import_busybox("bb:1");
+    node.ok(&["image", "tag", "bb:1", "bb:2"]);
+    let inspect = node.json_plain(&["image", "inspect", "bb:2"]);
+    assert_eq!(inspect[0]["RepoTags"], serde_json::json!(["bb:1", "bb:2"]));
+
+    // A container's changes become an image.
+    node.ok(&["run", "--name", "maker", "bb:1", "sh", "-c", "echo made > /made; rm /bin/vi"]);
+    node.ok(&["container", "commit", "maker", "made:1"]);
+    let out = node.ok(&["run", "--rm", "made:1", "sh", "-c", "cat /made; ls /bin/vi 2>&1 || true"]);
+    assert!(out.starts_with("made\n") && out.contains("No such file"), "{out}");
+
+    // One of two names: only untagged. The last name of an image a
+    // container uses: refused, naming the container.
+    assert_eq!(node.ok(&["image", "rm", "bb:2"]), "Untagged: bb:2\n");
+    let err = node.fails(&["image", "rm", "bb:1"]);
+    assert!(err.contains("maker"), "{err}");
+    node.ok(&["container", "rm", "maker"]);
+
+    // Save, remove, load back: the same image id.
+    let archive = node.dir.path().join("made.tar");
+    node.ok(&["image", "save", "-o", archive.to_str().expect("UTF-8"), "made:1"]);
+    let id = node.json_plain(&["image", "inspect", "made:1"])[0]["Id"].clone();
+    node.ok(&["image", "rm", "made:1"]);
+    assert!(node.fails(&["image", "inspect", "made:1"]).contains("made:1"));
+    let loaded = node.ok(&["image", "load", "-i", archive.to_str().expect("UTF-8")]);
+    assert!(loaded.contains("Loaded image: made:1"), "{loaded}");
+    assert_eq!(node.json_plain(&["image", "inspect", "made:1"])[0]["Id"], id);
+
+    // A truncated archive is refused and changes nothing.
+    let bytes = std::fs::read(&archive).expect("reading the archive");
+    let cut = node.dir.path().join("cut.tar");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("writing the cut archive");
+    let before = node.json(&["image", "ls"]);
+    node.fails(&["image", "load", "-i", cut.to_str().expect("UTF-8")]);
+    assert_eq!(node.json(&["image", "ls"]), before);
+}

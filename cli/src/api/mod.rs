@@ -3,7 +3,7 @@
 //! stock `docker` client can drive shoal. shoal-only operations (atomic
 //! stacks) live under `/shoal/v1/`.
 
-mod containers;
+pub(crate) mod containers;
 pub mod docker;
 mod filters;
 mod images;
@@ -177,6 +177,13 @@ pub fn router(daemon: Arc<Daemon>) -> axum::Router {
         .route("/shoal/v1/stacks/{name}", post(services::deploy_stack).delete(services::remove_stack))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::create))
+        .route("/images/prune", post(images::prune))
+        .route("/images/get", get(images::save))
+        .route("/images/load", post(images::load))
+        .route("/images/{name}/json", get(images::inspect))
+        .route("/images/{name}/tag", post(images::tag))
+        .route("/images/{name}", axum::routing::delete(images::remove))
+        .route("/commit", post(images::commit))
         .route("/containers/json", get(containers::list))
         .route("/containers/create", post(containers::create))
         .route("/containers/{id}/json", get(containers::inspect))

@@ -84,3 +84,72 @@ pub async fn ls(client: &Client, quiet: bool, format: Format) -> anyhow::Result<
     t.print();
     Ok(())
 }
+
+pub async fn tag(client: &Client, source: &str, target: &str) -> anyhow::Result<()> {
+    let (repo, tag) = match target.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, t),
+        _ => (target, "latest"),
+    };
+    client
+        .post(&format!("/images/{}/tag?repo={}&tag={}", encode(source), encode(repo), encode(tag)), &Value::Null)
+        .await?;
+    Ok(())
+}
+
+pub async fn rm(client: &Client, images: &[String], force: bool) -> anyhow::Result<()> {
+    for image in images {
+        let r = client.delete(&format!("/images/{}?force={}", encode(image), u8::from(force))).await?;
+        for line in r.as_array().cloned().unwrap_or_default() {
+            if let Some((k, v)) = line.as_object().and_then(|o| o.iter().next()) {
+                println!("{k}: {}", v.as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn inspect(client: &Client, images: &[String]) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    for image in images {
+        out.push(client.get(&format!("/images/{}/json", encode(image))).await?);
+    }
+    print_json(&Value::Array(out))
+}
+
+pub async fn prune(client: &Client) -> anyhow::Result<()> {
+    let r = client.post("/images/prune", &Value::Null).await?;
+    for d in r["ImagesDeleted"].as_array().cloned().unwrap_or_default() {
+        println!("deleted: {}", s(&d, &["Deleted"]));
+    }
+    Ok(())
+}
+
+pub async fn save(client: &Client, images: &[String], output: &Path) -> anyhow::Result<()> {
+    let q: Vec<String> = images.iter().map(|i| format!("names={}", encode(i))).collect();
+    let mut tar = Vec::new();
+    client.get_stream(&format!("/images/get?{}", q.join("&")), |chunk| tar.extend_from_slice(chunk)).await?;
+    std::fs::write(output, tar).with_context(|| format!("writing {}", output.display()))?;
+    Ok(())
+}
+
+pub async fn load(client: &Client, input: &Path) -> anyhow::Result<()> {
+    let body = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let r = client.post_raw("/images/load", body, "application/x-tar").await?;
+    print!("{}", s(&r, &["stream"]));
+    Ok(())
+}
+
+pub async fn commit(client: &Client, container: &str, reference: &str) -> anyhow::Result<()> {
+    let (repo, tag) = match reference.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, t),
+        _ => (reference, "latest"),
+    };
+    let r = client
+        .post(
+            &format!("/commit?container={}&repo={}&tag={}", encode(container), encode(repo), encode(tag)),
+            &Value::Null,
+        )
+        .await?;
+    println!("{}", s(&r, &["Id"]));
+    Ok(())
+}
