@@ -846,6 +846,23 @@ async fn lab_up(lab_root: &std::path::Path, nodes: u32, managers: u32) -> anyhow
             .await
             .with_context(|| format!("joining {} to the swarm", m.name))?;
     }
+    // Ready means every node has registered with the manager.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = c1.get("/nodes").await?;
+        let ready =
+            listed.as_array().map(|a| a.iter().filter(|n| commands::s(n, &["Status", "State"]) == "ready").count());
+        if ready == Some(nodes as usize) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "only {} of {nodes} nodes became ready within 30s; see the machines' daemon.log",
+                ready.unwrap_or(0)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     println!("swarm of {nodes} nodes ready; try: shoal machine ssh n1 -- shoal node ls");
     Ok(())
 }

@@ -199,7 +199,11 @@ fn cleanup(env: &Env) -> Result {
     for controller in ["memory", "cpu", "pids", "freezer"] {
         let Some(parent) = cgroup_dir(controller, "") else { continue };
         for entry in fs::read_dir(&parent).into_iter().flatten().flatten() {
-            if entry.path().is_dir() {
+            // A cgroup with processes belongs to a container that still runs,
+            // here or in another runtime on this machine (the tree is shared):
+            // not this test's leftover.
+            let busy = fs::read_to_string(entry.path().join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty());
+            if entry.path().is_dir() && !busy {
                 let _ = fs::remove_dir(entry.path());
                 problems.push(format!("cgroup {} was left behind", entry.path().display()));
             }

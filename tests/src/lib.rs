@@ -317,3 +317,93 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A lab of simulated hosts on a temporary root, removed with `lab down`
+/// even when the test fails.
+pub struct Lab {
+    pub root: tempfile::TempDir,
+}
+
+impl Lab {
+    /// An empty lab.
+    pub fn new() -> Lab {
+        Lab { root: tempfile::Builder::new().prefix("shoal-lab-").tempdir().expect("a temp dir") }
+    }
+
+    /// A lab with a swarm of `nodes` machines (`lab up`).
+    pub fn up(nodes: u32) -> Lab {
+        let lab = Lab::new();
+        lab.ok(&["lab", "up", "--nodes", &nodes.to_string()]);
+        lab
+    }
+
+    /// Runs the CLI with this lab's root.
+    pub fn shoal(&self, args: &[&str]) -> Output {
+        Command::new(shoal_bin()).args(args).env("SHOAL_LAB_ROOT", self.root.path()).output().expect("running shoal")
+    }
+
+    /// Runs the CLI and requires success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.shoal(args);
+        assert!(
+            out.status.success(),
+            "shoal {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `shoal ARGS` inside machine `m`; requires success.
+    pub fn on(&self, m: &str, args: &[&str]) -> String {
+        let mut a = vec!["machine", "ssh", m, "--", "shoal"];
+        a.extend_from_slice(args);
+        self.ok(&a)
+    }
+
+    /// Runs `shoal ARGS` inside machine `m`; requires failure, returns stderr.
+    pub fn on_fails(&self, m: &str, args: &[&str]) -> String {
+        let mut a = vec!["machine", "ssh", m, "--", "shoal"];
+        a.extend_from_slice(args);
+        let out = self.shoal(&a);
+        assert!(!out.status.success(), "shoal {} on {m} should have failed", args.join(" "));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// A list command inside machine `m`, as JSON.
+    pub fn json_on(&self, m: &str, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["--format", "json"]);
+        serde_json::from_str(&self.on(m, &a)).expect("JSON output")
+    }
+
+    /// Running containers on machine `m` whose name starts with `prefix`.
+    pub fn running_on(&self, m: &str, prefix: &str) -> usize {
+        self.json_on(m, &["ps"])
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|c| c["Names"][0].as_str().unwrap_or("").trim_start_matches('/').starts_with(prefix))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// `machine ls` as JSON.
+    pub fn machines(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["machine", "ls", "--format", "json"])).expect("machine ls prints JSON")
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Lab::new()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.shoal(&["lab", "down"]);
+    }
+}

@@ -2,76 +2,9 @@
 //! pins the CA, tasks spread over the nodes, bad joins are refused, and a
 //! node that goes away has its tasks rescheduled.
 
-use std::process::{Command, Output};
 use std::time::Duration;
 
-use shoal_tests::{busybox_rootfs, eventually, shoal_bin};
-
-struct Lab {
-    root: tempfile::TempDir,
-}
-
-impl Lab {
-    fn up(nodes: u32) -> Lab {
-        let lab = Lab { root: tempfile::Builder::new().prefix("shoal-cluster-").tempdir().expect("a temp dir") };
-        lab.ok(&["lab", "up", "--nodes", &nodes.to_string()]);
-        lab
-    }
-
-    fn shoal(&self, args: &[&str]) -> Output {
-        Command::new(shoal_bin()).args(args).env("SHOAL_LAB_ROOT", self.root.path()).output().expect("running shoal")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.shoal(args);
-        assert!(
-            out.status.success(),
-            "shoal {} failed: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs `shoal ARGS` inside machine `m`.
-    fn on(&self, m: &str, args: &[&str]) -> String {
-        let mut a = vec!["machine", "ssh", m, "--", "shoal"];
-        a.extend_from_slice(args);
-        self.ok(&a)
-    }
-
-    fn on_fails(&self, m: &str, args: &[&str]) -> String {
-        let mut a = vec!["machine", "ssh", m, "--", "shoal"];
-        a.extend_from_slice(args);
-        let out = self.shoal(&a);
-        assert!(!out.status.success(), "shoal {} on {m} should have failed", args.join(" "));
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn json_on(&self, m: &str, args: &[&str]) -> serde_json::Value {
-        let mut a = args.to_vec();
-        a.extend(["--format", "json"]);
-        serde_json::from_str(&self.on(m, &a)).expect("JSON output")
-    }
-
-    fn running_on(&self, m: &str, prefix: &str) -> usize {
-        self.json_on(m, &["ps"])
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|c| c["Names"][0].as_str().unwrap_or("").trim_start_matches('/').starts_with(prefix))
-                    .count()
-            })
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.shoal(&["lab", "down"]);
-    }
-}
+use shoal_tests::{busybox_rootfs, eventually, Lab};
 
 #[test]
 fn workers_join_run_tasks_and_take_over_from_a_lost_node() {

@@ -1,46 +1,7 @@
 //! Simulated hosts: machines are network + UTS namespaces with their own
 //! daemon, address and hostname, and `lab down` removes everything.
 
-use std::process::{Command, Output};
-
-use shoal_tests::shoal_bin;
-
-/// A lab on a temporary root, removed (with `lab down`) even on failure.
-struct Lab {
-    root: tempfile::TempDir,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        Lab { root: tempfile::Builder::new().prefix("shoal-lab-").tempdir().expect("a temp dir") }
-    }
-
-    fn shoal(&self, args: &[&str]) -> Output {
-        Command::new(shoal_bin()).args(args).env("SHOAL_LAB_ROOT", self.root.path()).output().expect("running shoal")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.shoal(args);
-        assert!(
-            out.status.success(),
-            "shoal {} failed: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn machines(&self) -> serde_json::Value {
-        serde_json::from_str(&self.ok(&["machine", "ls", "--format", "json"])).expect("machine ls prints JSON")
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.shoal(&["lab", "down"]);
-    }
-}
+use shoal_tests::Lab;
 
 fn netns_exists(name: &str) -> bool {
     std::path::Path::new("/run/netns").join(name).exists()

@@ -47,27 +47,9 @@ pub async fn create(
         Some(tag) => format!("{repo}:{tag}"),
         None => repo,
     };
-    let tmp_dir = daemon.data_root().join("tmp");
-    std::fs::create_dir_all(&tmp_dir)
-        .map_err(|e| ApiError::internal(format!("creating {}: {e}", tmp_dir.display())))?;
-    let tmp = tmp_dir.join(format!("import-{}.tar", shoal_manager::identity::new_id()));
-    let result = async {
-        let mut file =
-            std::fs::File::create(&tmp).map_err(|e| ApiError::internal(format!("creating {}: {e}", tmp.display())))?;
-        let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the upload: {e}")))?;
-            file.write_all(&chunk).map_err(|e| ApiError::internal(format!("writing {}: {e}", tmp.display())))?;
-        }
-        drop(file);
-        let rt = daemon.runtime.clone();
-        let path = tmp.clone();
-        let summary = tokio::task::spawn_blocking(move || rt.import_image(&path, &reference))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))??;
-        Ok::<_, ApiError>(summary)
-    }
-    .await;
+    let tmp = body_to_file(&daemon, body, "import").await?;
+    let path = tmp.clone();
+    let result = blocking(&daemon.runtime, move |rt| rt.import_image(&path, &reference)).await;
     let _ = std::fs::remove_file(&tmp);
     let summary = result?;
     Ok(Json(json!({ "status": summary.id })))
@@ -105,12 +87,20 @@ async fn body_to_file(daemon: &Daemon, body: Body, what: &str) -> ApiResult<std:
     std::fs::create_dir_all(&tmp_dir)
         .map_err(|e| ApiError::internal(format!("creating {}: {e}", tmp_dir.display())))?;
     let tmp = tmp_dir.join(format!("{what}-{}.tar", shoal_manager::identity::new_id()));
-    let mut file =
-        std::fs::File::create(&tmp).map_err(|e| ApiError::internal(format!("creating {}: {e}", tmp.display())))?;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the upload: {e}")))?;
-        file.write_all(&chunk).map_err(|e| ApiError::internal(format!("writing {}: {e}", tmp.display())))?;
+    let written = async {
+        let mut file =
+            std::fs::File::create(&tmp).map_err(|e| ApiError::internal(format!("creating {}: {e}", tmp.display())))?;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the upload: {e}")))?;
+            file.write_all(&chunk).map_err(|e| ApiError::internal(format!("writing {}: {e}", tmp.display())))?;
+        }
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
     Ok(tmp)
 }

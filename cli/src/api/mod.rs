@@ -93,6 +93,14 @@ impl From<shoal_runtime::Error> for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// The `version` an update must carry (the object's `Version.Index`).
+pub fn required_version(version: Option<&str>, object: &str) -> ApiResult<u64> {
+    version
+        .ok_or_else(|| ApiError::bad_request(format!("the version parameter is required: read the {object} first")))?
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid version parameter: expected an integer"))
+}
+
 /// Strips Docker's `/v1.NN` path prefix so one set of routes serves every
 /// API version; refuses versions outside what is served.
 fn strip_version(mut req: Request) -> Request {

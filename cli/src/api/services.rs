@@ -101,12 +101,7 @@ pub async fn update(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     let m = manager(&daemon).await?;
-    let version: u64 = q
-        .version
-        .as_deref()
-        .ok_or_else(|| ApiError::bad_request("the version parameter is required: read the service first"))?
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid version parameter: expected an integer"))?;
+    let version = super::required_version(q.version.as_deref(), "service")?;
     if q.rollback.as_deref().is_some_and(|r| !r.is_empty()) {
         return Err(ApiError::bad_request("service rollback is not supported yet"));
     }

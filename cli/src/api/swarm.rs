@@ -115,12 +115,7 @@ pub async fn update_node(
     body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
     let m = manager(&daemon).await?;
-    let version: u64 = q
-        .version
-        .as_deref()
-        .ok_or_else(|| ApiError::bad_request("the version parameter is required: read the node first"))?
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid version parameter: expected an integer"))?;
+    let version = super::required_version(q.version.as_deref(), "node")?;
     let v: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let spec = docker::parse_node_spec(&v).map_err(|e| ApiError::bad_request(format!("invalid node spec: {e}")))?;
@@ -174,12 +169,7 @@ pub async fn update(
     body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
     let m = manager(&daemon).await?;
-    let version: u64 = q
-        .version
-        .as_deref()
-        .ok_or_else(|| ApiError::bad_request("the version parameter is required: read the swarm first"))?
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid version parameter: expected an integer"))?;
+    let version = super::required_version(q.version.as_deref(), "swarm")?;
     let v: Value = if body.is_empty() {
         Value::Null
     } else {

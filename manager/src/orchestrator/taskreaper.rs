@@ -26,8 +26,17 @@ pub async fn run(store: Store, proposer: Proposer, shutdown: watch::Receiver<boo
     run_writer("taskreaper", store, proposer, shutdown, |state, _| (reap(state), None)).await
 }
 
-fn finished(t: &Task) -> bool {
-    t.state().is_terminal() || t.node_id.is_empty() || t.state() < TaskState::Assigned
+/// Done with: stopped, never placed, or on a node that is gone or down (it
+/// cannot report; if it comes back, its agent removes containers of tasks it
+/// is no longer assigned).
+fn finished(state: &State, t: &Task) -> bool {
+    t.state().is_terminal()
+        || t.node_id.is_empty()
+        || t.state() < TaskState::Assigned
+        || state
+            .nodes
+            .get(&t.node_id)
+            .is_none_or(|n| n.status.as_ref().map(|s| s.state()) == Some(shoal_proto::NodeState::Down))
 }
 
 /// One pass: the deletes to make.
@@ -41,7 +50,7 @@ pub fn reap(state: &State) -> Vec<StoreAction> {
     let mut actions = Vec::new();
     let mut slots: BTreeMap<(&str, u64), Vec<&Task>> = BTreeMap::new();
     for t in state.tasks.values() {
-        if t.desired_state() >= TaskState::Remove && finished(t) {
+        if t.desired_state() >= TaskState::Remove && finished(state, t) {
             actions.push(delete(t.clone()));
         } else if t.desired_state() > TaskState::Running && t.state().is_terminal() {
             slots.entry((t.service_id.as_str(), t.slot)).or_default().push(t);
