@@ -78,14 +78,7 @@ enum Command {
     /// Run a container (`container run`).
     Run(RunArgs),
     /// List containers (`container ls`).
-    Ps {
-        #[arg(short, long)]
-        all: bool,
-        #[arg(short, long)]
-        quiet: bool,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
+    Ps(ContainerLsArgs),
     /// Show a container's logs (`container logs`).
     Logs(LogsArgs),
     /// Run a command in a running container (`container exec`).
@@ -547,6 +540,17 @@ struct RunArgs {
 }
 
 #[derive(clap::Args)]
+struct ContainerLsArgs {
+    /// Also the containers that are not running.
+    #[arg(short, long)]
+    all: bool,
+    #[arg(short, long)]
+    quiet: bool,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+#[derive(clap::Args)]
 struct LogsArgs {
     container: String,
     #[arg(short, long)]
@@ -594,14 +598,7 @@ enum ContainerCmd {
     },
     /// List containers.
     #[command(alias = "list", alias = "ps")]
-    Ls {
-        #[arg(short, long)]
-        all: bool,
-        #[arg(short, long)]
-        quiet: bool,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
+    Ls(ContainerLsArgs),
     /// Show a container's logs.
     Logs(LogsArgs),
     /// Show containers in detail (JSON).
@@ -748,8 +745,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(ImageCmd::Prune) => commands::image::prune(c).await,
         Command::Image(ImageCmd::Save { output, images }) => commands::image::save(c, &images, &output).await,
         Command::Image(ImageCmd::Load { input }) => commands::image::load(c, &input).await,
-        Command::Ps { all, quiet, format } | Command::Container(ContainerCmd::Ls { all, quiet, format }) => {
-            commands::container::ls(c, all, quiet, format).await
+        Command::Ps(a) | Command::Container(ContainerCmd::Ls(a)) => {
+            commands::container::ls(c, a.all, a.quiet, a.format).await
         }
         Command::Run(r) | Command::Container(ContainerCmd::Run(r)) => {
             let code = commands::container::run(c, &r.create.options(), r.detach, r.rm).await?;
@@ -896,7 +893,7 @@ async fn container_command(c: &Client, cmd: ContainerCmd) -> anyhow::Result<()> 
         ContainerCmd::Unpause { containers } => {
             each(c, &containers, |id| (Verb::Post, format!("/containers/{id}/unpause"))).await
         }
-        ContainerCmd::Run(_) | ContainerCmd::Ls { .. } | ContainerCmd::Logs(_) | ContainerCmd::Exec(_) => Ok(()),
+        ContainerCmd::Run(_) | ContainerCmd::Ls(_) | ContainerCmd::Logs(_) | ContainerCmd::Exec(_) => Ok(()),
     }
 }
 
