@@ -202,10 +202,14 @@ fn cleanup(env: &Env) -> Result {
             // A cgroup with processes belongs to a container that still runs,
             // here or in another runtime on this machine (the tree is shared):
             // not this test's leftover.
+            // The `shoal/` tree is shared by every runtime on this machine, so
+            // what is found here cannot be pinned on this test: it is swept and
+            // reported, not failed on. Each test that removes a container checks
+            // that *its* cgroup is gone, which is the strict check.
             let busy = fs::read_to_string(entry.path().join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty());
             if entry.path().is_dir() && !busy {
                 let _ = fs::remove_dir(entry.path());
-                problems.push(format!("cgroup {} was left behind", entry.path().display()));
+                eprintln!("note: swept an empty cgroup {} (another runtime's or a leak)", entry.path().display());
             }
         }
         let _ = fs::remove_dir(&parent);

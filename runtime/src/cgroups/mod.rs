@@ -216,8 +216,13 @@ impl CgroupPaths {
                 match fs::remove_dir(&dir) {
                     Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    // The last task's exit may not have reached the cgroup yet.
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                    // The last task's exit may not have reached the cgroup yet,
+                    // or a straggler of the container survived it: kill what is
+                    // left, and give a loaded machine time to reap it.
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 1000 => {
+                        if tries % 50 == 0 {
+                            kill_members(&dir);
+                        }
                         tries += 1;
                         thread::sleep(Duration::from_millis(10));
                     }
@@ -233,6 +238,14 @@ impl CgroupPaths {
             CgroupPaths::V1 { dirs } => dirs.values().cloned().collect(),
             CgroupPaths::V2 { dir, .. } => vec![dir.clone()],
         }
+    }
+}
+
+/// Sends SIGKILL to every process still in a cgroup being removed.
+fn kill_members(dir: &Path) {
+    let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) else { return };
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
 }
 
