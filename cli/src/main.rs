@@ -319,19 +319,26 @@ enum ServiceCmd {
     },
 }
 
+/// The compose files of a stack and how to read them.
+#[derive(clap::Args)]
+struct ComposeArgs {
+    #[arg(short = 'c', long = "compose-file", required = true)]
+    files: Vec<PathBuf>,
+    /// Variables for interpolation (default: .env beside the first file).
+    #[arg(long)]
+    env_file: Option<PathBuf>,
+    /// Enable services of this profile (repeatable; `*` for all).
+    #[arg(long = "profile")]
+    profiles: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum StackCmd {
     /// Deploy a stack from compose files, and wait until it runs.
     #[command(alias = "up")]
     Deploy {
-        #[arg(short = 'c', long = "compose-file", required = true)]
-        files: Vec<PathBuf>,
-        /// Variables for interpolation (default: .env beside the first file).
-        #[arg(long)]
-        env_file: Option<PathBuf>,
-        /// Enable services of this profile (repeatable; `*` for all).
-        #[arg(long = "profile")]
-        profiles: Vec<String>,
+        #[command(flatten)]
+        compose: ComposeArgs,
         /// Remove the stack's services that are no longer in the files.
         #[arg(long)]
         prune: bool,
@@ -343,14 +350,7 @@ enum StackCmd {
         name: String,
     },
     /// Print the compose files as shoal understands them: merged, interpolated, resolved.
-    Config {
-        #[arg(short = 'c', long = "compose-file", required = true)]
-        files: Vec<PathBuf>,
-        #[arg(long)]
-        env_file: Option<PathBuf>,
-        #[arg(long = "profile")]
-        profiles: Vec<String>,
-    },
+    Config(ComposeArgs),
     /// List stacks.
     #[command(alias = "list")]
     Ls {
@@ -668,9 +668,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Lab(LabCmd::Up { nodes, managers }) => return lab_up(&cli.lab_root, nodes, managers).await,
-        Command::Stack(StackCmd::Config { files, env_file, profiles }) => {
-            return commands::stack::config(&files, env_file, profiles)
-        }
+        Command::Stack(StackCmd::Config(a)) => return commands::stack::config(&a.files, a.env_file, a.profiles),
         Command::Lab(LabCmd::Down) => {
             if cli.lab_root.exists() {
                 lab::Lab::open(&cli.lab_root, None)?.down()?;
@@ -725,11 +723,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ServiceCmd::Inspect { services } => commands::service::inspect(c, &services).await,
         },
         Command::Stack(cmd) => match cmd {
-            StackCmd::Deploy { files, env_file, profiles, prune, detach, timeout, name } => {
+            StackCmd::Deploy { compose, prune, detach, timeout, name } => {
+                let ComposeArgs { files, env_file, profiles } = compose;
                 let o = commands::stack::DeployOptions { files, env_file, profiles, name, prune, detach, timeout };
                 commands::stack::deploy(c, o).await
             }
-            StackCmd::Config { files, env_file, profiles } => commands::stack::config(&files, env_file, profiles),
+            StackCmd::Config(a) => commands::stack::config(&a.files, a.env_file, a.profiles),
             StackCmd::Ls { format } => commands::stack::ls(c, format).await,
             StackCmd::Services { name, quiet, format } => commands::stack::services(c, &name, quiet, format).await,
             StackCmd::Ps { name, no_trunc, quiet, format } => {
