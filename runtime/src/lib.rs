@@ -46,6 +46,7 @@ use nix::sys::signal::Signal;
 
 use cgroups::Hierarchy;
 use container::{
+    restart::RestartRecord,
     spec::{self as container_spec, ContainerConfig},
     state::{self, ExitFile, Observed, StateFile},
     ContainerStore,
@@ -59,11 +60,12 @@ use process::{
 use snapshot::Snapshotter;
 
 pub use container::{
-    spec::{ContainerSpec, Mount, MountKind},
+    restart::{Backoff, RestartOccasion, RestartPolicy},
+    spec::{ContainerSpec, Device, Mount, MountKind},
     ContainerInfo, ContainerState,
 };
 pub use error::Error;
-pub use images::{commit::CommitChanges, ImageDetails, ImageSummary};
+pub use images::{changes::CommitChanges, ImageDetails, ImageSummary};
 pub use logs::{LogEntry, LogStream};
 pub use process::exec_api::{ExecOutput, ExecSpec};
 
@@ -126,8 +128,18 @@ impl Runtime {
     /// Imports a root filesystem (a directory, or a tar, optionally gzipped) as a one-layer
     /// image named `reference`.
     pub fn import_image(&self, src: &Path, reference: &str) -> Result<ImageSummary, Error> {
+        self.import_image_with(src, reference, &CommitChanges::default())
+    }
+
+    /// [`Runtime::import_image`] with the image's config set by `changes` (`--change`).
+    pub fn import_image_with(
+        &self,
+        src: &Path,
+        reference: &str,
+        changes: &CommitChanges,
+    ) -> Result<ImageSummary, Error> {
         let reference = Reference::parse(reference)?;
-        let image = images::import::import(&self.inner.images, &self.inner.snapshots, src, &reference)?;
+        let image = images::import::import(&self.inner.images, &self.inner.snapshots, src, &reference, changes)?;
         tracing::info!(image = %image.id, %reference, src = %src.display(), "imported image");
         Ok(image.summary())
     }
@@ -336,6 +348,13 @@ impl Runtime {
         }
         let dir = inner.containers.paths(&id);
         let mut host = container_spec::resolve_host(spec, &name, dir.dir(), &inner.volumes)?;
+        if host.stop_signal.is_none() {
+            // The image's STOPSIGNAL, when the caller chose none.
+            let image_signal = image.config.config().as_ref().and_then(|c| c.stop_signal().clone());
+            if let Some(signal) = image_signal.filter(|s| !s.is_empty()) {
+                host.stop_signal = Some(process::signal::parse(&signal)?.as_str().to_string());
+            }
+        }
         match &inner.cgroups {
             Some(hierarchy) => host.cgroup = Some(hierarchy.paths_for(&id)),
             None if host.resources.any() => {
@@ -371,13 +390,57 @@ impl Runtime {
 
     /// Starts a created (or exited) container; a running one is returned as it is. Returns once
     /// its command runs, or with the reason it could not be executed (the container is then
-    /// Exited, with that error).
+    /// Exited, with that error). A start by a user clears the container's restart count and
+    /// its record of a stop by a user.
     pub fn start_container(&self, id_or_name: &str) -> Result<ContainerInfo, Error> {
         let inner = &self.inner;
         let config = inner.containers.find(id_or_name)?;
         let _lock = inner.containers.lock(&config)?;
         let paths = inner.containers.paths(&config.id);
+        if config.host.restart_policy != RestartPolicy::No {
+            jsonfile::write(&paths.restart(), &RestartRecord::default())?;
+        }
+        self.start_locked(&config, &paths)
+    }
+
+    /// Starts an exited container again for its restart policy, counting the restart, unless
+    /// a user stopped it meanwhile or it is not exited any more (then `Ok(None)`). The check
+    /// and the start happen under the container's lock, so a concurrent stop by a user is
+    /// either seen here or stops the restarted container.
+    pub fn restart_by_policy(&self, id_or_name: &str) -> Result<Option<ContainerInfo>, Error> {
+        let inner = &self.inner;
+        let config = inner.containers.find(id_or_name)?;
+        let _lock = inner.containers.lock(&config)?;
+        let paths = inner.containers.paths(&config.id);
         let observed = state::observe(&paths, &config)?;
+        if observed.info.state != ContainerState::Exited || observed.info.stopped_by_user {
+            return Ok(None);
+        }
+        let record = RestartRecord { count: observed.info.restart_count.saturating_add(1), stopped_by_user: false };
+        jsonfile::write(&paths.restart(), &record)?;
+        tracing::info!(container = %config.name, restarts = record.count, policy = %config.host.restart_policy, "restarting container");
+        self.start_locked(&config, &paths).map(Some)
+    }
+
+    /// Records that a user stopped the container, so its restart policy leaves it stopped.
+    fn record_user_stop(&self, config: &ContainerConfig) -> Result<(), Error> {
+        if config.host.restart_policy == RestartPolicy::No {
+            return Ok(());
+        }
+        let _lock = self.inner.containers.lock(config)?;
+        let paths = self.inner.containers.paths(&config.id);
+        let mut record: RestartRecord = jsonfile::read(&paths.restart())?.unwrap_or_default();
+        record.stopped_by_user = true;
+        jsonfile::write(&paths.restart(), &record)
+    }
+
+    fn start_locked(
+        &self,
+        config: &ContainerConfig,
+        paths: &container::ContainerPaths,
+    ) -> Result<ContainerInfo, Error> {
+        let inner = &self.inner;
+        let observed = state::observe(paths, config)?;
         match observed.info.state {
             ContainerState::Running => return Ok(observed.info),
             ContainerState::Exited => {
@@ -393,16 +456,21 @@ impl Runtime {
             ContainerState::Created => {}
         }
         if let Some(cgroup) = &config.host.cgroup {
-            cgroup.create(&config.host.resources)?;
+            let devices = if config.host.privileged {
+                cgroups::DeviceAccess::All
+            } else {
+                cgroups::DeviceAccess::Default(&config.host.devices)
+            };
+            cgroup.create(&config.host.resources, devices)?;
         }
         inner.snapshots.mount(paths.dir(), &config.layers)?;
-        match launch::launch(&inner.shim, &paths) {
+        match launch::launch(&inner.shim, paths) {
             Ok(Handshake::Started { pid }) => {
                 tracing::info!(container = %config.name, pid, "started container");
-                Ok(state::observe(&paths, &config)?.info)
+                Ok(state::observe(paths, config)?.info)
             }
             Ok(Handshake::Failed { error, exit_code }) => {
-                Err(Error::Exec { container: config.name, message: error, exit_code })
+                Err(Error::Exec { container: config.name.clone(), message: error, exit_code })
             }
             Err(e) => {
                 let message = e.report();
@@ -418,15 +486,17 @@ impl Runtime {
                         },
                     )?;
                 }
-                Err(Error::Shim { container: config.name, message, log: paths.shim_log() })
+                Err(Error::Shim { container: config.name.clone(), message, log: paths.shim_log() })
             }
         }
     }
 
     /// Stops a running container: sends `signal` (default: the container's stop signal,
     /// SIGTERM unless its spec chose another), then SIGKILL after `timeout`, and returns once
-    /// it has exited. Stopping a container that is not running does nothing.
+    /// it has exited. Stopping a container that is not running does nothing (but a stop
+    /// always keeps its restart policy from starting it again).
     pub fn stop_container(&self, id_or_name: &str, signal: Option<&str>, timeout: Duration) -> Result<(), Error> {
+        self.record_user_stop(&self.inner.containers.find(id_or_name)?)?;
         let observed = self.observe(id_or_name)?;
         let signal = signal.unwrap_or(&observed.info.stop_signal);
         let signal = process::signal::parse(signal)?;
@@ -436,6 +506,7 @@ impl Runtime {
     /// Stops a running container with its own stop signal and stop timeout (see
     /// [`ContainerSpec::stop_signal`] and [`ContainerSpec::stop_timeout`]).
     pub fn stop_container_default(&self, id_or_name: &str) -> Result<(), Error> {
+        self.record_user_stop(&self.inner.containers.find(id_or_name)?)?;
         let observed = self.observe(id_or_name)?;
         let signal = process::signal::parse(&observed.info.stop_signal)?;
         self.stop_observed(&observed, signal, Duration::from_secs(observed.info.stop_timeout))
@@ -511,6 +582,8 @@ impl Runtime {
     }
 
     /// Sends `signal` (a name like `SIGHUP`/`HUP` or a number) to a running container's init.
+    /// SIGKILL or the container's stop signal counts as a stop by a user (as in Docker): its
+    /// restart policy does not start it again.
     pub fn kill_container(&self, id_or_name: &str, signal: &str) -> Result<(), Error> {
         let signal = process::signal::parse(signal)?;
         let observed = self.observe(id_or_name)?;
@@ -520,6 +593,9 @@ impl Runtime {
             (ContainerState::Running, Some(started)) => started,
             _ => return Err(not_running()),
         };
+        if signal == Signal::SIGKILL || signal.as_str() == observed.info.stop_signal {
+            self.record_user_stop(&self.inner.containers.find(id_or_name)?)?;
+        }
         let init = PidFd::open(&started.init)
             .context(|| format!("opening the init of container {name}"))?
             .ok_or_else(not_running)?;

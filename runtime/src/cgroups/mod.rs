@@ -1,7 +1,7 @@
 //! Control groups: one per container, `shoal/<id>`, for its resource limits, its freezer
 //! (pause) and its OOM record. Which hierarchy the machine uses is detected once, when the
 //! runtime opens ([`Hierarchy::detect`]): cgroup v1 (a mount per controller: memory, cpu, pids,
-//! freezer) or the v2 unified hierarchy. The container's directories are then fixed in its
+//! freezer, devices) or the v2 unified hierarchy. The container's directories are then fixed in its
 //! config ([`CgroupPaths`]), so the shim, a restarted daemon and `exec` all find the same ones.
 //!
 //! On v1 the container's cgroups nest under the daemon's own cgroup of each controller (so
@@ -25,12 +25,54 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    container::spec::Resources,
+    container::spec::{DeviceConfig, Resources},
     error::{Error, IoContext},
 };
 
 /// The v1 controllers a container gets a cgroup in.
-pub(crate) const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "freezer"];
+pub(crate) const V1_CONTROLLERS: [&str; 5] = ["memory", "cpu", "pids", "freezer", "devices"];
+
+/// Which device nodes a container may open or create.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DeviceAccess<'a> {
+    /// Every device (`--privileged`).
+    All,
+    /// Docker's default set (null, zero, full, random, urandom, tty, console, ptmx, pts, tun;
+    /// mknod of any) plus these.
+    Default(&'a [DeviceConfig]),
+}
+
+/// Docker's (runc's) default device allow list, as devices cgroup rules.
+pub(crate) const DEFAULT_DEVICE_RULES: [&str; 12] = [
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+    "c 10:200 rwm",
+];
+
+impl DeviceAccess<'_> {
+    /// The v1 `devices.allow` lines after a deny-all; `None` for "allow all".
+    pub(crate) fn rules(&self) -> Option<Vec<String>> {
+        match self {
+            DeviceAccess::All => None,
+            DeviceAccess::Default(devices) => Some(
+                DEFAULT_DEVICE_RULES
+                    .iter()
+                    .map(|r| r.to_string())
+                    .chain(devices.iter().map(DeviceConfig::cgroup_rule))
+                    .collect(),
+            ),
+        }
+    }
+}
 
 /// Where containers' cgroups go on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,10 +182,18 @@ pub(crate) enum CgroupPaths {
 }
 
 impl CgroupPaths {
-    /// Creates the cgroup (if needed) and writes its limits.
-    pub(crate) fn create(&self, resources: &Resources) -> Result<(), Error> {
+    /// Creates the cgroup (if needed) and writes its limits and, on v1, its device rules.
+    /// (v2 has no device files: it needs a `BPF_CGROUP_DEVICE` program attached to the
+    /// cgroup, which is not written yet, so on v2 devices are not restricted.)
+    pub(crate) fn create(&self, resources: &Resources, devices: DeviceAccess<'_>) -> Result<(), Error> {
         match self {
-            CgroupPaths::V1 { dirs } => v1::create(dirs, resources),
+            CgroupPaths::V1 { dirs } => {
+                v1::create(dirs, resources)?;
+                match dirs.get("devices") {
+                    Some(dir) => v1::allow_devices(dir, &devices),
+                    None => Ok(()),
+                }
+            }
             CgroupPaths::V2 { mount, dir } => v2::create(mount, dir, resources),
         }
     }

@@ -1,7 +1,8 @@
 //! cgroup v1: one directory per controller. Limits go to `memory.limit_in_bytes` (and
 //! `memory.memsw.limit_in_bytes`, twice the limit as Docker's default swap, where swap is
 //! accounted), `cpu.cfs_period_us` + `cpu.cfs_quota_us` and `pids.max`; pause writes
-//! `freezer.state`; OOM kills are counted in `memory.oom_control`.
+//! `freezer.state`; OOM kills are counted in `memory.oom_control`; device access goes to
+//! `devices.deny` (everything) then `devices.allow` (one rule per write).
 
 use std::{
     collections::BTreeMap,
@@ -46,6 +47,21 @@ pub(crate) fn create(dirs: &BTreeMap<String, PathBuf>, resources: &Resources) ->
     Ok(())
 }
 
+/// Writes the container's device rules: deny everything, then allow the listed devices (or
+/// allow everything, for `All`).
+pub(crate) fn allow_devices(dir: &Path, access: &super::DeviceAccess<'_>) -> Result<(), Error> {
+    match access.rules() {
+        None => write(&dir.join("devices.allow"), "a"),
+        Some(rules) => {
+            write(&dir.join("devices.deny"), "a")?;
+            for rule in rules {
+                write(&dir.join("devices.allow"), &rule)?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Asks the freezer to freeze or thaw; returns the file that shows when it is done.
 pub(crate) fn freeze(dir: &Path, frozen: bool) -> Result<PathBuf, Error> {
     let state = dir.join("freezer.state");
@@ -82,5 +98,33 @@ mod tests {
         fs::write(tmp.path().join("memory/x/memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
             .expect("write");
         assert!(oom_killed(&dirs["memory"]));
+    }
+
+    #[test]
+    fn device_rules_deny_then_allow() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let device = crate::container::spec::DeviceConfig {
+            host_path: "/dev/loop-control".into(),
+            path: "/dev/loop-control".into(),
+            kind: crate::container::spec::DeviceKind::Char,
+            major: 10,
+            minor: 237,
+            mode: 0o660,
+            uid: 0,
+            gid: 6,
+            permissions: "rw".into(),
+        };
+        let devices = [device];
+        let rules = super::super::DeviceAccess::Default(&devices).rules().expect("rules");
+        assert_eq!(rules.first().map(String::as_str), Some("c *:* m"));
+        assert_eq!(rules.last().map(String::as_str), Some("c 10:237 rw"));
+        assert!(rules.iter().any(|r| r == "c 1:3 rwm"));
+        // A fake cgroup file keeps only the last write, which is enough to see the order ended
+        // with the device's own rule and began with the deny.
+        allow_devices(tmp.path(), &super::super::DeviceAccess::Default(&devices)).expect("write");
+        assert_eq!(fs::read_to_string(tmp.path().join("devices.deny")).expect("deny"), "a");
+        assert_eq!(fs::read_to_string(tmp.path().join("devices.allow")).expect("allow"), "c 10:237 rw");
+        allow_devices(tmp.path(), &super::super::DeviceAccess::All).expect("write");
+        assert_eq!(fs::read_to_string(tmp.path().join("devices.allow")).expect("allow"), "a");
     }
 }

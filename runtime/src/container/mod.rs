@@ -1,12 +1,14 @@
 //! Containers on disk: one directory per container under `<root>/containers/<id>/` holding
 //! `config.json` (what to run, fixed at create: [`spec`]), `state.json` and `exit.json` (what
-//! happened: [`state`]), `container.log` (its output), `shim.log` (the shim's own errors),
+//! happened: [`state`]), `restart.json` (restarts by its policy, stops by users: [`restart`]),
+//! `container.log` (its output), `shim.log` (the shim's own errors),
 //! `lock` (serializes lifecycle operations) and the snapshot (`upper/ work/ rootfs/`).
 //!
 //! Architecture invariant: every fact about a container is in its directory, so a new process
 //! opening the same root sees exactly what the old one saw.
 
 pub(crate) mod etc;
+pub(crate) mod restart;
 pub(crate) mod spec;
 pub(crate) mod state;
 
@@ -72,6 +74,14 @@ pub struct ContainerInfo {
     pub stop_signal: String,
     /// Seconds `stop` waits before SIGKILL, by default.
     pub stop_timeout: u64,
+    /// When it is to be started again after it exits.
+    pub restart_policy: restart::RestartPolicy,
+    /// How often its restart policy restarted it since a user last started it.
+    pub restart_count: u32,
+    /// Whether a user stopped (or killed) it since it was last started by one.
+    pub stopped_by_user: bool,
+    /// Host devices it gets, as `host path:container path:permissions`.
+    pub devices: Vec<String>,
 }
 
 /// The files of one container.
@@ -98,6 +108,9 @@ impl ContainerPaths {
     }
     pub(crate) fn shim_log(&self) -> PathBuf {
         self.dir.join("shim.log")
+    }
+    pub(crate) fn restart(&self) -> PathBuf {
+        self.dir.join("restart.json")
     }
     fn lock(&self) -> PathBuf {
         self.dir.join("lock")

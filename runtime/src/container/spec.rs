@@ -9,7 +9,13 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{cgroups::CgroupPaths, error::Error, process::capabilities};
+use crate::{
+    cgroups::CgroupPaths,
+    error::{Error, IoContext},
+    process::capabilities,
+};
+
+pub use super::restart::RestartPolicy;
 
 /// `PATH` for images that set none (Docker's default).
 pub(crate) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -61,6 +67,69 @@ pub struct ContainerSpec {
     pub nano_cpus: Option<i64>,
     /// Maximum number of processes (`--pids-limit`); zero or negative means unlimited.
     pub pids_limit: Option<i64>,
+    /// Host devices made available inside (`--device`).
+    pub devices: Vec<Device>,
+    /// When the container is started again after it exits (`--restart`); kept with the
+    /// container for its supervisor, which the runtime is not.
+    pub restart_policy: RestartPolicy,
+}
+
+/// A host device given to a container, as `--device /dev/host[:/dev/ctr][:rwm]` says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// The device node (or a directory of them) on the host.
+    pub host_path: String,
+    /// Where it appears in the container.
+    pub container_path: String,
+    /// What the devices cgroup allows: a non-empty subset of `rwm` (read, write, mknod).
+    pub permissions: String,
+}
+
+impl Device {
+    /// Parses Docker's `--device` syntax: `/dev/host`, `/dev/host:/dev/ctr`, `/dev/host:rwm`
+    /// or `/dev/host:/dev/ctr:rwm`.
+    pub fn parse(text: &str) -> Result<Device, Error> {
+        let bad = |why: &str| Error::invalid(format!("invalid device \"{text}\": {why}"));
+        let parts: Vec<&str> = text.split(':').collect();
+        let (host, container, permissions) = match parts.as_slice() {
+            [host] => (*host, *host, "rwm"),
+            [host, second] if is_device_permissions(second) => (*host, *host, *second),
+            [host, container] => (*host, *container, "rwm"),
+            [host, container, permissions] => (*host, *container, *permissions),
+            _ => return Err(bad("expected /dev/host[:/dev/container][:rwm]")),
+        };
+        let device =
+            Device { host_path: host.into(), container_path: container.into(), permissions: permissions.into() };
+        device.validate().map_err(|e| bad(&e))?;
+        Ok(device)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !self.host_path.starts_with('/') || self.host_path.contains('\0') {
+            return Err(format!("the host path \"{}\" must be absolute", self.host_path));
+        }
+        let target = &self.container_path;
+        if !target.starts_with('/') || target.contains('\0') || target.split('/').any(|c| c == "..") {
+            return Err(format!("the container path \"{target}\" must be absolute, without \"..\""));
+        }
+        if !is_device_permissions(&self.permissions) {
+            return Err(format!(
+                "the permissions \"{}\" must be letters from rwm (read, write, mknod), each at most once",
+                self.permissions
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `s` is a cgroup device access string: `r`, `w`, `m`, each at most once.
+fn is_device_permissions(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 3 && s.chars().all(|c| "rwm".contains(c)) && {
+        let mut seen: Vec<char> = s.chars().collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len() == s.len()
+    }
 }
 
 /// What a [`Mount`] puts at its target.
@@ -188,6 +257,119 @@ pub(crate) struct HostConfig {
     pub resources: Resources,
     /// The container's cgroup, when this machine has cgroups.
     pub cgroup: Option<CgroupPaths>,
+    /// Host devices created in the container and allowed by its devices cgroup.
+    pub devices: Vec<DeviceConfig>,
+    /// Kept for the container's supervisor.
+    pub restart_policy: RestartPolicy,
+}
+
+/// Character or block device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum DeviceKind {
+    Char,
+    Block,
+}
+
+impl DeviceKind {
+    /// The letter of a devices cgroup rule.
+    pub(crate) fn letter(self) -> char {
+        match self {
+            DeviceKind::Char => 'c',
+            DeviceKind::Block => 'b',
+        }
+    }
+}
+
+/// One device node the container gets, read from the host's node at create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DeviceConfig {
+    /// The host's node (bind-mounted instead where mknod is not allowed).
+    pub host_path: PathBuf,
+    /// Absolute path in the container.
+    pub path: String,
+    pub kind: DeviceKind,
+    pub major: u64,
+    pub minor: u64,
+    /// Permission bits of the host's node.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// `rwm` subset for the devices cgroup.
+    pub permissions: String,
+}
+
+impl DeviceConfig {
+    /// The devices cgroup (v1 `devices.allow`) rule for this device: `c 1:3 rwm`.
+    pub(crate) fn cgroup_rule(&self) -> String {
+        format!("{} {}:{} {}", self.kind.letter(), self.major, self.minor, self.permissions)
+    }
+}
+
+/// Reads the host's device `device.host_path` (every device under it, if a directory) into
+/// the nodes the container gets.
+pub(crate) fn resolve_device(device: &Device, name: &str) -> Result<Vec<DeviceConfig>, Error> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let host = Path::new(&device.host_path);
+    let meta = std::fs::metadata(host).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::invalid(format!(
+                "device {} for container {name} does not exist on this host: give a device node that does",
+                host.display()
+            ))
+        } else {
+            Error::io(format!("inspecting device {} for container {name}", host.display()), e)
+        }
+    })?;
+    let node = |path: &Path, meta: &std::fs::Metadata, target: String| -> Option<DeviceConfig> {
+        let kind = if meta.file_type().is_char_device() {
+            DeviceKind::Char
+        } else if meta.file_type().is_block_device() {
+            DeviceKind::Block
+        } else {
+            return None;
+        };
+        let rdev = meta.rdev();
+        Some(DeviceConfig {
+            host_path: path.to_path_buf(),
+            path: target,
+            kind,
+            major: nix::sys::stat::major(rdev),
+            minor: nix::sys::stat::minor(rdev),
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            permissions: device.permissions.clone(),
+        })
+    };
+    if let Some(one) = node(host, &meta, device.container_path.clone()) {
+        return Ok(vec![one]);
+    }
+    if !meta.is_dir() {
+        return Err(Error::invalid(format!(
+            "{} is not a device node (nor a directory of them), so it cannot be given to container {name} as a device",
+            host.display()
+        )));
+    }
+    // A directory: every device below it, at the same place under the container path.
+    let mut found = Vec::new();
+    let mut pending = vec![host.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).context(|| format!("listing devices in {}", dir.display()))? {
+            let entry = entry.context(|| format!("listing devices in {}", dir.display()))?;
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            if meta.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let Ok(relative) = path.strip_prefix(host) else { continue };
+            let target = format!("{}/{}", device.container_path.trim_end_matches('/'), relative.display());
+            found.extend(node(&path, &meta, target));
+        }
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(found)
 }
 
 /// Resource limits; `None` is unlimited.
@@ -260,6 +442,16 @@ pub(crate) fn resolve_host(
             "the memory limit of container {name} is below the minimum of 6 MiB that Docker allows"
         )));
     }
+    let mut devices = Vec::new();
+    for device in &spec.devices {
+        device.validate().map_err(|why| {
+            Error::invalid(format!(
+                "invalid device {}:{} for container {name}: {why}",
+                device.host_path, device.container_path
+            ))
+        })?;
+        devices.extend(resolve_device(device, name)?);
+    }
     Ok(HostConfig {
         user: spec.user.clone().filter(|u| !u.is_empty()),
         read_only: spec.read_only,
@@ -276,6 +468,8 @@ pub(crate) fn resolve_host(
             pids: spec.pids_limit.filter(|p| *p > 0),
         },
         cgroup: None,
+        devices,
+        restart_policy: spec.restart_policy,
     })
 }
 
@@ -454,6 +648,34 @@ mod tests {
         for bad in ["/a", "a:b", "x/y:/data", "/a:/b:rx", "/a:/b/../c", "a:b:c:d"] {
             assert!(Mount::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn devices_parse_like_docker() {
+        let d = |host: &str, inside: &str, perms: &str| Device {
+            host_path: host.into(),
+            container_path: inside.into(),
+            permissions: perms.into(),
+        };
+        assert_eq!(Device::parse("/dev/fuse").expect("one"), d("/dev/fuse", "/dev/fuse", "rwm"));
+        assert_eq!(Device::parse("/dev/null:/dev/mynull").expect("two"), d("/dev/null", "/dev/mynull", "rwm"));
+        assert_eq!(Device::parse("/dev/null:r").expect("perms"), d("/dev/null", "/dev/null", "r"));
+        assert_eq!(Device::parse("/dev/sda:/dev/xvda:rw").expect("three"), d("/dev/sda", "/dev/xvda", "rw"));
+        for bad in ["dev/null", "/dev/null:rwx", "/dev/null:/x:rr", "/dev/null:/a/../b", "/a:/b:r:w", "/dev/null:/x:q"]
+        {
+            assert!(Device::parse(bad).is_err(), "{bad}");
+        }
+        // Resolved from the host's node: a character device with its numbers.
+        let spec = ContainerSpec { devices: vec![d("/dev/null", "/dev/mynull", "rw")], ..Default::default() };
+        let host = resolve_host(&spec, "c", Path::new("/c"), Path::new("/v")).expect("ok");
+        assert_eq!(host.devices.len(), 1);
+        assert_eq!((host.devices[0].major, host.devices[0].minor), (1, 3));
+        assert_eq!(host.devices[0].cgroup_rule(), "c 1:3 rw");
+        let missing = ContainerSpec { devices: vec![d("/dev/nosuch", "/dev/x", "rwm")], ..Default::default() };
+        let err = resolve_host(&missing, "c", Path::new("/c"), Path::new("/v")).expect_err("missing");
+        assert!(err.to_string().contains("/dev/nosuch"), "{err}");
+        let not_a_device = ContainerSpec { devices: vec![d("/etc/hostname", "/dev/x", "rwm")], ..Default::default() };
+        assert!(resolve_host(&not_a_device, "c", Path::new("/c"), Path::new("/v")).is_err());
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //!
 //! Created: no shim recorded. Running: the shim recorded in `state.json` is alive. Exited:
 //! `exit.json` exists, or the shim is gone without writing it (exit code 255, with an error).
+//! A container with a restart policy also has `restart.json` ([`RestartRecord`]).
 
 use serde::{Deserialize, Serialize};
 
 use super::{
+    restart::{RestartPolicy, RestartRecord},
     spec::{ContainerConfig, DEFAULT_STOP_TIMEOUT},
     ContainerInfo, ContainerPaths, ContainerState,
 };
@@ -77,7 +79,22 @@ pub(crate) fn observe(paths: &ContainerPaths, config: &ContainerConfig) -> Resul
         paused: false,
         stop_signal: config.host.stop_signal.clone().unwrap_or_else(|| "SIGTERM".to_string()),
         stop_timeout: config.host.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
+        restart_policy: config.host.restart_policy,
+        restart_count: 0,
+        stopped_by_user: false,
+        devices: config
+            .host
+            .devices
+            .iter()
+            .map(|d| format!("{}:{}:{}", d.host_path.display(), d.path, d.permissions))
+            .collect(),
     };
+    // Only a supervised container has a record worth a read.
+    if config.host.restart_policy != RestartPolicy::No {
+        let record: RestartRecord = jsonfile::read(&paths.restart())?.unwrap_or_default();
+        info.restart_count = record.count;
+        info.stopped_by_user = record.stopped_by_user;
+    }
     let mut exit: Option<ExitFile> = jsonfile::read(&paths.exit())?;
     if exit.is_none() {
         if let Some(started) = state.started {

@@ -3,33 +3,17 @@
 //! directories as opaque ones; the layer carries them as OCI whiteouts (`.wh.<name>`,
 //! `.wh..wh..opq`), which the snapshotter turns back into overlayfs form when it unpacks.
 
-use std::{collections::BTreeMap, path::Path, path::PathBuf};
+use std::{path::Path, path::PathBuf};
 
 use oci_spec::image::{HistoryBuilder, ImageManifestBuilder, MediaType};
 
 use super::{
+    changes::CommitChanges,
     import,
     reference::Reference,
     store::{Image, ImageStore},
 };
 use crate::{clock, error::Error, snapshot::Snapshotter};
-
-/// What to change in the committed image's config (Docker's `commit --change`, as fields).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CommitChanges {
-    /// Replaces the image's command.
-    pub cmd: Option<Vec<String>>,
-    /// Replaces the image's entrypoint.
-    pub entrypoint: Option<Vec<String>>,
-    /// `KEY=value` entries, replacing those with the same key.
-    pub env: Vec<String>,
-    pub working_dir: Option<String>,
-    pub user: Option<String>,
-    /// Added to (or replacing) the image's labels.
-    pub labels: BTreeMap<String, String>,
-    /// Recorded in the image history.
-    pub comment: Option<String>,
-}
 
 /// Makes the image `parent` + the layer archived from `upper`, named `reference` (nameless
 /// when `None`). `mount_points` are paths under `upper` the runtime created only to mount
@@ -67,32 +51,7 @@ pub(crate) fn commit(
     );
     config.set_history(Some(history));
     let mut process = config.config().clone().unwrap_or_default();
-    if let Some(cmd) = &changes.cmd {
-        process.set_cmd(Some(cmd.clone()));
-    }
-    if let Some(entrypoint) = &changes.entrypoint {
-        process.set_entrypoint(Some(entrypoint.clone()));
-    }
-    if let Some(dir) = &changes.working_dir {
-        process.set_working_dir(Some(dir.clone()));
-    }
-    if let Some(user) = &changes.user {
-        process.set_user(Some(user.clone()));
-    }
-    if !changes.env.is_empty() {
-        let mut env = process.env().clone().unwrap_or_default();
-        for entry in &changes.env {
-            let key = entry.split('=').next().unwrap_or(entry);
-            env.retain(|e| e.split('=').next() != Some(key));
-            env.push(entry.clone());
-        }
-        process.set_env(Some(env));
-    }
-    if !changes.labels.is_empty() {
-        let mut labels = process.labels().clone().unwrap_or_default();
-        labels.extend(changes.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-        process.set_labels(Some(labels));
-    }
+    changes.apply(&mut process);
     config.set_config(Some(process));
     let config = store
         .write_blob(MediaType::ImageConfig, &serde_json::to_vec(&config).expect("image configs always serialize"))?;

@@ -16,6 +16,7 @@ use oci_spec::image::{
 };
 
 use super::{
+    changes::CommitChanges,
     reference::Reference,
     store::{Image, ImageStore},
 };
@@ -25,12 +26,13 @@ use crate::{
     snapshot::Snapshotter,
 };
 
-/// Imports `src` as a one-layer image named `reference`.
+/// Imports `src` as a one-layer image named `reference`, its config set by `changes`.
 pub(crate) fn import(
     store: &ImageStore,
     snapshots: &Snapshotter,
     src: &Path,
     reference: &Reference,
+    changes: &CommitChanges,
 ) -> Result<Image, Error> {
     let meta = fs::metadata(src).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
@@ -51,10 +53,12 @@ pub(crate) fn import(
     snapshots.ensure_layer(&diff_id, &store.blob_path(&layer)?, layer.media_type())?;
 
     let created = clock::format_rfc3339(clock::now_ns());
+    let mut process = Config::default();
+    changes.apply(&mut process);
     let config = ImageConfigurationBuilder::default()
         .created(created.clone())
         .os(Os::Linux)
-        .config(Config::default())
+        .config(process)
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")

@@ -1,8 +1,9 @@
 //! Images on this node: the OCI image-layout store ([`store`]), reference parsing
 //! ([`reference`]) and the ways images enter and leave the store ([`import`], [`archive`] for save and
-//! load, [`commit`]; build and pull come later).
+//! load, [`commit`]; build and pull come later); [`changes`] is `--change` for import and commit.
 
 pub(crate) mod archive;
+pub(crate) mod changes;
 pub(crate) mod commit;
 pub(crate) mod import;
 pub(crate) mod reference;
@@ -41,6 +42,12 @@ pub struct ImageDetails {
     pub working_dir: String,
     pub user: String,
     pub labels: std::collections::BTreeMap<String, String>,
+    /// `port/proto` entries (`80/tcp`).
+    pub exposed_ports: Vec<String>,
+    /// Paths the image declares as volumes.
+    pub volumes: Vec<String>,
+    /// The signal `stop` sends first, if the image chose one.
+    pub stop_signal: String,
     /// Diff ids (digests of the uncompressed layer tars), bottom layer first.
     pub diff_ids: Vec<String>,
 }
@@ -60,6 +67,9 @@ impl store::Image {
             working_dir: config.working_dir().clone().unwrap_or_default(),
             user: config.user().clone().unwrap_or_default(),
             labels: config.labels().clone().unwrap_or_default().into_iter().collect(),
+            exposed_ports: config.exposed_ports().clone().unwrap_or_default(),
+            volumes: config.volumes().clone().unwrap_or_default(),
+            stop_signal: config.stop_signal().clone().unwrap_or_default(),
             diff_ids: self.config.rootfs().diff_ids().clone(),
         }
     }

@@ -1,7 +1,8 @@
 //! The container's view of the filesystem, set up by its init inside its new mount namespace:
 //! `/` made a recursive slave (our mounts never reach the host; the host's unmounts reach us),
 //! the overlay root bound onto itself, then `/proc`, a fresh `/dev` (tmpfs with the standard
-//! device nodes and links, `/dev/pts`, `/dev/shm`, `/dev/mqueue`), a read-only `/sys` (writable
+//! device nodes and links, `/dev/pts`, `/dev/shm`, `/dev/mqueue`; plus the `--device` nodes,
+//! or every host device when privileged), a read-only `/sys` (writable
 //! when privileged), the container's own mounts ([`mounts`]: `/etc/hosts` and friends, tmpfs,
 //! binds and volumes), then `pivot_root` into it with the old root detached; last, Docker's
 //! masked and read-only paths ([`masks`]) and, if asked, a read-only root.
@@ -25,7 +26,7 @@ use nix::{
 };
 
 use crate::{
-    container::spec::HostConfig,
+    container::spec::{DeviceConfig, DeviceKind, HostConfig},
     error::{Error, IoContext},
 };
 
@@ -58,6 +59,14 @@ pub(crate) fn enter(rootfs: &Path, host: &HostConfig) -> Result<(), Error> {
         .context(|| format!("mounting proc on {}", proc.display()))?;
 
     mount_dev(rootfs)?;
+    if host.privileged {
+        for device in host_devices(Path::new("/dev"))? {
+            add_device(rootfs, &device, false)?;
+        }
+    }
+    for device in &host.devices {
+        add_device(rootfs, device, true)?;
+    }
 
     let sys = mount_point(rootfs, "sys")?;
     let sys_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -153,6 +162,98 @@ fn make_device(path: &Path, major: u64, minor: u64) -> Result<(), Error> {
         }
         Err(e) => Err(Error::io(context(), e.into())),
     }
+}
+
+/// Creates `device` at its path under `rootfs` (resolved inside the root) with the host node's
+/// numbers, mode and owner; binds the host's node where mknod is not allowed. An existing
+/// node is replaced when `replace` (a `--device` wins over the defaults), kept otherwise.
+fn add_device(rootfs: &Path, device: &DeviceConfig, replace: bool) -> Result<(), Error> {
+    let path = mounts::resolve_in_root(rootfs, &device.path)?;
+    let context = || format!("creating device {} in the container", device.path);
+    match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(Error::invalid(format!(
+                "cannot create device {}: it is a directory in the container",
+                device.path
+            )))
+        }
+        Ok(_) if !replace => return Ok(()),
+        Ok(_) => fs::remove_file(&path).context(context)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(context(), e)),
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).context(context)?;
+    }
+    let kind = match device.kind {
+        DeviceKind::Char => SFlag::S_IFCHR,
+        DeviceKind::Block => SFlag::S_IFBLK,
+    };
+    match mknod(&path, kind, Mode::from_bits_truncate(device.mode), makedev(device.major, device.minor)) {
+        Ok(()) => {
+            // mknod's mode went through the umask.
+            fs::set_permissions(&path, fs::Permissions::from_mode(device.mode)).context(context)?;
+            nix::unistd::chown(
+                &path,
+                Some(nix::unistd::Uid::from_raw(device.uid)),
+                Some(nix::unistd::Gid::from_raw(device.gid)),
+            )
+            .context(context)
+        }
+        Err(nix::errno::Errno::EPERM) => {
+            fs::File::create(&path).context(context)?;
+            mount(Some(&device.host_path), &path, NONE, MsFlags::MS_BIND, NONE).context(context)
+        }
+        Err(e) => Err(Error::io(context(), e.into())),
+    }
+}
+
+/// Every device node under the host's `/dev` (what a privileged container gets), leaving out
+/// what each container has its own of (`pts`, `shm`, `mqueue`, `ptmx`, `console`).
+fn host_devices(dev: &Path) -> Result<Vec<DeviceConfig>, Error> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut found = Vec::new();
+    let mut pending = vec![dev.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            // A directory only root of the host's namespace may list: leave it out.
+            Err(_) if dir != dev => continue,
+            Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+            let Ok(relative) = path.strip_prefix(dev) else { continue };
+            let rel = relative.to_string_lossy();
+            if matches!(rel.as_ref(), "pts" | "shm" | "mqueue" | "fd" | "ptmx" | "console") {
+                continue;
+            }
+            if meta.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let kind = if meta.file_type().is_char_device() {
+                DeviceKind::Char
+            } else if meta.file_type().is_block_device() {
+                DeviceKind::Block
+            } else {
+                continue;
+            };
+            found.push(DeviceConfig {
+                path: format!("/dev/{rel}"),
+                host_path: path.clone(),
+                kind,
+                major: nix::sys::stat::major(meta.rdev()),
+                minor: nix::sys::stat::minor(meta.rdev()),
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+                permissions: "rwm".into(),
+            });
+        }
+    }
+    Ok(found)
 }
 
 /// `rootfs/rel` as a directory to mount on: created if missing, refused if the image made it
