@@ -418,7 +418,14 @@ enum ImageCmd {
         input: PathBuf,
     },
     /// Import a root filesystem (a tarball or a directory) as an image.
-    Import { source: PathBuf, reference: String },
+    Import {
+        /// Set the image config with a Dockerfile instruction (CMD, ENTRYPOINT, ENV, EXPOSE,
+        /// LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable.
+        #[arg(short, long = "change")]
+        change: Vec<String>,
+        source: PathBuf,
+        reference: String,
+    },
     /// List images.
     #[command(alias = "list")]
     Ls {
@@ -492,6 +499,12 @@ struct CreateArgs {
     /// Seconds `stop` waits before killing.
     #[arg(long)]
     stop_timeout: Option<u64>,
+    /// Restart policy: no, on-failure[:max-retries], always or unless-stopped.
+    #[arg(long, value_parser = commands::container::parse_restart)]
+    restart: Option<shoal_runtime::RestartPolicy>,
+    /// Give the container a host device: /dev/host[:/dev/container][:rwm].
+    #[arg(long, value_parser = commands::container::parse_device)]
+    device: Vec<shoal_runtime::Device>,
     image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
@@ -521,6 +534,8 @@ impl CreateArgs {
             security_opt: self.security_opt,
             stop_signal: self.stop_signal,
             stop_timeout: self.stop_timeout,
+            restart: self.restart.unwrap_or_default(),
+            devices: self.device,
             image: self.image,
             args: self.args,
         }
@@ -546,6 +561,9 @@ struct ContainerLsArgs {
     all: bool,
     #[arg(short, long)]
     quiet: bool,
+    /// Only containers that match: label=KEY[=VALUE], name=NAME, id=ID, status=STATUS.
+    #[arg(short, long = "filter")]
+    filter: Vec<String>,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
 }
@@ -611,8 +629,26 @@ enum ContainerCmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Stop containers (as `stop` does), then start them again.
+    Restart {
+        /// Seconds to wait before killing (default: each container's stop timeout).
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Make an image of a container's changes.
-    Commit { container: String, reference: String },
+    Commit {
+        /// Set the image config with a Dockerfile instruction (CMD, ENTRYPOINT, ENV, EXPOSE,
+        /// LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable.
+        #[arg(short, long = "change")]
+        change: Vec<String>,
+        /// A comment recorded in the image's history.
+        #[arg(short, long)]
+        message: Option<String>,
+        container: String,
+        reference: String,
+    },
     /// Freeze every process of containers.
     Pause {
         #[arg(required = true)]
@@ -736,7 +772,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             StackCmd::Rm { name, detach, timeout } => commands::stack::rm(c, &name, detach, timeout).await,
         },
-        Command::Image(ImageCmd::Import { source, reference }) => commands::image::import(c, &source, &reference).await,
+        Command::Image(ImageCmd::Import { change, source, reference }) => {
+            commands::image::import(c, &source, &reference, &change).await
+        }
         Command::Image(ImageCmd::Ls { quiet, format }) => commands::image::ls(c, quiet, format).await,
         Command::Image(ImageCmd::Tag { source, target }) => commands::image::tag(c, &source, &target).await,
         Command::Image(ImageCmd::Rm { force, images }) => commands::image::rm(c, &images, force).await,
@@ -745,7 +783,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(ImageCmd::Save { output, images }) => commands::image::save(c, &images, &output).await,
         Command::Image(ImageCmd::Load { input }) => commands::image::load(c, &input).await,
         Command::Ps(a) | Command::Container(ContainerCmd::Ls(a)) => {
-            commands::container::ls(c, a.all, a.quiet, a.format).await
+            commands::container::ls(c, a.all, a.quiet, &a.filter, a.format).await
         }
         Command::Run(r) | Command::Container(ContainerCmd::Run(r)) => {
             let code = commands::container::run(c, &r.create.options(), r.detach, r.rm).await?;
@@ -885,7 +923,13 @@ async fn container_command(c: &Client, cmd: ContainerCmd) -> anyhow::Result<()> 
         }
         ContainerCmd::Inspect { containers } => commands::container::inspect(c, &containers).await,
         ContainerCmd::Wait { containers } => commands::container::wait(c, &containers).await,
-        ContainerCmd::Commit { container, reference } => commands::image::commit(c, &container, &reference).await,
+        ContainerCmd::Restart { time, containers } => {
+            let t = time.map(|t| format!("?t={t}")).unwrap_or_default();
+            each(c, &containers, |id| (Verb::Post, format!("/containers/{id}/restart{t}"))).await
+        }
+        ContainerCmd::Commit { change, message, container, reference } => {
+            commands::image::commit(c, &container, &reference, &change, message.as_deref()).await
+        }
         ContainerCmd::Pause { containers } => {
             each(c, &containers, |id| (Verb::Post, format!("/containers/{id}/pause"))).await
         }

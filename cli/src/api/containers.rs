@@ -10,11 +10,17 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use shoal_runtime::{ContainerInfo, ContainerSpec, ContainerState, Runtime};
+use shoal_runtime::{ContainerInfo, ContainerSpec, ContainerState, RestartPolicy, Runtime};
 
 use super::logs::{LogQuery, LogSource};
 use super::{docker, ApiError, ApiResult};
 use crate::daemon::Daemon;
+
+/// Whether the container exited and waits out its restart back-off (a container a user
+/// started meanwhile is running, whatever its old watcher thinks).
+fn restarting(daemon: &Daemon, c: &ContainerInfo) -> bool {
+    c.state != ContainerState::Running && daemon.restarts.is_restarting(&c.id)
+}
 
 /// Runs a blocking runtime call on the blocking pool.
 pub async fn blocking<T: Send + 'static>(
@@ -36,6 +42,11 @@ fn state_name(s: ContainerState) -> &'static str {
     }
 }
 
+fn since(ns: Option<i64>) -> String {
+    let now = shoal_proto::now_ns();
+    crate::commands::human_duration(now - ns.unwrap_or(now))
+}
+
 /// `docker ps`'s STATUS column: `Up 5 seconds`, `Exited (0) 2 minutes ago`.
 fn status_text(c: &ContainerInfo) -> String {
     let now = shoal_proto::now_ns();
@@ -52,7 +63,12 @@ fn status_text(c: &ContainerInfo) -> String {
     }
 }
 
-fn summary(c: &ContainerInfo) -> Value {
+fn summary(c: &ContainerInfo, restarting: bool) -> Value {
+    let (state, status) = if restarting {
+        ("restarting", format!("Restarting ({}) {} ago", c.exit_code.unwrap_or(0), since(c.finished_at)))
+    } else {
+        (state_name(c.state), status_text(c))
+    };
     json!({
         "Id": c.id,
         "Names": [format!("/{}", c.name)],
@@ -60,8 +76,8 @@ fn summary(c: &ContainerInfo) -> Value {
         "ImageID": c.image_id,
         "Command": c.command.join(" "),
         "Created": c.created_at / 1_000_000_000,
-        "State": state_name(c.state),
-        "Status": status_text(c),
+        "State": state,
+        "Status": status,
         "Labels": c.labels,
         "Pid": c.pid.unwrap_or(0),
         "Ports": [],
@@ -69,18 +85,27 @@ fn summary(c: &ContainerInfo) -> Value {
     })
 }
 
-fn inspect_json(c: &ContainerInfo) -> Value {
+fn inspect_json(c: &ContainerInfo, restarting: bool) -> Value {
     let t = |ns: Option<i64>| ns.map(docker::time).unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
+    let devices: Vec<Value> = c
+        .devices
+        .iter()
+        .map(|d| {
+            let mut parts = d.rsplitn(3, ':');
+            let (perms, inside, host) = (parts.next(), parts.next(), parts.next());
+            json!({ "PathOnHost": host, "PathInContainer": inside, "CgroupPermissions": perms })
+        })
+        .collect();
     json!({
         "Id": c.id,
         "Created": docker::time(c.created_at),
         "Path": c.command.first().cloned().unwrap_or_default(),
         "Args": c.command.iter().skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": state_name(c.state),
+            "Status": if restarting { "restarting" } else { state_name(c.state) },
             "Running": c.state == ContainerState::Running,
             "Paused": c.paused,
-            "Restarting": false,
+            "Restarting": restarting,
             "OOMKilled": c.oom_killed,
             "Dead": false,
             "Pid": c.pid.unwrap_or(0),
@@ -91,8 +116,12 @@ fn inspect_json(c: &ContainerInfo) -> Value {
         },
         "Image": c.image_id,
         "Name": format!("/{}", c.name),
-        "Config": { "Image": c.image, "Labels": c.labels, "Cmd": c.command },
-        "HostConfig": {},
+        "RestartCount": c.restart_count,
+        "Config": { "Image": c.image, "Labels": c.labels, "Cmd": c.command, "StopSignal": c.stop_signal },
+        "HostConfig": {
+            "RestartPolicy": { "Name": c.restart_policy.name(), "MaximumRetryCount": c.restart_policy.max_retries() },
+            "Devices": devices,
+        },
         "Mounts": [],
         "NetworkSettings": {},
     })
@@ -101,17 +130,46 @@ fn inspect_json(c: &ContainerInfo) -> Value {
 #[derive(Deserialize)]
 pub struct ListQuery {
     all: Option<String>,
+    filters: Option<String>,
 }
 
 fn truthy(v: &Option<String>) -> bool {
     matches!(v.as_deref(), Some("1") | Some("true") | Some("True"))
 }
 
+/// `GET /containers/json`: running containers (all with `all`), filtered by Docker's
+/// `label`, `name`, `id` and `status` filters.
 pub async fn list(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
-    let all = truthy(&q.all);
+    let filters = super::Filters::parse(q.filters.as_deref(), &["label", "name", "id", "status"])?;
+    for status in filters.get("status") {
+        if !matches!(status.as_str(), "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead")
+        {
+            return Err(ApiError::bad_request(format!(
+                "invalid filter 'status={status}': use created, restarting, running, paused, exited or dead"
+            )));
+        }
+    }
+    // A status filter lists what it names, running or not (as Docker does).
+    let all = truthy(&q.all) || !filters.get("status").is_empty();
     let containers = blocking(&daemon.runtime, |rt| rt.list_containers()).await?;
     Ok(Json(Value::Array(
-        containers.iter().filter(|c| all || c.state == ContainerState::Running).map(summary).collect(),
+        containers
+            .iter()
+            .filter(|c| all || c.state == ContainerState::Running)
+            .filter(|c| filters.labels_match(|k| c.labels.get(k).map(String::as_str)))
+            .filter(|c| filters.any("name", |n| c.name.contains(n.trim_start_matches('/'))))
+            .filter(|c| filters.any("id", |i| c.id.starts_with(i)))
+            .filter(|c| {
+                let is_restarting = restarting(&daemon, c);
+                filters.any("status", |s| match s {
+                    "restarting" => is_restarting,
+                    "paused" => c.paused,
+                    "running" => c.state == ContainerState::Running && !c.paused,
+                    other => !is_restarting && state_name(c.state) == other,
+                })
+            })
+            .map(|c| summary(c, restarting(&daemon, c)))
+            .collect(),
     )))
 }
 
@@ -156,7 +214,7 @@ fn boolean(v: &Value) -> bool {
 /// HostConfig settings with no effect yet: refusing them beats running a
 /// container without what the user asked for.
 fn refuse_unsupported(host: &Map<String, Value>) -> ApiResult<()> {
-    const UNSUPPORTED: &[&str] = &["Devices", "PortBindings", "CpuQuota", "CpuShares", "CpusetCpus", "Ulimits"];
+    const UNSUPPORTED: &[&str] = &["PortBindings", "CpuQuota", "CpuShares", "CpusetCpus", "Ulimits"];
     for key in UNSUPPORTED {
         let set = match host.get(*key) {
             None | Some(Value::Null) | Some(Value::Bool(false)) => false,
@@ -209,7 +267,49 @@ fn apply_host_config(v: &Value, spec: &mut ContainerSpec) -> ApiResult<()> {
     spec.memory = int(h("Memory"), "HostConfig.Memory")?.filter(|m| *m > 0);
     spec.nano_cpus = int(h("NanoCpus"), "HostConfig.NanoCpus")?.filter(|c| *c > 0);
     spec.pids_limit = int(h("PidsLimit"), "HostConfig.PidsLimit")?.filter(|p| *p > 0);
+    spec.devices = devices(h("Devices"))?;
+    spec.restart_policy = restart_policy(h("RestartPolicy"))?;
+    if boolean(h("AutoRemove")) && spec.restart_policy != RestartPolicy::No {
+        return Err(ApiError::bad_request(format!(
+            "HostConfig.AutoRemove cannot go with restart policy {}: a container removed when it exits cannot be restarted",
+            spec.restart_policy
+        )));
+    }
     Ok(())
+}
+
+/// `HostConfig.Devices`: `[{PathOnHost, PathInContainer, CgroupPermissions}]`.
+fn devices(v: &Value) -> ApiResult<Vec<shoal_runtime::Device>> {
+    let list = match v {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(list) => list,
+        _ => return Err(ApiError::bad_request("HostConfig.Devices: expected a list of devices")),
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let field = |k: &str| string(&d[k], &format!("HostConfig.Devices[{i}].{k}"));
+            let host = field("PathOnHost")?.ok_or_else(|| {
+                ApiError::bad_request(format!("HostConfig.Devices[{i}].PathOnHost is required: name a host device"))
+            })?;
+            let inside = field("PathInContainer")?.unwrap_or_else(|| host.clone());
+            let perms = field("CgroupPermissions")?.unwrap_or_else(|| "rwm".into());
+            Ok(shoal_runtime::Device::parse(&format!("{host}:{inside}:{perms}"))?)
+        })
+        .collect()
+}
+
+/// `HostConfig.RestartPolicy`: `{Name, MaximumRetryCount}`.
+fn restart_policy(v: &Value) -> ApiResult<RestartPolicy> {
+    match v {
+        Value::Null => Ok(RestartPolicy::No),
+        Value::Object(_) => {
+            let name = string(&v["Name"], "HostConfig.RestartPolicy.Name")?.unwrap_or_default();
+            let max = int(&v["MaximumRetryCount"], "HostConfig.RestartPolicy.MaximumRetryCount")?.unwrap_or(0);
+            Ok(RestartPolicy::from_parts(&name, max)?)
+        }
+        _ => Err(ApiError::bad_request("HostConfig.RestartPolicy: expected {\"Name\": …, \"MaximumRetryCount\": …}")),
+    }
 }
 
 #[derive(Deserialize)]
@@ -253,8 +353,19 @@ pub async fn start(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) ->
     if c.state == ContainerState::Running {
         return Ok(StatusCode::NOT_MODIFIED);
     }
-    blocking(&daemon.runtime, move |rt| rt.start_container(&c.id)).await?;
+    start_watched(&daemon, c).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Starts a container as a user does, and hands it to its restart policy.
+async fn start_watched(daemon: &Arc<Daemon>, c: ContainerInfo) -> ApiResult<()> {
+    let id = c.id.clone();
+    let started = blocking(&daemon.runtime, move |rt| rt.start_container(&id)).await;
+    // Even a start that failed is an exit the policy acts on.
+    if c.restart_policy != RestartPolicy::No {
+        daemon.restarts.watch(&c.id);
+    }
+    started.map(drop)
 }
 
 #[derive(Deserialize)]
@@ -269,11 +380,25 @@ pub async fn stop(
     Query(q): Query<StopQuery>,
 ) -> ApiResult<StatusCode> {
     let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
-    if c.state != ContainerState::Running {
-        return Ok(StatusCode::NOT_MODIFIED);
-    }
+    let was_running = c.state == ContainerState::Running;
     let timeout = std::time::Duration::from_secs(q.t.unwrap_or(10));
+    // Also when it is not running: a stop keeps its restart policy from starting it again.
     blocking(&daemon.runtime, move |rt| rt.stop_container(&c.id, q.signal.as_deref(), timeout)).await?;
+    Ok(if was_running { StatusCode::NO_CONTENT } else { StatusCode::NOT_MODIFIED })
+}
+
+/// `POST /containers/{id}/restart?t=N&signal=S`: stops the container (if running) and starts
+/// it again, as a user's start (its restart count starts over).
+pub async fn restart(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<StopQuery>,
+) -> ApiResult<StatusCode> {
+    let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
+    let timeout = std::time::Duration::from_secs(q.t.unwrap_or(c.stop_timeout));
+    let key = c.id.clone();
+    blocking(&daemon.runtime, move |rt| rt.stop_container(&key, q.signal.as_deref(), timeout)).await?;
+    start_watched(&daemon, c).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -314,7 +439,7 @@ pub async fn remove(
 
 pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
-    Ok(Json(inspect_json(&c)))
+    Ok(Json(inspect_json(&c, restarting(&daemon, &c))))
 }
 
 /// `GET /containers/{id}/logs`: with `follow`, the stream ends when the

@@ -1,4 +1,4 @@
-//! `/images`: import and list.
+//! `/images`: import (with `--change`), list, inspect, tag, remove, save, load, commit.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -24,11 +24,23 @@ pub struct CreateQuery {
     tag: Option<String>,
 }
 
-/// `POST /images/create?fromSrc=-&repo=NAME&tag=TAG` with a rootfs tar as
-/// the body: Docker's `import`.
+/// Every value of the repeated query parameter `key` (`changes=…&changes=…`), decoded.
+fn query_values(raw: Option<&str>, key: &str) -> Vec<String> {
+    let prefix = format!("{key}=");
+    raw.unwrap_or_default().split('&').filter_map(|kv| kv.strip_prefix(prefix.as_str())).map(percent_decode).collect()
+}
+
+/// `changes` parameters (Dockerfile instructions for the image config).
+fn changes(raw: Option<&str>) -> ApiResult<shoal_runtime::CommitChanges> {
+    Ok(shoal_runtime::CommitChanges::parse(&query_values(raw, "changes"))?)
+}
+
+/// `POST /images/create?fromSrc=-&repo=NAME&tag=TAG[&changes=…]` with a rootfs
+/// tar as the body: Docker's `import`.
 pub async fn create(
     State(daemon): State<Arc<Daemon>>,
     Query(q): Query<CreateQuery>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
     body: Body,
 ) -> ApiResult<Json<Value>> {
     if let Some(image) = q.from_image {
@@ -47,9 +59,11 @@ pub async fn create(
         Some(tag) => format!("{repo}:{tag}"),
         None => repo,
     };
+    // Checked before the upload is stored.
+    let changes = changes(raw.as_deref())?;
     let tmp = body_to_file(&daemon, body, "import").await?;
     let path = tmp.clone();
-    let result = blocking(&daemon.runtime, move |rt| rt.import_image(&path, &reference)).await;
+    let result = blocking(&daemon.runtime, move |rt| rt.import_image_with(&path, &reference, &changes)).await;
     let _ = std::fs::remove_file(&tmp);
     let summary = result?;
     Ok(Json(json!({ "status": summary.id })))
@@ -118,6 +132,9 @@ pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(name): Path<String>
         "Config": {
             "Env": d.env, "Cmd": d.cmd, "Entrypoint": d.entrypoint,
             "WorkingDir": d.working_dir, "User": d.user, "Labels": d.labels,
+            "ExposedPorts": d.exposed_ports.iter().map(|p| (p.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
+            "Volumes": d.volumes.iter().map(|v| (v.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
+            "StopSignal": d.stop_signal,
         },
         "RootFS": { "Type": "layers", "Layers": d.diff_ids },
     })))
@@ -238,17 +255,19 @@ pub struct CommitQuery {
     comment: Option<String>,
 }
 
-/// `POST /commit?container=…&repo=…&tag=…`: the container's changes as a new image.
+/// `POST /commit?container=…&repo=…&tag=…[&comment=…][&changes=…]`: the
+/// container's changes as a new image.
 pub async fn commit(
     State(daemon): State<Arc<Daemon>>,
     Query(q): Query<CommitQuery>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
     let reference = match q.tag.filter(|t| !t.is_empty()) {
         Some(t) => format!("{}:{t}", q.repo),
         None => q.repo.clone(),
     };
-    let changes = shoal_runtime::CommitChanges { comment: q.comment, ..Default::default() };
+    let changes = shoal_runtime::CommitChanges { comment: q.comment, ..changes(raw.as_deref())? };
     let summary = blocking(&daemon.runtime, move |rt| rt.commit_container(&q.container, &reference, &changes)).await?;
     Ok((axum::http::StatusCode::CREATED, Json(json!({ "Id": summary.id }))).into_response())
 }

@@ -197,6 +197,7 @@ pub fn router(daemon: Arc<Daemon>) -> axum::Router {
         .route("/containers/{id}/json", get(containers::inspect))
         .route("/containers/{id}/start", post(containers::start))
         .route("/containers/{id}/stop", post(containers::stop))
+        .route("/containers/{id}/restart", post(containers::restart))
         .route("/containers/{id}/kill", post(containers::kill))
         .route("/containers/{id}/wait", post(containers::wait))
         .route("/containers/{id}/logs", get(containers::logs))

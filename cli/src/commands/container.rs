@@ -7,8 +7,12 @@ use super::table::Table;
 use super::{logs, n, print_json, s, short, Format};
 use crate::client::{encode, Client};
 
-pub async fn ls(client: &Client, all: bool, quiet: bool, format: Format) -> anyhow::Result<()> {
-    let list = client.get(if all { "/containers/json?all=1" } else { "/containers/json" }).await?;
+pub async fn ls(client: &Client, all: bool, quiet: bool, filters: &[String], format: Format) -> anyhow::Result<()> {
+    let mut path = format!("/containers/json?all={}", u8::from(all));
+    if !filters.is_empty() {
+        path.push_str(&format!("&filters={}", encode(&filters_json(filters)?.to_string())));
+    }
+    let list = client.get(&path).await?;
     if format == Format::Json {
         return print_json(&list);
     }
@@ -38,6 +42,29 @@ pub async fn ls(client: &Client, all: bool, quiet: bool, format: Format) -> anyh
     Ok(())
 }
 
+/// `--filter KEY=VALUE` flags as Docker's `filters` JSON (`{"label":{"a=1":true}}`).
+fn filters_json(filters: &[String]) -> anyhow::Result<Value> {
+    let mut out = serde_json::Map::new();
+    for f in filters {
+        let (key, value) = f.split_once('=').filter(|(k, v)| !k.is_empty() && !v.is_empty()).ok_or_else(|| {
+            anyhow::anyhow!("invalid filter \"{f}\": use KEY=VALUE, e.g. label=app=web or status=exited")
+        })?;
+        let entry = out.entry(key.to_string()).or_insert_with(|| json!({}));
+        entry[value] = json!(true);
+    }
+    Ok(Value::Object(out))
+}
+
+/// `--restart`: Docker's restart policy syntax.
+pub fn parse_restart(s: &str) -> Result<shoal_runtime::RestartPolicy, String> {
+    s.parse().map_err(|e: shoal_runtime::Error| e.to_string())
+}
+
+/// `--device /dev/host[:/dev/container][:rwm]`.
+pub fn parse_device(s: &str) -> Result<shoal_runtime::Device, String> {
+    shoal_runtime::Device::parse(s).map_err(|e| e.to_string())
+}
+
 /// What `run` and `create` take.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -62,6 +89,8 @@ pub struct CreateOptions {
     pub security_opt: Vec<String>,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u64>,
+    pub restart: shoal_runtime::RestartPolicy,
+    pub devices: Vec<shoal_runtime::Device>,
     pub image: String,
     pub args: Vec<String>,
 }
@@ -169,6 +198,12 @@ pub async fn create(client: &Client, o: &CreateOptions) -> anyhow::Result<String
         "Privileged": o.privileged,
         "Init": o.init,
         "SecurityOpt": o.security_opt,
+        "RestartPolicy": { "Name": o.restart.name(), "MaximumRetryCount": o.restart.max_retries() },
+        "Devices": o.devices.iter().map(|d| json!({
+            "PathOnHost": d.host_path,
+            "PathInContainer": d.container_path,
+            "CgroupPermissions": d.permissions,
+        })).collect::<Vec<_>>(),
     });
     let path = match &o.name {
         Some(n) => format!("/containers/create?name={}", encode(n)),
@@ -181,6 +216,12 @@ pub async fn create(client: &Client, o: &CreateOptions) -> anyhow::Result<String
 /// `run`: create and start; unless detached, print the output until the
 /// container exits and exit with its code (removing it with `--rm`).
 pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool) -> anyhow::Result<i32> {
+    if remove && o.restart != shoal_runtime::RestartPolicy::No {
+        anyhow::bail!(
+            "conflicting options: --restart {} and --rm (a container removed when it exits cannot be restarted); drop one",
+            o.restart
+        );
+    }
     let id = create(client, o).await?;
     if let Err(e) = client.post(&format!("/containers/{id}/start"), &Value::Null).await {
         // Exit as Docker does: with the container's code (127: command not

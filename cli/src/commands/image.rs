@@ -23,15 +23,23 @@ fn rootfs_tar(src: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(src).with_context(|| format!("reading {}", src.display()))
 }
 
-pub async fn import(client: &Client, src: &Path, reference: &str) -> anyhow::Result<()> {
+/// `--change` values as query parameters, checked here first so a bad one fails before
+/// anything is sent.
+fn changes_query(changes: &[String]) -> anyhow::Result<String> {
+    shoal_runtime::CommitChanges::parse(changes)?;
+    Ok(changes.iter().map(|c| format!("&changes={}", encode(c))).collect())
+}
+
+pub async fn import(client: &Client, src: &Path, reference: &str, changes: &[String]) -> anyhow::Result<()> {
     let (repo, tag) = match reference.rsplit_once(':') {
         Some((r, t)) if !t.contains('/') => (r, t),
         _ => (reference, "latest"),
     };
+    let changes = changes_query(changes)?;
     let body = rootfs_tar(src)?;
     let v = client
         .post_raw(
-            &format!("/images/create?fromSrc=-&repo={}&tag={}", encode(repo), encode(tag)),
+            &format!("/images/create?fromSrc=-&repo={}&tag={}{changes}", encode(repo), encode(tag)),
             body,
             "application/x-tar",
         )
@@ -139,17 +147,23 @@ pub async fn load(client: &Client, input: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn commit(client: &Client, container: &str, reference: &str) -> anyhow::Result<()> {
+pub async fn commit(
+    client: &Client,
+    container: &str,
+    reference: &str,
+    changes: &[String],
+    message: Option<&str>,
+) -> anyhow::Result<()> {
     let (repo, tag) = match reference.rsplit_once(':') {
         Some((r, t)) if !t.contains('/') => (r, t),
         _ => (reference, "latest"),
     };
-    let r = client
-        .post(
-            &format!("/commit?container={}&repo={}&tag={}", encode(container), encode(repo), encode(tag)),
-            &Value::Null,
-        )
-        .await?;
+    let mut query = format!("container={}&repo={}&tag={}", encode(container), encode(repo), encode(tag));
+    query.push_str(&changes_query(changes)?);
+    if let Some(m) = message {
+        query.push_str(&format!("&comment={}", encode(m)));
+    }
+    let r = client.post(&format!("/commit?{query}"), &Value::Null).await?;
     println!("{}", s(&r, &["Id"]));
     Ok(())
 }

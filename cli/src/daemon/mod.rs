@@ -1,7 +1,9 @@
-//! The node daemon's wiring: the runtime, the swarm membership (a manager
-//! and the agent once the node is in a swarm), and the HTTP API.
+//! The node daemon's wiring: the runtime, the restart policies of standalone
+//! containers ([`restart`]), the swarm membership (a manager and the agent
+//! once the node is in a swarm), and the HTTP API.
 
 mod identity;
+pub mod restart;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,8 @@ pub struct Member {
 pub struct Daemon {
     pub config: DaemonConfig,
     pub runtime: Arc<Runtime>,
+    /// Restarts standalone containers per their restart policy.
+    pub restarts: Arc<restart::Supervisor>,
     pub hostname: String,
     pub swarm: RwLock<Option<Member>>,
 }
@@ -77,8 +81,13 @@ impl Daemon {
         let exe = std::env::current_exe().context("finding the shoal binary to run container shims")?;
         let runtime = Runtime::open(&config.data_root.join("runtime"), exe, vec!["internal-shim".into()])
             .with_context(|| format!("opening the runtime under {}", config.data_root.display()))?;
-        let daemon =
-            Arc::new(Daemon { config, runtime: Arc::new(runtime), hostname: hostname(), swarm: RwLock::new(None) });
+        let runtime = Arc::new(runtime);
+        let restarts = restart::Supervisor::new(runtime.clone());
+        let daemon = Arc::new(Daemon { config, runtime, restarts, hostname: hostname(), swarm: RwLock::new(None) });
+        // Containers that kept running while no daemon watched are re-adopted; exited ones
+        // their policy wants running are started.
+        let resuming = daemon.restarts.clone();
+        tokio::spawn(async move { resuming.resume().await });
         if let Some(identity) = NodeIdentity::load(&daemon.config.data_root)? {
             tracing::info!(node = %identity.node_id, "rejoining the swarm this node was in");
             let member = daemon.start_member(identity, None).await?;
