@@ -149,3 +149,302 @@ fn images_tag_save_load_commit_and_remove() {
     node.fails(&["image", "load", "-i", cut.to_str().expect("UTF-8")]);
     assert_eq!(node.json(&["image", "ls"]), before);
 }
+
+/// `container inspect` of one container.
+fn inspect(node: &Node, name: &str) -> serde_json::Value {
+    node.json_plain(&["container", "inspect", name])[0].clone()
+}
+
+/// The container's state as (status, restart count, pid).
+fn restart_state(node: &Node, name: &str) -> (String, i64, i64) {
+    let c = inspect(node, name);
+    (
+        c["State"]["Status"].as_str().unwrap_or_default().to_string(),
+        c["RestartCount"].as_i64().unwrap_or(-1),
+        c["State"]["Pid"].as_i64().unwrap_or(0),
+    )
+}
+
+#[test]
+fn restart_policies_restart_count_and_respect_the_user() {
+    let node = Node::start().expect("starting the daemon");
+    node.import_busybox("bb:1");
+
+    // on-failure:2 restarts a failing container twice, then leaves it exited.
+    node.ok(&["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "bb:1", "sh", "-c", "echo run; exit 3"]);
+    eventually(Duration::from_secs(20), "flaky to be restarted twice and stay exited", || {
+        let c = inspect(&node, "flaky");
+        (c["RestartCount"] == 2 && c["State"]["Status"] == "exited" && c["State"]["Restarting"] == false).then_some(())
+    });
+    // Longer than the next back-off (400 ms): no third restart comes.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(restart_state(&node, "flaky").1, 2);
+    assert_eq!(node.ok(&["logs", "flaky"]), "run\nrun\nrun\n");
+    let c = inspect(&node, "flaky");
+    assert_eq!(c["State"]["ExitCode"], 3);
+    assert_eq!(c["HostConfig"]["RestartPolicy"], serde_json::json!({ "Name": "on-failure", "MaximumRetryCount": 2 }));
+
+    // on-failure leaves a successful exit alone.
+    node.ok(&["run", "-d", "--name", "fine", "--restart", "on-failure", "bb:1", "true"]);
+    node.ok(&["container", "wait", "fine"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(restart_state(&node, "fine"), ("exited".to_string(), 0, 0));
+
+    // always restarts even a clean exit, again and again.
+    node.ok(&["run", "-d", "--name", "again", "--restart", "always", "bb:1", "sh", "-c", "echo up; sleep 0.2"]);
+    eventually(Duration::from_secs(20), "again to be restarted", || {
+        (restart_state(&node, "again").1 >= 2).then_some(())
+    });
+    // A stop by the user holds: no restart after it.
+    node.ok(&["container", "stop", "again"]);
+    let (status, count, _) = restart_state(&node, "again");
+    assert_eq!(status, "exited");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(restart_state(&node, "again"), ("exited".to_string(), count, 0));
+    // A start by the user re-arms the policy and starts the count over.
+    node.ok(&["container", "start", "again"]);
+    eventually(Duration::from_secs(20), "again to be restarted after the user's start", || {
+        let (_, count, _) = restart_state(&node, "again");
+        (count >= 1).then_some(())
+    });
+    node.ok(&["container", "stop", "again"]);
+    // kill (SIGKILL) counts as a stop by the user too.
+    node.ok(&["run", "-d", "--name", "killed", "--restart", "always", "bb:1", "sleep", "600"]);
+    node.ok(&["container", "kill", "killed"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(restart_state(&node, "killed"), ("exited".to_string(), 0, 0), "a killed container stays down");
+
+    // container restart: a new process, the count starts over.
+    node.ok(&["run", "-d", "--name", "svc", "--restart", "unless-stopped", "bb:1", "sleep", "600"]);
+    let (_, _, pid) = restart_state(&node, "svc");
+    assert_ne!(pid, 0);
+    node.ok(&["container", "restart", "-t", "1", "svc"]);
+    let (status, count, new_pid) = restart_state(&node, "svc");
+    assert_eq!((status.as_str(), count), ("running", 0));
+    assert_ne!(new_pid, pid, "restart must run a new process");
+    node.ok(&["container", "stop", "-t", "1", "svc"]);
+    // restart also starts a container that is not running; through the API as docker does.
+    let (status, _) = node.http("POST", "/v1.51/containers/svc/restart?t=1", "");
+    assert_eq!(status, 204);
+    assert_eq!(restart_state(&node, "svc").0, "running");
+    node.ok(&["container", "rm", "-f", "svc"]);
+
+    // Bad values are refused, naming them.
+    let err = node.fails(&["run", "-d", "--restart", "sometimes", "bb:1", "true"]);
+    assert!(err.contains("\"sometimes\"") && err.contains("unless-stopped"), "{err}");
+    let err = node.fails(&["run", "-d", "--restart", "always:3", "bb:1", "true"]);
+    assert!(err.contains("on-failure"), "{err}");
+    let err = node.fails(&["run", "--rm", "--restart", "always", "bb:1", "true"]);
+    assert!(err.contains("--rm"), "{err}");
+    let body = r#"{"Image":"bb:1","Cmd":["true"],"HostConfig":{"RestartPolicy":{"Name":"sometimes"}}}"#;
+    let (status, body) = node.http("POST", "/v1.51/containers/create", body);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("sometimes"), "{body}");
+}
+
+#[test]
+fn restart_policies_survive_a_killed_daemon() {
+    let mut node = Node::start().expect("starting the daemon");
+    node.import_busybox("bb:1");
+    // Stopped by the user before the daemon goes: always comes back, unless-stopped does not.
+    node.ok(&["run", "-d", "--name", "always-stopped", "--restart", "always", "bb:1", "sleep", "600"]);
+    node.ok(&["run", "-d", "--name", "unless-stopped", "--restart", "unless-stopped", "bb:1", "sleep", "600"]);
+    node.ok(&["container", "stop", "-t", "1", "always-stopped", "unless-stopped"]);
+    // Running through the daemon's death: re-adopted, then restarted when it crashes.
+    node.ok(&["run", "-d", "--name", "adopted", "--restart", "always", "bb:1", "sleep", "600"]);
+    // Crashing while no daemon watches: restarted when the daemon is back.
+    node.ok(&["run", "-d", "--name", "orphan", "--restart", "on-failure", "bb:1", "sleep", "600"]);
+    let (_, _, adopted_pid) = restart_state(&node, "adopted");
+    let (_, _, orphan_pid) = restart_state(&node, "orphan");
+
+    node.kill_daemon();
+    // SAFETY: kill(2) on the container's init, which this test started.
+    unsafe { libc::kill(orphan_pid as i32, libc::SIGKILL) };
+    node.start_daemon().expect("restarting the daemon");
+
+    eventually(Duration::from_secs(20), "always-stopped to come back", || {
+        (restart_state(&node, "always-stopped").0 == "running").then_some(())
+    });
+    eventually(Duration::from_secs(20), "orphan to be restarted", || {
+        let (status, _, pid) = restart_state(&node, "orphan");
+        (status == "running" && pid != orphan_pid).then_some(())
+    });
+    assert_eq!(restart_state(&node, "unless-stopped").0, "exited");
+    assert_eq!(restart_state(&node, "adopted"), ("running".to_string(), 0, adopted_pid), "re-adopted as it was");
+
+    // The re-adopted container crashes: the new daemon restarts it.
+    // SAFETY: as above.
+    unsafe { libc::kill(adopted_pid as i32, libc::SIGKILL) };
+    eventually(Duration::from_secs(20), "adopted to be restarted by the new daemon", || {
+        let (status, count, pid) = restart_state(&node, "adopted");
+        (status == "running" && count == 1 && pid != adopted_pid).then_some(())
+    });
+    node.ok(&["container", "rm", "-f", "always-stopped", "unless-stopped", "adopted", "orphan"]);
+    assert_eq!(node.container_processes(), Vec::<i32>::new());
+}
+
+#[test]
+fn live_restore_of_a_standalone_container() {
+    let mut node = Node::start().expect("starting the daemon");
+    node.import_busybox("bb:1");
+    let script = "trap 'echo bye; exit 7' TERM; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done";
+    node.ok(&["run", "-d", "--name", "ticker", "bb:1", "sh", "-c", script]);
+    let lines = |node: &Node| node.ok(&["logs", "ticker"]).lines().count();
+    eventually(Duration::from_secs(10), "the first lines", || (lines(&node) >= 3).then_some(()));
+    let pid = restart_state(&node, "ticker").2;
+
+    let before = lines(&node);
+    node.kill_daemon();
+    std::thread::sleep(Duration::from_millis(1500));
+    node.start_daemon().expect("restarting the daemon on the same data root");
+
+    let listed = node.running_containers();
+    assert_eq!(listed, vec![("ticker".to_string(), pid as i32)], "the same process keeps running");
+    let after = lines(&node);
+    assert!(after > before + 3, "lines written while the daemon was down are in the log: {before} then {after}");
+    let log = node.ok(&["logs", "ticker"]);
+    for (i, line) in log.lines().enumerate() {
+        assert_eq!(line, format!("line {i}"), "the log has every line, in order");
+    }
+
+    node.ok(&["container", "stop", "ticker"]);
+    assert_eq!(node.ok(&["container", "wait", "ticker"]).trim(), "7");
+    assert!(node.ok(&["logs", "ticker"]).ends_with("bye\n"));
+    node.ok(&["container", "rm", "ticker"]);
+    assert_eq!(node.mounts(), Vec::<String>::new());
+    assert_eq!(node.container_processes(), Vec::<i32>::new());
+    assert!(node.json(&["ps", "--all"]).as_array().is_some_and(|a| a.is_empty()));
+}
+
+#[test]
+fn devices_are_given_only_when_asked() {
+    let node = Node::start().expect("starting the daemon");
+    node.import_busybox("bb:1");
+    let run = |args: &[&str]| node.ok(&[&["run", "--rm"], args].concat());
+
+    // A host device under another name: a character device 1:3, usable.
+    let out = run(&[
+        "--device",
+        "/dev/null:/dev/mynull",
+        "bb:1",
+        "sh",
+        "-c",
+        "ls -l /dev/mynull; echo x > /dev/mynull && echo wrote",
+    ]);
+    assert!(out.starts_with("c") && out.contains("1,   3") && out.ends_with("wrote\n"), "{out}");
+    let out = run(&["--device", "/dev/loop-control", "bb:1", "sh", "-c", "test -c /dev/loop-control && echo present"]);
+    assert_eq!(out, "present\n");
+    assert_eq!(run(&["bb:1", "sh", "-c", "test -e /dev/loop-control || echo absent"]), "absent\n");
+    assert_eq!(run(&["--privileged", "bb:1", "sh", "-c", "test -c /dev/loop-control && echo present"]), "present\n");
+
+    // The devices cgroup (v1): a node made by hand opens only when the device was given.
+    if std::path::Path::new("/sys/fs/cgroup/devices/devices.allow").exists() {
+        let script = "mknod /dev/lc c 10 237 && { (: < /dev/lc) 2>/dev/null && echo opened || echo refused; }";
+        assert_eq!(run(&["bb:1", "sh", "-c", script]), "refused\n");
+        assert_eq!(run(&["--device", "/dev/loop-control", "bb:1", "sh", "-c", script]), "opened\n");
+    }
+
+    node.ok(&["container", "create", "--name", "withdev", "--device", "/dev/null:/dev/mynull:r", "bb:1", "true"]);
+    let devices = &inspect(&node, "withdev")["HostConfig"]["Devices"];
+    assert_eq!(
+        devices,
+        &serde_json::json!([{ "PathOnHost": "/dev/null", "PathInContainer": "/dev/mynull", "CgroupPermissions": "r" }])
+    );
+    let err = node.fails(&["run", "--rm", "--device", "/dev/nosuch", "bb:1", "true"]);
+    assert!(err.contains("/dev/nosuch"), "{err}");
+    let err = node.fails(&["run", "--rm", "--device", "/dev/null:/dev/x:rwx", "bb:1", "true"]);
+    assert!(err.contains("rwx"), "{err}");
+}
+
+#[test]
+fn image_changes_on_import_and_commit() {
+    let node = Node::start().expect("starting the daemon");
+    let rootfs = node.dir.path().join("rootfs");
+    shoal_tests::busybox_rootfs(&rootfs).expect("building the busybox rootfs");
+    let rootfs = rootfs.to_str().expect("UTF-8");
+    node.ok(&[
+        "image",
+        "import",
+        "--change",
+        r#"CMD ["echo","hi"]"#,
+        "--change",
+        "ENV A=1",
+        "--change",
+        "EXPOSE 8080",
+        "--change",
+        "LABEL tier=web",
+        "--change",
+        "STOPSIGNAL SIGQUIT",
+        rootfs,
+        "ch:1",
+    ]);
+    assert_eq!(node.ok(&["run", "--rm", "ch:1"]), "hi\n");
+    assert_eq!(node.ok(&["run", "--rm", "ch:1", "sh", "-c", "echo $A"]), "1\n");
+    let config = &node.json_plain(&["image", "inspect", "ch:1"])[0]["Config"];
+    assert_eq!(config["Cmd"], serde_json::json!(["echo", "hi"]));
+    assert_eq!(config["ExposedPorts"], serde_json::json!({ "8080/tcp": {} }));
+    assert_eq!(config["Labels"]["tier"], "web");
+    // The image's stop signal is its containers' default.
+    node.ok(&["container", "create", "--name", "quitter", "ch:1"]);
+    assert_eq!(inspect(&node, "quitter")["Config"]["StopSignal"], "SIGQUIT");
+
+    // commit --change: the new image starts in /tmp, the shell form runs under sh -c.
+    node.ok(&["run", "--name", "maker", "ch:1", "sh", "-c", "echo made > /made"]);
+    node.ok(&[
+        "container",
+        "commit",
+        "--change",
+        "WORKDIR /tmp",
+        "--change",
+        "CMD pwd && cat /made",
+        "maker",
+        "made:1",
+    ]);
+    assert_eq!(node.ok(&["run", "--rm", "made:1"]), "/tmp\nmade\n");
+    assert_eq!(node.ok(&["run", "--rm", "made:1", "sh", "-c", "echo $A"]), "1\n", "the parent's config stays");
+
+    // An unknown instruction is an error naming it, from the CLI and from the API.
+    let err = node.fails(&["image", "import", "--change", "FROM scratch", rootfs, "bad:1"]);
+    assert!(err.contains("FROM"), "{err}");
+    let err = node.fails(&["container", "commit", "--change", "RUN true", "maker", "bad:1"]);
+    assert!(err.contains("RUN"), "{err}");
+    let (status, body) = node.http("POST", "/v1.51/commit?container=maker&repo=bad&changes=BOGUS%20x", "");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("BOGUS"), "{body}");
+    assert!(node.fails(&["image", "inspect", "bad:1"]).contains("bad:1"));
+}
+
+#[test]
+fn labels_are_shown_and_filtered() {
+    let node = Node::start().expect("starting the daemon");
+    node.import_busybox("bb:1");
+    node.ok(&["run", "-d", "--name", "web", "--label", "app=web", "--label", "tier", "bb:1", "sleep", "600"]);
+    node.ok(&["run", "-d", "--name", "db", "-l", "app=db", "bb:1", "sleep", "600"]);
+    node.ok(&["container", "create", "--name", "idle", "-l", "app=web", "bb:1", "true"]);
+    assert_eq!(inspect(&node, "web")["Config"]["Labels"], serde_json::json!({ "app": "web", "tier": "" }));
+
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = node
+            .json(args)
+            .as_array()
+            .map(|a| {
+                a.iter().map(|c| c["Names"][0].as_str().unwrap_or("").trim_start_matches('/').to_string()).collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&["ps", "--filter", "label=app=web"]), ["web"]);
+    assert_eq!(names(&["ps", "-a", "--filter", "label=app=web"]), ["idle", "web"]);
+    assert_eq!(names(&["ps", "--filter", "label=tier"]), ["web"]);
+    assert_eq!(names(&["ps", "--filter", "label=app"]), ["db", "web"]);
+    assert_eq!(names(&["ps", "--filter", "label=app=web", "--filter", "label=tier"]), ["web"]);
+    assert!(names(&["ps", "--filter", "label=app=nope"]).is_empty());
+    assert_eq!(names(&["ps", "--filter", "status=created"]), ["idle"]);
+    assert_eq!(names(&["ps", "--filter", "name=db"]), ["db"]);
+    let err = node.fails(&["ps", "--filter", "colour=red"]);
+    assert!(err.contains("colour"), "{err}");
+    let err = node.fails(&["ps", "--filter", "label"]);
+    assert!(err.contains("KEY=VALUE"), "{err}");
+    node.ok(&["container", "rm", "-f", "web", "db", "idle"]);
+}
