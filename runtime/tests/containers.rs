@@ -196,7 +196,7 @@ fn cleanup(env: &Env) -> Result {
         let _ = umount2(&mount, MntFlags::MNT_DETACH);
         problems.push(format!("{} was still mounted", mount.display()));
     }
-    for controller in ["memory", "cpu", "pids", "freezer"] {
+    for controller in ["memory", "cpu", "pids", "freezer", "devices"] {
         let Some(parent) = cgroup_dir(controller, "") else { continue };
         for entry in fs::read_dir(&parent).into_iter().flatten().flatten() {
             // A cgroup with processes belongs to a container that still runs,
@@ -911,7 +911,7 @@ fn cpu_limit_and_cgroup_lifecycle(env: &Env) -> Result {
     ensure!(read(cpu.join("cpu.cfs_period_us"))? == "100000", "period");
     let memory = cgroup_dir("memory", &id).ok_or("no memory cgroup")?;
     ensure!(read(memory.join("memory.limit_in_bytes"))? == (64u64 << 20).to_string(), "memory limit");
-    for controller in ["memory", "cpu", "pids", "freezer"] {
+    for controller in ["memory", "cpu", "pids", "freezer", "devices"] {
         let dir = cgroup_dir(controller, &id).ok_or(format!("no {controller} cgroup"))?;
         let procs = read(dir.join("cgroup.procs"))?;
         ensure!(procs.lines().any(|p| p == pid.to_string()), "{controller}: {pid} not in {procs:?}");

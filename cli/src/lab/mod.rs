@@ -280,7 +280,8 @@ pub fn kill_processes_under(dir: &Path) {
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+        // This process names the directory too (`internal-cleanup DIR`): it must live on.
+        if pid != std::process::id() as i32 && String::from_utf8_lossy(&cmdline).contains(&needle) {
             roots.push(pid);
         }
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
