@@ -221,6 +221,8 @@ fn refuse_unsupported(host: &Map<String, Value>) -> ApiResult<()> {
             Some(Value::Number(n)) => n.as_i64() != Some(0),
             Some(Value::Array(a)) => !a.is_empty(),
             Some(Value::Object(o)) => !o.is_empty(),
+            // The docker CLI sends unset string settings as "".
+            Some(Value::String(s)) => !s.is_empty(),
             Some(_) => true,
         };
         if set {

@@ -1,5 +1,5 @@
 //! Image references as users type them: `name[:tag]`, `:latest` implied. The stored form is
-//! always `name:tag`. Digest references (`name@sha256:…`) are not supported yet.
+//! always `name:tag`, Docker Hub names in their short form. Digest references (`name@sha256:…`) are not supported yet.
 
 use std::fmt;
 
@@ -52,7 +52,17 @@ impl Reference {
                 return Err(bad("name components must be lowercase letters, digits and '.', '_' or '-', starting with a letter or digit"));
             }
         }
-        Ok(Reference { name: name.to_string(), tag: tag.to_string() })
+        Ok(Reference { name: familiar(name).to_string(), tag: tag.to_string() })
+    }
+}
+
+/// Docker Hub names in the short form users type (and Docker stores): `docker.io/library/web`
+/// is `web`, `docker.io/me/web` is `me/web`. The docker CLI sends the long form.
+fn familiar(name: &str) -> &str {
+    let short = ["docker.io/", "index.docker.io/"].iter().find_map(|hub| name.strip_prefix(hub)).unwrap_or(name);
+    match short.strip_prefix("library/") {
+        Some(rest) if !rest.contains('/') && short.len() != name.len() => rest,
+        _ => short,
     }
 }
 
@@ -77,6 +87,10 @@ mod tests {
         assert_eq!(norm("library/web:1.2-rc"), "library/web:1.2-rc");
         assert_eq!(norm("localhost:5000/web"), "localhost:5000/web:latest");
         assert_eq!(norm("localhost:5000/web:2"), "localhost:5000/web:2");
+        // Docker Hub's long forms, as the docker CLI sends them, are stored short.
+        assert_eq!(norm("docker.io/library/web:1"), "web:1");
+        assert_eq!(norm("docker.io/me/web"), "me/web:latest");
+        assert_eq!(norm("index.docker.io/library/web:1"), "web:1");
     }
 
     #[test]
