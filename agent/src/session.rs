@@ -29,8 +29,14 @@ pub struct AgentConfig {
 }
 
 /// Runs the agent until `shutdown` turns true. Containers keep running
-/// when the agent stops: a restarted agent re-adopts them.
-pub async fn run(config: AgentConfig, runtime: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
+/// when the agent stops: a restarted agent re-adopts them. `desired_role`
+/// follows the role the managers ask of this node (`NodeRole` as i32).
+pub async fn run(
+    config: AgentConfig,
+    runtime: Arc<Runtime>,
+    mut shutdown: watch::Receiver<bool>,
+    desired_role: watch::Sender<i32>,
+) {
     let reporter = Reporter::default();
     let mut workers: HashMap<String, watch::Sender<Task>> = HashMap::new();
     let mut managers = config.managers.clone();
@@ -49,10 +55,12 @@ pub async fn run(config: AgentConfig, runtime: Arc<Runtime>, mut shutdown: watch
             hostname: config.description.hostname.clone(),
         };
         tokio::select! {
-            result = session(&config, &addr, &ctx, &mut workers, &mut managers) => {
+            result = session(&config, &addr, &ctx, &mut workers, &mut managers, &desired_role) => {
                 match result {
                     Ok(()) => backoff = Duration::from_millis(100),
-                    Err(e) => tracing::warn!(manager = %addr, error = %e, "session with manager ended"),
+                    // A live manager that does not lead: try the next one at once.
+                    Err(SessionEnd::NotLeader) => backoff = Duration::from_millis(25),
+                    Err(SessionEnd::Failed(e)) => tracing::warn!(manager = %addr, error = %e, "session with manager ended"),
                 }
             }
             _ = shutdown.changed() => break,
@@ -61,7 +69,7 @@ pub async fn run(config: AgentConfig, runtime: Arc<Runtime>, mut shutdown: watch
             _ = tokio::time::sleep(backoff) => {}
             _ = shutdown.changed() => break,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -76,20 +84,40 @@ async fn connect(addr: &str, tls: &ClientTlsConfig) -> Result<DispatcherClient<C
     Ok(DispatcherClient::new(channel))
 }
 
+/// Why a session ended.
+enum SessionEnd {
+    /// The manager answered that it is not the leader.
+    NotLeader,
+    Failed(String),
+}
+
+impl From<String> for SessionEnd {
+    fn from(e: String) -> Self {
+        SessionEnd::Failed(e)
+    }
+}
+
 async fn session(
     config: &AgentConfig,
     addr: &str,
     ctx: &WorkerContext,
     workers: &mut HashMap<String, watch::Sender<Task>>,
     managers: &mut Vec<String>,
-) -> Result<(), String> {
+    desired_role: &watch::Sender<i32>,
+) -> Result<(), SessionEnd> {
     let mut client = connect(addr, &config.tls).await?;
     let request = SessionRequest {
         node_id: config.node_id.clone(),
         description: Some(config.description.clone()),
         addr: config.addr.clone(),
     };
-    let mut stream = client.session(request).await.map_err(|s| s.message().to_string())?.into_inner();
+    let mut stream = match client.session(request).await {
+        Ok(s) => s.into_inner(),
+        Err(s) if s.code() == tonic::Code::Unavailable && s.message().contains("not the leader") => {
+            return Err(SessionEnd::NotLeader)
+        }
+        Err(s) => return Err(s.message().to_string().into()),
+    };
     let first = stream
         .message()
         .await
@@ -109,14 +137,16 @@ async fn session(
             if !peers.is_empty() {
                 *managers = peers;
             }
+            desired_role.send_if_modified(|r| std::mem::replace(r, msg.desired_role) != msg.desired_role);
             apply_assignments(ctx, workers, msg.tasks, first_assignment).await;
             first_assignment = false;
         }
         tokio::select! {
             next = stream.message() => match next {
                 Ok(Some(m)) => message = Some(m),
-                Ok(None) => return Err("the manager closed the session".into()),
-                Err(s) => return Err(s.message().to_string()),
+                Ok(None) => return Err(SessionEnd::Failed("the manager closed the session".into())),
+                Err(s) if s.message().contains("leadership changed") => return Err(SessionEnd::NotLeader),
+                Err(s) => return Err(s.message().to_string().into()),
             },
             _ = tokio::time::sleep(period) => {
                 let mut req = tonic::Request::new(HeartbeatRequest {
@@ -126,11 +156,11 @@ async fn session(
                 req.set_timeout(period);
                 match client.heartbeat(req).await {
                     Ok(r) => period = Duration::from_nanos(r.into_inner().period.max(100_000_000) as u64),
-                    Err(s) => return Err(format!("heartbeat refused: {}", s.message())),
+                    Err(s) => return Err(format!("heartbeat refused: {}", s.message()).into()),
                 }
             }
             r = &mut delivery => {
-                return Err(format!("task status report failed: {}", r.err().map(|s| s.message().to_string()).unwrap_or_default()));
+                return Err(format!("task status report failed: {}", r.err().map(|s| s.message().to_string()).unwrap_or_default()).into());
             }
         }
     }

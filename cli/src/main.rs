@@ -129,10 +129,12 @@ enum MachineCmd {
 
 #[derive(Subcommand)]
 enum LabCmd {
-    /// Create N machines and form a swarm: the first inits it, the others join.
+    /// Create N machines and form a swarm: the first inits it, the next M-1
+    /// join as managers, the rest as workers.
     Up {
         #[arg(long, default_value_t = 3)]
         nodes: u32,
+        /// How many of the machines are managers (an odd number keeps quorum best).
         #[arg(long, default_value_t = 1)]
         managers: u32,
     },
@@ -150,6 +152,16 @@ enum SwarmCmd {
         /// Where the manager listens (IP:PORT).
         #[arg(long, default_value = "0.0.0.0:2377")]
         listen_addr: String,
+        /// Raft log entries between snapshots (default 10000).
+        #[arg(long)]
+        snapshot_interval: Option<u64>,
+        /// How often the raft leader sends heartbeats (default 100ms).
+        #[arg(long, value_parser = parse_duration)]
+        raft_heartbeat: Option<Duration>,
+        /// The least time without a leader before managers elect one
+        /// (default 600ms; the greatest is twice it).
+        #[arg(long, value_parser = parse_duration)]
+        raft_election_timeout: Option<Duration>,
     },
     /// Join a swarm as a worker (or a manager, by the token).
     Join {
@@ -159,6 +171,9 @@ enum SwarmCmd {
         /// The address this node advertises (IP).
         #[arg(long, default_value = "")]
         advertise_addr: String,
+        /// Where this node's manager listens, if the token makes it one (IP:PORT).
+        #[arg(long, default_value = "0.0.0.0:2377")]
+        listen_addr: String,
         /// A manager's address (HOST[:PORT], port 2377 by default).
         remote: String,
     },
@@ -203,6 +218,17 @@ enum NodeCmd {
         #[arg(long)]
         label_rm: Vec<String>,
         node: String,
+    },
+    /// Make workers managers: each joins the raft membership.
+    Promote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Make managers workers (refused for the last manager, or when the
+    /// others would lose quorum).
+    Demote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
     },
     /// Show nodes in detail (JSON); `self` is this node.
     Inspect {
@@ -722,11 +748,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Machine(_)
         | Command::Lab(_) => Ok(()),
         Command::Info => commands::swarm::info(c).await,
-        Command::Swarm(SwarmCmd::Init { advertise_addr, listen_addr }) => {
-            commands::swarm::init(c, &listen_addr, &advertise_addr).await
+        Command::Swarm(SwarmCmd::Init {
+            advertise_addr,
+            listen_addr,
+            snapshot_interval,
+            raft_heartbeat,
+            raft_election_timeout,
+        }) => {
+            let raft = serde_json::json!({
+                "SnapshotInterval": snapshot_interval.unwrap_or(0),
+                "HeartbeatMs": raft_heartbeat.map(|d| d.as_millis() as u64).unwrap_or(0),
+                "ElectionTimeoutMs": raft_election_timeout.map(|d| d.as_millis() as u64).unwrap_or(0),
+            });
+            commands::swarm::init(c, &listen_addr, &advertise_addr, raft).await
         }
-        Command::Swarm(SwarmCmd::Join { token, advertise_addr, remote }) => {
-            commands::swarm::join(c, &token, &remote, &advertise_addr).await
+        Command::Swarm(SwarmCmd::Join { token, advertise_addr, listen_addr, remote }) => {
+            commands::swarm::join(c, &token, &remote, &listen_addr, &advertise_addr).await
         }
         Command::Swarm(SwarmCmd::JoinToken { role, quiet, rotate }) => {
             commands::swarm::join_token(c, &role, quiet, rotate).await
@@ -741,6 +778,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(NodeCmd::Inspect { nodes }) => commands::node::inspect(c, &nodes).await,
         Command::Node(NodeCmd::Ps { node, no_trunc, format }) => commands::node::ps(c, &node, no_trunc, format).await,
         Command::Node(NodeCmd::Rm { force, nodes }) => commands::node::rm(c, &nodes, force).await,
+        Command::Node(NodeCmd::Promote { nodes }) => commands::node::set_role(c, &nodes, "manager").await,
+        Command::Node(NodeCmd::Demote { nodes }) => commands::node::set_role(c, &nodes, "worker").await,
         Command::Swarm(SwarmCmd::Leave { force }) => commands::swarm::leave(c, force).await,
         Command::Service(cmd) => match cmd {
             ServiceCmd::Create { name, replicas, env, detach, timeout, image, args } => {
@@ -849,11 +888,6 @@ async fn lab_up(lab_root: &std::path::Path, nodes: u32, managers: u32) -> anyhow
     if nodes == 0 || managers == 0 || managers > nodes {
         anyhow::bail!("--nodes must be at least 1 and --managers between 1 and --nodes");
     }
-    if managers > 1 {
-        anyhow::bail!(
-            "a lab with {managers} managers needs multi-manager raft, which is not supported yet: use --managers 1"
-        );
-    }
     let lab = lab::Lab::open(lab_root, None)?;
     if !lab.machines()?.is_empty() {
         anyhow::bail!("the lab at {} already has machines: `shoal lab down` first", lab_root.display());
@@ -870,15 +904,17 @@ async fn lab_up(lab_root: &std::path::Path, nodes: u32, managers: u32) -> anyhow
     let c1 = client_of(first)?;
     c1.post("/swarm/init", &serde_json::json!({ "ListenAddr": listen, "AdvertiseAddr": listen })).await?;
     let swarm = c1.get("/swarm").await?;
-    let token = commands::s(&swarm, &["JoinTokens", "Worker"]).to_string();
-    for m in &machines[1..] {
-        client_of(m)?
-            .post(
-                "/swarm/join",
-                &serde_json::json!({ "RemoteAddrs": [listen], "JoinToken": token, "AdvertiseAddr": m.addr.to_string() }),
-            )
-            .await
-            .with_context(|| format!("joining {} to the swarm", m.name))?;
+    let worker = commands::s(&swarm, &["JoinTokens", "Worker"]).to_string();
+    let manager = commands::s(&swarm, &["JoinTokens", "Manager"]).to_string();
+    for (i, m) in machines.iter().enumerate().skip(1) {
+        let token = if i < managers as usize { &manager } else { &worker };
+        let body = serde_json::json!({
+            "RemoteAddrs": [listen],
+            "JoinToken": token,
+            "AdvertiseAddr": m.addr.to_string(),
+            "ListenAddr": format!("{}:2377", m.addr),
+        });
+        client_of(m)?.post("/swarm/join", &body).await.with_context(|| format!("joining {} to the swarm", m.name))?;
     }
     // Ready means every node has registered with the manager.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -897,7 +933,7 @@ async fn lab_up(lab_root: &std::path::Path, nodes: u32, managers: u32) -> anyhow
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("swarm of {nodes} nodes ready; try: shoal machine ssh n1 -- shoal node ls");
+    println!("swarm of {nodes} nodes ({managers} managers) ready; try: shoal machine ssh n1 -- shoal node ls");
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use shoal_proto::{Cluster, Node};
 use tokio::sync::watch;
 
 use crate::control::propose::create;
-use crate::control::{Control, Proposer};
+use crate::control::{Control, LeaderOp, Proposer};
 use crate::dispatcher::Dispatcher;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{NetworkFactory, RaftService};
@@ -45,7 +45,8 @@ pub struct ManagerConfig {
 }
 
 impl ManagerConfig {
-    /// DESIGN §4's LAN defaults: heartbeat 250 ms, election timeout 1–2 s.
+    /// LAN defaults (etcd's, a little wider): heartbeat 100 ms, election
+    /// timeout 600–1200 ms, so a dead leader is replaced in about a second.
     pub fn with_defaults(
         state_dir: PathBuf,
         raft_id: u64,
@@ -63,9 +64,9 @@ impl ManagerConfig {
             node_id,
             listen_addr,
             advertise_addr,
-            heartbeat_ms: 250,
-            election_timeout_min_ms: 1000,
-            election_timeout_max_ms: 2000,
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 600,
+            election_timeout_max_ms: 1200,
             snapshot_interval: 10_000,
         }
     }
@@ -119,7 +120,7 @@ impl Manager {
             election_timeout_min: config.election_timeout_min_ms,
             election_timeout_max: config.election_timeout_max_ms,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_interval),
-            max_in_snapshot_log_to_keep: 500,
+            max_in_snapshot_log_to_keep: config.snapshot_interval.min(500),
             ..Default::default()
         }
         .validate()?;
@@ -127,10 +128,10 @@ impl Manager {
         let raft = Raft::new(config.raft_id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| ManagerError::Raft(e.to_string()))?;
-        let proposer = Proposer::new(raft.clone());
+        let proposer = Proposer::new(raft.clone(), store.clone(), config.raft_id, Some(config.tls.clone()));
         let (shutdown, _) = watch::channel(false);
         let (leader_tx, leader_rx) = watch::channel(false);
-        let dispatcher = Dispatcher::new(store.clone(), proposer.clone(), leader_rx);
+        let dispatcher = Dispatcher::new(store.clone(), proposer.clone(), leader_rx, config.raft_id);
 
         let listener = tokio::net::TcpListener::bind(config.listen_addr)
             .await
@@ -140,13 +141,12 @@ impl Manager {
             store: store.clone(),
             proposer: proposer.clone(),
             ca: config.ca.clone(),
-            leader: dispatcher.leader_watch(),
         };
         let router = tonic::transport::Server::builder()
             .tls_config(crate::ca::tls::server_config(&config.tls))
             .map_err(|e| ManagerError::Raft(format!("TLS configuration: {e}")))?
             .add_service(
-                shoal_proto::raft_server::RaftServer::new(RaftService::new(raft.clone()))
+                shoal_proto::raft_server::RaftServer::new(RaftService::new(raft.clone(), proposer.clone()))
                     .max_decoding_message_size(usize::MAX),
             )
             .add_service(shoal_proto::dispatcher_server::DispatcherServer::new(dispatcher.clone()))
@@ -247,9 +247,34 @@ impl Manager {
         m.current_leader.ok_or_else(|| ManagerError::Raft("no raft leader".into()))
     }
 
+    /// Asks the manager at `via` to add this (started, empty) manager to the
+    /// raft membership: it joins as a learner, catches up, then votes.
+    pub async fn join_through(&self, via: &str) -> Result<(), ManagerError> {
+        let op = LeaderOp::AddManager { raft_id: self.config.raft_id, addr: self.config.advertise_addr.clone() };
+        self.proposer.run_via(via, op).await?;
+        Ok(())
+    }
+
+    /// Takes manager `raft_id` out of the raft membership, refused when it
+    /// would leave no manager or no quorum.
+    pub async fn remove_manager(&self, raft_id: u64) -> Result<(), ManagerError> {
+        self.proposer.run(LeaderOp::RemoveManager { raft_id }, true).await?;
+        Ok(())
+    }
+
+    /// How many managers vote, as this manager knows it.
+    pub fn voter_count(&self) -> usize {
+        self.proposer.voter_ids().len()
+    }
+
     /// The raft ID of the current leader, as this manager knows it.
     pub fn current_leader(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    /// The log index of the last entry applied to this manager's store.
+    pub fn applied_index(&self) -> u64 {
+        self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0)
     }
 
     /// The log index the latest snapshot covers, if one was taken.

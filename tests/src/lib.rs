@@ -177,19 +177,7 @@ impl Node {
 
     /// A raw HTTP/1.0 request to the daemon's API: (status, body).
     pub fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        use std::io::{Read, Write};
-        let mut s = std::os::unix::net::UnixStream::connect(self.socket()).expect("connecting to the API socket");
-        write!(
-            s,
-            "{method} {path} HTTP/1.0\r\nHost: shoal\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .expect("writing the request");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("reading the response");
-        let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        (status, body)
+        http(&self.socket(), method, path, body).expect("talking to the daemon's API socket")
     }
 
     /// `swarm init` on loopback, on this node's port.
@@ -318,6 +306,22 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
     }
 }
 
+/// One HTTP/1.0 request to the API socket at `socket`: (status, body).
+pub fn http(socket: &Path, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: shoal\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
 /// A lab of simulated hosts on a temporary root, removed with `lab down`
 /// even when the test fails.
 pub struct Lab {
@@ -332,9 +336,44 @@ impl Lab {
 
     /// A lab with a swarm of `nodes` machines (`lab up`).
     pub fn up(nodes: u32) -> Lab {
+        Lab::up_with_managers(nodes, 1)
+    }
+
+    /// A lab with a swarm of `nodes` machines, `managers` of them managers.
+    pub fn up_with_managers(nodes: u32, managers: u32) -> Lab {
         let lab = Lab::new();
-        lab.ok(&["lab", "up", "--nodes", &nodes.to_string()]);
+        lab.ok(&["lab", "up", "--nodes", &nodes.to_string(), "--managers", &managers.to_string()]);
         lab
+    }
+
+    /// Machine `m`'s API socket.
+    pub fn socket(&self, m: &str) -> PathBuf {
+        self.root.path().join("machines").join(m).join("shoal.sock")
+    }
+
+    /// One API request to machine `m`'s daemon.
+    pub fn http(&self, m: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+        http(&self.socket(m), method, path, body)
+    }
+
+    /// Sends `signal` (e.g. "KILL", "STOP", "CONT") to machine `m`'s daemon.
+    pub fn signal_daemon(&self, m: &str, signal: &str) {
+        let pid_file = self.root.path().join("machines").join(m).join("daemon.pid");
+        let pid = std::fs::read_to_string(&pid_file).expect("the machine's daemon.pid");
+        let ok = Command::new("kill").args([&format!("-{signal}"), pid.trim()]).status().is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} of {m}'s daemon failed");
+    }
+
+    /// The hostname of the manager that leads, as machine `m` sees it.
+    pub fn leader(&self, m: &str) -> Option<String> {
+        let out = self.shoal(&["machine", "ssh", m, "--", "shoal", "node", "ls", "--format", "json"]);
+        let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        nodes
+            .as_array()?
+            .iter()
+            .find(|n| n["ManagerStatus"]["Leader"] == true)
+            .and_then(|n| n["Description"]["Hostname"].as_str())
+            .map(String::from)
     }
 
     /// Runs the CLI with this lab's root.

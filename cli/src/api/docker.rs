@@ -281,10 +281,13 @@ pub fn node(n: &Node, leader_raft_id: Option<u64>) -> Value {
         "Status": { "State": node_state(st.state()), "Message": st.message, "Addr": st.addr },
     });
     if let Some(m) = &n.manager_status {
-        let reach = match m.reachability() {
-            Reachability::Unknown => "unknown",
-            Reachability::Unreachable => "unreachable",
-            Reachability::Reachable => "reachable",
+        // A manager is as reachable as its node's daemon: the leader hears from
+        // it through its agent's heartbeats.
+        let reach = match (leader_raft_id == Some(m.raft_id), st.state(), m.reachability()) {
+            (true, _, _) | (_, NodeState::Ready, _) => "reachable",
+            (_, NodeState::Down | NodeState::Disconnected, _) | (_, _, Reachability::Unreachable) => "unreachable",
+            (_, _, Reachability::Unknown) => "unknown",
+            (_, _, Reachability::Reachable) => "reachable",
         };
         o["ManagerStatus"] = json!({
             "Leader": leader_raft_id == Some(m.raft_id),

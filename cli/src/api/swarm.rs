@@ -28,6 +28,23 @@ pub async fn manager(daemon: &Daemon) -> ApiResult<Arc<Manager>> {
 pub struct InitRequest {
     listen_addr: String,
     advertise_addr: String,
+    spec: InitSpec,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct InitSpec {
+    raft: InitRaft,
+}
+
+/// Docker's `SnapshotInterval`, and shoal's own timing in milliseconds
+/// (Docker's ticks are seconds long; shoal's defaults are LAN-tuned).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct InitRaft {
+    snapshot_interval: u64,
+    heartbeat_ms: u64,
+    election_timeout_ms: u64,
 }
 
 pub async fn init(State(daemon): State<Arc<Daemon>>, body: axum::body::Bytes) -> ApiResult<Json<String>> {
@@ -36,7 +53,13 @@ pub async fn init(State(daemon): State<Arc<Daemon>>, body: axum::body::Bytes) ->
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid swarm init request: {e}")))?
     };
-    match daemon.swarm_init(&req.listen_addr, &req.advertise_addr).await {
+    let r = &req.spec.raft;
+    let tuning = crate::daemon::RaftTuning {
+        snapshot_interval: r.snapshot_interval,
+        heartbeat_ms: r.heartbeat_ms,
+        election_timeout_ms: r.election_timeout_ms,
+    };
+    match daemon.swarm_init(&req.listen_addr, &req.advertise_addr, tuning).await {
         Ok(id) => Ok(Json(id)),
         Err(e @ InitError::AlreadyInSwarm) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
         Err(e @ InitError::InvalidArgument(_)) => Err(ApiError::bad_request(e.to_string())),
@@ -47,6 +70,7 @@ pub async fn init(State(daemon): State<Arc<Daemon>>, body: axum::body::Bytes) ->
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct JoinRequest {
+    listen_addr: String,
     advertise_addr: String,
     remote_addrs: Vec<String>,
     join_token: String,
@@ -58,7 +82,7 @@ pub async fn join(State(daemon): State<Arc<Daemon>>, body: axum::body::Bytes) ->
     let Some(remote) = req.remote_addrs.first() else {
         return Err(ApiError::bad_request("RemoteAddrs is empty: give a manager's address to join through"));
     };
-    match daemon.swarm_join(remote, &req.join_token, &req.advertise_addr).await {
+    match daemon.swarm_join(remote, &req.join_token, &req.listen_addr, &req.advertise_addr).await {
         Ok(()) => Ok(StatusCode::OK),
         Err(e @ InitError::AlreadyInSwarm) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
         Err(e @ InitError::InvalidArgument(_)) => Err(ApiError::bad_request(e.to_string())),

@@ -72,7 +72,7 @@ pub async fn info(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<Value>> {
             let mut s = json!({
                 "LocalNodeState": "active",
                 "NodeID": id.node_id,
-                "NodeAddr": id.advertise_addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(""),
+                "NodeAddr": id.advertise_addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(&id.advertise_addr),
                 "ControlAvailable": member.manager.is_some(),
                 "Error": "",
                 "RemoteManagers": id.managers.iter().map(|a| json!({ "NodeID": "", "Addr": a })).collect::<Vec<_>>(),
@@ -89,6 +89,14 @@ pub async fn info(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<Value>> {
                 if let Some(c) = state.cluster() {
                     s["Cluster"] = docker::cluster(c);
                 }
+                // shoal's own: this manager's view of raft.
+                s["Raft"] = json!({
+                    "ID": m.config().raft_id,
+                    "Leader": m.current_leader(),
+                    "Applied": m.applied_index(),
+                    "Snapshot": m.snapshot_index(),
+                    "Voters": m.voter_count(),
+                });
             }
             s
         }

@@ -77,6 +77,44 @@ pub async fn update(
     Ok(())
 }
 
+/// `node promote` / `node demote`: sets each node's desired role. A node
+/// read from a manager that lags the leader may be out of date: re-read and
+/// retry then.
+pub async fn set_role(client: &Client, nodes: &[String], role: &str) -> anyhow::Result<()> {
+    for node in nodes {
+        let mut attempt = 0;
+        loop {
+            let n = client.get(&format!("/nodes/{}", encode(node))).await?;
+            let name = s(&n, &["Description", "Hostname"]).to_string();
+            if s(&n, &["Spec", "Role"]) == role {
+                println!("Node {name} is already a {role} in the swarm.");
+                break;
+            }
+            let mut spec = n["Spec"].clone();
+            spec["Role"] = serde_json::json!(role);
+            let id = s(&n, &["ID"]);
+            let path = format!("/nodes/{id}/update?version={}", super::n(&n, &["Version", "Index"]));
+            match client.post(&path, &spec).await {
+                Ok(_) => {
+                    let verb = if role == "manager" { "promoted to a manager" } else { "demoted" };
+                    println!("Node {name} {verb} in the swarm.");
+                    break;
+                }
+                Err(e) if attempt < 10 && is_conflict(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_conflict(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<crate::client::ApiError>().is_some_and(|a| a.status == hyper::StatusCode::CONFLICT)
+}
+
 pub async fn inspect(client: &Client, nodes: &[String]) -> anyhow::Result<()> {
     let mut out = Vec::new();
     for node in nodes {

@@ -5,8 +5,14 @@ use serde_json::json;
 use super::s;
 use crate::client::Client;
 
-pub async fn init(client: &Client, listen_addr: &str, advertise_addr: &str) -> anyhow::Result<()> {
-    let id = client.post("/swarm/init", &json!({ "ListenAddr": listen_addr, "AdvertiseAddr": advertise_addr })).await?;
+pub async fn init(
+    client: &Client,
+    listen_addr: &str,
+    advertise_addr: &str,
+    raft: serde_json::Value,
+) -> anyhow::Result<()> {
+    let body = json!({ "ListenAddr": listen_addr, "AdvertiseAddr": advertise_addr, "Spec": { "Raft": raft } });
+    let id = client.post("/swarm/init", &body).await?;
     let id = id.as_str().unwrap_or_default().to_string();
     let node = client.get(&format!("/nodes/{id}")).await?;
     let swarm = client.get("/swarm").await?;
@@ -21,10 +27,20 @@ pub async fn init(client: &Client, listen_addr: &str, advertise_addr: &str) -> a
     Ok(())
 }
 
-pub async fn join(client: &Client, token: &str, remote: &str, advertise_addr: &str) -> anyhow::Result<()> {
-    client
-        .post("/swarm/join", &json!({ "RemoteAddrs": [remote], "JoinToken": token, "AdvertiseAddr": advertise_addr }))
-        .await?;
+pub async fn join(
+    client: &Client,
+    token: &str,
+    remote: &str,
+    listen_addr: &str,
+    advertise_addr: &str,
+) -> anyhow::Result<()> {
+    let body = json!({
+        "RemoteAddrs": [remote],
+        "JoinToken": token,
+        "ListenAddr": listen_addr,
+        "AdvertiseAddr": advertise_addr,
+    });
+    client.post("/swarm/join", &body).await?;
     let info = client.get("/info").await?;
     let role = if info["Swarm"]["ControlAvailable"].as_bool() == Some(true) { "manager" } else { "worker" };
     println!("This node joined a swarm as a {role}.");

@@ -20,6 +20,18 @@ pub struct NodeIdentity {
     pub advertise_addr: String,
     /// Managers' `host:port` addresses the agent dials.
     pub managers: Vec<String>,
+    /// How this node's manager runs raft (0 = the default).
+    #[serde(default)]
+    pub raft: RaftTuning,
+}
+
+/// Raft settings chosen at `swarm init` (0 = DESIGN §4's LAN default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftTuning {
+    pub snapshot_interval: u64,
+    pub heartbeat_ms: u64,
+    /// The least election timeout; the greatest is twice it.
+    pub election_timeout_ms: u64,
 }
 
 impl NodeIdentity {
@@ -33,6 +45,7 @@ impl NodeIdentity {
             listen_addr,
             managers: vec![advertise_addr.clone()],
             advertise_addr,
+            raft: RaftTuning::default(),
         }
     }
 
@@ -114,8 +127,14 @@ pub fn save_certificates(
     write_private(&dir.join("ca.crt"), &tls.root_ca_pem)?;
     write_private(&dir.join("node.crt"), &tls.cert_pem)?;
     write_private(&dir.join("node.key"), &tls.key_pem)?;
-    if let Some(ca) = ca {
-        write_private(&dir.join("ca.key"), &ca.key_pem)?;
+    match ca {
+        Some(ca) => write_private(&dir.join("ca.key"), &ca.key_pem)?,
+        None => match std::fs::remove_file(dir.join("ca.key")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", dir.join("ca.key").display()))
+            }
+            _ => {}
+        },
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use shoal_proto::{
 use shoal_runtime::Runtime;
 use tokio::sync::{watch, RwLock};
 
-pub use identity::NodeIdentity;
+pub use identity::{NodeIdentity, RaftTuning};
 
 /// What `shoal daemon` runs with.
 #[derive(Debug, Clone)]
@@ -98,7 +98,11 @@ impl Daemon {
 
     /// Starts this node's part in the swarm: its manager (unless `started`
     /// is the one already running) and its agent.
-    async fn start_member(&self, identity: NodeIdentity, started: Option<Manager>) -> anyhow::Result<Member> {
+    async fn start_member(
+        self: &Arc<Self>,
+        identity: NodeIdentity,
+        started: Option<Manager>,
+    ) -> anyhow::Result<Member> {
         let manager = if let Some(m) = started {
             Some(Arc::new(m))
         } else if identity.role == "manager" {
@@ -118,20 +122,32 @@ impl Daemon {
             managers: identity.managers.clone(),
             tls: shoal_manager::ca::tls::client_config(&identity::load_tls(&self.config.data_root)?),
         };
-        tokio::spawn(shoal_agent::run(agent_config, self.runtime.clone(), stop_rx));
+        let role = if identity.role == "manager" { NodeRole::Manager } else { NodeRole::Worker };
+        let (role_tx, role_rx) = watch::channel(role as i32);
+        tokio::spawn(shoal_agent::run(agent_config, self.runtime.clone(), stop_rx, role_tx));
+        tokio::spawn(self.clone().follow_role(identity.node_id.clone(), role, role_rx));
         Ok(Member { identity, manager, agent_stop })
     }
 
     /// `swarm init`: creates a one-manager swarm with this node in it.
-    pub async fn swarm_init(&self, listen_addr: &str, advertise_addr: &str) -> Result<String, InitError> {
+    pub async fn swarm_init(
+        self: &Arc<Self>,
+        listen_addr: &str,
+        advertise_addr: &str,
+        raft: RaftTuning,
+    ) -> Result<String, InitError> {
+        if raft.heartbeat_ms > 0 && raft.election_timeout_ms > 0 && raft.election_timeout_ms < 3 * raft.heartbeat_ms {
+            return Err(InitError::InvalidArgument(format!(
+                "the raft election timeout ({} ms) must be at least 3 heartbeats ({} ms)",
+                raft.election_timeout_ms,
+                3 * raft.heartbeat_ms
+            )));
+        }
         let mut swarm = self.swarm.write().await;
         if swarm.is_some() {
             return Err(InitError::AlreadyInSwarm);
         }
-        let listen = if listen_addr.is_empty() { "0.0.0.0:2377" } else { listen_addr };
-        let listen: SocketAddr = with_default_port(listen).parse().map_err(|_| {
-            InitError::InvalidArgument(format!("invalid listen address \"{listen_addr}\": use IP:PORT"))
-        })?;
+        let listen = parse_listen(listen_addr)?;
         let advertise = if advertise_addr.is_empty() {
             let ip = if listen.ip().is_unspecified() {
                 identity::primary_address().ok_or_else(|| {
@@ -146,7 +162,8 @@ impl Daemon {
         } else {
             with_default_port(advertise_addr)
         };
-        let identity = NodeIdentity::new_manager(listen.to_string(), advertise.clone());
+        let mut identity = NodeIdentity::new_manager(listen.to_string(), advertise.clone());
+        identity.raft = raft;
         let made = (|| -> anyhow::Result<shoal_manager::ca::RootCa> {
             let ca = shoal_manager::ca::RootCa::generate()?;
             let tls = ca.issue_own(&identity.node_id, NodeRole::Manager, &identity.cluster_id, NODE_CERT_LIFETIME)?;
@@ -182,7 +199,7 @@ impl Daemon {
             .listen_addr
             .parse()
             .with_context(|| format!("listen address {} in node.json", identity.listen_addr))?;
-        Ok(ManagerConfig::with_defaults(
+        let mut config = ManagerConfig::with_defaults(
             self.config.data_root.join("raft"),
             identity.raft_id,
             identity.node_id.clone(),
@@ -190,10 +207,26 @@ impl Daemon {
             identity.advertise_addr.clone(),
             identity::load_tls(&self.config.data_root)?,
             identity::load_ca(&self.config.data_root)?,
-        ))
+        );
+        let t = identity.raft;
+        if t.snapshot_interval > 0 {
+            config.snapshot_interval = t.snapshot_interval;
+        }
+        if t.heartbeat_ms > 0 {
+            config.heartbeat_ms = t.heartbeat_ms;
+        }
+        if t.election_timeout_ms > 0 {
+            config.election_timeout_min_ms = t.election_timeout_ms;
+            config.election_timeout_max_ms = 2 * t.election_timeout_ms;
+        }
+        Ok(config)
     }
 
-    async fn bootstrap(&self, identity: NodeIdentity, ca: &shoal_manager::ca::RootCa) -> anyhow::Result<Member> {
+    async fn bootstrap(
+        self: &Arc<Self>,
+        identity: NodeIdentity,
+        ca: &shoal_manager::ca::RootCa,
+    ) -> anyhow::Result<Member> {
         let config = self.manager_config(&identity)?;
         let manager = Manager::start(config.clone()).await?;
         let cluster = Cluster {
@@ -240,8 +273,16 @@ impl Daemon {
     }
 
     /// `swarm join`: trades the token for a node certificate at a manager
-    /// (pinning the swarm's CA by the token's digest), then runs the agent.
-    pub async fn swarm_join(&self, remote: &str, token: &str, advertise_addr: &str) -> Result<(), InitError> {
+    /// (pinning the swarm's CA by the token's digest), then runs the agent;
+    /// with a manager token it also starts a manager and has it added to the
+    /// raft membership, returning once it votes.
+    pub async fn swarm_join(
+        self: &Arc<Self>,
+        remote: &str,
+        token: &str,
+        listen_addr: &str,
+        advertise_addr: &str,
+    ) -> Result<(), InitError> {
         let mut swarm = self.swarm.write().await;
         if swarm.is_some() {
             return Err(InitError::AlreadyInSwarm);
@@ -249,11 +290,13 @@ impl Daemon {
         let (digest, _) =
             shoal_manager::ca::parse_token(token).map_err(|e| InitError::InvalidArgument(e.to_string()))?;
         let remote = with_default_port(remote);
-        let advertise = if advertise_addr.is_empty() {
+        let listen = parse_listen(listen_addr)?;
+        let advertise_ip = if advertise_addr.is_empty() {
             identity::primary_address().map(|ip| ip.to_string()).unwrap_or_default()
         } else {
-            advertise_addr.to_string()
+            advertise_addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(advertise_addr).to_string()
         };
+        let manager_addr = format!("{advertise_ip}:{}", listen.port());
         let (key_pem, csr) = shoal_manager::ca::new_key_and_csr().map_err(|e| InitError::Failed(e.into()))?;
         let channel = shoal_manager::ca::tls::join_channel(&remote, &digest, std::time::Duration::from_secs(10))
             .await
@@ -262,7 +305,8 @@ impl Daemon {
             token: token.to_string(),
             csr,
             description: Some(node_description(&self.hostname)),
-            addr: advertise.clone(),
+            addr: advertise_ip.clone(),
+            manager_addr: manager_addr.clone(),
         };
         let issued = shoal_proto::node_ca_client::NodeCaClient::new(channel)
             .issue_node_certificate(request)
@@ -279,21 +323,194 @@ impl Daemon {
                 "the manager sent a CA that does not match the join token's digest: refusing to join".into(),
             ));
         }
-        let tls = shoal_manager::ca::NodeTls { root_ca_pem: issued.root_ca, cert_pem: issued.certificate, key_pem };
-        let managers = if issued.managers.is_empty() { vec![remote.clone()] } else { issued.managers };
+        let mut managers = if issued.managers.is_empty() { vec![remote.clone()] } else { issued.managers.clone() };
+        if !managers.contains(&remote) {
+            managers.insert(0, remote.clone());
+        }
         let identity = NodeIdentity {
-            node_id: issued.node_id,
+            node_id: issued.node_id.clone(),
             raft_id: 0,
-            cluster_id: issued.cluster_id,
+            cluster_id: issued.cluster_id.clone(),
             role: "worker".into(),
             listen_addr: String::new(),
-            advertise_addr: advertise,
+            advertise_addr: advertise_ip,
             managers,
+            raft: RaftTuning::default(),
         };
-        identity::save_certificates(&self.config.data_root, &tls, None).map_err(InitError::Failed)?;
-        identity.save(&self.config.data_root).map_err(InitError::Failed)?;
-        let member = self.start_member(identity, None).await.map_err(InitError::Failed)?;
+        let (identity, manager) =
+            self.take_role(identity, &issued, key_pem, listen, std::slice::from_ref(&remote)).await.map_err(InitError::Failed)?;
+        let member = self.start_member(identity, manager).await.map_err(InitError::Failed)?;
         *swarm = Some(member);
+        Ok(())
+    }
+
+    /// Saves the certificate `issued` for `identity`'s node and, when it makes
+    /// the node a manager, starts the manager and has it added to the raft
+    /// membership through one of `via`. On failure nothing new is left on disk.
+    async fn take_role(
+        &self,
+        mut identity: NodeIdentity,
+        issued: &shoal_proto::IssueNodeCertificateResponse,
+        key_pem: String,
+        listen: SocketAddr,
+        via: &[String],
+    ) -> anyhow::Result<(NodeIdentity, Option<Manager>)> {
+        let tls = shoal_manager::ca::NodeTls {
+            root_ca_pem: issued.root_ca.clone(),
+            cert_pem: issued.certificate.clone(),
+            key_pem,
+        };
+        let root = &self.config.data_root;
+        if issued.role() == NodeRole::Worker {
+            identity.role = "worker".into();
+            identity.raft_id = 0;
+            identity.listen_addr.clear();
+            identity.advertise_addr =
+                identity.advertise_addr.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or(identity.advertise_addr);
+            identity::save_certificates(root, &tls, None)?;
+            identity.save(root)?;
+            let _ = std::fs::remove_dir_all(root.join("raft"));
+            return Ok((identity, None));
+        }
+        anyhow::ensure!(!issued.root_ca_key.is_empty(), "the manager did not send the CA key a new manager needs");
+        let ca = shoal_manager::ca::RootCa { cert_pem: issued.root_ca.clone(), key_pem: issued.root_ca_key.clone() };
+        let host = identity.advertise_addr.rsplit_once(':').map(|(h, _)| h.to_string());
+        let host = host.unwrap_or_else(|| identity.advertise_addr.clone());
+        identity.role = "manager".into();
+        identity.raft_id = issued.raft_id;
+        identity.listen_addr = listen.to_string();
+        identity.advertise_addr = format!("{host}:{}", listen.port());
+        let _ = std::fs::remove_dir_all(root.join("raft"));
+        identity::save_certificates(root, &tls, Some(&ca))?;
+        let started = async {
+            let manager = Manager::start(self.manager_config(&identity)?).await?;
+            let mut last = None;
+            for addr in via {
+                match manager.join_through(addr).await {
+                    Ok(()) => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) => last = Some(anyhow::anyhow!("joining the raft membership through {addr}: {e}")),
+                }
+            }
+            if let Some(e) = last {
+                manager.shutdown().await;
+                return Err(e);
+            }
+            identity.save(root)?;
+            anyhow::Ok(manager)
+        }
+        .await;
+        match started {
+            Ok(manager) => Ok((identity, Some(manager))),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(root.join("raft"));
+                let _ = std::fs::remove_file(root.join("certificates").join("ca.key"));
+                Err(e)
+            }
+        }
+    }
+
+    /// Follows the role the managers ask of this node: when it differs from
+    /// the node's certificate, renews the certificate for the new role and
+    /// restarts this node's part in the swarm as a manager or a worker.
+    async fn follow_role(self: Arc<Self>, node_id: String, current: NodeRole, mut desired: watch::Receiver<i32>) {
+        loop {
+            if desired.changed().await.is_err() {
+                return;
+            }
+            let want = NodeRole::try_from(*desired.borrow_and_update()).unwrap_or(current);
+            if want == current {
+                continue;
+            }
+            tracing::info!(from = ?current, to = ?want, "the swarm changed this node's role");
+            match self.change_role(&node_id).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "changing this node's role failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    desired.mark_changed();
+                }
+            }
+        }
+    }
+
+    /// Renews this node's certificate for the role its spec asks for, then
+    /// restarts the agent (and starts or stops the manager) with it.
+    /// (Boxed: it restarts the member, whose follower task calls it again.)
+    fn change_role<'a>(
+        self: &'a Arc<Self>,
+        node_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + 'a>> {
+        Box::pin(self.change_role_now(node_id))
+    }
+
+    async fn change_role_now(self: &Arc<Self>, node_id: &str) -> anyhow::Result<()> {
+        let mut swarm = self.swarm.write().await;
+        let Some(member) = swarm.as_ref() else { return Ok(()) };
+        anyhow::ensure!(member.identity.node_id == node_id, "the node left the swarm");
+        let identity = member.identity.clone();
+        let listen = parse_listen(&identity.listen_addr).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let host = identity.advertise_addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(&identity.advertise_addr);
+        let (key_pem, csr) = shoal_manager::ca::new_key_and_csr()?;
+        let tls = identity::load_tls(&self.config.data_root)?;
+        let request =
+            shoal_proto::RenewNodeCertificateRequest { csr, manager_addr: format!("{host}:{}", listen.port()) };
+        let mut issued = None;
+        let mut errors = Vec::new();
+        for addr in &identity.managers {
+            let channel = match shoal_manager::ca::tls::connect(addr, &tls, std::time::Duration::from_secs(3)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            match shoal_proto::node_ca_client::NodeCaClient::new(channel).renew_node_certificate(request.clone()).await
+            {
+                Ok(r) => {
+                    issued = Some((addr.clone(), r.into_inner()));
+                    break;
+                }
+                Err(s) => errors.push(format!("{addr}: {}", s.message())),
+            }
+        }
+        let Some((via, issued)) = issued else {
+            anyhow::bail!("no manager renewed this node's certificate: {}", errors.join("; "));
+        };
+        let was_manager = member.manager.is_some();
+        let becomes_manager = issued.role() == NodeRole::Manager;
+        if was_manager == becomes_manager {
+            identity::save_certificates(
+                &self.config.data_root,
+                &shoal_manager::ca::NodeTls {
+                    root_ca_pem: issued.root_ca.clone(),
+                    cert_pem: issued.certificate.clone(),
+                    key_pem,
+                },
+                member.manager.as_ref().map(|m| &m.config().ca),
+            )?;
+            return Ok(());
+        }
+        let Some(old) = swarm.take() else { return Ok(()) };
+        old.agent_stop.send_replace(true);
+        if let Some(m) = old.manager {
+            m.shutdown().await;
+        }
+        let via: Vec<String> = std::iter::once(via).chain(identity.managers.iter().cloned()).collect();
+        let result = self.take_role(identity.clone(), &issued, key_pem, listen, &via).await;
+        let (identity, manager) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // Carry on as before with the old certificate; the next attempt retries.
+                let manager =
+                    if was_manager { Some(Manager::start(self.manager_config(&identity)?).await?) } else { None };
+                *swarm = Some(self.start_member(identity, manager).await?);
+                return Err(e);
+            }
+        };
+        *swarm = Some(self.start_member(identity, manager).await?);
         Ok(())
     }
 
@@ -305,10 +522,23 @@ impl Daemon {
         let Some(member) = swarm.as_ref() else {
             return Err(InitError::InvalidArgument("This node is not part of a swarm".into()));
         };
-        if member.manager.is_some() && !force {
-            return Err(InitError::InvalidArgument(
-                "You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.".into(),
-            ));
+        if let Some(m) = &member.manager {
+            let voters = m.voter_count();
+            if voters <= 1 && !force {
+                return Err(InitError::InvalidArgument(
+                    "You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.".into(),
+                ));
+            }
+            if voters > 1 {
+                if let Err(e) = m.remove_manager(m.config().raft_id).await {
+                    if !force {
+                        return Err(InitError::InvalidArgument(format!(
+                            "This node can't leave the swarm: {e}. Use `--force` to leave anyway."
+                        )));
+                    }
+                    tracing::warn!(error = %e, "leaving the raft membership failed; leaving anyway (--force)");
+                }
+            }
         }
         let Some(member) = swarm.take() else { return Ok(()) };
         member.agent_stop.send_replace(true);
@@ -353,6 +583,14 @@ impl Daemon {
 
 /// How long node certificates live (swarmkit's default: 90 days).
 const NODE_CERT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
+
+/// A listen address (`IP[:PORT]`), 0.0.0.0:2377 when empty.
+fn parse_listen(listen_addr: &str) -> Result<SocketAddr, InitError> {
+    let listen = if listen_addr.is_empty() { "0.0.0.0:2377" } else { listen_addr };
+    with_default_port(listen)
+        .parse()
+        .map_err(|_| InitError::InvalidArgument(format!("invalid listen address \"{listen_addr}\": use IP:PORT")))
+}
 
 fn with_default_port(addr: &str) -> String {
     if addr.contains(':') {

@@ -10,7 +10,7 @@ mod service;
 mod stack;
 
 pub use cluster::Rotate;
-pub use propose::{Proposer, WriteError};
+pub use propose::{LeaderOp, Proposer, WriteError};
 pub use service::validate_service_spec;
 pub use stack::{StackChange, StackDeployResult};
 
@@ -48,7 +48,10 @@ impl From<WriteError> for ControlError {
     fn from(e: WriteError) -> Self {
         match e {
             WriteError::Rejected(s) => s.into(),
-            WriteError::NotLeader(_) | WriteError::Unavailable(_) => ControlError::Unavailable(e.to_string()),
+            WriteError::Refused(m) => ControlError::InvalidArgument(m),
+            WriteError::NoQuorum { .. } | WriteError::NotLeader | WriteError::Unavailable(_) => {
+                ControlError::Unavailable(e.to_string())
+            }
         }
     }
 }

@@ -2,22 +2,40 @@
 
 use shoal_proto::{NodeRole, NodeSpec, NodeState};
 
-use super::propose::{delete, update};
+use super::propose::{delete, update, LeaderOp, WriteError};
 use super::{Control, ControlError};
+use crate::store::StoreError;
 
 impl Control {
-    /// Replaces a node's spec (availability, labels), if the node is still at
-    /// `version`. Role changes (promote/demote) need several managers.
+    /// Replaces a node's spec (availability, labels, role), if the node is
+    /// still at `version`. Promotion only records the wish: the node renews
+    /// its certificate as a manager and joins the raft membership itself.
+    /// Demotion first takes the node's manager out of the membership (refused
+    /// for the last manager, or when the rest would lose quorum).
     pub async fn update_node(&self, key: &str, version: u64, spec: NodeSpec) -> Result<(), ControlError> {
         let mut node = self.store.read().find_node(key)?.clone();
         let old_role = node.spec.as_ref().map(|s| s.desired_role()).unwrap_or(node.role());
-        if spec.desired_role() != old_role {
-            return Err(ControlError::InvalidArgument(format!(
-                "node {}: changing its role (promote/demote) is not supported yet",
-                node.hostname()
-            )));
+        if node.version() != version {
+            return Err(StoreError::VersionConflict {
+                kind: "node".into(),
+                id: node.id.clone(),
+                current: node.version(),
+                given: version,
+            }
+            .into());
         }
-        if let Some(meta) = node.meta.as_mut() {
+        if spec.desired_role() == NodeRole::Worker && old_role == NodeRole::Manager {
+            if let Some(raft_id) = node.manager_status.as_ref().map(|m| m.raft_id) {
+                self.proposer.run(LeaderOp::RemoveManager { raft_id }, true).await.map_err(|e| match e {
+                    WriteError::Refused(m) => {
+                        ControlError::InvalidArgument(format!("node {} can't be demoted: {m}", node.hostname()))
+                    }
+                    e => e.into(),
+                })?;
+                // Removing it rewrote the node: apply the rest of the spec on top.
+                node = self.store.read().find_node(&node.id)?.clone();
+            }
+        } else if let Some(meta) = node.meta.as_mut() {
             meta.version = version;
         }
         node.spec = Some(spec);

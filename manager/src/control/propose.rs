@@ -1,65 +1,342 @@
 //! Proposing store batches to raft and turning the outcome into errors a
 //! caller can act on.
+//!
+//! Any manager accepts writes: a manager that is not the leader forwards the
+//! work to the leader over the managers' mutual-TLS link (`Raft.Forward`),
+//! at most one hop. A manager that finds no leader, or whose write does not
+//! commit, answers within [`WRITE_TIMEOUT`] with a "no quorum: N of M
+//! managers reachable" error instead of hanging.
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+use shoal_proto::raft_client::RaftClient;
 use shoal_proto::store_action::{Kind, Object};
-use shoal_proto::{StoreAction, StoreBatch};
+use shoal_proto::{RaftPayload, StoreAction, StoreBatch};
+use tokio::time::Instant;
+use tonic::transport::Channel;
 
+use crate::ca::NodeTls;
 use crate::raft::Raft;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// Why a proposed batch did not apply.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 pub enum WriteError {
     /// Committed, but the store refused it (version conflict, missing object…).
     #[error(transparent)]
     Rejected(StoreError),
-    #[error("this manager is not the raft leader (leader: {0}); retry on the leader")]
-    NotLeader(String),
+    /// No leader, or no commit in time: too few managers are reachable.
+    #[error(
+        "no quorum: {reachable} of {total} managers reachable, and writes need {needed}; bring the unreachable managers back (check their daemons and network)"
+    )]
+    NoQuorum { reachable: usize, total: usize, needed: usize },
+    /// A membership change that would break the swarm.
+    #[error("{0}")]
+    Refused(String),
+    /// Sent to a manager that is not (or no longer) the leader, without
+    /// leave to forward it again.
+    #[error("this manager is not the raft leader; retry")]
+    NotLeader,
     #[error("the raft write did not complete: {0}")]
     Unavailable(String),
 }
 
-/// Proposes batches on this manager's raft node.
+/// Work only the leader can do. Travels as JSON in `Raft.Forward`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LeaderOp {
+    /// Commit one store batch.
+    Write(StoreBatch),
+    /// Add a manager: as a learner until it has caught up, then as a voter.
+    /// Done already when it is a voter.
+    AddManager { raft_id: u64, addr: String },
+    /// Take a manager out of the voters, refused when the rest would have no
+    /// quorum or no manager would be left.
+    RemoveManager { raft_id: u64 },
+}
+
+/// How long a write may take (finding a leader included) before it is
+/// reported as a quorum problem.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(6);
+/// Membership changes wait for a new manager to catch up, which may need a
+/// snapshot of the whole store.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Proposes batches through this manager's raft node, or its leader.
 #[derive(Clone)]
 pub struct Proposer {
     raft: Raft,
+    store: Store,
+    id: u64,
+    tls: Option<NodeTls>,
+    clients: Arc<Mutex<HashMap<String, RaftClient<Channel>>>>,
 }
 
-/// How long a write may wait for commit before it is reported unavailable.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// One attempt's outcome: final, or worth another try once leadership settles.
+enum Attempt {
+    Done(WriteError),
+    Retry(String),
+}
 
 impl Proposer {
-    pub fn new(raft: Raft) -> Proposer {
-        Proposer { raft }
+    /// A proposer for raft member `id`. Without `tls` it never forwards (a
+    /// single manager in tests).
+    pub fn new(raft: Raft, store: Store, id: u64, tls: Option<NodeTls>) -> Proposer {
+        Proposer { raft, store, id, tls, clients: Arc::default() }
     }
 
     /// Commits `actions` as one raft entry; returns its log index once applied.
     pub async fn propose(&self, actions: Vec<StoreAction>) -> Result<u64, WriteError> {
         let batch = StoreBatch { actions, timestamp: shoal_proto::now_ns() };
-        let write = self.raft.client_write(batch);
-        let response = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-            Err(_) => {
-                return Err(WriteError::Unavailable(format!(
-                    "no commit within {}s: is a quorum of managers reachable?",
-                    WRITE_TIMEOUT.as_secs()
-                )))
+        self.run(LeaderOp::Write(batch), true).await
+    }
+
+    /// Does `op` on the leader: here when this manager leads, else (when
+    /// `may_forward`) by forwarding it to the leader.
+    pub async fn run(&self, op: LeaderOp, may_forward: bool) -> Result<u64, WriteError> {
+        let timeout = match op {
+            LeaderOp::Write(_) => WRITE_TIMEOUT,
+            _ => MEMBERSHIP_TIMEOUT,
+        };
+        let deadline = Instant::now() + timeout;
+        let mut last;
+        loop {
+            let attempt = match self.leader(deadline).await {
+                None => Err(Attempt::Retry("no leader".into())),
+                Some((leader, _)) if leader == self.id => self.run_local(&op, deadline).await,
+                Some(_) if !may_forward => return Err(WriteError::NotLeader),
+                Some((_, addr)) => self.forward(&addr, &op, deadline).await,
+            };
+            match attempt {
+                Ok(index) => return Ok(index),
+                Err(Attempt::Done(e)) => return Err(e),
+                Err(Attempt::Retry(why)) => last = why,
             }
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                let leader = f
-                    .leader_node
-                    .map(|n| n.addr)
-                    .or(f.leader_id.map(|id| format!("raft id {id}")))
-                    .unwrap_or_else(|| "unknown".into());
-                return Err(WriteError::NotLeader(leader));
+            if Instant::now() + Duration::from_millis(100) >= deadline {
+                tracing::debug!(reason = %last, "write gave up");
+                return Err(self.no_quorum().await);
             }
-            Ok(Err(e)) => return Err(WriteError::Unavailable(e.to_string())),
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Does `op` through the manager at `addr` (which passes it to its
+    /// leader): how a manager that is not a member yet asks to be added.
+    pub async fn run_via(&self, addr: &str, op: LeaderOp) -> Result<u64, WriteError> {
+        let deadline = Instant::now() + MEMBERSHIP_TIMEOUT;
+        loop {
+            match self.forward(addr, &op, deadline).await {
+                Ok(index) => return Ok(index),
+                Err(Attempt::Done(e)) => return Err(e),
+                Err(Attempt::Retry(why)) if Instant::now() + Duration::from_millis(500) >= deadline => {
+                    return Err(WriteError::Unavailable(why))
+                }
+                Err(Attempt::Retry(why)) => tracing::debug!(reason = %why, "retrying through {addr}"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// The raft IDs of the voting managers, as this manager knows them.
+    pub fn voter_ids(&self) -> BTreeSet<u64> {
+        self.voters()
+    }
+
+    /// The leader's raft ID and address, waiting until `deadline` for one.
+    async fn leader(&self, deadline: Instant) -> Option<(u64, String)> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if let Some(id) = m.current_leader {
+                    if let Some(node) = m.membership_config.membership().get_node(&id) {
+                        return Some((id, node.addr.clone()));
+                    }
+                }
+            }
+            if tokio::time::timeout_at(deadline, metrics.changed()).await.map(|r| r.is_err()).unwrap_or(true) {
+                return None;
+            }
+        }
+    }
+
+    async fn write_local(&self, batch: &StoreBatch, deadline: Instant) -> Result<u64, Attempt> {
+        let write = self.raft.client_write(batch.clone());
+        let response = match tokio::time::timeout_at(deadline, write).await {
+            Err(_) => return Err(Attempt::Retry("no commit in time".into())),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                return Err(Attempt::Retry("leadership moved".into()))
+            }
+            Ok(Err(e)) => return Err(Attempt::Done(WriteError::Unavailable(e.to_string()))),
             Ok(Ok(r)) => r,
         };
-        response.data.0.map_err(WriteError::Rejected)?;
+        response.data.0.map_err(|e| Attempt::Done(WriteError::Rejected(e)))?;
         Ok(response.log_id.index)
+    }
+
+    async fn run_local(&self, op: &LeaderOp, deadline: Instant) -> Result<u64, Attempt> {
+        match op {
+            LeaderOp::Write(batch) => self.write_local(batch, deadline).await,
+            LeaderOp::AddManager { raft_id, addr } => {
+                let voters = self.voters();
+                if voters.contains(raft_id) {
+                    return Ok(self.applied());
+                }
+                let node = BasicNode { addr: addr.clone() };
+                let added = tokio::time::timeout_at(deadline, self.raft.add_learner(*raft_id, node, true)).await;
+                membership_result(added)?;
+                let mut voters = self.voters();
+                voters.insert(*raft_id);
+                let changed = tokio::time::timeout_at(deadline, self.raft.change_membership(voters, false)).await;
+                membership_result(changed)
+            }
+            LeaderOp::RemoveManager { raft_id } => {
+                let voters = self.voters();
+                if !voters.contains(raft_id) {
+                    return Ok(self.applied());
+                }
+                let rest: BTreeSet<u64> = voters.iter().copied().filter(|v| v != raft_id).collect();
+                if rest.is_empty() {
+                    return Err(Attempt::Done(WriteError::Refused(
+                        "this is the last manager of the swarm: removing it would lose the swarm's state; promote another node first".into(),
+                    )));
+                }
+                let reachable = self.count_reachable(&rest).await;
+                let needed = rest.len() / 2 + 1;
+                if reachable < needed {
+                    return Err(Attempt::Done(WriteError::Refused(format!(
+                        "removing this manager would leave {reachable} reachable of {} managers, below the quorum of {needed}: the swarm would stop accepting writes; bring the unreachable managers back first",
+                        rest.len()
+                    ))));
+                }
+                let changed = tokio::time::timeout_at(deadline, self.raft.change_membership(rest, false)).await;
+                let index = membership_result(changed)?;
+                self.record_removed_manager(*raft_id, deadline).await;
+                Ok(index)
+            }
+        }
+    }
+
+    /// After `raft_id` left the voters: its node is no longer a manager
+    /// (until it is promoted again). Best effort: the membership is what counts.
+    async fn record_removed_manager(&self, raft_id: u64, deadline: Instant) {
+        for _ in 0..5 {
+            let Some(mut node) = self
+                .store
+                .read()
+                .nodes
+                .values()
+                .find(|n| n.manager_status.as_ref().is_some_and(|m| m.raft_id == raft_id))
+                .cloned()
+            else {
+                return;
+            };
+            node.manager_status = None;
+            if let Some(spec) = node.spec.as_mut() {
+                spec.set_desired_role(shoal_proto::NodeRole::Worker);
+            }
+            let batch = StoreBatch { actions: vec![update(node)], timestamp: shoal_proto::now_ns() };
+            match self.write_local(&batch, deadline).await {
+                Ok(_) => return,
+                Err(Attempt::Done(WriteError::Rejected(StoreError::VersionConflict { .. }))) => continue,
+                Err(_) => break,
+            }
+        }
+        tracing::warn!(raft_id, "could not record that a manager left the raft membership");
+    }
+
+    async fn forward(&self, addr: &str, op: &LeaderOp, deadline: Instant) -> Result<u64, Attempt> {
+        let data = serde_json::to_vec(op).map_err(|e| Attempt::Done(WriteError::Unavailable(e.to_string())))?;
+        let mut client = self.client(addr, deadline).await.map_err(Attempt::Retry)?;
+        let mut request = tonic::Request::new(RaftPayload { data });
+        request.set_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100)));
+        let reply = match client.forward(request).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                self.clients.lock().unwrap_or_else(|p| p.into_inner()).remove(addr);
+                return Err(Attempt::Retry(format!("forwarding to the leader at {addr}: {}", status.message())));
+            }
+        };
+        let result: Result<u64, WriteError> = serde_json::from_slice(&reply.data)
+            .map_err(|e| Attempt::Done(WriteError::Unavailable(format!("malformed reply from the leader: {e}"))))?;
+        match result {
+            Ok(index) => Ok(index),
+            Err(WriteError::NotLeader) => Err(Attempt::Retry("the leader moved".into())),
+            // The leader's own deadline ran out: ours decides.
+            Err(WriteError::NoQuorum { .. }) => Err(Attempt::Retry("the leader has no quorum".into())),
+            Err(e) => Err(Attempt::Done(e)),
+        }
+    }
+
+    async fn client(&self, addr: &str, deadline: Instant) -> Result<RaftClient<Channel>, String> {
+        if let Some(c) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(addr) {
+            return Ok(c.clone());
+        }
+        let tls = self.tls.as_ref().ok_or("this manager cannot forward writes (no TLS identity)")?;
+        let timeout = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(2));
+        let channel = crate::ca::tls::connect(addr, tls, timeout).await?;
+        let client =
+            RaftClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(addr.to_string(), client.clone());
+        Ok(client)
+    }
+
+    fn voters(&self) -> BTreeSet<u64> {
+        self.raft.metrics().borrow().membership_config.membership().voter_ids().collect()
+    }
+
+    fn applied(&self) -> u64 {
+        self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0)
+    }
+
+    /// The managers (this one included) that answer a TLS handshake within a second.
+    async fn count_reachable(&self, members: &BTreeSet<u64>) -> usize {
+        let nodes: Vec<(u64, String)> = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let membership = m.membership_config.membership();
+            members.iter().filter_map(|id| membership.get_node(id).map(|n| (*id, n.addr.clone()))).collect()
+        };
+        let Some(tls) = self.tls.clone() else { return usize::from(members.contains(&self.id)) };
+        let probes = nodes.into_iter().map(|(id, addr)| {
+            let tls = tls.clone();
+            async move { id == self.id || crate::ca::tls::connect(&addr, &tls, Duration::from_secs(1)).await.is_ok() }
+        });
+        futures::future::join_all(probes).await.into_iter().filter(|up| *up).count()
+    }
+
+    /// The error for a write that found no leader or no commit in time.
+    async fn no_quorum(&self) -> WriteError {
+        let voters = self.voters();
+        let total = voters.len();
+        let reachable = self.count_reachable(&voters).await;
+        WriteError::NoQuorum { reachable, total, needed: total / 2 + 1 }
+    }
+}
+
+type MembershipResult = Result<
+    Result<
+        openraft::raft::ClientWriteResponse<crate::raft::TypeConfig>,
+        RaftError<u64, ClientWriteError<u64, BasicNode>>,
+    >,
+    tokio::time::error::Elapsed,
+>;
+
+fn membership_result(r: MembershipResult) -> Result<u64, Attempt> {
+    match r {
+        Err(_) => Err(Attempt::Retry("the membership change did not finish in time".into())),
+        Ok(Ok(r)) => Ok(r.log_id.index),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+            Err(Attempt::Retry("leadership moved".into()))
+        }
+        Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_))))) => {
+            Err(Attempt::Retry("another membership change is in progress".into()))
+        }
+        Ok(Err(e)) => Err(Attempt::Done(WriteError::Unavailable(e.to_string()))),
     }
 }
 

@@ -31,11 +31,13 @@ pub struct Dispatcher {
     proposer: Proposer,
     leader: watch::Receiver<bool>,
     heartbeats: Arc<Mutex<HashMap<String, Instant>>>,
+    /// This manager's raft member ID.
+    raft_id: u64,
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, proposer: Proposer, leader: watch::Receiver<bool>) -> Dispatcher {
-        Dispatcher { store, proposer, leader, heartbeats: Arc::default() }
+    pub fn new(store: Store, proposer: Proposer, leader: watch::Receiver<bool>, raft_id: u64) -> Dispatcher {
+        Dispatcher { store, proposer, leader, heartbeats: Arc::default(), raft_id }
     }
 
     /// The cluster's heartbeat period.

@@ -48,16 +48,19 @@ impl Dispatcher {
         Err(Status::aborted("registering the node kept conflicting with other writes; retry"))
     }
 
+    /// The managers, the leader (this one) first.
     fn managers(&self) -> Vec<WeightedPeer> {
-        self.store
-            .read()
+        let state = self.store.read();
+        let mut managers: Vec<(bool, WeightedPeer)> = state
             .nodes
             .values()
             .filter_map(|n| {
                 let m = n.manager_status.as_ref()?;
-                Some(WeightedPeer { node_id: n.id.clone(), addr: m.addr.clone() })
+                Some((m.raft_id != self.raft_id, WeightedPeer { node_id: n.id.clone(), addr: m.addr.clone() }))
             })
-            .collect()
+            .collect();
+        managers.sort_by(|a, b| (a.0, &a.1.addr).cmp(&(b.0, &b.1.addr)));
+        managers.into_iter().map(|(_, p)| p).collect()
     }
 }
 
@@ -77,18 +80,26 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         tokio::spawn(async move {
             let mut changes = me.store.subscribe();
             let mut leader = me.leader.clone();
-            let mut last: Option<Vec<(String, u64)>> = None;
+            let mut last: Option<(Vec<(String, u64)>, i32, Vec<WeightedPeer>)> = None;
             loop {
                 changes.mark_unchanged();
-                let tasks: Vec<_> =
-                    me.store.read().tasks.values().filter(|t| assigned_to(t, &req.node_id)).cloned().collect();
+                let (tasks, desired_role) = {
+                    let state = me.store.read();
+                    let tasks: Vec<_> =
+                        state.tasks.values().filter(|t| assigned_to(t, &req.node_id)).cloned().collect();
+                    let role = state.nodes.get(&req.node_id).and_then(|n| n.spec.as_ref()).map(|s| s.desired_role);
+                    (tasks, role.unwrap_or_default())
+                };
                 let fingerprint: Vec<(String, u64)> = tasks.iter().map(|t| (t.id.clone(), t.version())).collect();
+                let managers = me.managers();
+                let fingerprint = (fingerprint, desired_role, managers.clone());
                 if last.as_ref() != Some(&fingerprint) {
                     let msg = SessionMessage {
                         session_id: session_id.clone(),
                         tasks,
-                        managers: me.managers(),
+                        managers,
                         heartbeat_period: me.heartbeat_period().as_nanos() as i64,
+                        desired_role,
                     };
                     if tx.send(Ok(msg)).await.is_err() {
                         return;

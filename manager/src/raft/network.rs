@@ -119,11 +119,12 @@ impl RaftNetwork<TypeConfig> for Network {
 /// The gRPC server side: hands each request to the local raft node.
 pub struct RaftService {
     raft: Raft,
+    proposer: crate::control::Proposer,
 }
 
 impl RaftService {
-    pub fn new(raft: Raft) -> RaftService {
-        RaftService { raft }
+    pub fn new(raft: Raft, proposer: crate::control::Proposer) -> RaftService {
+        RaftService { raft, proposer }
     }
 }
 
@@ -169,5 +170,17 @@ impl shoal_proto::raft_server::Raft for RaftService {
     ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         let req: InstallSnapshotRequest<TypeConfig> = decode(request)?;
         encode(&self.raft.install_snapshot(req).await)
+    }
+
+    /// Leader work from another manager. A joining manager sends its own
+    /// `AddManager` to the manager it joined through, which may pass it on to
+    /// the leader once; everything else was sent to the leader already.
+    async fn forward(
+        &self,
+        request: tonic::Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        let op: crate::control::LeaderOp = decode(request)?;
+        let may_forward = matches!(op, crate::control::LeaderOp::AddManager { .. });
+        encode(&self.proposer.run(op, may_forward).await)
     }
 }
