@@ -12,6 +12,7 @@ use shoal_runtime::Runtime;
 use tokio::sync::watch;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use crate::files::FileStore;
 use crate::reporter::Reporter;
 use crate::worker::{self, WorkerContext};
 
@@ -32,6 +33,7 @@ pub struct AgentConfig {
 /// when the agent stops: a restarted agent re-adopts them.
 pub async fn run(config: AgentConfig, runtime: Arc<Runtime>, mut shutdown: watch::Receiver<bool>) {
     let reporter = Reporter::default();
+    let files = FileStore::default();
     let mut workers: HashMap<String, watch::Sender<Task>> = HashMap::new();
     let mut managers = config.managers.clone();
     let mut next = 0usize;
@@ -47,6 +49,7 @@ pub async fn run(config: AgentConfig, runtime: Arc<Runtime>, mut shutdown: watch
             reporter: reporter.clone(),
             node_id: config.node_id.clone(),
             hostname: config.description.hostname.clone(),
+            files: files.clone(),
         };
         tokio::select! {
             result = session(&config, &addr, &ctx, &mut workers, &mut managers) => {
@@ -109,6 +112,7 @@ async fn session(
             if !peers.is_empty() {
                 *managers = peers;
             }
+            ctx.files.replace(msg.secrets, msg.configs);
             apply_assignments(ctx, workers, msg.tasks, first_assignment).await;
             first_assignment = false;
         }

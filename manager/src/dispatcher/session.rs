@@ -4,6 +4,10 @@ use std::pin::Pin;
 
 use futures::Stream;
 use shoal_proto::dispatcher_server;
+use std::collections::BTreeSet;
+
+use crate::store::State;
+use shoal_proto::{Config, Secret, Task, TaskState};
 use shoal_proto::{
     HeartbeatRequest, HeartbeatResponse, NodeState, SessionMessage, SessionRequest, UpdateTaskStatusRequest,
     UpdateTaskStatusResponse, WeightedPeer,
@@ -61,6 +65,22 @@ impl Dispatcher {
     }
 }
 
+/// The secrets and configs that `tasks` (one node's assignments) use, and
+/// no others: a node never learns a secret none of its live tasks needs.
+pub(super) fn files_of(state: &State, tasks: &[Task]) -> (Vec<Secret>, Vec<Config>) {
+    let mut secret_ids = BTreeSet::new();
+    let mut config_ids = BTreeSet::new();
+    for t in tasks.iter().filter(|t| t.desired_state() <= TaskState::Running) {
+        let Some(c) = t.spec.as_ref().and_then(|s| s.container.as_ref()) else { continue };
+        secret_ids.extend(c.secrets.iter().map(|r| r.secret_id.as_str()));
+        config_ids.extend(c.configs.iter().map(|r| r.config_id.as_str()));
+    }
+    (
+        secret_ids.into_iter().filter_map(|id| state.secrets.get(id).cloned()).collect(),
+        config_ids.into_iter().filter_map(|id| state.configs.get(id).cloned()).collect(),
+    )
+}
+
 #[tonic::async_trait]
 impl dispatcher_server::Dispatcher for Dispatcher {
     type SessionStream = SessionStream;
@@ -80,15 +100,27 @@ impl dispatcher_server::Dispatcher for Dispatcher {
             let mut last: Option<Vec<(String, u64)>> = None;
             loop {
                 changes.mark_unchanged();
-                let tasks: Vec<_> =
-                    me.store.read().tasks.values().filter(|t| assigned_to(t, &req.node_id)).cloned().collect();
-                let fingerprint: Vec<(String, u64)> = tasks.iter().map(|t| (t.id.clone(), t.version())).collect();
+                let (tasks, secrets, configs) = {
+                    let state = me.store.read();
+                    let tasks: Vec<_> =
+                        state.tasks.values().filter(|t| assigned_to(t, &req.node_id)).cloned().collect();
+                    let (secrets, configs) = files_of(&state, &tasks);
+                    (tasks, secrets, configs)
+                };
+                let fingerprint: Vec<(String, u64)> = tasks
+                    .iter()
+                    .map(|t| (t.id.clone(), t.version()))
+                    .chain(secrets.iter().map(|s| (s.id.clone(), s.version())))
+                    .chain(configs.iter().map(|c| (c.id.clone(), c.version())))
+                    .collect();
                 if last.as_ref() != Some(&fingerprint) {
                     let msg = SessionMessage {
                         session_id: session_id.clone(),
                         tasks,
                         managers: me.managers(),
                         heartbeat_period: me.heartbeat_period().as_nanos() as i64,
+                        secrets,
+                        configs,
                     };
                     if tx.send(Ok(msg)).await.is_err() {
                         return;
