@@ -414,7 +414,11 @@ fn ports(name: &str, service: &Service) -> Result<Vec<PortConfig>, Unsupported> 
             Some(text) => text.parse::<u32>().map_err(|_| {
                 Unsupported::at(
                     &["services", name, "ports"],
-                    format!("published port range {text:?} needs as many target ports: use the short syntax \"{text}:{}-…\"", port.target),
+                    format!(
+                        "published port range {text:?} for target {} is not supported in a swarm: publish one port, \
+                         or map a range to a range of the same size (\"8000-8001:80-81\")",
+                        port.target
+                    ),
                 )
             })?,
         };
@@ -627,5 +631,115 @@ mod tests {
         )]);
         let err = stack(&compose, "app", &BTreeMap::new()).expect_err("unsupported");
         assert_eq!(err.keys, ["services", "once", "deploy", "mode"]);
+    }
+
+    fn load(yaml: &str, files: &[(&str, &str)], vars: &[(&str, &str)]) -> Result<Stack, crate::Error> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).expect("write a file");
+        }
+        let compose = dir.path().join("compose.yml");
+        std::fs::write(&compose, yaml).expect("write the compose file");
+        let options = crate::LoadOptions {
+            files: vec![compose],
+            env: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..crate::LoadOptions::default()
+        };
+        crate::load_project(&options)?.to_stack("app").map(|l| l.stack)
+    }
+
+    fn container_of(stack: &Stack, i: usize) -> &ContainerSpec {
+        stack.services[i].task.as_ref().and_then(|t| t.container.as_ref()).expect("a container spec")
+    }
+
+    #[test]
+    fn secrets_and_configs_become_objects_and_references() {
+        let stack = load(
+            "services:\n  web:\n    image: x\n    secrets:\n      - pw\n      - {source: key, target: api, uid: '5', mode: 0400}\n    \
+             configs: [conf]\nsecrets:\n  pw: {file: ./pw.txt, labels: {a: b}}\n  key: {environment: KEY}\n  \
+             shared: {external: true}\nconfigs:\n  conf: {file: ./c.toml, name: fixed_name}\n",
+            &[("pw.txt", "hunter2"), ("c.toml", "x = 1")],
+            &[("KEY", "from-env")],
+        )
+        .expect("valid");
+        let names: Vec<&str> =
+            stack.secrets.iter().filter_map(|s| s.annotations.as_ref()).map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["app_key", "app_pw"]);
+        assert_eq!(stack.secrets[0].data, b"from-env");
+        assert_eq!(stack.secrets[1].data, b"hunter2");
+        let labels = &stack.secrets[1].annotations.as_ref().expect("annotations").labels;
+        assert_eq!(labels.get("a").map(String::as_str), Some("b"));
+        assert_eq!(labels.get(STACK_NAMESPACE_LABEL).map(String::as_str), Some("app"));
+        assert_eq!(stack.external.secrets, ["shared"]);
+        assert_eq!(stack.configs[0].annotations.as_ref().map(|a| a.name.as_str()), Some("fixed_name"));
+        let c = container_of(&stack, 0);
+        assert_eq!(c.secrets[0].secret_name, "app_pw");
+        assert_eq!(
+            c.secrets[0].file,
+            Some(FileTarget { name: "pw".into(), uid: "0".into(), gid: "0".into(), mode: 0o444 })
+        );
+        assert_eq!(
+            c.secrets[1].file,
+            Some(FileTarget { name: "api".into(), uid: "5".into(), gid: "0".into(), mode: 0o400 })
+        );
+        assert_eq!(c.configs[0].config_name, "fixed_name");
+    }
+
+    #[test]
+    fn secret_sources_that_are_missing_are_errors_at_their_key() {
+        let err = load("services:\n  web: {image: x, secrets: [pw]}\nsecrets:\n  pw: {file: ./nope}\n", &[], &[])
+            .expect_err("missing file");
+        let text = err.to_string();
+        assert!(text.contains("compose.yml:4:") && text.contains("secrets.pw.file") && text.contains("nope"), "{text}");
+        let err =
+            load("services:\n  web: {image: x, secrets: [pw]}\nsecrets:\n  pw: {environment: UNSET_X}\n", &[], &[])
+                .expect_err("unset variable");
+        assert!(err.to_string().contains("UNSET_X is not set"), "{err}");
+    }
+
+    #[test]
+    fn networks_volumes_ports_health_and_dependencies() {
+        let stack = load(
+            "services:\n  web:\n    image: x\n    ports: ['8080:80', {target: 53, published: 5353, protocol: udp, mode: host}]\n    \
+             volumes: [data:/data, /srv:/srv:ro, {type: tmpfs, target: /t, tmpfs: {size: 1m}}]\n    \
+             healthcheck: {test: curl -f localhost, interval: 2s, retries: 4}\n    depends_on: {db: {condition: service_healthy}}\n    \
+             networks: {front: {aliases: [w]}}\n    deploy: {update_config: {delay: 5s, order: start-first}}\n  \
+             db:\n    image: y\n    healthcheck: {disable: true}\nnetworks:\n  front: {}\nvolumes:\n  data: {}\n",
+            &[],
+            &[],
+        )
+        .expect("valid");
+        let names: Vec<&str> =
+            stack.networks.iter().filter_map(|n| n.annotations.as_ref()).map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["app_default", "app_front"]);
+        assert_eq!(stack.networks[0].driver, "overlay");
+        let (db, web) = (&stack.services[0], &stack.services[1]);
+        assert_eq!(db.task.as_ref().map(|t| t.networks[0].target.as_str()), Some("app_default"));
+        assert_eq!(container_of(&stack, 0).healthcheck.as_ref().map(|h| h.test.clone()), Some(vec!["NONE".to_owned()]));
+        let net = &web.task.as_ref().expect("task").networks;
+        assert_eq!(
+            (net[0].target.as_str(), net[0].aliases.clone()),
+            ("app_front", vec!["w".to_owned(), "web".to_owned()])
+        );
+        let c = container_of(&stack, 1);
+        assert_eq!(c.mounts.len(), 3);
+        assert_eq!((c.mounts[0].r#type(), c.mounts[0].source.as_str()), (mount::Type::Volume, "app_data"));
+        assert_eq!((c.mounts[1].r#type(), c.mounts[1].read_only), (mount::Type::Bind, true));
+        assert_eq!((c.mounts[2].r#type(), c.mounts[2].tmpfs_size), (mount::Type::Tmpfs, 1 << 20));
+        let h = c.healthcheck.as_ref().expect("a healthcheck");
+        assert_eq!(
+            (h.test.as_slice(), h.interval, h.retries),
+            (&["CMD-SHELL".to_owned(), "curl -f localhost".to_owned()][..], 2_000_000_000, 4)
+        );
+        let ports = &web.endpoint.as_ref().expect("an endpoint").ports;
+        assert_eq!(
+            ports.iter().map(|p| (p.published_port, p.target_port)).collect::<Vec<_>>(),
+            [(5353, 53), (8080, 80)]
+        );
+        assert_eq!((ports[0].protocol(), ports[0].publish_mode()), (PortProtocol::Udp, PublishMode::Host));
+        let u = web.update.as_ref().expect("an update config");
+        assert_eq!((u.parallelism, u.delay, u.order()), (1, 5_000_000_000, UpdateOrder::StartFirst));
+        assert_eq!(web.depends_on[0].service, "app_db");
+        assert_eq!(web.depends_on[0].condition(), DependencyCondition::ServiceHealthy);
     }
 }

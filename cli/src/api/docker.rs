@@ -1110,6 +1110,44 @@ mod tests {
     }
 
     #[test]
+    fn stack_fields_round_trip() {
+        let v = json!({
+            "Name": "app_web",
+            "TaskTemplate": {
+                "ContainerSpec": {
+                    "Image": "demo:1",
+                    "Mounts": [
+                        {"Type": "volume", "Source": "app_data", "Target": "/data", "VolumeOptions": {"Labels": {"a": "b"}}},
+                        {"Type": "bind", "Source": "/srv", "Target": "/srv", "ReadOnly": true},
+                        {"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 1024, "Mode": 448}}
+                    ],
+                    "Secrets": [{"File": {"Name": "pw", "UID": "0", "GID": "0", "Mode": 292}, "SecretID": "x", "SecretName": "app_pw"}],
+                    "Configs": [{"File": {"Name": "/etc/c", "UID": "1", "GID": "2", "Mode": 420}, "ConfigID": "y", "ConfigName": "app_c"}],
+                    "Healthcheck": {"Test": ["CMD", "true"], "Interval": 1000, "Retries": 2},
+                    "CapabilityAdd": ["NET_ADMIN"],
+                    "Hosts": ["10.0.0.1 db"],
+                    "Ulimits": [{"Name": "nofile", "Soft": 1, "Hard": 2}]
+                },
+                "Placement": {"Preferences": [{"Spread": {"SpreadDescriptor": "node.labels.zone"}}]}
+            },
+            "EndpointSpec": {"Mode": "vip", "Ports": [{"Protocol": "udp", "TargetPort": 53, "PublishedPort": 5353, "PublishMode": "host"}]},
+            "UpdateConfig": {"Parallelism": 2, "Delay": 5, "FailureAction": "rollback", "Monitor": 7, "MaxFailureRatio": 0.25, "Order": "start-first"},
+            "DependsOn": [{"Service": "app_db", "Condition": "service_healthy"}]
+        });
+        let spec = parse_service_spec(&v).unwrap();
+        let c = spec.task.as_ref().unwrap().container.as_ref().unwrap();
+        assert_eq!((c.mounts.len(), c.mounts[2].tmpfs_mode), (3, 0o700));
+        assert_eq!(spec.endpoint.as_ref().unwrap().ports[0].published_port, 5353);
+        assert_eq!(spec.update.as_ref().unwrap().max_failure_ratio, 0.25);
+        assert_eq!(parse_service_spec(&service_spec(&spec)).unwrap(), spec);
+        let bad = json!({"Name": "x", "EndpointSpec": {"Ports": [{"TargetPort": 70000}]}});
+        assert_eq!(
+            parse_service_spec(&bad).unwrap_err().to_string(),
+            "EndpointSpec.Ports[0].TargetPort: a port is at most 65535"
+        );
+    }
+
+    #[test]
     fn missing_replicas_means_one_and_bad_types_name_the_field() {
         let spec =
             parse_service_spec(&json!({"Name": "x", "TaskTemplate": {"ContainerSpec": {"Image": "i"}}})).unwrap();
