@@ -173,3 +173,46 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         Ok(Response::new(UpdateTaskStatusResponse {}))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_proto::{ContainerSpec, SecretReference, SecretSpec, TaskSpec};
+
+    fn task(id: &str, secrets: &[&str], desired: TaskState) -> Task {
+        let mut t = Task {
+            id: id.into(),
+            spec: Some(TaskSpec {
+                container: Some(ContainerSpec {
+                    secrets: secrets
+                        .iter()
+                        .map(|s| SecretReference { secret_id: s.to_string(), ..Default::default() })
+                        .collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        t.set_desired_state(desired);
+        t
+    }
+
+    #[test]
+    fn a_node_gets_only_the_secrets_of_its_live_tasks() {
+        let mut state = State::default();
+        for id in ["s1", "s2", "s3"] {
+            let spec = SecretSpec { data: id.as_bytes().to_vec(), ..Default::default() };
+            state.secrets.insert(id.into(), Secret { id: id.into(), spec: Some(spec), ..Default::default() });
+        }
+        let tasks = [
+            task("t1", &["s1"], TaskState::Running),
+            task("t2", &["s1", "s2"], TaskState::Ready),
+            task("t3", &["s3"], TaskState::Shutdown),
+        ];
+        let (secrets, configs) = files_of(&state, &tasks);
+        let ids: Vec<&str> = secrets.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["s1", "s2"]);
+        assert!(configs.is_empty());
+    }
+}
