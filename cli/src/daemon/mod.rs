@@ -3,6 +3,7 @@
 
 mod identity;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,7 +38,13 @@ pub struct Daemon {
     pub runtime: Arc<Runtime>,
     pub hostname: String,
     pub swarm: RwLock<Option<Member>>,
+    /// Clients attached to containers that are not started yet, by container id: the next
+    /// start hands them the container's stdio.
+    pub pending_attach: std::sync::Mutex<HashMap<String, Vec<PendingAttach>>>,
 }
+
+/// A client waiting for a container to start, to be handed its attach stream.
+pub type PendingAttach = tokio::sync::oneshot::Sender<std::os::unix::net::UnixStream>;
 
 /// Why `swarm init` was refused.
 #[derive(Debug, thiserror::Error)]
@@ -77,8 +84,13 @@ impl Daemon {
         let exe = std::env::current_exe().context("finding the shoal binary to run container shims")?;
         let runtime = Runtime::open(&config.data_root.join("runtime"), exe, vec!["internal-shim".into()])
             .with_context(|| format!("opening the runtime under {}", config.data_root.display()))?;
-        let daemon =
-            Arc::new(Daemon { config, runtime: Arc::new(runtime), hostname: hostname(), swarm: RwLock::new(None) });
+        let daemon = Arc::new(Daemon {
+            config,
+            runtime: Arc::new(runtime),
+            hostname: hostname(),
+            swarm: RwLock::new(None),
+            pending_attach: Default::default(),
+        });
         if let Some(identity) = NodeIdentity::load(&daemon.config.data_root)? {
             tracing::info!(node = %identity.node_id, "rejoining the swarm this node was in");
             let member = daemon.start_member(identity, None).await?;

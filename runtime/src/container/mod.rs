@@ -72,6 +72,14 @@ pub struct ContainerInfo {
     pub stop_signal: String,
     /// Seconds `stop` waits before SIGKILL, by default.
     pub stop_timeout: u64,
+    /// Its stdio is a pseudo-terminal (attached clients get one raw stream).
+    pub tty: bool,
+    /// Its stdin stays open for attached clients.
+    pub open_stdin: bool,
+    /// Its stdin closes when an attached client's input ends.
+    pub stdin_once: bool,
+    /// To be removed once it has exited (see [`crate::ContainerSpec::auto_remove`]).
+    pub auto_remove: bool,
 }
 
 /// The files of one container.
@@ -99,6 +107,8 @@ impl ContainerPaths {
     pub(crate) fn shim_log(&self) -> PathBuf {
         self.dir.join("shim.log")
     }
+    /// The shim's attach socket (see [`crate::attach`]), while the container runs.
+    pub(crate) const ATTACH_SOCKET: &'static str = "attach.sock";
     fn lock(&self) -> PathBuf {
         self.dir.join("lock")
     }

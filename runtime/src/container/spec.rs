@@ -61,6 +61,23 @@ pub struct ContainerSpec {
     pub nano_cpus: Option<i64>,
     /// Maximum number of processes (`--pids-limit`); zero or negative means unlimited.
     pub pids_limit: Option<i64>,
+    /// Gives the container a pseudo-terminal as its stdin, stdout and stderr (`-t`).
+    #[serde(default)]
+    pub tty: bool,
+    /// Keeps the container's stdin open for attached clients to write to (`-i`); without it,
+    /// stdin is `/dev/null` (or a terminal nobody types into, with `tty`).
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// Closes the container's stdin when an attached client's input ends (`run -i`).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// The terminal's first size, (rows, columns), with `tty`.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
+    /// Whoever runs the container removes it once it has exited (Docker's `AutoRemove`);
+    /// the runtime only records it.
+    #[serde(default)]
+    pub auto_remove: bool,
 }
 
 /// What a [`Mount`] puts at its target.
@@ -145,6 +162,20 @@ pub(crate) struct ProcessConfig {
     pub env: Vec<String>,
     pub cwd: String,
     pub hostname: String,
+    /// What the container's stdio is. (Absent in configs written before it existed.)
+    #[serde(default)]
+    pub stdio: StdioConfig,
+}
+
+/// The container's stdio: pipes to the shim, or a pseudo-terminal the shim holds the master of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct StdioConfig {
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    /// (rows, columns)
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// A container's immutable configuration (`config.json`).
@@ -188,6 +219,7 @@ pub(crate) struct HostConfig {
     pub resources: Resources,
     /// The container's cgroup, when this machine has cgroups.
     pub cgroup: Option<CgroupPaths>,
+    pub auto_remove: bool,
 }
 
 /// Resource limits; `None` is unlimited.
@@ -276,6 +308,7 @@ pub(crate) fn resolve_host(
             pids: spec.pids_limit.filter(|p| *p > 0),
         },
         cgroup: None,
+        auto_remove: spec.auto_remove,
     })
 }
 
@@ -382,7 +415,13 @@ pub(crate) fn resolve_process(
         )));
     }
 
-    let process = ProcessConfig { args, env, cwd, hostname };
+    let stdio = StdioConfig {
+        tty: spec.tty,
+        open_stdin: spec.open_stdin,
+        stdin_once: spec.stdin_once,
+        console_size: spec.console_size.filter(|&(rows, cols)| spec.tty && rows > 0 && cols > 0),
+    };
+    let process = ProcessConfig { args, env, cwd, hostname, stdio };
     let has_nul = process.args.iter().chain(&process.env).chain([&process.cwd]).any(|s| s.contains('\0'));
     if has_nul {
         return Err(Error::invalid(format!(

@@ -77,6 +77,10 @@ pub(crate) fn observe(paths: &ContainerPaths, config: &ContainerConfig) -> Resul
         paused: false,
         stop_signal: config.host.stop_signal.clone().unwrap_or_else(|| "SIGTERM".to_string()),
         stop_timeout: config.host.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT),
+        tty: config.process.stdio.tty,
+        open_stdin: config.process.stdio.open_stdin,
+        stdin_once: config.process.stdio.stdin_once,
+        auto_remove: config.host.auto_remove,
     };
     let mut exit: Option<ExitFile> = jsonfile::read(&paths.exit())?;
     if exit.is_none() {
