@@ -428,7 +428,7 @@ impl Runtime {
                         _ => Err(e),
                     })
                     .context(|| format!("removing {}", paths.exit().display()))?;
-                jsonfile::write(&paths.state(), &StateFile::default())?;
+                jsonfile::write_volatile(&paths.state(), &StateFile::default())?;
             }
             ContainerState::Created => {}
         }
@@ -448,7 +448,7 @@ impl Runtime {
                 let message = e.report();
                 // Make the failure visible in the container's state, unless the shim did.
                 if !paths.exit().exists() {
-                    jsonfile::write(
+                    jsonfile::write_volatile(
                         &paths.exit(),
                         &ExitFile {
                             exit_code: SHIM_FAILED_EXIT_CODE,

@@ -131,7 +131,7 @@ fn run(dir: &Path) -> Result<(), Error> {
         }
     };
     let started = Started { shim: container.shim, init: container.init, started_at: clock::now_ns() };
-    if let Err(e) = jsonfile::write(&paths.state(), &StateFile { started: Some(started) }) {
+    if let Err(e) = jsonfile::write_volatile(&paths.state(), &StateFile { started: Some(started) }) {
         let _ = nix::sys::signal::kill(Pid::from_raw(container.init.pid), Signal::SIGKILL);
         let exit_code = wait_exit_code(container.init.pid);
         record_exit(&paths, exit_code, Some(e.report()))?;
@@ -148,7 +148,10 @@ fn run(dir: &Path) -> Result<(), Error> {
     let exit_code = wait_exit_code(init.pid);
     // The OOM killer's SIGKILL looks like any other: only the cgroup's count tells.
     let oom_killed = cgroup.as_ref().is_some_and(|c| c.oom_killed());
-    jsonfile::write(&paths.exit(), &ExitFile { exit_code, finished_at: clock::now_ns(), error: None, oom_killed })
+    jsonfile::write_volatile(
+        &paths.exit(),
+        &ExitFile { exit_code, finished_at: clock::now_ns(), error: None, oom_killed },
+    )
 }
 
 /// The attach socket, bound through the container directory's fd: the directory's full path
@@ -473,5 +476,8 @@ fn wait_exit_code(pid: i32) -> i32 {
 }
 
 fn record_exit(paths: &ContainerPaths, exit_code: i32, error: Option<String>) -> Result<(), Error> {
-    jsonfile::write(&paths.exit(), &ExitFile { exit_code, finished_at: clock::now_ns(), error, oom_killed: false })
+    jsonfile::write_volatile(
+        &paths.exit(),
+        &ExitFile { exit_code, finished_at: clock::now_ns(), error, oom_killed: false },
+    )
 }

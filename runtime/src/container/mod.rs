@@ -209,7 +209,6 @@ impl ContainerStore {
         fs::DirBuilder::new().mode(0o711).create(&paths.dir).context(|| format!("creating {}", paths.dir.display()))?;
         let result = (|| {
             prepare(&paths.dir)?;
-            jsonfile::write(&paths.state(), &state::StateFile::default())?;
             // Written last: a directory without config.json is not a container.
             jsonfile::write(&paths.config(), config)
         })();

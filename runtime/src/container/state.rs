@@ -58,7 +58,7 @@ pub(crate) struct Observed {
 
 /// Derives the current state of the container `config` whose files are at `paths`.
 pub(crate) fn observe(paths: &ContainerPaths, config: &ContainerConfig) -> Result<Observed, Error> {
-    let state: StateFile = jsonfile::read(&paths.state())?.unwrap_or_default();
+    let state: StateFile = jsonfile::read_volatile(&paths.state())?.unwrap_or_default();
     let mut info = ContainerInfo {
         id: config.id.clone(),
         name: config.name.clone(),
@@ -82,7 +82,7 @@ pub(crate) fn observe(paths: &ContainerPaths, config: &ContainerConfig) -> Resul
         stdin_once: config.process.stdio.stdin_once,
         auto_remove: config.host.auto_remove,
     };
-    let mut exit: Option<ExitFile> = jsonfile::read(&paths.exit())?;
+    let mut exit: Option<ExitFile> = jsonfile::read_volatile(&paths.exit())?;
     if exit.is_none() {
         if let Some(started) = state.started {
             if started.shim.is_running() {
@@ -91,7 +91,7 @@ pub(crate) fn observe(paths: &ContainerPaths, config: &ContainerConfig) -> Resul
                 info.paused = config.host.cgroup.as_ref().is_some_and(|c| c.is_frozen());
             } else {
                 // The shim may have recorded the exit between our two reads.
-                exit = jsonfile::read(&paths.exit())?;
+                exit = jsonfile::read_volatile(&paths.exit())?;
                 if exit.is_none() {
                     info.state = ContainerState::Exited;
                     info.exit_code = Some(LOST_EXIT_CODE);
