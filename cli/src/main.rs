@@ -95,6 +95,17 @@ enum Command {
     /// The per-container shim (started by the daemon, not by users).
     #[command(hide = true)]
     InternalShim { dir: PathBuf },
+    /// Runs one container with the runtime alone, no daemon: create, start,
+    /// wait, remove; exits with its code (measures the runtime's start path).
+    #[command(hide = true)]
+    InternalRun {
+        /// A data root no daemon is using (its images are imported by a daemon beforehand).
+        #[arg(long)]
+        data_root: PathBuf,
+        image: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Kills, unmounts and removes the cgroups of what a dead daemon left
     /// under a data root (for tests and recovery).
     #[command(hide = true)]
@@ -617,6 +628,12 @@ struct CreateArgs {
     /// Give the container a host device: /dev/host[:/dev/container][:rwm].
     #[arg(long, value_parser = commands::container::parse_device)]
     device: Vec<shoal_runtime::Device>,
+    /// Give the container a pseudo-terminal.
+    #[arg(short, long)]
+    tty: bool,
+    /// Keep the container's stdin open (and attach it, with run).
+    #[arg(short, long)]
+    interactive: bool,
     image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
@@ -650,6 +667,8 @@ impl CreateArgs {
             devices: self.device,
             image: self.image,
             args: self.args,
+            tty: self.tty,
+            interactive: self.interactive,
         }
     }
 }
@@ -699,8 +718,21 @@ enum ContainerCmd {
     Create(CreateArgs),
     /// Start containers.
     Start {
+        /// Attach to the container's output until it exits (one container).
+        #[arg(short, long)]
+        attach: bool,
+        /// With --attach, also attach stdin (the container needs -i).
+        #[arg(short, long)]
+        interactive: bool,
         #[arg(required = true)]
         containers: Vec<String>,
+    },
+    /// Attach the terminal to a running container's stdio.
+    Attach {
+        /// Do not pass stdin to the container.
+        #[arg(long)]
+        no_stdin: bool,
+        container: String,
     },
     /// Stop containers: the stop signal, then SIGKILL after the timeout.
     Stop {
@@ -789,10 +821,26 @@ struct ExecArgs {
 }
 
 fn main() {
+    // The shim is this binary re-executed once per container start: it goes
+    // straight to its own entry, before clap, tracing or any allocation of
+    // the CLI's, so a start pays (and a running container keeps) as little
+    // of this binary as possible. Single-threaded on purpose: it forks.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "internal-shim") {
+        if let (Some(dir), None) = (args.next(), args.next()) {
+            shoal_runtime::shim::main(std::path::Path::new(&dir));
+        }
+    }
     let cli = Cli::parse();
-    if let Command::InternalShim { dir } = &cli.command {
-        // Single-threaded on purpose: the shim forks the container.
-        shoal_runtime::shim::main(dir);
+    if let Command::InternalRun { data_root, image, args } = &cli.command {
+        // Blocking and single-threaded, as the runtime's callers may be.
+        match internal_run(data_root, image, args) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                std::process::exit(125);
+            }
+        }
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -830,6 +878,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Daemon { .. }
         | Command::InternalShim { .. }
+        | Command::InternalRun { .. }
         | Command::InternalCleanup { .. }
         | Command::Machine(_)
         | Command::Lab(_) => Ok(()),
@@ -931,8 +980,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::container::ls(c, a.all, a.quiet, &a.filter, a.format).await
         }
         Command::Run(r) | Command::Container(ContainerCmd::Run(r)) => {
+            let attached = !r.detach && (r.create.tty || r.create.interactive);
             let code = commands::container::run(c, &r.create.options(), r.detach, r.rm).await?;
-            if code != 0 {
+            // An attached run leaves a thread blocked reading stdin: exit now, as Docker does,
+            // rather than wait for input that is not needed.
+            if code != 0 || attached {
                 std::process::exit(code);
             }
             Ok(())
@@ -951,6 +1003,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Container(cmd) => container_command(c, cmd).await,
     }
+}
+
+/// `internal-run`: one container through the runtime library directly.
+fn internal_run(data_root: &std::path::Path, image: &str, args: &[String]) -> anyhow::Result<i32> {
+    let exe = std::env::current_exe().context("finding the shoal binary to run the shim")?;
+    let rt = shoal_runtime::Runtime::open(&data_root.join("runtime"), exe, vec!["internal-shim".into()])?;
+    let spec = shoal_runtime::ContainerSpec {
+        image: image.to_string(),
+        cmd: (!args.is_empty()).then(|| args.to_vec()),
+        ..Default::default()
+    };
+    let info = rt.create_container(&spec)?;
+    let result = rt.start_container(&info.id).and_then(|_| rt.wait_container_blocking(&info.id, Duration::MAX));
+    rt.remove_container(&info.id, true)?;
+    match result {
+        Ok(done) => Ok(done.exit_code.unwrap_or(255)),
+        Err(shoal_runtime::Error::Exec { exit_code, message, container }) => {
+            eprintln!("Error: {message} in container {container}");
+            Ok(exit_code)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Exits with a container's exit code (also 0: an attached session may leave a
+/// thread blocked reading stdin, which must not hold the program up).
+fn exit_with(code: i32) -> ! {
+    std::process::exit(code)
 }
 
 async fn machine_command(lab_root: &std::path::Path, cmd: MachineCmd) -> anyhow::Result<()> {
@@ -1059,8 +1139,20 @@ async fn container_command(c: &Client, cmd: ContainerCmd) -> anyhow::Result<()> 
             println!("{}", commands::container::create(c, &a.options()).await?);
             Ok(())
         }
-        ContainerCmd::Start { containers } => {
+        ContainerCmd::Start { attach: true, interactive, containers } => {
+            let [container] = containers.as_slice() else {
+                anyhow::bail!("start --attach takes one container, not {}", containers.len());
+            };
+            exit_with(commands::container::start_attached(c, container, interactive).await?)
+        }
+        ContainerCmd::Start { attach: false, interactive: true, .. } => {
+            anyhow::bail!("start --interactive needs --attach")
+        }
+        ContainerCmd::Start { containers, .. } => {
             each(c, &containers, |id| (Verb::Post, format!("/containers/{id}/start"))).await
+        }
+        ContainerCmd::Attach { no_stdin, container } => {
+            exit_with(commands::container::attach(c, &container, no_stdin).await?)
         }
         ContainerCmd::Stop { time, containers } => {
             each(c, &containers, |id| (Verb::Post, format!("/containers/{id}/stop?t={time}"))).await

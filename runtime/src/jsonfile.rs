@@ -24,22 +24,50 @@ pub(crate) fn read<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, Error>
     serde_json::from_slice(&data).map(Some).map_err(|e| Error::corrupt(path, e.to_string()))
 }
 
-/// Serializes `value` and atomically replaces `path` with it.
+/// Reads a file written by [`write_volatile`]: an empty file (its data lost to a power cut
+/// before the kernel wrote it out) is as good as none.
+pub(crate) fn read_volatile<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, Error> {
+    match fs::metadata(path) {
+        Ok(meta) if meta.len() == 0 => Ok(None),
+        _ => read(path),
+    }
+}
+
+/// Serializes `value` and atomically replaces `path` with it, durably (fsync before the
+/// rename): for what must survive a power cut.
 pub(crate) fn write<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
+    write_bytes(path, &encode(path, value)?)
+}
+
+/// Serializes `value` and atomically replaces `path` with it, without waiting for the disk:
+/// for the record of processes (a container's start and exit), which a power cut makes moot
+/// anyway, and which is on every container's start path. Readers see the old content or the
+/// new, never a torn file; after a power cut, possibly an empty one ([`read_volatile`]).
+pub(crate) fn write_volatile<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
+    replace(path, &encode(path, value)?, false)
+}
+
+fn encode<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>, Error> {
     let mut data = serde_json::to_vec(value)
         .map_err(|e| Error::io(format!("encoding {}", path.display()), io::Error::other(e)))?;
     data.push(b'\n');
-    write_bytes(path, &data)
+    Ok(data)
 }
 
-/// Atomically replaces `path` with `data`.
+/// Atomically and durably replaces `path` with `data`.
 pub(crate) fn write_bytes(path: &Path, data: &[u8]) -> Result<(), Error> {
+    replace(path, data, true)
+}
+
+fn replace(path: &Path, data: &[u8], durable: bool) -> Result<(), Error> {
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}-{:08x}", std::process::id(), rand::random::<u32>()));
     let result = (|| {
         let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp)?;
         file.write_all(data)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -23,6 +23,7 @@
 //! Each container also gets a cgroup (`shoal/<id>`, v1 or v2 as detected when the runtime
 //! opens: `cgroups`) for its limits, pause and OOM record.
 
+pub mod attach;
 mod cgroups;
 mod clock;
 mod container;
@@ -37,6 +38,7 @@ mod snapshot;
 
 use std::{
     fs,
+    os::unix::net::UnixStream,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -393,6 +395,44 @@ impl Runtime {
     /// Exited, with that error). A start by a user clears the container's restart count and
     /// its record of a stop by a user.
     pub fn start_container(&self, id_or_name: &str) -> Result<ContainerInfo, Error> {
+        Ok(self.start(id_or_name, None)?.0)
+    }
+
+    /// Starts a container as [`Runtime::start_container`] does, with a client attached to its
+    /// stdio from before its command runs (see [`attach`] for what flows on the stream). A
+    /// running container is attached to as it is.
+    pub fn start_container_attached(&self, id_or_name: &str) -> Result<(ContainerInfo, UnixStream), Error> {
+        let (ours, shims) = UnixStream::pair().context(|| "creating the attach stream".to_string())?;
+        let (info, launched) = self.start(id_or_name, Some(shims.into()))?;
+        if launched {
+            return Ok((info, ours));
+        }
+        let attached = self.attach_container(&info.id)?;
+        Ok((info, attached))
+    }
+
+    /// Connects to the stdio of a running container (see [`attach`]): its output from now on,
+    /// and a way to write its stdin and resize its terminal.
+    pub fn attach_container(&self, id_or_name: &str) -> Result<UnixStream, Error> {
+        let observed = self.observe(id_or_name)?;
+        let name = &observed.info.name;
+        if observed.info.state != ContainerState::Running {
+            return Err(Error::conflict(format!("container {name} is not running: start it first")));
+        }
+        let paths = self.inner.containers.paths(&observed.info.id);
+        let dir = fs::File::open(paths.dir()).context(|| format!("opening {}", paths.dir().display()))?;
+        UnixStream::connect(attach::socket_path(&dir)).context(|| format!("attaching to container {name}"))
+    }
+
+    /// Sets the window size of a running container's terminal.
+    pub fn resize_container_tty(&self, id_or_name: &str, rows: u16, cols: u16) -> Result<(), Error> {
+        let mut stream = self.attach_container(id_or_name)?;
+        std::io::Write::write_all(&mut stream, &attach::resize_frame(rows, cols))
+            .context(|| format!("resizing the terminal of container {id_or_name}"))
+    }
+
+    /// Starts the container unless it runs; also says whether this call launched it.
+    fn start(&self, id_or_name: &str, attach: Option<std::os::fd::OwnedFd>) -> Result<(ContainerInfo, bool), Error> {
         let inner = &self.inner;
         let config = inner.containers.find(id_or_name)?;
         let _lock = inner.containers.lock(&config)?;
@@ -400,7 +440,7 @@ impl Runtime {
         if config.host.restart_policy != RestartPolicy::No {
             jsonfile::write(&paths.restart(), &RestartRecord::default())?;
         }
-        self.start_locked(&config, &paths)
+        self.start_locked(&config, &paths, attach)
     }
 
     /// Starts an exited container again for its restart policy, counting the restart, unless
@@ -419,7 +459,7 @@ impl Runtime {
         let record = RestartRecord { count: observed.info.restart_count.saturating_add(1), stopped_by_user: false };
         jsonfile::write(&paths.restart(), &record)?;
         tracing::info!(container = %config.name, restarts = record.count, policy = %config.host.restart_policy, "restarting container");
-        self.start_locked(&config, &paths).map(Some)
+        self.start_locked(&config, &paths, None).map(|(info, _)| Some(info))
     }
 
     /// Records that a user stopped the container, so its restart policy leaves it stopped.
@@ -434,15 +474,18 @@ impl Runtime {
         jsonfile::write(&paths.restart(), &record)
     }
 
+    /// Starts the container (its lock held) unless it runs; also says whether this call
+    /// launched it.
     fn start_locked(
         &self,
         config: &ContainerConfig,
         paths: &container::ContainerPaths,
-    ) -> Result<ContainerInfo, Error> {
+        attach: Option<std::os::fd::OwnedFd>,
+    ) -> Result<(ContainerInfo, bool), Error> {
         let inner = &self.inner;
         let observed = state::observe(paths, config)?;
         match observed.info.state {
-            ContainerState::Running => return Ok(observed.info),
+            ContainerState::Running => return Ok((observed.info, false)),
             ContainerState::Exited => {
                 // A restart: forget the previous run (its logs stay).
                 fs::remove_file(paths.exit())
@@ -451,7 +494,7 @@ impl Runtime {
                         _ => Err(e),
                     })
                     .context(|| format!("removing {}", paths.exit().display()))?;
-                jsonfile::write(&paths.state(), &StateFile::default())?;
+                jsonfile::write_volatile(&paths.state(), &StateFile::default())?;
             }
             ContainerState::Created => {}
         }
@@ -464,10 +507,10 @@ impl Runtime {
             cgroup.create(&config.host.resources, devices)?;
         }
         inner.snapshots.mount(paths.dir(), &config.layers)?;
-        match launch::launch(&inner.shim, paths) {
+        match launch::launch(&inner.shim, paths, attach) {
             Ok(Handshake::Started { pid }) => {
                 tracing::info!(container = %config.name, pid, "started container");
-                Ok(state::observe(paths, config)?.info)
+                Ok((state::observe(paths, config)?.info, true))
             }
             Ok(Handshake::Failed { error, exit_code }) => {
                 Err(Error::Exec { container: config.name.clone(), message: error, exit_code })
@@ -476,7 +519,7 @@ impl Runtime {
                 let message = e.report();
                 // Make the failure visible in the container's state, unless the shim did.
                 if !paths.exit().exists() {
-                    jsonfile::write(
+                    jsonfile::write_volatile(
                         &paths.exit(),
                         &ExitFile {
                             exit_code: SHIM_FAILED_EXIT_CODE,
@@ -691,6 +734,39 @@ impl Runtime {
                     }
                 }
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// [`Runtime::wait_container`] for a blocking caller: returns the container's final state
+    /// once it has exited, or an error after `timeout`.
+    pub fn wait_container_blocking(&self, id_or_name: &str, timeout: Duration) -> Result<ContainerInfo, Error> {
+        // No deadline (a timeout too long to add) waits as long as it takes.
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        let id = self.inner.containers.find(id_or_name)?.id;
+        loop {
+            let observed = self.observe(&id)?;
+            let left =
+                deadline.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(std::time::Instant::now()));
+            if observed.info.state == ContainerState::Exited {
+                return Ok(observed.info);
+            }
+            if left.is_zero() {
+                return Err(Error::io(
+                    format!("waiting for container {} to exit", observed.info.name),
+                    std::io::Error::from(std::io::ErrorKind::TimedOut),
+                ));
+            }
+            match (observed.info.state, observed.started) {
+                (ContainerState::Running, Some(started)) => {
+                    let name = &observed.info.name;
+                    let shim =
+                        PidFd::open(&started.shim).context(|| format!("opening the shim of container {name}"))?;
+                    if let Some(shim) = shim {
+                        shim.wait_timeout(left).context(|| format!("waiting for container {name}"))?;
+                    }
+                }
+                _ => std::thread::sleep(left.min(Duration::from_millis(100))),
             }
         }
     }

@@ -7,6 +7,8 @@
 #
 # 1. One `true` container, create → start → exit → remove, timed by hyperfine:
 #      shoal   `shoal run --rm bb:1 true`           (CLI → daemon HTTP API → shim)
+#      shoal-rt `shoal internal-run --data-root D bb:1 true` (the runtime library driven
+#              directly, no daemon: create, start, wait, remove in one process, as crun run)
 #      crun    `crun run --bundle B ID`             (deletes the container on exit)
 #      crun-nocg  the same with `--cgroup-manager=disabled` (start cost without cgroups)
 #      runc    `runc run --bundle B ID`             (deletes the container on exit)
@@ -187,6 +189,8 @@ tar -C "$TMP/rootfs" -c . | docker import - bb:1 >/dev/null
 # Sanity: each side really runs the container and leaves nothing behind.
 shoal run --rm bb:1 true
 [ "$(shoal run --rm bb:1 sh -c 'echo ok')" = ok ] || { log "shoal: no output"; exit 1; }
+[ "$("$SHOAL" internal-run --data-root "$TMP/shoal" bb:1 sh -c 'echo ok >&2; exit 3' 2>&1; echo $?)" = 3 ] ||
+    { log "shoal internal-run: wrong exit code"; exit 1; }
 nounified crun run --bundle "$TMP/bundle" "$TAG-check"
 runc run --bundle "$TMP/bundle" "$TAG-check"
 docker run --rm --network none bb:1 true
@@ -195,7 +199,7 @@ docker run --rm --network none bb:1 true
 # --- 1. start latency ------------------------------------------------------
 # crun and runc delete the container when `run` returns, so one ID serves every
 # run (a run that failed to clean up makes the next fail, and hyperfine stop).
-SIDES=(shoal crun runc docker)
+SIDES=(shoal shoal-rt crun runc docker)
 hf() { # name json command... (hyperfine, no intermediate shell)
     local name=$1 json=$2; shift 2
     hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$json" "$@" >"$TMP/hf-$name.out" 2>&1 ||
@@ -205,6 +209,7 @@ run_side() { # side round
     local j=$TMP/start-$1-$2.json
     case $1 in
     shoal) hf "$1" "$j" -n shoal "$SHOAL run --rm bb:1 true" ;;
+    shoal-rt) hf "$1" "$j" -n shoal-rt "$SHOAL internal-run --data-root $TMP/shoal bb:1 true" ;;
     crun) # both crun variants inside one unshare; the unshare is not timed
         nounified hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$j" \
             -n crun "crun run --bundle $TMP/bundle $TAG-lat" \
@@ -283,6 +288,7 @@ containerd_pid() { comm_pids containerd $(cat /proc/"$DOCKERD_PID"/task/*/childr
 # shellcheck disable=SC2046
 dshim_pids() { comm_pids containerd-shim $(procs_matching "$TMP"); }
 kbs() { for p in "$@"; do rss_kb "$p"; done | tr '\n' ' '; }
+uss_kb() { awk '/^Private_(Clean|Dirty):/ {s += $2} END {print s}' "/proc/$1/smaps_rollup"; }
 pss_sum() { for p in "$@"; do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"; done | awk '{s += $1} END {print s}'; }
 
 MEM_SHOAL_IDLE=$(rss_kb "$SHOAL_PID")
@@ -301,6 +307,8 @@ MEM_DOCKER_N="$(rss_kb "$DOCKERD_PID") $(rss_kb "$CTD")"
 MEM_SHIMS=$(kbs $SHIMS)
 MEM_DSHIMS=$(kbs $DSHIMS)
 PSS_SHIMS=$(pss_sum $SHIMS)
+USS_SHIMS=$(for p in $SHIMS; do uss_kb "$p"; done | tr '\n' ' ')
+USS_DSHIMS=$(for p in $DSHIMS; do uss_kb "$p"; done | tr '\n' ' ')
 PSS_DSHIMS=$(pss_sum $DSHIMS)
 # shellcheck disable=SC2046
 shoal container rm -f $(shoal ps -aq) >/dev/null
@@ -314,10 +322,11 @@ python3 - "$TMP" "$ROUNDS" "$RUNS" "$WARMUP" "$PAR" "$MEM_N" \
     "$(docker version --format '{{.Server.Version}}')" "$(hyperfine --version)" "$(uname -r)" \
     "$( [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] && echo v2 || echo 'v1 (hybrid)')" "$(nproc)" \
     "$(for s in "${PSIDES[@]}"; do echo "$s:${PARMS[$s]}"; done)" \
-    "$MEM_SHOAL_IDLE" "$MEM_SHOAL_N" "$MEM_SHIMS" "$MEM_DOCKER_IDLE" "$MEM_DOCKER_N" "$MEM_DSHIMS" "$PSS_SHIMS" "$PSS_DSHIMS" <<'PY'
+    "$MEM_SHOAL_IDLE" "$MEM_SHOAL_N" "$MEM_SHIMS" "$MEM_DOCKER_IDLE" "$MEM_DOCKER_N" "$MEM_DSHIMS" "$PSS_SHIMS" "$PSS_DSHIMS" \
+    "$USS_SHIMS" "$USS_DSHIMS" <<'PY'
 import glob, json, math, statistics as st, sys
 (tmp, rounds, runs, warm, par, mem_n, sv, cv, rv, dv, hv, kern, cg, cpus, pars,
- s_idle, s_n, shims, d_idle, d_n, dshims, pss_s, pss_d) = sys.argv[1:]
+ s_idle, s_n, shims, d_idle, d_n, dshims, pss_s, pss_d, uss_s, uss_d) = sys.argv[1:]
 times = {}
 for f in sorted(glob.glob(f"{tmp}/start-*.json")):
     for r in json.load(open(f))["results"]:
@@ -329,16 +338,17 @@ print(f"{sv}; {cv}; {rv}; Docker {dv}; {hv}; kernel {kern}; cgroup {cg}; {cpus} 
 print(f"{rounds} rounds × {runs} runs (+{warm} warm-up each), side order rotating per round\n")
 print("| side | runs | mean ms | median ms | p99 ms | min ms | max ms |")
 print("|---|---|---|---|---|---|---|")
-order = ["shoal", "crun", "crun-nocg", "runc", "docker"]
+order = ["shoal", "shoal-rt", "crun", "crun-nocg", "runc", "docker"]
 for k in order:
     v = times[k]
     print(f"| {k} | {len(v)} | {st.mean(v):.1f} | {st.median(v):.1f} | {p(v, .99):.1f} | {min(v):.1f} | {max(v):.1f} |")
-s = times["shoal"]
-print()
-for k in order[1:]:
-    v = times[k]
-    print(f"shoal/{k}: mean {st.mean(s) / st.mean(v):.2f}x, median {st.median(s) / st.median(v):.2f}x, "
-          f"p99 {p(s, .99) / p(v, .99):.2f}x")
+for ours in ["shoal", "shoal-rt"]:
+    s = times[ours]
+    print()
+    for k in order[2:]:
+        v = times[k]
+        print(f"{ours}/{k}: mean {st.mean(s) / st.mean(v):.2f}x, median {st.median(s) / st.median(v):.2f}x, "
+              f"p99 {p(s, .99) / p(v, .99):.2f}x")
 
 pm = {}
 for line in pars.splitlines():
@@ -361,6 +371,8 @@ print("| what | shoal | docker | shoal/docker |")
 print("|---|---|---|---|")
 print(f"| one shim (median of {len(sh)} shoal / {len(dsh)} containerd-shim-runc-v2) | {mb(st.median(sh))} | {mb(st.median(dsh))} | {st.median(sh) / st.median(dsh):.2f}x |")
 print(f"| shims, min–max | {mb(min(sh))}–{mb(max(sh))} | {mb(min(dsh))}–{mb(max(dsh))} | |")
+us = [int(x) for x in uss_s.split()]; ud = [int(x) for x in uss_d.split()]
+print(f"| one shim's private pages (USS, median) | {mb(st.median(us))} | {mb(st.median(ud))} | {st.median(us) / st.median(ud):.2f}x |")
 print(f"| daemon idle (docker: dockerd + containerd) | {mb(s_idle)} | {mb(sum(di))} ({mb(di[0])} + {mb(di[1])}) | {int(s_idle) / sum(di):.2f}x |")
 print(f"| daemon with {mem_n} `sleep` containers | {mb(s_n)} | {mb(sum(dn))} ({mb(dn[0])} + {mb(dn[1])}) | {int(s_n) / sum(dn):.2f}x |")
 print(f"| all shims, PSS sum (shared pages split) | {mb(pss_s)} | {mb(pss_d)} | {int(pss_s) / int(pss_d):.2f}x |")

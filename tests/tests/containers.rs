@@ -448,3 +448,79 @@ fn labels_are_shown_and_filtered() {
     assert!(err.contains("KEY=VALUE"), "{err}");
     node.ok(&["container", "rm", "-f", "web", "db", "idle"]);
 }
+
+/// Runs the CLI against `node` with `input` on its stdin; returns its output.
+fn shoal_with_stdin(node: &Node, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(shoal_tests::shoal_bin())
+        .args(args)
+        .env("SHOAL_HOST", node.host())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running shoal");
+    child.stdin.take().expect("piped stdin").write_all(input.as_bytes()).expect("writing stdin");
+    child.wait_with_output().expect("waiting for shoal")
+}
+
+#[test]
+fn tty_and_stdin_attach_to_the_container() {
+    let node = Node::start().expect("starting the daemon");
+    node.import_busybox("bb:1");
+
+    // -t: the container's stdio is a terminal in its own /dev/pts, its exit
+    // code is run's, and its output is still logged.
+    let out = node
+        .shoal(&[
+            "run",
+            "-t",
+            "--name",
+            "term",
+            "bb:1",
+            "sh",
+            "-c",
+            "tty; test -t 0 && test -t 1 && echo is-a-tty; exit 7",
+        ])
+        .expect("running shoal run -t");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(7), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let first = stdout.lines().next().unwrap_or_default().trim_end();
+    let n = first.strip_prefix("/dev/pts/").unwrap_or_else(|| panic!("tty printed {first:?}"));
+    assert!(n.parse::<u32>().is_ok(), "{first}");
+    assert!(stdout.contains("is-a-tty"), "{stdout}");
+    // A terminal turns \n into \r\n, as Docker's logs show too.
+    assert!(node.ok(&["logs", "term"]).contains("is-a-tty"));
+    node.ok(&["container", "rm", "term"]);
+
+    // Without -t, stdin is not a terminal.
+    let out = node.shoal(&["run", "--rm", "bb:1", "sh", "-c", "test -t 0 || echo no-tty"]).expect("running shoal run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "no-tty\n");
+
+    // -i: stdin is piped through and closed at its end; output and exit code
+    // come back.
+    let out = shoal_with_stdin(
+        &node,
+        &["run", "--rm", "-i", "bb:1", "sh", "-c", "cat; echo done >&2; exit 3"],
+        "hi\nthere\n",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\nthere\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "done\n");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(node.json(&["ps", "--all"]).as_array().is_some_and(|a| a.is_empty()), "--rm left the container");
+
+    // create -i, then start --attach --interactive.
+    node.ok(&["container", "create", "-i", "--name", "later", "bb:1", "sh", "-c", "read x; echo got $x"]);
+    let out = shoal_with_stdin(&node, &["container", "start", "-a", "-i", "later"], "late\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got late\n", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+
+    // attach to a running container through its shim's socket.
+    node.ok(&["run", "-d", "-i", "--name", "waiting", "bb:1", "sh", "-c", "read x; echo got $x; exit 5"]);
+    let out = shoal_with_stdin(&node, &["container", "attach", "waiting"], "now\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got now\n", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(node.ok(&["logs", "waiting"]), "got now\n");
+    let err = node.fails(&["container", "attach", "waiting"]);
+    assert!(err.contains("not running"), "{err}");
+}

@@ -8,10 +8,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use shoal_runtime::{ContainerInfo, ContainerSpec, ContainerState, RestartPolicy, Runtime};
 
+use super::attach;
 use super::logs::{LogQuery, LogSource};
 use super::{docker, ApiError, ApiResult};
 use crate::daemon::Daemon;
@@ -117,10 +119,22 @@ fn inspect_json(c: &ContainerInfo, restarting: bool) -> Value {
         "Image": c.image_id,
         "Name": format!("/{}", c.name),
         "RestartCount": c.restart_count,
-        "Config": { "Image": c.image, "Labels": c.labels, "Cmd": c.command, "StopSignal": c.stop_signal },
+        "Config": {
+            "Image": c.image,
+            "Labels": c.labels,
+            "Cmd": c.command,
+            "StopSignal": c.stop_signal,
+            "Tty": c.tty,
+            "OpenStdin": c.open_stdin,
+            "StdinOnce": c.stdin_once,
+            "AttachStdin": c.open_stdin,
+            "AttachStdout": true,
+            "AttachStderr": true,
+        },
         "HostConfig": {
             "RestartPolicy": { "Name": c.restart_policy.name(), "MaximumRetryCount": c.restart_policy.max_retries() },
             "Devices": devices,
+            "AutoRemove": c.auto_remove,
         },
         "Mounts": [],
         "NetworkSettings": {},
@@ -218,6 +232,8 @@ fn refuse_unsupported(host: &Map<String, Value>) -> ApiResult<()> {
     for key in UNSUPPORTED {
         let set = match host.get(*key) {
             None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+            // The docker CLI sends every field, unset strings as "".
+            Some(Value::String(s)) if s.is_empty() => false,
             Some(Value::Number(n)) => n.as_i64() != Some(0),
             Some(Value::Array(a)) => !a.is_empty(),
             Some(Value::Object(o)) => !o.is_empty(),
@@ -277,6 +293,8 @@ fn apply_host_config(v: &Value, spec: &mut ContainerSpec) -> ApiResult<()> {
             spec.restart_policy
         )));
     }
+    spec.console_size = console_size(h("ConsoleSize"))?;
+    spec.auto_remove = boolean(h("AutoRemove"));
     Ok(())
 }
 
@@ -314,6 +332,21 @@ fn restart_policy(v: &Value) -> ApiResult<RestartPolicy> {
     }
 }
 
+/// `HostConfig.ConsoleSize`: `[rows, columns]`; `[0, 0]` or absent means unknown.
+fn console_size(v: &Value) -> ApiResult<Option<(u16, u16)>> {
+    let bad = || ApiError::bad_request("HostConfig.ConsoleSize: expected [rows, columns], each 0 to 65535");
+    match v {
+        Value::Null => Ok(None),
+        Value::Array(a) => {
+            let [rows, cols] = a.as_slice() else { return Err(bad()) };
+            let dim = |d: &Value| d.as_u64().and_then(|d| u16::try_from(d).ok()).ok_or_else(bad);
+            let (rows, cols) = (dim(rows)?, dim(cols)?);
+            Ok((rows > 0 && cols > 0).then_some((rows, cols)))
+        }
+        _ => Err(bad()),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct CreateQuery {
     name: Option<String>,
@@ -343,6 +376,9 @@ pub async fn create(
         workdir: string(&v["WorkingDir"], "WorkingDir")?,
         hostname: string(&v["Hostname"], "Hostname")?,
         labels,
+        tty: boolean(&v["Tty"]),
+        open_stdin: boolean(&v["OpenStdin"]),
+        stdin_once: boolean(&v["StdinOnce"]),
         ..Default::default()
     };
     apply_host_config(&v, &mut spec)?;
@@ -355,7 +391,38 @@ pub async fn start(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) ->
     if c.state == ContainerState::Running {
         return Ok(StatusCode::NOT_MODIFIED);
     }
-    start_watched(&daemon, c).await?;
+    if c.auto_remove {
+        let rt = daemon.runtime.clone();
+        let id = c.id.clone();
+        tokio::spawn(async move {
+            if rt.wait_container(&id).await.is_ok() {
+                let _ = tokio::task::spawn_blocking(move || rt.remove_container(&id, true)).await;
+            }
+        });
+    }
+    let waiting = daemon.pending_attach.lock().map(|mut p| p.remove(&c.id)).ok().flatten().unwrap_or_default();
+    if waiting.is_empty() {
+        start_watched(&daemon, c).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    // The first client waiting gets the stream attached before the command runs; any other
+    // attaches as the container runs.
+    let id = c.id.clone();
+    let started = blocking(&daemon.runtime, move |rt| rt.start_container_attached(&id)).await;
+    if c.restart_policy != RestartPolicy::No {
+        daemon.restarts.watch(&c.id);
+    }
+    let (_, stream) = started?;
+    let mut waiting = waiting.into_iter();
+    if let Some(first) = waiting.next() {
+        let _ = first.send(stream);
+    }
+    for other in waiting {
+        let id = c.id.clone();
+        if let Ok(stream) = blocking(&daemon.runtime, move |rt| rt.attach_container(&id)).await {
+            let _ = other.send(stream);
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -368,6 +435,91 @@ async fn start_watched(daemon: &Arc<Daemon>, c: ContainerInfo) -> ApiResult<()> 
         daemon.restarts.watch(&c.id);
     }
     started.map(drop)
+}
+
+#[derive(Deserialize)]
+pub struct AttachQuery {
+    stream: Option<String>,
+    stdin: Option<String>,
+    stdout: Option<String>,
+    stderr: Option<String>,
+}
+
+/// `POST /containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1`: upgrades the
+/// connection (`101`, `Upgrade: tcp`) to the container's stdio: its output from now on, raw
+/// with a tty and in Docker's multiplexed frames without, and the client's bytes as its stdin.
+/// A container not started yet is attached to from its start, so nothing is missed.
+pub async fn attach(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<AttachQuery>,
+    mut req: axum::extract::Request,
+) -> ApiResult<Response> {
+    let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
+    if !truthy(&q.stream) {
+        return Err(ApiError::bad_request(
+            "attach without stream=1 (replaying logs only) is not supported: use the logs endpoint",
+        ));
+    }
+    let want = attach::Wanted { stdin: truthy(&q.stdin), stdout: truthy(&q.stdout), stderr: truthy(&q.stderr) };
+    let upgrade = hyper::upgrade::on(&mut req);
+    let waiting = attach::register(&daemon, &c);
+    let tty = c.tty;
+    tokio::spawn(async move {
+        let client = match upgrade.await {
+            Ok(upgraded) => hyper_util::rt::TokioIo::new(upgraded),
+            Err(e) => {
+                tracing::warn!(container = %c.name, "attach: the connection was not upgraded: {e}");
+                return;
+            }
+        };
+        let Some(stream) = attach::shim_stream(&daemon, &c, waiting).await else { return };
+        if let Err(e) = attach::pump(client, stream, c.tty, want).await {
+            tracing::debug!(container = %c.name, "attach ended: {e}");
+        }
+    });
+    let content_type =
+        if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("Content-Type", content_type)
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "tcp")
+        .body(axum::body::Body::empty())
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+#[derive(Deserialize)]
+pub struct ResizeQuery {
+    h: Option<String>,
+    w: Option<String>,
+}
+
+/// `POST /containers/{id}/resize?h=ROWS&w=COLUMNS`: the terminal's new size.
+pub async fn resize(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<ResizeQuery>,
+) -> ApiResult<StatusCode> {
+    let dim = |v: &Option<String>, what: &str| {
+        v.as_deref()
+            .unwrap_or("0")
+            .parse::<u16>()
+            .map_err(|_| ApiError::bad_request(format!("resize: {what} must be a number of {what} from 0 to 65535")))
+    };
+    let (rows, cols) = (dim(&q.h, "rows")?, dim(&q.w, "columns")?);
+    let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
+    if !c.tty {
+        return Err(ApiError::bad_request(format!(
+            "container {} has no terminal to resize (it was created without -t)",
+            c.name
+        )));
+    }
+    if c.state != ContainerState::Running {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("container {} is not running", c.name)));
+    }
+    blocking(&daemon.runtime, move |rt| rt.resize_container_tty(&c.id, rows, cols)).await?;
+    Ok(StatusCode::OK)
 }
 
 #[derive(Deserialize)]
@@ -419,9 +571,57 @@ pub async fn kill(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn wait(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let c = daemon.runtime.wait_container(&id).await?;
-    Ok(Json(json!({ "StatusCode": c.exit_code.unwrap_or(-1), "Error": c.error.map(|m| json!({ "Message": m })) })))
+#[derive(Deserialize)]
+pub struct WaitQuery {
+    condition: Option<String>,
+}
+
+/// `POST /containers/{id}/wait[?condition=not-running|next-exit|removed]`: the headers go
+/// out at once (the docker CLI waits for them before it starts the container), the body
+/// `{"StatusCode": …}` once the container has exited and, for `removed`, is gone.
+pub async fn wait(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<Response> {
+    let removed = match q.condition.as_deref() {
+        None | Some("" | "not-running" | "next-exit") => false,
+        Some("removed") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "wait condition \"{other}\" is unknown: use not-running, next-exit or removed"
+            )))
+        }
+    };
+    let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
+    let rt = daemon.runtime.clone();
+    let body = futures::stream::once(async move {
+        let done = match rt.wait_container(&c.id).await {
+            Ok(done) => done,
+            Err(e) => {
+                return Ok(Bytes::from(json!({ "StatusCode": -1, "Error": { "Message": e.to_string() } }).to_string()))
+            }
+        };
+        if removed {
+            loop {
+                let rt = rt.clone();
+                let id = c.id.clone();
+                match tokio::task::spawn_blocking(move || rt.container(&id)).await {
+                    Ok(Ok(_)) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                    _ => break,
+                }
+            }
+        }
+        let error = done.error.map(|m| json!({ "Message": m }));
+        Ok::<_, std::io::Error>(Bytes::from(
+            json!({ "StatusCode": done.exit_code.unwrap_or(-1), "Error": error }).to_string(),
+        ))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/json")
+        .body(axum::body::Body::from_stream(body))
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 #[derive(Deserialize)]

@@ -3,6 +3,7 @@
 //! stock `docker` client can drive shoal. shoal-only operations (atomic
 //! stacks) live under `/shoal/v1/`.
 
+mod attach;
 pub(crate) mod containers;
 pub mod docker;
 mod filters;
@@ -214,6 +215,8 @@ pub fn router(daemon: Arc<Daemon>) -> axum::Router {
         .route("/containers/{id}/restart", post(containers::restart))
         .route("/containers/{id}/kill", post(containers::kill))
         .route("/containers/{id}/wait", post(containers::wait))
+        .route("/containers/{id}/attach", post(containers::attach))
+        .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/logs", get(containers::logs))
         .route("/containers/{id}/pause", post(containers::pause))
         .route("/containers/{id}/unpause", post(containers::unpause))

@@ -76,6 +76,39 @@ impl Client {
         Ok(resp)
     }
 
+    /// POSTs `path` asking for the connection to be upgraded (Docker's hijacked attach
+    /// stream: `Upgrade: tcp`) and returns the raw two-way stream.
+    pub async fn upgrade(&self, path: &str) -> anyhow::Result<TokioIo<hyper::upgrade::Upgraded>> {
+        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| {
+            anyhow::anyhow!(
+                "Cannot connect to the shoal daemon at {} ({e}). Is the daemon running? Start it with \"shoal daemon\".",
+                self.host
+            )
+        })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("Host", "shoal")
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "tcp")
+            .body(Full::new(Bytes::new()))?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        if status != StatusCode::SWITCHING_PROTOCOLS {
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            let message = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
+                .unwrap_or_else(|| format!("the daemon answered {status} instead of switching protocols"));
+            return Err(ApiError { status, message }.into());
+        }
+        Ok(TokioIo::new(hyper::upgrade::on(resp).await?))
+    }
+
     /// GETs `path` and hands each chunk of the body to `on_chunk` as it
     /// arrives (for streams such as `logs --follow`).
     pub async fn get_stream(&self, path: &str, mut on_chunk: impl FnMut(&[u8])) -> anyhow::Result<()> {

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::table::Table;
-use super::{logs, n, print_json, s, short, Format};
+use super::{attach, logs, n, print_json, s, short, terminal, Format};
 use crate::client::{encode, Client};
 
 pub async fn ls(client: &Client, all: bool, quiet: bool, filters: &[String], format: Format) -> anyhow::Result<()> {
@@ -93,6 +93,10 @@ pub struct CreateOptions {
     pub devices: Vec<shoal_runtime::Device>,
     pub image: String,
     pub args: Vec<String>,
+    /// A pseudo-terminal for the container (`-t`).
+    pub tty: bool,
+    /// Keep its stdin open (`-i`).
+    pub interactive: bool,
 }
 
 /// Docker's byte sizes: `512`, `64k`, `32m`, `1g` (binary units).
@@ -142,6 +146,10 @@ fn env_file_entries(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
 }
 
 pub async fn create(client: &Client, o: &CreateOptions) -> anyhow::Result<String> {
+    create_with(client, o, false).await
+}
+
+async fn create_with(client: &Client, o: &CreateOptions, stdin_once: bool) -> anyhow::Result<String> {
     let mut env = Vec::new();
     for f in &o.env_files {
         env.extend(env_file_entries(f)?);
@@ -159,7 +167,15 @@ pub async fn create(client: &Client, o: &CreateOptions) -> anyhow::Result<String
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
         labels.insert(k.to_string(), json!(v));
     }
-    let mut body = json!({ "Image": o.image, "Env": env, "Labels": labels });
+    let mut body = json!({
+        "Image": o.image,
+        "Env": env,
+        "Labels": labels,
+        "Tty": o.tty,
+        "OpenStdin": o.interactive,
+        "AttachStdin": o.interactive,
+        "StdinOnce": stdin_once,
+    });
     if !o.args.is_empty() {
         body["Cmd"] = json!(o.args);
     }
@@ -205,6 +221,11 @@ pub async fn create(client: &Client, o: &CreateOptions) -> anyhow::Result<String
             "CgroupPermissions": d.permissions,
         })).collect::<Vec<_>>(),
     });
+    if o.tty {
+        if let Some((rows, cols)) = terminal::size() {
+            body["HostConfig"]["ConsoleSize"] = json!([rows, cols]);
+        }
+    }
     let path = match &o.name {
         Some(n) => format!("/containers/create?name={}", encode(n)),
         None => "/containers/create".into(),
@@ -214,7 +235,8 @@ pub async fn create(client: &Client, o: &CreateOptions) -> anyhow::Result<String
 }
 
 /// `run`: create and start; unless detached, print the output until the
-/// container exits and exit with its code (removing it with `--rm`).
+/// container exits and exit with its code (removing it with `--rm`). With
+/// `-i` or `-t`, the terminal is attached to the container's stdio instead.
 pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool) -> anyhow::Result<i32> {
     if remove && o.restart != shoal_runtime::RestartPolicy::No {
         anyhow::bail!(
@@ -222,7 +244,24 @@ pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool)
             o.restart
         );
     }
-    let id = create(client, o).await?;
+    // `run -i` hands the container one input: when it ends, so does the container's stdin.
+    let stdin_once = o.interactive && !detach;
+    let id = create_with(client, o, stdin_once).await?;
+    // Attached before the start, so that no output is missed.
+    let attached = if (o.interactive || o.tty) && !detach {
+        let path = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(o.interactive));
+        match client.upgrade(&path).await {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                if remove {
+                    let _ = client.delete(&format!("/containers/{id}?force=1")).await;
+                }
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
     if let Err(e) = client.post(&format!("/containers/{id}/start"), &Value::Null).await {
         // Exit as Docker does: with the container's code (127: command not
         // found, 126: not executable), after saying why.
@@ -240,6 +279,14 @@ pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool)
         println!("{id}");
         return Ok(0);
     }
+    if let Some(stream) = attached {
+        attach::session(client, &id, stream, o.tty, o.interactive).await?;
+        let waited = client.post(&format!("/containers/{id}/wait"), &Value::Null).await?;
+        if remove {
+            client.delete(&format!("/containers/{id}?force=1")).await?;
+        }
+        return Ok(n(&waited, &["StatusCode"]) as i32);
+    }
     let (mut frames, fetch) = logs::stream(client, format!("/containers/{id}/logs?stdout=1&stderr=1&follow=1"));
     while let Some((stream, line)) = frames.recv().await {
         logs::print_frame(stream, &line);
@@ -249,6 +296,38 @@ pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool)
     if remove {
         client.delete(&format!("/containers/{id}?force=1")).await?;
     }
+    Ok(n(&waited, &["StatusCode"]) as i32)
+}
+
+/// `start -a [-i]`: attaches to the container's output (and input), starts
+/// it, and returns its exit code once it ends.
+pub async fn start_attached(client: &Client, container: &str, interactive: bool) -> anyhow::Result<i32> {
+    let c = client.get(&format!("/containers/{}/json", encode(container))).await?;
+    let id = s(&c, &["Id"]).to_string();
+    let tty = c["Config"]["Tty"].as_bool().unwrap_or(false);
+    let interactive = interactive && c["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    let path = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(interactive));
+    let stream = client.upgrade(&path).await?;
+    client.post(&format!("/containers/{id}/start"), &Value::Null).await?;
+    attach::session(client, &id, stream, tty, interactive).await?;
+    let waited = client.post(&format!("/containers/{id}/wait"), &Value::Null).await?;
+    Ok(n(&waited, &["StatusCode"]) as i32)
+}
+
+/// `attach`: the terminal to a running container's stdio until it exits;
+/// returns its exit code.
+pub async fn attach(client: &Client, container: &str, no_stdin: bool) -> anyhow::Result<i32> {
+    let c = client.get(&format!("/containers/{}/json", encode(container))).await?;
+    let id = s(&c, &["Id"]).to_string();
+    if c["State"]["Running"].as_bool() != Some(true) {
+        anyhow::bail!("container {container} is not running: start it with \"shoal container start -a {container}\"");
+    }
+    let tty = c["Config"]["Tty"].as_bool().unwrap_or(false);
+    let interactive = !no_stdin && c["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    let path = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(interactive));
+    let stream = client.upgrade(&path).await?;
+    attach::session(client, &id, stream, tty, interactive).await?;
+    let waited = client.post(&format!("/containers/{id}/wait"), &Value::Null).await?;
     Ok(n(&waited, &["StatusCode"]) as i32)
 }
 

@@ -1,6 +1,7 @@
 //! The client commands: each talks to the daemon's API and prints what
 //! Docker would print for the same command.
 
+pub mod attach;
 pub mod container;
 pub mod image;
 pub mod logs;
@@ -13,6 +14,7 @@ pub mod service;
 pub mod stack;
 pub mod swarm;
 pub mod table;
+pub mod terminal;
 
 use serde_json::Value;
 

@@ -5,6 +5,7 @@
 mod identity;
 pub mod restart;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,7 +42,13 @@ pub struct Daemon {
     pub restarts: Arc<restart::Supervisor>,
     pub hostname: String,
     pub swarm: RwLock<Option<Member>>,
+    /// Clients attached to containers that are not started yet, by container id: the next
+    /// start hands them the container's stdio.
+    pub pending_attach: std::sync::Mutex<HashMap<String, Vec<PendingAttach>>>,
 }
+
+/// A client waiting for a container to start, to be handed its attach stream.
+pub type PendingAttach = tokio::sync::oneshot::Sender<std::os::unix::net::UnixStream>;
 
 /// Why `swarm init` was refused.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +90,14 @@ impl Daemon {
             .with_context(|| format!("opening the runtime under {}", config.data_root.display()))?;
         let runtime = Arc::new(runtime);
         let restarts = restart::Supervisor::new(runtime.clone());
-        let daemon = Arc::new(Daemon { config, runtime, restarts, hostname: hostname(), swarm: RwLock::new(None) });
+        let daemon = Arc::new(Daemon {
+            config,
+            runtime,
+            restarts,
+            hostname: hostname(),
+            swarm: RwLock::new(None),
+            pending_attach: Default::default(),
+        });
         // Containers that kept running while no daemon watched are re-adopted; exited ones
         // their policy wants running are started.
         let resuming = daemon.restarts.clone();
@@ -337,8 +351,10 @@ impl Daemon {
             managers,
             raft: RaftTuning::default(),
         };
-        let (identity, manager) =
-            self.take_role(identity, &issued, key_pem, listen, std::slice::from_ref(&remote)).await.map_err(InitError::Failed)?;
+        let (identity, manager) = self
+            .take_role(identity, &issued, key_pem, listen, std::slice::from_ref(&remote))
+            .await
+            .map_err(InitError::Failed)?;
         let member = self.start_member(identity, manager).await.map_err(InitError::Failed)?;
         *swarm = Some(member);
         Ok(())

@@ -82,6 +82,14 @@ pub struct ContainerInfo {
     pub stopped_by_user: bool,
     /// Host devices it gets, as `host path:container path:permissions`.
     pub devices: Vec<String>,
+    /// Its stdio is a pseudo-terminal (attached clients get one raw stream).
+    pub tty: bool,
+    /// Its stdin stays open for attached clients.
+    pub open_stdin: bool,
+    /// Its stdin closes when an attached client's input ends.
+    pub stdin_once: bool,
+    /// To be removed once it has exited (see [`crate::ContainerSpec::auto_remove`]).
+    pub auto_remove: bool,
 }
 
 /// The files of one container.
@@ -112,6 +120,8 @@ impl ContainerPaths {
     pub(crate) fn restart(&self) -> PathBuf {
         self.dir.join("restart.json")
     }
+    /// The shim's attach socket (see [`crate::attach`]), while the container runs.
+    pub(crate) const ATTACH_SOCKET: &'static str = "attach.sock";
     fn lock(&self) -> PathBuf {
         self.dir.join("lock")
     }
@@ -212,7 +222,6 @@ impl ContainerStore {
         fs::DirBuilder::new().mode(0o711).create(&paths.dir).context(|| format!("creating {}", paths.dir.display()))?;
         let result = (|| {
             prepare(&paths.dir)?;
-            jsonfile::write(&paths.state(), &state::StateFile::default())?;
             // Written last: a directory without config.json is not a container.
             jsonfile::write(&paths.config(), config)
         })();

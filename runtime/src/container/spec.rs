@@ -72,6 +72,23 @@ pub struct ContainerSpec {
     /// When the container is started again after it exits (`--restart`); kept with the
     /// container for its supervisor, which the runtime is not.
     pub restart_policy: RestartPolicy,
+    /// Gives the container a pseudo-terminal as its stdin, stdout and stderr (`-t`).
+    #[serde(default)]
+    pub tty: bool,
+    /// Keeps the container's stdin open for attached clients to write to (`-i`); without it,
+    /// stdin is `/dev/null` (or a terminal nobody types into, with `tty`).
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// Closes the container's stdin when an attached client's input ends (`run -i`).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// The terminal's first size, (rows, columns), with `tty`.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
+    /// Whoever runs the container removes it once it has exited (Docker's `AutoRemove`);
+    /// the runtime only records it.
+    #[serde(default)]
+    pub auto_remove: bool,
 }
 
 /// A host device given to a container, as `--device /dev/host[:/dev/ctr][:rwm]` says.
@@ -214,6 +231,20 @@ pub(crate) struct ProcessConfig {
     pub env: Vec<String>,
     pub cwd: String,
     pub hostname: String,
+    /// What the container's stdio is. (Absent in configs written before it existed.)
+    #[serde(default)]
+    pub stdio: StdioConfig,
+}
+
+/// The container's stdio: pipes to the shim, or a pseudo-terminal the shim holds the master of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct StdioConfig {
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    /// (rows, columns)
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// A container's immutable configuration (`config.json`).
@@ -261,6 +292,7 @@ pub(crate) struct HostConfig {
     pub devices: Vec<DeviceConfig>,
     /// Kept for the container's supervisor.
     pub restart_policy: RestartPolicy,
+    pub auto_remove: bool,
 }
 
 /// Character or block device.
@@ -470,6 +502,7 @@ pub(crate) fn resolve_host(
         cgroup: None,
         devices,
         restart_policy: spec.restart_policy,
+        auto_remove: spec.auto_remove,
     })
 }
 
@@ -576,7 +609,13 @@ pub(crate) fn resolve_process(
         )));
     }
 
-    let process = ProcessConfig { args, env, cwd, hostname };
+    let stdio = StdioConfig {
+        tty: spec.tty,
+        open_stdin: spec.open_stdin,
+        stdin_once: spec.stdin_once,
+        console_size: spec.console_size.filter(|&(rows, cols)| spec.tty && rows > 0 && cols > 0),
+    };
+    let process = ProcessConfig { args, env, cwd, hostname, stdio };
     let has_nul = process.args.iter().chain(&process.env).chain([&process.cwd]).any(|s| s.contains('\0'));
     if has_nul {
         return Err(Error::invalid(format!(

@@ -60,7 +60,7 @@ pub(crate) struct Observed {
 
 /// Derives the current state of the container `config` whose files are at `paths`.
 pub(crate) fn observe(paths: &ContainerPaths, config: &ContainerConfig) -> Result<Observed, Error> {
-    let state: StateFile = jsonfile::read(&paths.state())?.unwrap_or_default();
+    let state: StateFile = jsonfile::read_volatile(&paths.state())?.unwrap_or_default();
     let mut info = ContainerInfo {
         id: config.id.clone(),
         name: config.name.clone(),
@@ -88,6 +88,10 @@ pub(crate) fn observe(paths: &ContainerPaths, config: &ContainerConfig) -> Resul
             .iter()
             .map(|d| format!("{}:{}:{}", d.host_path.display(), d.path, d.permissions))
             .collect(),
+        tty: config.process.stdio.tty,
+        open_stdin: config.process.stdio.open_stdin,
+        stdin_once: config.process.stdio.stdin_once,
+        auto_remove: config.host.auto_remove,
     };
     // Only a supervised container has a record worth a read.
     if config.host.restart_policy != RestartPolicy::No {
@@ -95,7 +99,7 @@ pub(crate) fn observe(paths: &ContainerPaths, config: &ContainerConfig) -> Resul
         info.restart_count = record.count;
         info.stopped_by_user = record.stopped_by_user;
     }
-    let mut exit: Option<ExitFile> = jsonfile::read(&paths.exit())?;
+    let mut exit: Option<ExitFile> = jsonfile::read_volatile(&paths.exit())?;
     if exit.is_none() {
         if let Some(started) = state.started {
             if started.shim.is_running() {
@@ -104,7 +108,7 @@ pub(crate) fn observe(paths: &ContainerPaths, config: &ContainerConfig) -> Resul
                 info.paused = config.host.cgroup.as_ref().is_some_and(|c| c.is_frozen());
             } else {
                 // The shim may have recorded the exit between our two reads.
-                exit = jsonfile::read(&paths.exit())?;
+                exit = jsonfile::read_volatile(&paths.exit())?;
                 if exit.is_none() {
                     info.state = ContainerState::Exited;
                     info.exit_code = Some(LOST_EXIT_CODE);

@@ -88,7 +88,7 @@ pub(crate) fn run(
     let file = format!("exec-{:016x}.json", rand::random::<u64>());
     let request_path = paths.dir().join(&file);
     let result_path = paths.dir().join(result_name(&file));
-    jsonfile::write(&request_path, request)?;
+    jsonfile::write_volatile(&request_path, request)?;
     let output = Command::new(&shim.exe)
         .args(&shim.args)
         .arg(paths.dir())

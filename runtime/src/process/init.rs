@@ -34,7 +34,7 @@ use nix::{
     },
 };
 
-use super::{capabilities, namespaces, seccomp, user};
+use super::{capabilities, namespaces, seccomp, terminal, user};
 use crate::{
     container::spec::{ContainerConfig, HostConfig, DEFAULT_PATH},
     error::{Error, IoContext},
@@ -54,12 +54,37 @@ impl InitFailure {
     }
 }
 
-/// The write ends of the pipes the shim reads: the container's output, and the report pipe
+/// What the init holds of the shim's: the container's stdio, and the report pipe
 /// (close-on-exec) that carries a failure message, or closes empty once the command runs.
 pub(crate) struct Pipes {
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
+    pub stdio: InitStdio,
     pub report: OwnedFd,
+}
+
+/// The container's stdio, as the init receives it from the shim.
+pub(crate) enum InitStdio {
+    /// The write ends of the output pipes, and the read end of the stdin pipe (`/dev/null` if
+    /// none).
+    Pipes { stdin: Option<OwnedFd>, stdout: OwnedFd, stderr: OwnedFd },
+    /// A terminal: the init opens a pseudo-terminal in the container's own `/dev/pts`, makes
+    /// the slave its stdio and controlling terminal, and sends the master to the shim over
+    /// `console` (a Unix socket).
+    Tty { console: OwnedFd, size: Option<(u16, u16)> },
+}
+
+impl Pipes {
+    fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        let mut fds = vec![self.report.as_raw_fd()];
+        match &self.stdio {
+            InitStdio::Pipes { stdin, stdout, stderr } => {
+                fds.extend(stdin.iter().map(AsRawFd::as_raw_fd));
+                fds.extend([stdout.as_raw_fd(), stderr.as_raw_fd()]);
+            }
+            InitStdio::Tty { console, .. } => fds.push(console.as_raw_fd()),
+        }
+        fds
+    }
 }
 
 /// Sets up the container around the current process and executes its command; returns only
@@ -104,14 +129,21 @@ fn setup_and_exec(config: &ContainerConfig, rootfs: &Path, pipes: &Pipes) -> Res
     if host.init {
         become_reaper(pipes)?;
     }
-    let null = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
-        .context(|| "opening /dev/null in the container".to_string())
-        .map_err(InitFailure::setup)?;
-    dup2_stdin(&null)
-        .and_then(|()| dup2_stdout(&pipes.stdout))
-        .and_then(|()| dup2_stderr(&pipes.stderr))
-        .context(|| "connecting the container's stdio".to_string())
-        .map_err(InitFailure::setup)?;
+    match &pipes.stdio {
+        InitStdio::Pipes { stdin, stdout, stderr } => {
+            let null = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+                .context(|| "opening /dev/null in the container".to_string())
+                .map_err(InitFailure::setup)?;
+            dup2_stdin(stdin.as_ref().unwrap_or(&null))
+                .and_then(|()| dup2_stdout(stdout))
+                .and_then(|()| dup2_stderr(stderr))
+                .context(|| "connecting the container's stdio".to_string())
+                .map_err(InitFailure::setup)?;
+        }
+        InitStdio::Tty { console, size } => {
+            terminal::open_in_container(console, *size).map_err(InitFailure::setup)?;
+        }
+    }
     close_inherited_fds();
     exec_as(host, &process.args, &process.env, &process.cwd)
 }
@@ -199,6 +231,10 @@ fn become_reaper(pipes: &Pipes) -> Result<(), InitFailure> {
             prctl::set_pdeathsig(Signal::SIGKILL)
                 .context(|| "setting the parent-death signal".to_string())
                 .map_err(InitFailure::setup)?;
+            // A terminal can only become the controlling terminal of a session leader.
+            if matches!(pipes.stdio, InitStdio::Tty { .. }) {
+                setsid().context(|| "starting a new session".to_string()).map_err(InitFailure::setup)?;
+            }
             Ok(())
         }
         ForkResult::Parent { child } => {
@@ -208,10 +244,9 @@ fn become_reaper(pipes: &Pipes) -> Result<(), InitFailure> {
             if let Ok(null) = &null {
                 let _ = dup2_stdin(null.as_fd()).and_then(|()| dup2_stdout(null.as_fd()));
             }
-            for fd in [&pipes.stdout, &pipes.stderr, &pipes.report] {
-                use std::os::fd::AsRawFd;
+            for fd in pipes.fds() {
                 // SAFETY: the reaper never returns, so these fds are never used or closed again.
-                unsafe { libc::close(fd.as_raw_fd()) };
+                unsafe { libc::close(fd) };
             }
             let code = reap(child);
             // SAFETY: exiting the reaper without running the shim's destructors or atexit.

@@ -8,7 +8,10 @@
 use std::{
     fs,
     io::{self, Read},
-    os::{fd::AsRawFd, unix::process::CommandExt},
+    os::{
+        fd::{AsRawFd, OwnedFd},
+        unix::process::CommandExt,
+    },
     path::PathBuf,
     process::{Child, ChildStdout, Command, Stdio},
     time::{Duration, Instant},
@@ -19,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     container::ContainerPaths,
     error::{Error, IoContext},
+    shim::ATTACH_FD_ENV,
 };
 
 /// How long a shim may take to report that the command started.
@@ -41,8 +45,9 @@ pub(crate) struct ShimCommand {
     pub args: Vec<String>,
 }
 
-/// Starts the shim for the container at `paths` and returns its report.
-pub(crate) fn launch(shim: &ShimCommand, paths: &ContainerPaths) -> Result<Handshake, Error> {
+/// Starts the shim for the container at `paths` and returns its report. `attach`, if given,
+/// is handed to the shim as a client attached from before the command runs.
+pub(crate) fn launch(shim: &ShimCommand, paths: &ContainerPaths, attach: Option<OwnedFd>) -> Result<Handshake, Error> {
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -50,12 +55,28 @@ pub(crate) fn launch(shim: &ShimCommand, paths: &ContainerPaths) -> Result<Hands
         .context(|| format!("opening {}", paths.shim_log().display()))?;
     let mut command = Command::new(&shim.exe);
     command.args(&shim.args).arg(paths.dir()).current_dir("/").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
-    // SAFETY: setsid is async-signal-safe, as code between fork and exec must be. Its own
-    // session keeps the shim (and so the container) out of the daemon's job-control signals.
-    unsafe {
-        command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(io::Error::from));
+    let attach_fd = attach.as_ref().map(AsRawFd::as_raw_fd);
+    if let Some(fd) = attach_fd {
+        command.env(ATTACH_FD_ENV, fd.to_string());
     }
-    let mut child = command.spawn().context(|| format!("starting the shim {}", shim.exe.display()))?;
+    // SAFETY: setsid and fcntl are async-signal-safe, as code between fork and exec must be.
+    // Its own session keeps the shim (and so the container) out of the daemon's job-control
+    // signals. Only this child's copy of the attach fd loses close-on-exec.
+    unsafe {
+        command.pre_exec(move || {
+            nix::unistd::setsid().map_err(io::Error::from)?;
+            if let Some(fd) = attach_fd {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let spawned = command.spawn().context(|| format!("starting the shim {}", shim.exe.display()));
+    // The shim has its copy; ours must go, or the client would never see the stream end.
+    drop(attach);
+    let mut child = spawned?;
     let stdout = child.stdout.take().expect("the shim's stdout is piped");
     let line = read_line(stdout, HANDSHAKE_TIMEOUT);
     if line.is_err() {

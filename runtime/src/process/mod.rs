@@ -14,4 +14,5 @@ pub(crate) mod pidfd;
 pub(crate) mod procfs;
 pub(crate) mod seccomp;
 pub(crate) mod signal;
+pub(crate) mod terminal;
 pub(crate) mod user;
