@@ -159,7 +159,7 @@ enum SwarmCmd {
         #[arg(long, value_parser = parse_duration)]
         raft_heartbeat: Option<Duration>,
         /// The least time without a leader before managers elect one
-        /// (default 600ms; the greatest is twice it).
+        /// (default 250ms; the greatest is twice it).
         #[arg(long, value_parser = parse_duration)]
         raft_election_timeout: Option<Duration>,
     },
