@@ -4,12 +4,16 @@
 //! reverse), registers its node, and receives the full set of tasks assigned
 //! to it. A [`worker`] per task drives that task's container through the
 //! runtime and reports each status change back; the [`reporter`] delivers
-//! reports in order and retries them across reconnects.
+//! reports in order and retries them across reconnects. `files` writes the
+//! secrets and configs a task uses to a per-task tmpfs, and `health` runs
+//! the tasks' health checks.
 //!
 //! Architecture invariant: the agent decides no placement and keeps no state
 //! the managers own; after a restart it re-adopts its running containers from
 //! the runtime and carries on from the assignments it is sent.
 
+mod files;
+mod health;
 mod reporter;
 mod session;
 mod worker;

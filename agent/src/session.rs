@@ -12,6 +12,7 @@ use shoal_runtime::Runtime;
 use tokio::sync::watch;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use crate::files::FileStore;
 use crate::reporter::Reporter;
 use crate::worker::{self, WorkerContext};
 
@@ -38,6 +39,7 @@ pub async fn run(
     desired_role: watch::Sender<i32>,
 ) {
     let reporter = Reporter::default();
+    let files = FileStore::default();
     let mut workers: HashMap<String, watch::Sender<Task>> = HashMap::new();
     let mut managers = config.managers.clone();
     let mut next = 0usize;
@@ -53,6 +55,7 @@ pub async fn run(
             reporter: reporter.clone(),
             node_id: config.node_id.clone(),
             hostname: config.description.hostname.clone(),
+            files: files.clone(),
         };
         tokio::select! {
             result = session(&config, &addr, &ctx, &mut workers, &mut managers, &desired_role) => {
@@ -138,6 +141,7 @@ async fn session(
                 *managers = peers;
             }
             desired_role.send_if_modified(|r| std::mem::replace(r, msg.desired_role) != msg.desired_role);
+            ctx.files.replace(msg.secrets, msg.configs);
             apply_assignments(ctx, workers, msg.tasks, first_assignment).await;
             first_assignment = false;
         }

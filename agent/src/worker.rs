@@ -1,15 +1,20 @@
 //! One worker per assigned task: it drives the task's container through the
 //! runtime (accepted → preparing → starting → running → complete | failed,
-//! or shutdown when asked) and reports every change.
+//! or shutdown when asked) and reports every change. A task with a health
+//! check is `running` only once the check passed, and fails when its
+//! container turns unhealthy.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_proto::{ContainerStatus, Task, TaskState, TaskStatus, DEFAULT_STOP_GRACE_PERIOD_NS};
-use shoal_runtime::{ContainerInfo, ContainerSpec, ContainerState, Runtime};
+use shoal_proto::{mount, ContainerStatus, Task, TaskState, TaskStatus, DEFAULT_STOP_GRACE_PERIOD_NS};
+use shoal_runtime::{ContainerInfo, ContainerSpec, ContainerState, Mount, MountKind, Runtime};
 use tokio::sync::watch;
 
+use crate::files::{self, FileStore};
+use crate::health::{self, Check, Monitor};
 use crate::labels;
 use crate::reporter::Reporter;
 
@@ -20,6 +25,67 @@ pub struct WorkerContext {
     pub reporter: Reporter,
     pub node_id: String,
     pub hostname: String,
+    /// The secrets and configs the managers sent for this node's tasks.
+    pub files: FileStore,
+}
+
+impl WorkerContext {
+    fn files_root(&self) -> PathBuf {
+        files::root(self.runtime.root())
+    }
+}
+
+/// The runtime mounts and tmpfs of a task's container spec. A bind source
+/// must exist on this node; an anonymous volume gets a name of its own.
+fn container_mounts(
+    task_id: &str,
+    spec: &shoal_proto::ContainerSpec,
+    hostname: &str,
+) -> Result<(Vec<Mount>, BTreeMap<String, String>), String> {
+    let mut mounts = Vec::new();
+    let mut tmpfs = BTreeMap::new();
+    for (i, m) in spec.mounts.iter().enumerate() {
+        match m.r#type() {
+            mount::Type::Bind => {
+                if !Path::new(&m.source).exists() {
+                    return Err(format!(
+                        "invalid mount config for type \"bind\": bind source path {} does not exist on node {hostname}: \
+                         create it there, or constrain the service to nodes that have it",
+                        m.source
+                    ));
+                }
+                mounts.push(Mount {
+                    kind: MountKind::Bind,
+                    source: m.source.clone(),
+                    target: m.target.clone(),
+                    read_only: m.read_only,
+                });
+            }
+            mount::Type::Volume => {
+                let source = if m.source.is_empty() { format!("{task_id}-{i}") } else { m.source.clone() };
+                mounts.push(Mount {
+                    kind: MountKind::Volume,
+                    source,
+                    target: m.target.clone(),
+                    read_only: m.read_only,
+                });
+            }
+            mount::Type::Tmpfs => {
+                let mut options = Vec::new();
+                if m.tmpfs_size > 0 {
+                    options.push(format!("size={}", m.tmpfs_size));
+                }
+                if m.tmpfs_mode > 0 {
+                    options.push(format!("mode={:o}", m.tmpfs_mode));
+                }
+                if m.read_only {
+                    options.push("ro".into());
+                }
+                tmpfs.insert(m.target.clone(), options.join(","));
+            }
+        }
+    }
+    Ok((mounts, tmpfs))
 }
 
 /// The container name of a task: `<service>.<slot>.<task id>`.
@@ -112,6 +178,26 @@ impl Worker {
         container_labels.insert(labels::TASK_NAME.into(), task.name().to_string());
         container_labels.insert(labels::NODE_ID.into(), self.ctx.node_id.clone());
         let limits = task.spec.as_ref().and_then(|s| s.resources.as_ref()).and_then(|r| r.limits);
+        let (mut mounts, tmpfs) = match container_mounts(&task.id, &spec, &self.ctx.hostname) {
+            Ok(m) => m,
+            Err(e) => {
+                self.report(TaskState::Rejected, "preparing failed", &e, None);
+                return None;
+            }
+        };
+        let root = self.ctx.files_root();
+        let (task_id, files_spec, store) = (task.id.clone(), spec.clone(), self.ctx.files.clone());
+        match tokio::task::spawn_blocking(move || files::prepare(&root, &task_id, &files_spec, &store)).await {
+            Ok(Ok(m)) => mounts.extend(m),
+            Ok(Err(e)) => {
+                self.report(TaskState::Rejected, "preparing failed", &e, None);
+                return None;
+            }
+            Err(e) => {
+                self.report(TaskState::Rejected, "preparing failed", &format!("writing the task's files: {e}"), None);
+                return None;
+            }
+        }
         let cspec = ContainerSpec {
             name: container_name(task),
             image: spec.image.clone(),
@@ -129,12 +215,17 @@ impl Worker {
             memory: limits.map(|l| l.memory_bytes).filter(|m| *m > 0),
             nano_cpus: limits.map(|l| l.nano_cpus).filter(|c| *c > 0),
             pids_limit: limits.map(|l| l.pids).filter(|p| *p > 0),
+            mounts,
+            tmpfs,
+            cap_add: spec.cap_add.clone(),
+            cap_drop: spec.cap_drop.clone(),
             ..Default::default()
         };
         let rt = self.ctx.runtime.clone();
         let created = match blocking(move || rt.create_container(&cspec)).await {
             Ok(c) => c,
             Err(e) => {
+                files::remove(&self.ctx.files_root(), &task.id);
                 self.report(TaskState::Rejected, "preparing failed", &e, None);
                 return None;
             }
@@ -145,7 +236,11 @@ impl Worker {
         let id = created.id.clone();
         match blocking(move || rt.start_container(&id)).await {
             Ok(c) => {
-                self.report(TaskState::Running, "started", "", Some(&c));
+                if health_check(task).is_some() {
+                    self.report(TaskState::Starting, "started; waiting for the health check to pass", "", Some(&c));
+                } else {
+                    self.report(TaskState::Running, "started", "", Some(&c));
+                }
                 Some(c)
             }
             Err(e) => {
@@ -215,17 +310,25 @@ impl Worker {
     }
 }
 
+/// The task's health check, if it has one.
+fn health_check(task: &Task) -> Option<Check> {
+    Check::from_spec(task.spec.as_ref().and_then(|s| s.container.as_ref()).and_then(|c| c.healthcheck.as_ref()))
+}
+
 /// Drives one task until it is no longer assigned (its sender is dropped),
 /// then removes its container.
 pub async fn run(ctx: WorkerContext, mut rx: watch::Receiver<Task>) {
     let first = rx.borrow().clone();
     let mut w = Worker { ctx, task_id: first.id.clone(), reported: first.state() };
+    let mut monitor: Option<Monitor> = None;
     loop {
         let task = rx.borrow_and_update().clone();
         let current = w.reported.max(task.state());
         let desired = task.desired_state();
+        let check = health_check(&task);
         let mut running: Option<ContainerInfo> = None;
         if desired >= TaskState::Shutdown {
+            monitor = None;
             let stopped = w.stop(&task).await;
             if !current.is_terminal() {
                 w.report(TaskState::Shutdown, "shutdown", "", stopped.as_ref());
@@ -233,8 +336,9 @@ pub async fn run(ctx: WorkerContext, mut rx: watch::Receiver<Task>) {
         } else if desired == TaskState::Running && !current.is_terminal() {
             match w.find_container(&task).await {
                 Some(c) if c.state == ContainerState::Running => {
-                    // Re-adopted after a restart, or already reported.
-                    if current != TaskState::Running {
+                    // Re-adopted after a restart, or already reported. With a
+                    // health check, `running` waits for the first pass.
+                    if current != TaskState::Running && check.is_none() {
                         w.report(TaskState::Running, "started", "", Some(&c));
                     }
                     running = Some(c);
@@ -246,11 +350,27 @@ pub async fn run(ctx: WorkerContext, mut rx: watch::Receiver<Task>) {
                 Some(_) | None => running = w.start(&task).await,
             }
         }
-        // Wait for the container to exit or for the task to change.
+        match (&running, check) {
+            (Some(c), Some(check)) => {
+                if monitor.as_ref().is_none_or(|m| m.container_id != c.id) {
+                    let healthy = w.reported == TaskState::Running;
+                    monitor = Some(Monitor::start(w.ctx.runtime.clone(), c.id.clone(), check, healthy));
+                }
+            }
+            _ => monitor = None,
+        }
+        // Wait for the container to exit, its health to change, or the task to change.
         let rt = w.ctx.runtime.clone();
+        let container = running.clone();
         let exited = async move {
-            match running {
+            match container {
                 Some(c) => rt.wait_container(&c.id).await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let health_event = async {
+            match monitor.as_mut() {
+                Some(m) => m.next().await,
                 None => std::future::pending().await,
             }
         };
@@ -266,12 +386,28 @@ pub async fn run(ctx: WorkerContext, mut rx: watch::Receiver<Task>) {
                 // shortly rather than spin.
                 None => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
             },
+            event = health_event => match event {
+                health::Event::Healthy => {
+                    if w.reported < TaskState::Running {
+                        let info = w.find_container(&task).await.or(running);
+                        w.report(TaskState::Running, "started; healthy", "", info.as_ref());
+                    }
+                }
+                health::Event::Unhealthy(why) => {
+                    monitor = None;
+                    let stopped = w.stop(&task).await;
+                    w.report(TaskState::Failed, "unhealthy container", &why, stopped.as_ref());
+                }
+            },
         }
     }
+    drop(monitor);
     // No longer assigned: the task was reaped, so its container goes too.
     let task = rx.borrow().clone();
     w.stop(&task).await;
     w.remove_container(&task).await;
+    let root = w.ctx.files_root();
+    let _ = tokio::task::spawn_blocking(move || files::remove(&root, &task.id)).await;
 }
 
 /// Removes task containers of this node that belong to no assigned task.
@@ -290,4 +426,14 @@ pub async fn remove_orphans(ctx: &WorkerContext, assigned: &HashSet<String>) {
             tracing::warn!(container = %c.name, error = %e, "removing container failed");
         }
     }
+    let root = ctx.files_root();
+    let assigned = assigned.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for task_id in files::tasks_with_files(&root) {
+            if !assigned.contains(&task_id) {
+                files::remove(&root, &task_id);
+            }
+        }
+    })
+    .await;
 }

@@ -61,6 +61,15 @@ enum Command {
     /// Manage stacks (compose files).
     #[command(subcommand)]
     Stack(StackCmd),
+    /// Manage swarm secrets.
+    #[command(subcommand)]
+    Secret(FileObjectCmd),
+    /// Manage swarm configs.
+    #[command(subcommand)]
+    Config(FileObjectCmd),
+    /// Manage swarm networks.
+    #[command(subcommand)]
+    Network(NetworkCmd),
     /// Manage images on this node.
     #[command(subcommand)]
     Image(ImageCmd),
@@ -409,6 +418,83 @@ enum StackCmd {
         detach: bool,
         #[arg(long, default_value = "5m", value_parser = parse_duration)]
         timeout: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum FileObjectCmd {
+    /// Create one from a file, or from standard input with "-".
+    Create {
+        /// A label KEY=VALUE (repeatable).
+        #[arg(short, long = "label")]
+        labels: Vec<String>,
+        name: String,
+        file: PathBuf,
+    },
+    /// List them (the data is never shown).
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        /// Filter: id=…, name=… (prefix), label=KEY[=VALUE].
+        #[arg(short, long = "filter")]
+        filters: Vec<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show one or more in detail.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove one or more (refused while a service uses one).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum NetworkCmd {
+    /// Create a swarm-scoped overlay network.
+    Create {
+        #[arg(short, long, default_value = "overlay")]
+        driver: String,
+        /// An IPv4 subnet such as 10.20.0.0/24 (default: one from the cluster's pool).
+        #[arg(long)]
+        subnet: Option<String>,
+        #[arg(long)]
+        gateway: Option<String>,
+        #[arg(long)]
+        internal: bool,
+        #[arg(long)]
+        attachable: bool,
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// A driver option KEY=VALUE (repeatable).
+        #[arg(short, long = "opt")]
+        options: Vec<String>,
+        name: String,
+    },
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Show one or more networks in detail.
+    Inspect {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove one or more networks (refused while a service uses one).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        networks: Vec<String>,
     },
 }
 
@@ -811,6 +897,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             StackCmd::Rm { name, detach, timeout } => commands::stack::rm(c, &name, detach, timeout).await,
         },
+        Command::Secret(cmd) => file_object(c, commands::secret::Kind::Secret, cmd).await,
+        Command::Config(cmd) => file_object(c, commands::secret::Kind::Config, cmd).await,
+        Command::Network(cmd) => match cmd {
+            NetworkCmd::Create { driver, subnet, gateway, internal, attachable, labels, options, name } => {
+                let o = commands::network::CreateOptions {
+                    name,
+                    driver,
+                    subnet,
+                    gateway,
+                    internal,
+                    attachable,
+                    labels,
+                    options,
+                };
+                commands::network::create(c, o).await
+            }
+            NetworkCmd::Ls { quiet, format } => commands::network::ls(c, quiet, format).await,
+            NetworkCmd::Inspect { networks } => commands::network::inspect(c, &networks).await,
+            NetworkCmd::Rm { networks } => commands::network::rm(c, &networks).await,
+        },
         Command::Image(ImageCmd::Import { change, source, reference }) => {
             commands::image::import(c, &source, &reference, &change).await
         }
@@ -935,6 +1041,15 @@ async fn lab_up(lab_root: &std::path::Path, nodes: u32, managers: u32) -> anyhow
     }
     println!("swarm of {nodes} nodes ({managers} managers) ready; try: shoal machine ssh n1 -- shoal node ls");
     Ok(())
+}
+
+async fn file_object(c: &Client, kind: commands::secret::Kind, cmd: FileObjectCmd) -> anyhow::Result<()> {
+    match cmd {
+        FileObjectCmd::Create { labels, name, file } => commands::secret::create(c, kind, &name, &file, &labels).await,
+        FileObjectCmd::Ls { quiet, filters, format } => commands::secret::ls(c, kind, quiet, format, &filters).await,
+        FileObjectCmd::Inspect { names } => commands::secret::inspect(c, kind, &names).await,
+        FileObjectCmd::Rm { names } => commands::secret::rm(c, kind, &names).await,
+    }
 }
 
 async fn container_command(c: &Client, cmd: ContainerCmd) -> anyhow::Result<()> {

@@ -37,6 +37,22 @@ pub struct Stack {
     pub name: String,
     /// Sorted by service name.
     pub services: Vec<shoal_proto::ServiceSpec>,
+    /// The networks the stack creates, sorted by name.
+    pub networks: Vec<shoal_proto::NetworkSpec>,
+    /// The secrets the stack creates (data included), sorted by name.
+    pub secrets: Vec<shoal_proto::SecretSpec>,
+    /// The configs the stack creates, sorted by name.
+    pub configs: Vec<shoal_proto::ConfigSpec>,
+    /// What the stack uses but does not create (`external: true`): it must already exist.
+    pub external: External,
+}
+
+/// The names of the objects a stack uses but does not own, sorted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct External {
+    pub networks: Vec<String>,
+    pub secrets: Vec<String>,
+    pub configs: Vec<String>,
 }
 
 /// A stack and the warnings its compose files raised, in file order.
@@ -69,30 +85,26 @@ pub struct Project {
     /// The merged tree and the files its marks index, to place conversion errors.
     tree: yaml::Node,
     files: Vec<PathBuf>,
+    /// The variables of the load, for secrets and configs read from `environment:`.
+    vars: BTreeMap<String, String>,
 }
 
 /// Keys the model reads but the stack's specs cannot carry yet (`shoal_proto` lacks the
-/// fields): deploying warns about each one a service uses.
-const NOT_CARRIED: &[&[&str]] = &[
-    &["ports"],
-    &["volumes"],
-    &["secrets"],
-    &["configs"],
-    &["healthcheck"],
-    &["cap_add"],
-    &["cap_drop"],
-    &["dns"],
-    &["dns_search"],
-    &["dns_opt"],
-    &["extra_hosts"],
-    &["sysctls"],
-    &["ulimits"],
-    &["logging"],
-    &["stdin_open"],
-    &["network_mode"],
-    &["deploy", "update_config"],
-    &["deploy", "rollback_config"],
-    &["deploy", "placement", "preferences"],
+/// fields), or carry without any node acting on them yet: deploying warns about each one a
+/// service uses, with the reason.
+const NOT_CARRIED: &[(&[&str], &str)] = &[
+    (&["logging"], "not supported by shoal yet, ignored"),
+    (&["network_mode"], "not supported by shoal yet, ignored"),
+    (&["dns"], "kept in the service spec, but containers do not get it yet"),
+    (&["dns_search"], "kept in the service spec, but containers do not get it yet"),
+    (&["dns_opt"], "kept in the service spec, but containers do not get it yet"),
+    (&["extra_hosts"], "kept in the service spec, but containers do not get it yet"),
+    (&["sysctls"], "kept in the service spec, but containers do not get it yet"),
+    (&["ulimits"], "kept in the service spec, but containers do not get it yet"),
+    (&["tty"], "kept in the service spec, but containers do not get a terminal yet"),
+    (&["stdin_open"], "kept in the service spec, but containers do not get a terminal yet"),
+    (&["ports"], "kept in the service spec; the routing mesh that publishes them is not built yet"),
+    (&["deploy", "placement", "preferences"], "kept in the service spec, but the scheduler ignores it for now"),
 ];
 
 impl Project {
@@ -106,7 +118,7 @@ impl Project {
             let Some(node) = self.tree.get("services").and_then(|s| s.get(service)) else {
                 continue;
             };
-            for keys in NOT_CARRIED {
+            for (keys, why) in NOT_CARRIED {
                 let mut found = Some(node);
                 let mut mark = node.mark;
                 for key in *keys {
@@ -119,7 +131,7 @@ impl Project {
                         file: self.files.get(mark.file).cloned().unwrap_or_default(),
                         line: mark.line,
                         column: mark.column,
-                        message: format!("services.{service}.{}: not supported by shoal yet, ignored", keys.join(".")),
+                        message: format!("services.{service}.{}: {why}", keys.join(".")),
                     });
                 }
             }
@@ -130,14 +142,14 @@ impl Project {
     }
 
     fn convert(&self, name: &str) -> Result<Stack, Error> {
-        convert::stack(&self.compose, name).map_err(|unsupported| {
-            let mut node = self.tree.get("services").and_then(|s| s.get(&unsupported.service));
-            let mut path = format!("services.{}", unsupported.service);
-            for key in unsupported.keys {
+        convert::stack(&self.compose, name, &self.vars).map_err(|unsupported| {
+            let mut node = Some(&self.tree);
+            let mut path = String::new();
+            for key in &unsupported.keys {
                 match node.and_then(|n| n.get(key)) {
                     Some(child) => {
                         node = Some(child);
-                        path = format!("{path}.{key}");
+                        path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
                     }
                     None => break,
                 }
@@ -179,7 +191,13 @@ fn load_sources(sources: Vec<load::Source>, options: &LoadOptions, read_dotenv: 
         profiles: &options.profiles,
     };
     let loaded = load::load(sources, &settings)?;
-    Ok(Project { compose: loaded.compose, warnings: loaded.warnings, tree: loaded.tree, files: loaded.files })
+    Ok(Project {
+        compose: loaded.compose,
+        warnings: loaded.warnings,
+        tree: loaded.tree,
+        files: loaded.files,
+        vars: loaded.vars,
+    })
 }
 
 /// Loads the stack `stack_name` from the compose files `files`, with the process
@@ -297,10 +315,8 @@ mod tests {
         let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
         assert_eq!(
             warnings,
-            [
-                "stack.yml:4:5: services.web.ports: not supported by shoal yet, ignored",
-                "stack.yml:6:7: services.web.deploy.update_config: not supported by shoal yet, ignored",
-            ]
+            ["stack.yml:4:5: services.web.ports: kept in the service spec; the routing mesh that publishes \
+                 them is not built yet",]
         );
     }
 

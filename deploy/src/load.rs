@@ -44,6 +44,8 @@ pub(crate) struct Loaded {
     pub tree: Node,
     pub files: Vec<PathBuf>,
     pub warnings: Vec<Warning>,
+    /// The variables the files were read with (environment, then `.env`).
+    pub vars: BTreeMap<String, String>,
 }
 
 pub(crate) fn load(sources: Vec<Source>, settings: &Settings) -> Result<Loaded, Error> {
@@ -66,7 +68,7 @@ pub(crate) fn load(sources: Vec<Source>, settings: &Settings) -> Result<Loaded, 
     let mut warnings = loader.warnings;
     warnings.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     warnings.dedup();
-    Ok(Loaded { compose, tree, files: loader.files, warnings })
+    Ok(Loaded { compose, tree, files: loader.files, warnings, vars: loader.vars })
 }
 
 /// How many files one load may read through `extends`, a guard against runaway chains.

@@ -4,7 +4,8 @@
 //! A case holds `compose.yml` (and whatever files it names) and, optionally, `args` with one
 //! setting a line: `file: NAME` (the files to load, in order; default `compose.yml`),
 //! `env: KEY=VALUE`, `env_file: NAME`, `profile: NAME`. A case that loads is compared with
-//! `expected.yml`: its warnings as `# warning:` lines, then the `stack config` rendering. A
+//! `expected.yml`: its warnings as `# warning:` lines, what converting it to stack `app` adds
+//! (`# stack warning:`, or `# stack error:`), then the `stack config` rendering. A
 //! case that fails is compared with `expected.err`. Paths in messages are relative to the
 //! case; in the rendering (where bind sources and secret files are absolute) the case's
 //! directory is `<case>`. `UPDATE_GOLDEN=1 cargo test -p shoal-deploy --test corpus` rewrites the goldens.
@@ -56,9 +57,16 @@ fn run(case: &Path) -> Result<String, String> {
     for warning in &project.warnings {
         out.push_str(&relative(format!("# warning: {warning}\n")));
     }
-    // Converting never panics (jobs are refused for now) and keeps the load's warnings.
-    if let Ok(loaded) = project.to_stack("app") {
-        assert!(project.warnings.iter().all(|w| loaded.warnings.contains(w)), "{}", case.display());
+    // Converting never panics and keeps the load's warnings; what it adds (keys the
+    // stack keeps but nodes do not act on yet) or refuses is part of the golden.
+    match project.to_stack("app") {
+        Ok(loaded) => {
+            assert!(project.warnings.iter().all(|w| loaded.warnings.contains(w)), "{}", case.display());
+            for warning in loaded.warnings.iter().filter(|w| !project.warnings.contains(w)) {
+                out.push_str(&relative(format!("# stack warning: {warning}\n")));
+            }
+        }
+        Err(e) => out.push_str(&relative(format!("# stack error: {e}\n"))),
     }
     let rendered = project.render();
     out.push_str(&rendered.replace(&case.display().to_string(), "<case>"));

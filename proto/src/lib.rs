@@ -127,7 +127,35 @@ macro_rules! into_store_object {
         }
     )*};
 }
-into_store_object!(Node, Service, Task, Network, Cluster);
+into_store_object!(Node, Service, Task, Network, Cluster, Secret, Config);
+
+macro_rules! named_object {
+    ($($t:ident),*) => {$(
+        impl $t {
+            /// The object's name.
+            pub fn name(&self) -> &str {
+                self.spec.as_ref().and_then(|s| s.annotations.as_ref()).map(|a| a.name.as_str()).unwrap_or("")
+            }
+
+            /// The object's labels.
+            pub fn labels(&self) -> Option<&std::collections::HashMap<String, String>> {
+                self.spec.as_ref().and_then(|s| s.annotations.as_ref()).map(|a| &a.labels)
+            }
+
+            /// The version of the object (0 when never stored).
+            pub fn version(&self) -> u64 {
+                self.meta.as_ref().map(|m| m.version).unwrap_or(0)
+            }
+        }
+    )*};
+}
+named_object!(Network, Secret, Config);
+
+/// The most data a secret or config may hold (500 KiB, as Docker).
+pub const MAX_SECRET_SIZE: usize = 500 * 1024;
+
+/// Where a secret's relative target lands in a container.
+pub const SECRETS_DIR: &str = "/run/secrets";
 
 /// Nanoseconds since the Unix epoch, now.
 pub fn now_ns() -> i64 {

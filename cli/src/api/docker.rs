@@ -9,10 +9,12 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 use shoal_proto::{
-    service_mode, Annotations, Cluster, ContainerSpec, EndpointMode, EndpointSpec, GlobalService,
-    NetworkAttachmentConfig, Node, NodeAvailability, NodeRole, NodeState, Placement, Reachability, ReplicatedService,
-    ResourceRequirements, Resources, RestartCondition, RestartPolicy, Service, ServiceMode, ServiceSpec, Task,
-    TaskSpec,
+    mount, service_mode, Annotations, Cluster, Config, ConfigReference, ContainerSpec, DependencyCondition, DnsConfig,
+    EndpointMode, EndpointSpec, FailureAction, FileTarget, GlobalService, HealthConfig, IpamConfig, Mount,
+    NetworkAttachmentConfig, NetworkSpec, Node, NodeAvailability, NodeRole, NodeState, Placement, PortConfig,
+    PortProtocol, PublishMode, Reachability, ReplicatedService, ResourceRequirements, Resources, RestartCondition,
+    RestartPolicy, Secret, SecretReference, Service, ServiceDependency, ServiceMode, ServiceSpec, Task, TaskSpec,
+    Ulimit, UpdateConfig, UpdateOrder,
 };
 
 /// RFC 3339 with nanoseconds, UTC, as Go's `time.Time` marshals.
@@ -58,8 +60,88 @@ pub fn service_spec(s: &ServiceSpec) -> Value {
         EndpointMode::Vip => "vip",
         EndpointMode::Dnsrr => "dnsrr",
     };
-    o.insert("EndpointSpec".into(), json!({ "Mode": mode }));
+    let mut endpoint = Map::new();
+    endpoint.insert("Mode".into(), json!(mode));
+    let ports = s.endpoint.as_ref().map(|e| e.ports.as_slice()).unwrap_or_default();
+    if !ports.is_empty() {
+        endpoint.insert("Ports".into(), Value::Array(ports.iter().map(port).collect()));
+    }
+    o.insert("EndpointSpec".into(), Value::Object(endpoint));
+    if let Some(u) = &s.update {
+        o.insert("UpdateConfig".into(), update_config(u));
+    }
+    if let Some(u) = &s.rollback {
+        o.insert("RollbackConfig".into(), update_config(u));
+    }
+    if !s.depends_on.is_empty() {
+        let deps: Vec<Value> = s
+            .depends_on
+            .iter()
+            .map(|d| json!({ "Service": d.service, "Condition": condition_name(d.condition()) }))
+            .collect();
+        o.insert("DependsOn".into(), Value::Array(deps));
+    }
     Value::Object(o)
+}
+
+fn condition_name(c: DependencyCondition) -> &'static str {
+    match c {
+        DependencyCondition::ServiceStarted => "service_started",
+        DependencyCondition::ServiceHealthy => "service_healthy",
+        DependencyCondition::ServiceCompletedSuccessfully => "service_completed_successfully",
+    }
+}
+
+fn protocol_name(p: PortProtocol) -> &'static str {
+    match p {
+        PortProtocol::Tcp => "tcp",
+        PortProtocol::Udp => "udp",
+        PortProtocol::Sctp => "sctp",
+    }
+}
+
+/// A port as Docker's `PortConfig`.
+pub fn port(p: &PortConfig) -> Value {
+    let mut o = Map::new();
+    if !p.name.is_empty() {
+        o.insert("Name".into(), json!(p.name));
+    }
+    o.insert("Protocol".into(), json!(protocol_name(p.protocol())));
+    o.insert("TargetPort".into(), json!(p.target_port));
+    if p.published_port != 0 {
+        o.insert("PublishedPort".into(), json!(p.published_port));
+    }
+    let mode = match p.publish_mode() {
+        PublishMode::Ingress => "ingress",
+        PublishMode::Host => "host",
+    };
+    o.insert("PublishMode".into(), json!(mode));
+    Value::Object(o)
+}
+
+fn update_config(u: &UpdateConfig) -> Value {
+    let action = match u.failure_action() {
+        FailureAction::Pause => "pause",
+        FailureAction::Continue => "continue",
+        FailureAction::Rollback => "rollback",
+    };
+    let order = match u.order() {
+        UpdateOrder::StopFirst => "stop-first",
+        UpdateOrder::StartFirst => "start-first",
+    };
+    json!({
+        "Parallelism": u.parallelism,
+        "Delay": u.delay,
+        "FailureAction": action,
+        "Monitor": u.monitor,
+        "MaxFailureRatio": u.max_failure_ratio,
+        "Order": order,
+    })
+}
+
+fn file_target(f: &Option<FileTarget>) -> Value {
+    let f = f.clone().unwrap_or_default();
+    json!({ "Name": f.name, "UID": f.uid, "GID": f.gid, "Mode": f.mode })
 }
 
 fn resources(r: &Option<Resources>) -> Value {
@@ -117,6 +199,106 @@ pub fn task_spec(t: TaskSpec) -> Value {
     if let Some(i) = c.init {
         cs.insert("Init".into(), json!(i));
     }
+    if !c.mounts.is_empty() {
+        let mounts: Vec<Value> = c
+            .mounts
+            .iter()
+            .map(|m| {
+                let mut o = Map::new();
+                let kind = match m.r#type() {
+                    mount::Type::Bind => "bind",
+                    mount::Type::Volume => "volume",
+                    mount::Type::Tmpfs => "tmpfs",
+                };
+                o.insert("Type".into(), json!(kind));
+                if !m.source.is_empty() {
+                    o.insert("Source".into(), json!(m.source));
+                }
+                o.insert("Target".into(), json!(m.target));
+                if m.read_only {
+                    o.insert("ReadOnly".into(), json!(true));
+                }
+                if m.r#type() == mount::Type::Volume && (!m.volume_labels.is_empty() || m.volume_nocopy) {
+                    o.insert(
+                        "VolumeOptions".into(),
+                        json!({ "NoCopy": m.volume_nocopy, "Labels": map_json(&m.volume_labels) }),
+                    );
+                }
+                if m.r#type() == mount::Type::Tmpfs && (m.tmpfs_size != 0 || m.tmpfs_mode != 0) {
+                    let mut t = Map::new();
+                    if m.tmpfs_size != 0 {
+                        t.insert("SizeBytes".into(), json!(m.tmpfs_size));
+                    }
+                    if m.tmpfs_mode != 0 {
+                        t.insert("Mode".into(), json!(m.tmpfs_mode));
+                    }
+                    o.insert("TmpfsOptions".into(), Value::Object(t));
+                }
+                Value::Object(o)
+            })
+            .collect();
+        cs.insert("Mounts".into(), Value::Array(mounts));
+    }
+    if !c.secrets.is_empty() {
+        let refs: Vec<Value> = c
+            .secrets
+            .iter()
+            .map(|r| json!({ "File": file_target(&r.file), "SecretID": r.secret_id, "SecretName": r.secret_name }))
+            .collect();
+        cs.insert("Secrets".into(), Value::Array(refs));
+    }
+    if !c.configs.is_empty() {
+        let refs: Vec<Value> = c
+            .configs
+            .iter()
+            .map(|r| json!({ "File": file_target(&r.file), "ConfigID": r.config_id, "ConfigName": r.config_name }))
+            .collect();
+        cs.insert("Configs".into(), Value::Array(refs));
+    }
+    if let Some(h) = &c.healthcheck {
+        let mut o = Map::new();
+        o.insert("Test".into(), json!(h.test));
+        for (k, v) in [
+            ("Interval", h.interval),
+            ("Timeout", h.timeout),
+            ("StartPeriod", h.start_period),
+            ("StartInterval", h.start_interval),
+        ] {
+            if v != 0 {
+                o.insert(k.into(), json!(v));
+            }
+        }
+        if h.retries != 0 {
+            o.insert("Retries".into(), json!(h.retries));
+        }
+        cs.insert("Healthcheck".into(), Value::Object(o));
+    }
+    if !c.cap_add.is_empty() {
+        cs.insert("CapabilityAdd".into(), json!(c.cap_add));
+    }
+    if !c.cap_drop.is_empty() {
+        cs.insert("CapabilityDrop".into(), json!(c.cap_drop));
+    }
+    if let Some(d) = &c.dns {
+        cs.insert(
+            "DNSConfig".into(),
+            json!({ "Nameservers": d.nameservers, "Search": d.search, "Options": d.options }),
+        );
+    }
+    if !c.hosts.is_empty() {
+        cs.insert("Hosts".into(), json!(c.hosts));
+    }
+    if !c.sysctls.is_empty() {
+        cs.insert("Sysctls".into(), map_json(&c.sysctls));
+    }
+    if !c.ulimits.is_empty() {
+        let u: Vec<Value> =
+            c.ulimits.iter().map(|u| json!({ "Name": u.name, "Soft": u.soft, "Hard": u.hard })).collect();
+        cs.insert("Ulimits".into(), Value::Array(u));
+    }
+    if c.open_stdin {
+        cs.insert("OpenStdin".into(), json!(true));
+    }
     let mut o = Map::new();
     o.insert("ContainerSpec".into(), Value::Object(cs));
     let r = t.resources.unwrap_or_default();
@@ -145,6 +327,11 @@ pub fn task_spec(t: TaskSpec) -> Value {
         }
         if p.max_replicas != 0 {
             pl.insert("MaxReplicas".into(), json!(p.max_replicas));
+        }
+        if !p.spread_preferences.is_empty() {
+            let prefs: Vec<Value> =
+                p.spread_preferences.iter().map(|d| json!({ "Spread": { "SpreadDescriptor": d } })).collect();
+            pl.insert("Preferences".into(), Value::Array(prefs));
         }
         o.insert("Placement".into(), Value::Object(pl));
     }
@@ -188,7 +375,15 @@ pub fn service(s: &Service, counts: Option<ServiceCounts>) -> Value {
     if let Some(p) = &s.previous_spec {
         o.insert("PreviousSpec".into(), service_spec(p));
     }
-    o.insert("Endpoint".into(), json!({ "Spec": service_spec(&spec)["EndpointSpec"] }));
+    // Published ports are not allocated yet (the routing mesh is to come):
+    // the endpoint shows what the spec asks for.
+    let endpoint_spec = service_spec(&spec)["EndpointSpec"].clone();
+    let mut endpoint = Map::new();
+    if let Some(ports) = endpoint_spec.get("Ports") {
+        endpoint.insert("Ports".into(), ports.clone());
+    }
+    endpoint.insert("Spec".into(), endpoint_spec);
+    o.insert("Endpoint".into(), Value::Object(endpoint));
     if let Some(c) = counts {
         o.insert(
             "ServiceStatus".into(),
@@ -433,6 +628,58 @@ pub fn parse_task_spec(v: &Value) -> Result<TaskSpec, SpecError> {
         tty: boolean(get(c, "TTY"), &cf("TTY"))?.unwrap_or(false),
         read_only: boolean(get(c, "ReadOnly"), &cf("ReadOnly"))?.unwrap_or(false),
         init: boolean(get(c, "Init"), &cf("Init"))?,
+        mounts: list(get(c, "Mounts"), &cf("Mounts"), parse_mount)?,
+        secrets: list(get(c, "Secrets"), &cf("Secrets"), |v, f| {
+            let m = obj(v, f)?;
+            Ok(SecretReference {
+                secret_id: string(get(m, "SecretID"), &format!("{f}.SecretID"))?,
+                secret_name: string(get(m, "SecretName"), &format!("{f}.SecretName"))?,
+                file: parse_file_target(get(m, "File"), &format!("{f}.File"))?,
+            })
+        })?,
+        configs: list(get(c, "Configs"), &cf("Configs"), |v, f| {
+            let m = obj(v, f)?;
+            Ok(ConfigReference {
+                config_id: string(get(m, "ConfigID"), &format!("{f}.ConfigID"))?,
+                config_name: string(get(m, "ConfigName"), &format!("{f}.ConfigName"))?,
+                file: parse_file_target(get(m, "File"), &format!("{f}.File"))?,
+            })
+        })?,
+        healthcheck: match obj(get(c, "Healthcheck"), &cf("Healthcheck"))? {
+            None => None,
+            Some(h) => {
+                let hf = |k: &str| format!("TaskTemplate.ContainerSpec.Healthcheck.{k}");
+                Some(HealthConfig {
+                    test: strings(get(Some(h), "Test"), &hf("Test"))?,
+                    interval: int(get(Some(h), "Interval"), &hf("Interval"))?.unwrap_or(0),
+                    timeout: int(get(Some(h), "Timeout"), &hf("Timeout"))?.unwrap_or(0),
+                    retries: uint(get(Some(h), "Retries"), &hf("Retries"))?.unwrap_or(0),
+                    start_period: int(get(Some(h), "StartPeriod"), &hf("StartPeriod"))?.unwrap_or(0),
+                    start_interval: int(get(Some(h), "StartInterval"), &hf("StartInterval"))?.unwrap_or(0),
+                })
+            }
+        },
+        cap_add: strings(get(c, "CapabilityAdd"), &cf("CapabilityAdd"))?,
+        cap_drop: strings(get(c, "CapabilityDrop"), &cf("CapabilityDrop"))?,
+        dns: match obj(get(c, "DNSConfig"), &cf("DNSConfig"))? {
+            None => None,
+            Some(d) => Some(DnsConfig {
+                nameservers: strings(get(Some(d), "Nameservers"), &cf("DNSConfig.Nameservers"))?,
+                search: strings(get(Some(d), "Search"), &cf("DNSConfig.Search"))?,
+                options: strings(get(Some(d), "Options"), &cf("DNSConfig.Options"))?,
+            }),
+        },
+        hosts: strings(get(c, "Hosts"), &cf("Hosts"))?,
+        sysctls: string_map(get(c, "Sysctls"), &cf("Sysctls"))?,
+        ulimits: list(get(c, "Ulimits"), &cf("Ulimits"), |v, f| {
+            let m = obj(v, f)?;
+            Ok(Ulimit {
+                name: string(get(m, "Name"), &format!("{f}.Name"))?,
+                soft: int(get(m, "Soft"), &format!("{f}.Soft"))?.unwrap_or(0),
+                hard: int(get(m, "Hard"), &format!("{f}.Hard"))?.unwrap_or(0),
+            })
+        })?,
+        open_stdin: boolean(get(c, "OpenStdin"), &cf("OpenStdin"))?.unwrap_or(false),
     };
     let res = obj(get(t, "Resources"), "TaskTemplate.Resources")?;
     let limits = parse_resources(get(res, "Limits"), "TaskTemplate.Resources.Limits")?;
@@ -462,6 +709,10 @@ pub fn parse_task_spec(v: &Value) -> Result<TaskSpec, SpecError> {
         Some(p) => Some(Placement {
             constraints: strings(get(Some(p), "Constraints"), "TaskTemplate.Placement.Constraints")?,
             max_replicas: uint(get(Some(p), "MaxReplicas"), "TaskTemplate.Placement.MaxReplicas")?.unwrap_or(0),
+            spread_preferences: list(get(Some(p), "Preferences"), "TaskTemplate.Placement.Preferences", |v, f| {
+                let spread = obj(get(obj(v, f)?, "Spread"), &format!("{f}.Spread"))?;
+                string(get(spread, "SpreadDescriptor"), &format!("{f}.Spread.SpreadDescriptor"))
+            })?,
         }),
     };
     let networks = match get(t, "Networks") {
@@ -517,17 +768,301 @@ pub fn parse_service_spec(v: &Value) -> Result<ServiceSpec, SpecError> {
                 "dnsrr" => EndpointMode::Dnsrr,
                 other => return err("EndpointSpec.Mode", format!("\"{other}\" is not one of vip, dnsrr")),
             };
-            if get(Some(e), "Ports").as_array().is_some_and(|p| !p.is_empty()) {
-                return err("EndpointSpec.Ports", "published ports are not supported yet");
+            let ports = list(get(Some(e), "Ports"), "EndpointSpec.Ports", parse_port)?;
+            if mode == EndpointMode::Dnsrr && ports.iter().any(|p| p.publish_mode() == PublishMode::Ingress) {
+                return err("EndpointSpec.Ports", "port published with ingress mode can't be used with dnsrr mode");
             }
-            Some(EndpointSpec { mode: mode as i32 })
+            Some(EndpointSpec { mode: mode as i32, ports })
         }
     };
+    let depends_on = list(get(Some(s), "DependsOn"), "DependsOn", |v, f| {
+        let m = obj(v, f)?;
+        let condition = match string(get(m, "Condition"), &format!("{f}.Condition"))?.as_str() {
+            "" | "service_started" => DependencyCondition::ServiceStarted,
+            "service_healthy" => DependencyCondition::ServiceHealthy,
+            "service_completed_successfully" => DependencyCondition::ServiceCompletedSuccessfully,
+            other => {
+                return err(
+                    &format!("{f}.Condition"),
+                    format!(
+                        "\"{other}\" is not one of service_started, service_healthy, service_completed_successfully"
+                    ),
+                )
+            }
+        };
+        Ok(ServiceDependency {
+            service: string(get(m, "Service"), &format!("{f}.Service"))?,
+            condition: condition as i32,
+        })
+    })?;
     Ok(ServiceSpec {
         annotations: Some(annotations),
         task: Some(task),
         mode: Some(ServiceMode { mode: Some(mode) }),
-        endpoint: endpoint.filter(|e| e.mode() != EndpointMode::Vip),
+        endpoint: endpoint.filter(|e| e.mode() != EndpointMode::Vip || !e.ports.is_empty()),
+        update: parse_update_config(get(Some(s), "UpdateConfig"), "UpdateConfig")?,
+        rollback: parse_update_config(get(Some(s), "RollbackConfig"), "RollbackConfig")?,
+        depends_on,
+    })
+}
+
+/// A list whose items `item` reads; the field names the item's index.
+fn list<T>(v: &Value, field: &str, item: impl Fn(&Value, &str) -> Result<T, SpecError>) -> Result<Vec<T>, SpecError> {
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(a) => a.iter().enumerate().map(|(i, x)| item(x, &format!("{field}[{i}]"))).collect(),
+        _ => err(field, "expected a list"),
+    }
+}
+
+fn parse_mount(v: &Value, f: &str) -> Result<Mount, SpecError> {
+    let m = obj(v, f)?;
+    let kind = match string(get(m, "Type"), &format!("{f}.Type"))?.as_str() {
+        "" | "volume" => mount::Type::Volume,
+        "bind" => mount::Type::Bind,
+        "tmpfs" => mount::Type::Tmpfs,
+        other => return err(&format!("{f}.Type"), format!("\"{other}\" is not one of bind, volume, tmpfs")),
+    };
+    let vo = obj(get(m, "VolumeOptions"), &format!("{f}.VolumeOptions"))?;
+    let to = obj(get(m, "TmpfsOptions"), &format!("{f}.TmpfsOptions"))?;
+    let mut out = Mount {
+        source: string(get(m, "Source"), &format!("{f}.Source"))?,
+        target: string(get(m, "Target"), &format!("{f}.Target"))?,
+        read_only: boolean(get(m, "ReadOnly"), &format!("{f}.ReadOnly"))?.unwrap_or(false),
+        tmpfs_size: int(get(to, "SizeBytes"), &format!("{f}.TmpfsOptions.SizeBytes"))?.unwrap_or(0),
+        tmpfs_mode: uint(get(to, "Mode"), &format!("{f}.TmpfsOptions.Mode"))?.unwrap_or(0) as u32,
+        volume_labels: string_map(get(vo, "Labels"), &format!("{f}.VolumeOptions.Labels"))?,
+        volume_nocopy: boolean(get(vo, "NoCopy"), &format!("{f}.VolumeOptions.NoCopy"))?.unwrap_or(false),
+        ..Mount::default()
+    };
+    out.set_type(kind);
+    Ok(out)
+}
+
+fn parse_file_target(v: &Value, f: &str) -> Result<Option<FileTarget>, SpecError> {
+    let Some(m) = obj(v, f)? else { return Ok(None) };
+    Ok(Some(FileTarget {
+        name: string(get(Some(m), "Name"), &format!("{f}.Name"))?,
+        uid: string(get(Some(m), "UID"), &format!("{f}.UID"))?,
+        gid: string(get(Some(m), "GID"), &format!("{f}.GID"))?,
+        mode: uint(get(Some(m), "Mode"), &format!("{f}.Mode"))?.unwrap_or(0o444) as u32,
+    }))
+}
+
+fn parse_port(v: &Value, f: &str) -> Result<PortConfig, SpecError> {
+    let m = obj(v, f)?;
+    let protocol = match string(get(m, "Protocol"), &format!("{f}.Protocol"))?.as_str() {
+        "" | "tcp" => PortProtocol::Tcp,
+        "udp" => PortProtocol::Udp,
+        "sctp" => PortProtocol::Sctp,
+        other => return err(&format!("{f}.Protocol"), format!("\"{other}\" is not one of tcp, udp, sctp")),
+    };
+    let mode = match string(get(m, "PublishMode"), &format!("{f}.PublishMode"))?.as_str() {
+        "" | "ingress" => PublishMode::Ingress,
+        "host" => PublishMode::Host,
+        other => return err(&format!("{f}.PublishMode"), format!("\"{other}\" is not one of ingress, host")),
+    };
+    let port = |k: &str| -> Result<u32, SpecError> {
+        match uint(get(m, k), &format!("{f}.{k}"))? {
+            Some(p) if p > 65535 => err(&format!("{f}.{k}"), "a port is at most 65535"),
+            other => Ok(other.unwrap_or(0) as u32),
+        }
+    };
+    let target = port("TargetPort")?;
+    if target == 0 {
+        return err(&format!("{f}.TargetPort"), "a target port between 1 and 65535 is required");
+    }
+    Ok(PortConfig {
+        name: string(get(m, "Name"), &format!("{f}.Name"))?,
+        protocol: protocol as i32,
+        target_port: target,
+        published_port: port("PublishedPort")?,
+        publish_mode: mode as i32,
+    })
+}
+
+fn parse_update_config(v: &Value, f: &str) -> Result<Option<UpdateConfig>, SpecError> {
+    let Some(m) = obj(v, f)? else { return Ok(None) };
+    let action = match string(get(Some(m), "FailureAction"), &format!("{f}.FailureAction"))?.as_str() {
+        "" | "pause" => FailureAction::Pause,
+        "continue" => FailureAction::Continue,
+        "rollback" => FailureAction::Rollback,
+        other => {
+            return err(&format!("{f}.FailureAction"), format!("\"{other}\" is not one of pause, continue, rollback"))
+        }
+    };
+    let order = match string(get(Some(m), "Order"), &format!("{f}.Order"))?.as_str() {
+        "" | "stop-first" => UpdateOrder::StopFirst,
+        "start-first" => UpdateOrder::StartFirst,
+        other => return err(&format!("{f}.Order"), format!("\"{other}\" is not one of stop-first, start-first")),
+    };
+    let ratio = match get(Some(m), "MaxFailureRatio") {
+        Value::Null => 0.0,
+        Value::Number(n) => n.as_f64().unwrap_or(0.0) as f32,
+        _ => return err(&format!("{f}.MaxFailureRatio"), "expected a number"),
+    };
+    if !(0.0..=1.0).contains(&ratio) {
+        return err(&format!("{f}.MaxFailureRatio"), "must be between 0 and 1");
+    }
+    Ok(Some(UpdateConfig {
+        parallelism: uint(get(Some(m), "Parallelism"), &format!("{f}.Parallelism"))?.unwrap_or(0),
+        delay: int(get(Some(m), "Delay"), &format!("{f}.Delay"))?.unwrap_or(0),
+        failure_action: action as i32,
+        monitor: int(get(Some(m), "Monitor"), &format!("{f}.Monitor"))?.unwrap_or(0),
+        max_failure_ratio: ratio,
+        order: order as i32,
+    }))
+}
+
+// ------------------------------------------------- networks, secrets, configs
+
+/// A swarm network as Docker's `GET /networks` shows it.
+pub fn network(n: &shoal_proto::Network) -> Value {
+    let (_, created, _) = meta(&n.meta);
+    let spec = n.spec.clone().unwrap_or_default();
+    let allocated = n.allocated.clone().unwrap_or_default();
+    let mut ipam = Vec::new();
+    if !allocated.subnet.is_empty() {
+        ipam.push(json!({ "Subnet": allocated.subnet, "Gateway": allocated.gateway }));
+    }
+    json!({
+        "Name": n.name(),
+        "Id": n.id,
+        "Created": created,
+        "Scope": "swarm",
+        "Driver": spec.driver,
+        "EnableIPv4": true,
+        "EnableIPv6": false,
+        "IPAM": { "Driver": "default", "Options": null, "Config": ipam },
+        "Internal": spec.internal,
+        "Attachable": spec.attachable,
+        "Ingress": false,
+        "ConfigFrom": { "Network": "" },
+        "ConfigOnly": false,
+        "Containers": null,
+        "Options": map_json(&spec.driver_opts),
+        "Labels": labels(&spec.annotations),
+    })
+}
+
+/// Reads Docker's `POST /networks/create` body.
+pub fn parse_network_create(v: &Value) -> Result<NetworkSpec, SpecError> {
+    let Some(m) = obj(v, "NetworkCreateRequest")? else {
+        return err("NetworkCreateRequest", "the request body is empty");
+    };
+    let m = Some(m);
+    let ipam = obj(get(m, "IPAM"), "IPAM")?;
+    let configs = list(get(ipam, "Config"), "IPAM.Config", |v, f| {
+        let c = obj(v, f)?;
+        Ok(IpamConfig {
+            subnet: string(get(c, "Subnet"), &format!("{f}.Subnet"))?,
+            gateway: string(get(c, "Gateway"), &format!("{f}.Gateway"))?,
+            ip_range: string(get(c, "IPRange"), &format!("{f}.IPRange"))?,
+        })
+    })?;
+    if boolean(get(m, "Ingress"), "Ingress")?.unwrap_or(false) {
+        return err("Ingress", "ingress networks are not supported yet (the routing mesh is to come)");
+    }
+    Ok(NetworkSpec {
+        annotations: Some(Annotations {
+            name: string(get(m, "Name"), "Name")?,
+            labels: string_map(get(m, "Labels"), "Labels")?,
+        }),
+        driver: string(get(m, "Driver"), "Driver")?,
+        internal: boolean(get(m, "Internal"), "Internal")?.unwrap_or(false),
+        attachable: boolean(get(m, "Attachable"), "Attachable")?.unwrap_or(false),
+        driver_opts: string_map(get(m, "Options"), "Options")?,
+        ipam: configs,
+    })
+}
+
+/// A network spec as shoal's stack deploy sends it (the create request's shape).
+pub fn network_spec(s: &NetworkSpec) -> Value {
+    let config: Vec<Value> =
+        s.ipam.iter().map(|c| json!({ "Subnet": c.subnet, "Gateway": c.gateway, "IPRange": c.ip_range })).collect();
+    json!({
+        "Name": s.annotations.as_ref().map(|a| a.name.as_str()).unwrap_or(""),
+        "Labels": labels(&s.annotations),
+        "Driver": s.driver,
+        "Internal": s.internal,
+        "Attachable": s.attachable,
+        "Options": map_json(&s.driver_opts),
+        "IPAM": { "Driver": "default", "Config": config },
+    })
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// A secret or config spec with its data, as `POST /secrets/create` takes it.
+pub fn file_object_spec(a: &Option<Annotations>, data: &[u8]) -> Value {
+    json!({
+        "Name": a.as_ref().map(|a| a.name.as_str()).unwrap_or(""),
+        "Labels": labels(a),
+        "Data": base64_encode(data),
+    })
+}
+
+/// A secret's or config's spec as posted: `Data` absent on label updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileObjectSpec {
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    pub data: Option<Vec<u8>>,
+}
+
+/// Reads `{Name, Labels, Data}` (Data in base64) of a secret or config.
+pub fn parse_file_object_spec(v: &Value) -> Result<FileObjectSpec, SpecError> {
+    use base64::Engine;
+    let Some(m) = obj(v, "Spec")? else { return err("Spec", "the request body is empty") };
+    let m = Some(m);
+    if let Some(driver) = obj(get(m, "Driver"), "Driver")? {
+        if !string(get(Some(driver), "Name"), "Driver.Name")?.is_empty() {
+            return err("Driver", "secret drivers are not supported: give the data");
+        }
+    }
+    if let Some(t) = obj(get(m, "Templating"), "Templating")? {
+        if !string(get(Some(t), "Name"), "Templating.Name")?.is_empty() {
+            return err("Templating", "templating is not supported");
+        }
+    }
+    let data = match get(m, "Data") {
+        Value::Null => None,
+        Value::String(text) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map_err(|e| SpecError { field: "Data".into(), message: format!("invalid base64: {e}") })?,
+        ),
+        _ => return err("Data", "expected base64 text"),
+    };
+    Ok(FileObjectSpec { name: string(get(m, "Name"), "Name")?, labels: string_map(get(m, "Labels"), "Labels")?, data })
+}
+
+/// A secret as Docker shows it: never its data.
+pub fn secret(s: &Secret) -> Value {
+    let (version, created, updated) = meta(&s.meta);
+    let spec = s.spec.clone().unwrap_or_default();
+    json!({
+        "ID": s.id,
+        "Version": version,
+        "CreatedAt": created,
+        "UpdatedAt": updated,
+        "Spec": { "Name": s.name(), "Labels": labels(&spec.annotations) },
+    })
+}
+
+/// A config as Docker shows it, data included.
+pub fn config(c: &Config) -> Value {
+    let (version, created, updated) = meta(&c.meta);
+    let spec = c.spec.clone().unwrap_or_default();
+    json!({
+        "ID": c.id,
+        "Version": version,
+        "CreatedAt": created,
+        "UpdatedAt": updated,
+        "Spec": { "Name": c.name(), "Labels": labels(&spec.annotations), "Data": base64_encode(&spec.data) },
     })
 }
 
@@ -575,6 +1110,44 @@ mod tests {
         assert_eq!(spec.task.as_ref().unwrap().container.as_ref().unwrap().args, vec!["httpd", "-f"]);
         let again = parse_service_spec(&service_spec(&spec)).unwrap();
         assert_eq!(spec, again);
+    }
+
+    #[test]
+    fn stack_fields_round_trip() {
+        let v = json!({
+            "Name": "app_web",
+            "TaskTemplate": {
+                "ContainerSpec": {
+                    "Image": "demo:1",
+                    "Mounts": [
+                        {"Type": "volume", "Source": "app_data", "Target": "/data", "VolumeOptions": {"Labels": {"a": "b"}}},
+                        {"Type": "bind", "Source": "/srv", "Target": "/srv", "ReadOnly": true},
+                        {"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 1024, "Mode": 448}}
+                    ],
+                    "Secrets": [{"File": {"Name": "pw", "UID": "0", "GID": "0", "Mode": 292}, "SecretID": "x", "SecretName": "app_pw"}],
+                    "Configs": [{"File": {"Name": "/etc/c", "UID": "1", "GID": "2", "Mode": 420}, "ConfigID": "y", "ConfigName": "app_c"}],
+                    "Healthcheck": {"Test": ["CMD", "true"], "Interval": 1000, "Retries": 2},
+                    "CapabilityAdd": ["NET_ADMIN"],
+                    "Hosts": ["10.0.0.1 db"],
+                    "Ulimits": [{"Name": "nofile", "Soft": 1, "Hard": 2}]
+                },
+                "Placement": {"Preferences": [{"Spread": {"SpreadDescriptor": "node.labels.zone"}}]}
+            },
+            "EndpointSpec": {"Mode": "vip", "Ports": [{"Protocol": "udp", "TargetPort": 53, "PublishedPort": 5353, "PublishMode": "host"}]},
+            "UpdateConfig": {"Parallelism": 2, "Delay": 5, "FailureAction": "rollback", "Monitor": 7, "MaxFailureRatio": 0.25, "Order": "start-first"},
+            "DependsOn": [{"Service": "app_db", "Condition": "service_healthy"}]
+        });
+        let spec = parse_service_spec(&v).unwrap();
+        let c = spec.task.as_ref().unwrap().container.as_ref().unwrap();
+        assert_eq!((c.mounts.len(), c.mounts[2].tmpfs_mode), (3, 0o700));
+        assert_eq!(spec.endpoint.as_ref().unwrap().ports[0].published_port, 5353);
+        assert_eq!(spec.update.as_ref().unwrap().max_failure_ratio, 0.25);
+        assert_eq!(parse_service_spec(&service_spec(&spec)).unwrap(), spec);
+        let bad = json!({"Name": "x", "EndpointSpec": {"Ports": [{"TargetPort": 70000}]}});
+        assert_eq!(
+            parse_service_spec(&bad).unwrap_err().to_string(),
+            "EndpointSpec.Ports[0].TargetPort: a port is at most 65535"
+        );
     }
 
     #[test]

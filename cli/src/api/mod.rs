@@ -8,6 +8,8 @@ pub mod docker;
 mod filters;
 mod images;
 mod logs;
+mod networks;
+mod secrets;
 mod services;
 mod swarm;
 mod system;
@@ -21,6 +23,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use shoal_manager::control::ControlError;
+use shoal_proto::{Config, Secret};
 
 use crate::daemon::Daemon;
 
@@ -183,6 +186,17 @@ pub fn router(daemon: Arc<Daemon>) -> axum::Router {
         .route("/tasks/{id}", get(services::inspect_task))
         .route("/tasks/{id}/logs", get(services::logs))
         .route("/shoal/v1/stacks/{name}", post(services::deploy_stack).delete(services::remove_stack))
+        .route("/secrets", get(secrets::list::<Secret>))
+        .route("/secrets/create", post(secrets::create::<Secret>))
+        .route("/secrets/{id}", get(secrets::inspect::<Secret>).delete(secrets::remove::<Secret>))
+        .route("/secrets/{id}/update", post(secrets::update::<Secret>))
+        .route("/configs", get(secrets::list::<Config>))
+        .route("/configs/create", post(secrets::create::<Config>))
+        .route("/configs/{id}", get(secrets::inspect::<Config>).delete(secrets::remove::<Config>))
+        .route("/configs/{id}/update", post(secrets::update::<Config>))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/{id}", get(networks::inspect).delete(networks::remove))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::create))
         .route("/images/prune", post(images::prune))

@@ -203,6 +203,81 @@ pub struct StackQuery {
     prune: Option<String>,
 }
 
+fn change_name(c: &shoal_manager::control::StackChange) -> &'static str {
+    match c {
+        shoal_manager::control::StackChange::Created => "created",
+        shoal_manager::control::StackChange::Updated => "updated",
+        shoal_manager::control::StackChange::Unchanged => "unchanged",
+        shoal_manager::control::StackChange::Removed => "removed",
+    }
+}
+
+fn objects_json(objects: &[shoal_manager::control::StackObjectChange]) -> Vec<Value> {
+    objects
+        .iter()
+        .map(|o| json!({ "Kind": o.kind, "Name": o.name, "ID": o.id, "Change": change_name(&o.change) }))
+        .collect()
+}
+
+fn names(v: &Value, field: &str) -> ApiResult<Vec<String>> {
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| {
+                x.as_str().map(String::from).ok_or_else(|| ApiError::bad_request(format!("{field}: expected names")))
+            })
+            .collect(),
+        _ => Err(ApiError::bad_request(format!("{field}: expected a list of names"))),
+    }
+}
+
+/// Reads the body of a stack deploy: `{Services, Networks, Secrets, Configs,
+/// External: {Networks, Secrets, Configs}}`, every object in Docker's shape.
+fn parse_stack(v: &Value) -> ApiResult<shoal_manager::control::StackSpec> {
+    let Some(list) = v.get("Services").and_then(|s| s.as_array()) else {
+        return Err(ApiError::bad_request("the body must be {\"Services\": [ServiceSpec, …], …}"));
+    };
+    let items = |key: &str| v.get(key).and_then(|x| x.as_array()).cloned().unwrap_or_default();
+    let services = list
+        .iter()
+        .enumerate()
+        .map(|(i, s)| docker::parse_service_spec(s).map_err(|e| ApiError::bad_request(format!("Services[{i}]: {e}"))))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let networks = items("Networks")
+        .iter()
+        .enumerate()
+        .map(|(i, n)| docker::parse_network_create(n).map_err(|e| ApiError::bad_request(format!("Networks[{i}]: {e}"))))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let file_objects = |key: &str| -> ApiResult<Vec<(shoal_proto::Annotations, Vec<u8>)>> {
+        items(key)
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let spec =
+                    docker::parse_file_object_spec(o).map_err(|e| ApiError::bad_request(format!("{key}[{i}]: {e}")))?;
+                Ok((shoal_proto::Annotations { name: spec.name, labels: spec.labels }, spec.data.unwrap_or_default()))
+            })
+            .collect()
+    };
+    let external = v.get("External").cloned().unwrap_or(Value::Null);
+    Ok(shoal_manager::control::StackSpec {
+        services,
+        networks,
+        secrets: file_objects("Secrets")?
+            .into_iter()
+            .map(|(a, data)| shoal_proto::SecretSpec { annotations: Some(a), data })
+            .collect(),
+        configs: file_objects("Configs")?
+            .into_iter()
+            .map(|(a, data)| shoal_proto::ConfigSpec { annotations: Some(a), data })
+            .collect(),
+        external_networks: names(&external["Networks"], "External.Networks")?,
+        external_secrets: names(&external["Secrets"], "External.Secrets")?,
+        external_configs: names(&external["Configs"], "External.Configs")?,
+    })
+}
+
 /// `POST /shoal/v1/stacks/{name}`: the whole stack, applied as one write.
 pub async fn deploy_stack(
     State(daemon): State<Arc<Daemon>>,
@@ -213,33 +288,18 @@ pub async fn deploy_stack(
     let m = manager(&daemon).await?;
     let v: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    let Some(list) = v.get("Services").and_then(|s| s.as_array()) else {
-        return Err(ApiError::bad_request("the body must be {\"Services\": [ServiceSpec, …]}"));
-    };
-    let specs = list
-        .iter()
-        .enumerate()
-        .map(|(i, s)| docker::parse_service_spec(s).map_err(|e| ApiError::bad_request(format!("Services[{i}]: {e}"))))
-        .collect::<ApiResult<Vec<_>>>()?;
-    let result = m.control().deploy_stack(&name, specs, truthy(&q.prune)).await?;
+    let stack = parse_stack(&v)?;
+    let result = m.control().deploy_stack(&name, stack, truthy(&q.prune)).await?;
     let services: Vec<Value> = result
         .services
         .iter()
-        .map(|(n, id, change)| {
-            let change = match change {
-                shoal_manager::control::StackChange::Created => "created",
-                shoal_manager::control::StackChange::Updated => "updated",
-                shoal_manager::control::StackChange::Unchanged => "unchanged",
-                shoal_manager::control::StackChange::Removed => "removed",
-            };
-            json!({ "Name": n, "ID": id, "Change": change })
-        })
+        .map(|(n, id, change)| json!({ "Name": n, "ID": id, "Change": change_name(change) }))
         .collect();
-    Ok(Json(json!({ "Services": services })))
+    Ok(Json(json!({ "Services": services, "Objects": objects_json(&result.objects) })))
 }
 
 pub async fn remove_stack(State(daemon): State<Arc<Daemon>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let m = manager(&daemon).await?;
     let removed = m.control().remove_stack(&name).await?;
-    Ok(Json(json!({ "Removed": removed })))
+    Ok(Json(json!({ "Removed": removed.services, "Objects": objects_json(&removed.objects), "Kept": removed.kept })))
 }

@@ -51,11 +51,26 @@ pub fn print_services(services: &Value, quiet: bool, format: Format) -> anyhow::
             mode(svc).into(),
             replicas,
             image(svc),
-            String::new(),
+            ports(svc),
         ]);
     }
     t.print();
     Ok(())
+}
+
+/// The PORTS column: ingress-published ports as `*:8080->80/tcp`, as Docker
+/// shows them (host-mode ports are not listed there).
+pub fn ports(svc: &Value) -> String {
+    let list = svc["Endpoint"]["Ports"].as_array().cloned().unwrap_or_default();
+    list.iter()
+        .filter(|p| s(p, &["PublishMode"]) != "host")
+        .map(|p| {
+            let published = n(p, &["PublishedPort"]);
+            let published = if published == 0 { String::new() } else { published.to_string() };
+            format!("*:{published}->{}/{}", n(p, &["TargetPort"]), s(p, &["Protocol"]))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub async fn ls(client: &Client, quiet: bool, format: Format) -> anyhow::Result<()> {

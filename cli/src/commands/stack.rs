@@ -30,10 +30,29 @@ pub async fn deploy(client: &Client, o: DeployOptions) -> anyhow::Result<()> {
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
-    let services: Vec<Value> = loaded.stack.services.iter().map(docker::service_spec).collect();
+    let stack = &loaded.stack;
+    let body = json!({
+        "Services": stack.services.iter().map(docker::service_spec).collect::<Vec<_>>(),
+        "Networks": stack.networks.iter().map(docker::network_spec).collect::<Vec<_>>(),
+        "Secrets": stack.secrets.iter().map(|s| docker::file_object_spec(&s.annotations, &s.data)).collect::<Vec<_>>(),
+        "Configs": stack.configs.iter().map(|c| docker::file_object_spec(&c.annotations, &c.data)).collect::<Vec<_>>(),
+        "External": {
+            "Networks": stack.external.networks,
+            "Secrets": stack.external.secrets,
+            "Configs": stack.external.configs,
+        },
+    });
     let since = shoal_proto::now_ns();
     let path = format!("/shoal/v1/stacks/{}{}", encode(&o.name), if o.prune { "?prune=1" } else { "" });
-    let result = client.post(&path, &json!({ "Services": services })).await?;
+    let result = client.post(&path, &body).await?;
+    for object in result["Objects"].as_array().cloned().unwrap_or_default() {
+        let (kind, name) = (s(&object, &["Kind"]), s(&object, &["Name"]));
+        match s(&object, &["Change"]) {
+            "created" => println!("Creating {kind} {name}"),
+            "updated" => println!("Updating {kind} {name}"),
+            _ => {}
+        }
+    }
     let mut waiting = Vec::new();
     for svc in result["Services"].as_array().cloned().unwrap_or_default() {
         let name = s(&svc, &["Name"]);
@@ -128,6 +147,18 @@ pub async fn rm(client: &Client, name: &str, detach: bool, timeout: Duration) ->
     removed.sort();
     for svc in &removed {
         println!("Removing service {svc}");
+    }
+    let mut objects = r["Objects"].as_array().cloned().unwrap_or_default();
+    objects.sort_by_key(|o| match s(o, &["Kind"]) {
+        "secret" => 0,
+        "config" => 1,
+        _ => 2,
+    });
+    for o in &objects {
+        println!("Removing {} {}", s(o, &["Kind"]), s(o, &["Name"]));
+    }
+    for why in r["Kept"].as_array().cloned().unwrap_or_default() {
+        eprintln!("warning: kept: {}", why.as_str().unwrap_or(""));
     }
     if detach {
         return Ok(());

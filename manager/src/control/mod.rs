@@ -1,18 +1,23 @@
 //! Control operations: what users ask of the cluster (create, update and
-//! remove services; deploy and remove whole stacks). Each one validates its
+//! remove services, networks, secrets and configs; deploy and remove whole
+//! stacks). Each one validates its
 //! input, reads the store, and commits its change as ONE raft entry, carrying
 //! the versions it read so that a concurrent change fails it cleanly.
 
 mod cluster;
+mod network;
 mod node;
 pub(crate) mod propose;
+mod secret;
 mod service;
 mod stack;
 
 pub use cluster::Rotate;
+pub use network::OVERLAY;
 pub use propose::{LeaderOp, Proposer, WriteError};
+pub use secret::FileObject;
 pub use service::validate_service_spec;
-pub use stack::{StackChange, StackDeployResult};
+pub use stack::{StackChange, StackDeployResult, StackObjectChange, StackRemoveResult, StackSpec};
 
 use crate::store::{Store, StoreError};
 

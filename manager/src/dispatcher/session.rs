@@ -4,6 +4,10 @@ use std::pin::Pin;
 
 use futures::Stream;
 use shoal_proto::dispatcher_server;
+use std::collections::BTreeSet;
+
+use crate::store::State;
+use shoal_proto::{Config, Secret, Task, TaskState};
 use shoal_proto::{
     HeartbeatRequest, HeartbeatResponse, NodeState, SessionMessage, SessionRequest, UpdateTaskStatusRequest,
     UpdateTaskStatusResponse, WeightedPeer,
@@ -64,6 +68,22 @@ impl Dispatcher {
     }
 }
 
+/// The secrets and configs that `tasks` (one node's assignments) use, and
+/// no others: a node never learns a secret none of its live tasks needs.
+pub(super) fn files_of(state: &State, tasks: &[Task]) -> (Vec<Secret>, Vec<Config>) {
+    let mut secret_ids = BTreeSet::new();
+    let mut config_ids = BTreeSet::new();
+    for t in tasks.iter().filter(|t| t.desired_state() <= TaskState::Running) {
+        let Some(c) = t.spec.as_ref().and_then(|s| s.container.as_ref()) else { continue };
+        secret_ids.extend(c.secrets.iter().map(|r| r.secret_id.as_str()));
+        config_ids.extend(c.configs.iter().map(|r| r.config_id.as_str()));
+    }
+    (
+        secret_ids.into_iter().filter_map(|id| state.secrets.get(id).cloned()).collect(),
+        config_ids.into_iter().filter_map(|id| state.configs.get(id).cloned()).collect(),
+    )
+}
+
 #[tonic::async_trait]
 impl dispatcher_server::Dispatcher for Dispatcher {
     type SessionStream = SessionStream;
@@ -83,14 +103,20 @@ impl dispatcher_server::Dispatcher for Dispatcher {
             let mut last: Option<(Vec<(String, u64)>, i32, Vec<WeightedPeer>)> = None;
             loop {
                 changes.mark_unchanged();
-                let (tasks, desired_role) = {
+                let (tasks, secrets, configs, desired_role) = {
                     let state = me.store.read();
                     let tasks: Vec<_> =
                         state.tasks.values().filter(|t| assigned_to(t, &req.node_id)).cloned().collect();
+                    let (secrets, configs) = files_of(&state, &tasks);
                     let role = state.nodes.get(&req.node_id).and_then(|n| n.spec.as_ref()).map(|s| s.desired_role);
-                    (tasks, role.unwrap_or_default())
+                    (tasks, secrets, configs, role.unwrap_or_default())
                 };
-                let fingerprint: Vec<(String, u64)> = tasks.iter().map(|t| (t.id.clone(), t.version())).collect();
+                let fingerprint: Vec<(String, u64)> = tasks
+                    .iter()
+                    .map(|t| (t.id.clone(), t.version()))
+                    .chain(secrets.iter().map(|s| (s.id.clone(), s.version())))
+                    .chain(configs.iter().map(|c| (c.id.clone(), c.version())))
+                    .collect();
                 let managers = me.managers();
                 let fingerprint = (fingerprint, desired_role, managers.clone());
                 if last.as_ref() != Some(&fingerprint) {
@@ -100,6 +126,8 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                         managers,
                         heartbeat_period: me.heartbeat_period().as_nanos() as i64,
                         desired_role,
+                        secrets,
+                        configs,
                     };
                     if tx.send(Ok(msg)).await.is_err() {
                         return;
@@ -150,5 +178,48 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         let req = request.into_inner();
         self.apply_status_updates(&req.node_id, &req.updates).await?;
         Ok(Response::new(UpdateTaskStatusResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_proto::{ContainerSpec, SecretReference, SecretSpec, TaskSpec};
+
+    fn task(id: &str, secrets: &[&str], desired: TaskState) -> Task {
+        let mut t = Task {
+            id: id.into(),
+            spec: Some(TaskSpec {
+                container: Some(ContainerSpec {
+                    secrets: secrets
+                        .iter()
+                        .map(|s| SecretReference { secret_id: s.to_string(), ..Default::default() })
+                        .collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        t.set_desired_state(desired);
+        t
+    }
+
+    #[test]
+    fn a_node_gets_only_the_secrets_of_its_live_tasks() {
+        let mut state = State::default();
+        for id in ["s1", "s2", "s3"] {
+            let spec = SecretSpec { data: id.as_bytes().to_vec(), ..Default::default() };
+            state.secrets.insert(id.into(), Secret { id: id.into(), spec: Some(spec), ..Default::default() });
+        }
+        let tasks = [
+            task("t1", &["s1"], TaskState::Running),
+            task("t2", &["s1", "s2"], TaskState::Ready),
+            task("t3", &["s3"], TaskState::Shutdown),
+        ];
+        let (secrets, configs) = files_of(&state, &tasks);
+        let ids: Vec<&str> = secrets.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["s1", "s2"]);
+        assert!(configs.is_empty());
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shoal_proto::{NodeAvailability, NodeState, Service, StoreAction, Task, TaskState};
+use shoal_proto::{DependencyCondition, NodeAvailability, NodeState, Service, StoreAction, Task, TaskState};
 use tokio::sync::watch;
 
 use super::new_task;
@@ -45,6 +45,11 @@ pub fn reconcile(state: &State, now: i64) -> (Vec<StoreAction>, Option<i64>) {
             continue;
         };
         let tasks = by_service.remove(service.id.as_str()).unwrap_or_default();
+        // A first deploy waits for the service's dependencies (depends_on);
+        // once it has tasks, restarts and updates are never held back.
+        if tasks.is_empty() && !dependencies_met(state, service) {
+            continue;
+        }
         reconcile_service(state, service, replicas, &tasks, now, &mut actions, &mut wake);
     }
     // Tasks whose service is gone: make sure they are being removed.
@@ -56,6 +61,36 @@ pub fn reconcile(state: &State, now: i64) -> (Vec<StoreAction>, Option<i64>) {
         }
     }
     (actions, wake)
+}
+
+/// Whether every `depends_on` of `service` is satisfied: its replicas all
+/// running (`service_started`; `service_healthy` too, since a task with a
+/// health check only reaches `running` once healthy) or all slots completed
+/// with exit 0 (`service_completed_successfully`). A dependency that no
+/// longer exists holds nothing back.
+pub fn dependencies_met(state: &State, service: &Service) -> bool {
+    let Some(spec) = service.spec.as_ref() else { return true };
+    spec.depends_on.iter().all(|d| {
+        let Some(dep) = state.services.values().find(|s| s.name() == d.service) else { return true };
+        let wanted = dep.replicas().unwrap_or(1);
+        let tasks: Vec<&Task> = state.service_tasks(&dep.id).collect();
+        match d.condition() {
+            DependencyCondition::ServiceStarted | DependencyCondition::ServiceHealthy => {
+                let running = tasks
+                    .iter()
+                    .filter(|t| t.state() == TaskState::Running && t.desired_state() == TaskState::Running)
+                    .count() as u64;
+                running >= wanted
+            }
+            DependencyCondition::ServiceCompletedSuccessfully => (1..=wanted).all(|slot| {
+                tasks.iter().any(|t| {
+                    (t.slot == slot || dep.replicas().is_none())
+                        && t.state() == TaskState::Complete
+                        && t.status.as_ref().and_then(|s| s.container.as_ref()).is_none_or(|c| c.exit_code == 0)
+                })
+            }),
+        }
+    })
 }
 
 fn reconcile_service(
@@ -210,6 +245,73 @@ mod tests {
         store.apply(index, &StoreBatch { actions: vec![update(s)], timestamp: 0 }).unwrap();
         converge(&store, 0);
         assert_eq!(running_slots(&store), vec![1]);
+    }
+
+    fn named(id: &str, name: &str, replicas: u64, depends_on: &[(&str, DependencyCondition)]) -> Service {
+        let mut s = service(replicas);
+        s.id = id.into();
+        let spec = s.spec.as_mut().unwrap();
+        spec.annotations.as_mut().unwrap().name = name.into();
+        spec.depends_on = depends_on
+            .iter()
+            .map(|(n, c)| shoal_proto::ServiceDependency { service: n.to_string(), condition: *c as i32 })
+            .collect();
+        s
+    }
+
+    fn tasks_of(store: &Store, id: &str) -> usize {
+        store.read().service_tasks(id).count()
+    }
+
+    #[test]
+    fn first_tasks_wait_for_dependencies() {
+        for condition in [DependencyCondition::ServiceStarted, DependencyCondition::ServiceHealthy] {
+            let store = Store::new();
+            let db = named("db", "app_db", 2, &[]);
+            let web = named("web", "app_web", 1, &[("app_db", condition)]);
+            store.apply(1, &StoreBatch { actions: vec![create(db), create(web)], timestamp: 0 }).unwrap();
+            converge(&store, 0);
+            assert_eq!((tasks_of(&store, "db"), tasks_of(&store, "web")), (2, 0));
+            // One of two replicas running is not enough.
+            let first = store.read().service_tasks("db").next().unwrap().id.clone();
+            set_state(&store, |t| (t.id == first).then_some(TaskState::Running));
+            converge(&store, 0);
+            assert_eq!(tasks_of(&store, "web"), 0);
+            set_state(&store, |t| (t.service_id == "db").then_some(TaskState::Running));
+            converge(&store, 0);
+            assert_eq!(tasks_of(&store, "web"), 1);
+            // Later, a failing dependency does not hold back web's restarts.
+            set_state(&store, |t| (t.service_id == "db").then_some(TaskState::Failed));
+            set_state(&store, |t| (t.service_id == "web").then_some(TaskState::Failed));
+            converge(&store, 0);
+            assert!(tasks_of(&store, "web") > 1, "web's failed task was not replaced");
+        }
+    }
+
+    #[test]
+    fn completed_successfully_needs_exit_zero() {
+        let store = Store::new();
+        let migrate = named("m", "app_migrate", 1, &[]);
+        let web = named("web", "app_web", 1, &[("app_migrate", DependencyCondition::ServiceCompletedSuccessfully)]);
+        store.apply(1, &StoreBatch { actions: vec![create(migrate), create(web)], timestamp: 0 }).unwrap();
+        converge(&store, 0);
+        set_state(&store, |t| (t.service_id == "m").then_some(TaskState::Running));
+        converge(&store, 0);
+        assert_eq!(tasks_of(&store, "web"), 0, "running is not completed");
+        let actions: Vec<_> = store
+            .read()
+            .service_tasks("m")
+            .map(|t| {
+                let mut t = t.clone();
+                let st = t.status.get_or_insert_default();
+                st.set_state(TaskState::Complete);
+                st.container = Some(shoal_proto::ContainerStatus { exit_code: 0, ..Default::default() });
+                update(t)
+            })
+            .collect();
+        let index = store.applied_index() + 1;
+        store.apply(index, &StoreBatch { actions, timestamp: 0 }).unwrap();
+        assert!(dependencies_met(&store.read(), &store.read().services["web"]));
     }
 
     #[test]

@@ -28,6 +28,8 @@ enum Undo {
     Task(String, Option<Box<shoal_proto::Task>>),
     Network(String, Option<Box<shoal_proto::Network>>),
     Cluster(String, Option<Box<shoal_proto::Cluster>>),
+    Secret(String, Option<Box<shoal_proto::Secret>>),
+    Config(String, Option<Box<shoal_proto::Config>>),
 }
 
 pub(super) fn apply_batch(state: &mut State, index: u64, batch: &StoreBatch) -> Result<(), StoreError> {
@@ -41,6 +43,8 @@ pub(super) fn apply_batch(state: &mut State, index: u64, batch: &StoreBatch) -> 
                     Undo::Task(id, o) => restore(&mut state.tasks, id, o),
                     Undo::Network(id, o) => restore(&mut state.networks, id, o),
                     Undo::Cluster(id, o) => restore(&mut state.clusters, id, o),
+                    Undo::Secret(id, o) => restore(&mut state.secrets, id, o),
+                    Undo::Config(id, o) => restore(&mut state.configs, id, o),
                 }
             }
             return Err(e);
@@ -103,6 +107,8 @@ stored!(shoal_proto::Task, "task");
 stored!(shoal_proto::Cluster, "cluster");
 stored!(shoal_proto::Service, "service", unique_name);
 stored!(shoal_proto::Network, "network", unique_name);
+stored!(shoal_proto::Secret, "secret", unique_name);
+stored!(shoal_proto::Config, "config", unique_name);
 
 fn apply_action(
     state: &mut State,
@@ -129,12 +135,23 @@ fn apply_action(
             undo.push(Undo::Task(o.id.clone(), old));
         }
         Object::Network(o) => {
+            if kind != Kind::Delete {
+                check_subnet(state, o)?;
+            }
             let old = change(&mut state.networks, kind, o, index, now)?;
             undo.push(Undo::Network(o.id.clone(), old));
         }
         Object::Cluster(o) => {
             let old = change(&mut state.clusters, kind, o, index, now)?;
             undo.push(Undo::Cluster(o.id.clone(), old));
+        }
+        Object::Secret(o) => {
+            let old = change(&mut state.secrets, kind, o, index, now)?;
+            undo.push(Undo::Secret(o.id.clone(), old));
+        }
+        Object::Config(o) => {
+            let old = change(&mut state.configs, kind, o, index, now)?;
+            undo.push(Undo::Config(o.id.clone(), old));
         }
     }
     Ok(())
@@ -199,6 +216,24 @@ fn change<T: Stored>(
         }
     }
     Ok(current.map(Box::new))
+}
+
+/// Two networks never share an allocated subnet, whoever allocated them.
+fn check_subnet(state: &State, network: &shoal_proto::Network) -> Result<(), StoreError> {
+    let Some(subnet) = network.allocated.as_ref().map(|a| a.subnet.as_str()).filter(|s| !s.is_empty()) else {
+        return Ok(());
+    };
+    match state
+        .networks
+        .values()
+        .find(|n| n.id != network.id && n.allocated.as_ref().map(|a| a.subnet.as_str()) == Some(subnet))
+    {
+        Some(other) => Err(StoreError::AlreadyExists {
+            kind: "network".into(),
+            key: format!("with subnet {subnet} ({})", other.name()),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn check_unique_name<T: Stored>(map: &std::collections::BTreeMap<String, T>, object: &T) -> Result<(), StoreError> {

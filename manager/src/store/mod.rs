@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use prost::Message;
-use shoal_proto::{Cluster, Network, Node, Service, StoreBatch, StoreSnapshot, Task};
+use shoal_proto::{Cluster, Config, Network, Node, Secret, Service, StoreBatch, StoreSnapshot, Task};
 use tokio::sync::watch;
 
 pub use apply::StoreError;
@@ -25,6 +25,8 @@ pub struct State {
     pub tasks: BTreeMap<String, Task>,
     pub networks: BTreeMap<String, Network>,
     pub clusters: BTreeMap<String, Cluster>,
+    pub secrets: BTreeMap<String, Secret>,
+    pub configs: BTreeMap<String, Config>,
 }
 
 impl State {
@@ -48,6 +50,21 @@ impl State {
         find(&self.tasks, key, "task", |t| t.name())
     }
 
+    /// A network by exact ID, exact name, or unique ID prefix.
+    pub fn find_network(&self, key: &str) -> Result<&Network, StoreError> {
+        find(&self.networks, key, "network", |n| n.name())
+    }
+
+    /// A secret by exact ID, exact name, or unique ID prefix.
+    pub fn find_secret(&self, key: &str) -> Result<&Secret, StoreError> {
+        find(&self.secrets, key, "secret", |n| n.name())
+    }
+
+    /// A config by exact ID, exact name, or unique ID prefix.
+    pub fn find_config(&self, key: &str) -> Result<&Config, StoreError> {
+        find(&self.configs, key, "config", |n| n.name())
+    }
+
     /// The tasks of one service.
     pub fn service_tasks<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
         self.tasks.values().filter(move |t| t.service_id == service_id)
@@ -60,6 +77,8 @@ impl State {
             tasks: self.tasks.values().cloned().collect(),
             networks: self.networks.values().cloned().collect(),
             clusters: self.clusters.values().cloned().collect(),
+            secrets: self.secrets.values().cloned().collect(),
+            configs: self.configs.values().cloned().collect(),
         }
     }
 
@@ -70,6 +89,8 @@ impl State {
             tasks: s.tasks.into_iter().map(|o| (o.id.clone(), o)).collect(),
             networks: s.networks.into_iter().map(|o| (o.id.clone(), o)).collect(),
             clusters: s.clusters.into_iter().map(|o| (o.id.clone(), o)).collect(),
+            secrets: s.secrets.into_iter().map(|o| (o.id.clone(), o)).collect(),
+            configs: s.configs.into_iter().map(|o| (o.id.clone(), o)).collect(),
         }
     }
 }

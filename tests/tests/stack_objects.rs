@@ -1,0 +1,326 @@
+//! Stacks with more than services: secrets and configs as files in the
+//! container, networks with subnets, named volumes that outlive a task,
+//! health checks and depends_on ordering, and the errors bad stacks get.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shoal_tests::{eventually, Node};
+
+fn names(list: &serde_json::Value, key: &str) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .as_array()
+        .map(|a| a.iter().map(|o| o[key].as_str().unwrap_or("").to_string()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn spec_names(list: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .as_array()
+        .map(|a| a.iter().map(|o| o["Spec"]["Name"].as_str().unwrap_or("").to_string()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The only running container whose name starts with `prefix`.
+fn container(node: &Node, prefix: &str) -> (String, i32) {
+    eventually(Duration::from_secs(30), &format!("one running {prefix} container"), || {
+        let c: Vec<_> = node.running_containers().into_iter().filter(|(n, _)| n.starts_with(prefix)).collect();
+        (c.len() == 1).then(|| c[0].clone())
+    })
+}
+
+/// An RFC 3339 UTC time (`…T12:00:01.5Z`) as text that sorts as the time
+/// does: the fraction padded to nanoseconds.
+fn sortable_time(s: &str) -> String {
+    let s = s.trim_end_matches('Z');
+    let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
+    format!("{whole}.{fraction:0<9}")
+}
+
+fn in_container(pid: i32, path: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/root{path}"))
+}
+
+fn docker(node: &Node, args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", node.host())
+        .output()
+        .expect("the docker CLI is on this machine (it is a documented part of the dev and CI machines)");
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const FILES_STACK: &str = r#"
+services:
+  app:
+    image: demo:1
+    command: ["sh", "-c", "echo started >> /data/starts; exec sleep 3600"]
+    stop_grace_period: 1s
+    deploy:
+      restart_policy: { condition: any, delay: 1s }
+    secrets:
+      - db_password
+      - source: api_key
+        target: api
+        uid: "1000"
+        gid: "1001"
+        mode: 0400
+    configs:
+      - source: app_conf
+        target: /etc/app.conf
+        mode: 0644
+    networks: [back]
+    volumes:
+      - data:/data
+      - type: tmpfs
+        target: /scratch
+    ports:
+      - "8080:80"
+secrets:
+  db_password:
+    file: ./db_password.txt
+  api_key:
+    file: ./api_key.txt
+configs:
+  app_conf:
+    file: ./app.conf
+networks:
+  back:
+    ipam:
+      config: [{ subnet: 10.77.0.0/24 }]
+volumes:
+  data: {}
+"#;
+
+#[test]
+fn secrets_configs_networks_and_volumes_reach_the_container_and_go_with_the_stack() {
+    let node = Node::start().expect("starting the daemon");
+    node.swarm_init();
+    node.import_busybox("demo:1");
+    node.write("db_password.txt", "s3cret\n");
+    node.write("api_key.txt", "key-123");
+    node.write("app.conf", "level = debug\n");
+    let file = node.write("stack.yml", FILES_STACK);
+    let file = file.to_str().expect("UTF-8").to_string();
+
+    let out = node.ok(&["stack", "deploy", "-c", &file, "app"]);
+    assert!(out.contains("Creating secret app_db_password") && out.contains("Creating network app_back"), "{out}");
+    let (_, pid) = container(&node, "app_app.1.");
+
+    // Secrets under /run/secrets, a config at its target, with owners and modes.
+    let password = in_container(pid, "/run/secrets/db_password");
+    assert_eq!(std::fs::read_to_string(&password).expect("the secret is in the container"), "s3cret\n");
+    let meta = std::fs::metadata(&password).expect("stat the secret");
+    assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o444, 0, 0));
+    let api = std::fs::metadata(in_container(pid, "/run/secrets/api")).expect("stat the api key");
+    assert_eq!((api.mode() & 0o7777, api.uid(), api.gid()), (0o400, 1000, 1001));
+    let conf = in_container(pid, "/etc/app.conf");
+    assert_eq!(std::fs::read_to_string(&conf).expect("the config is in the container"), "level = debug\n");
+    assert_eq!(std::fs::metadata(&conf).expect("stat the config").mode() & 0o7777, 0o644);
+    // The secret's host side is a tmpfs, not the disk.
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("the container's mounts");
+    let secret_mount = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/run/secrets/db_password"))
+        .unwrap_or_else(|| panic!("no mount at /run/secrets/db_password:\n{mountinfo}"));
+    assert!(secret_mount.contains(" - tmpfs "), "{secret_mount}");
+    assert!(secret_mount.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")), "{secret_mount}");
+    let scratch = mountinfo.lines().find(|l| l.split(' ').nth(4) == Some("/scratch")).expect("the tmpfs mount");
+    assert!(scratch.contains(" - tmpfs "), "{scratch}");
+
+    // What the API and the docker CLI show: names, never a secret's data.
+    let secrets = node.json(&["secret", "ls"]);
+    assert_eq!(spec_names(&secrets), ["app_api_key", "app_db_password"]);
+    let inspected = node.json_plain(&["secret", "inspect", "app_db_password"]);
+    assert!(inspected[0]["Spec"].get("Data").is_none(), "{inspected}");
+    let listed = docker(&node, &["secret", "ls"]);
+    assert!(listed.contains("app_db_password") && listed.contains("app_api_key"), "{listed}");
+    let listed = docker(&node, &["config", "ls"]);
+    assert!(listed.contains("app_app_conf"), "{listed}");
+    let networks = node.json(&["network", "ls"]);
+    assert_eq!(names(&networks, "Name"), ["app_back"]);
+    assert_eq!(networks[0]["IPAM"]["Config"][0]["Subnet"], "10.77.0.0/24");
+    let services = node.ok(&["service", "ls"]);
+    assert!(services.contains("*:8080->80/tcp"), "{services}");
+
+    // A secret in use cannot go.
+    let err = node.fails(&["secret", "rm", "app_db_password"]);
+    assert!(err.contains("in use by the following service: app_app"), "{err}");
+
+    // The same files again change nothing.
+    let out = node.ok(&["stack", "deploy", "-c", &file, "app"]);
+    assert!(out.contains("Service app_app is unchanged") && !out.contains("Creating"), "{out}");
+    assert_eq!(container(&node, "app_app.1.").1, pid, "an unchanged redeploy restarted the task");
+
+    // A changed secret is refused, naming it and the way out; nothing changes.
+    let version = node.json_plain(&["service", "inspect", "app_app"])[0]["Version"]["Index"].clone();
+    node.write("db_password.txt", "other\n");
+    let err = node.fails(&["stack", "deploy", "-c", &file, "app"]);
+    assert!(err.contains("app_db_password") && err.contains("new name"), "{err}");
+    assert_eq!(node.json_plain(&["service", "inspect", "app_app"])[0]["Version"]["Index"], version);
+    node.write("db_password.txt", "s3cret\n");
+
+    // A named volume outlives the task: the replacement sees the first one's file.
+    // SAFETY: kill(2) on the container's pid, which the test just read.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let (_, new_pid) = eventually(Duration::from_secs(30), "a replacement container", || {
+        let c = container(&node, "app_app.1.");
+        (c.1 != pid).then_some(c)
+    });
+    let starts = eventually(Duration::from_secs(10), "the second start in the volume", || {
+        let text = std::fs::read_to_string(in_container(new_pid, "/data/starts")).unwrap_or_default();
+        (text.lines().count() == 2).then_some(text)
+    });
+    assert_eq!(starts, "started\nstarted\n");
+    assert!(node.data_root().join("volumes/app_data/_data/starts").exists());
+
+    // stack rm takes the services, secrets, configs and networks (not the volume).
+    let out = node.ok(&["stack", "rm", "app"]);
+    assert!(out.contains("Removing secret app_db_password") && out.contains("Removing network app_back"), "{out}");
+    assert!(node.json(&["secret", "ls"]).as_array().is_some_and(|a| a.is_empty()));
+    assert!(node.json(&["config", "ls"]).as_array().is_some_and(|a| a.is_empty()));
+    assert!(node.json(&["network", "ls"]).as_array().is_some_and(|a| a.is_empty()));
+    assert_eq!(node.mounts(), Vec::<String>::new(), "mounts left behind (the secrets' tmpfs?)");
+    assert!(node.data_root().join("volumes/app_data/_data/starts").exists(), "stack rm removed the volume");
+}
+
+#[test]
+fn health_checks_gate_running_and_depends_on_orders_first_deploys() {
+    let node = Node::start().expect("starting the daemon");
+    node.swarm_init();
+    node.import_busybox("demo:1");
+    let file = node.write(
+        "stack.yml",
+        r#"
+services:
+  db:
+    image: demo:1
+    command: ["sh", "-c", "sleep 3; touch /ready; exec sleep 3600"]
+    stop_grace_period: 1s
+    healthcheck:
+      test: ["CMD", "test", "-f", "/ready"]
+      interval: 500ms
+      retries: 3
+      start_period: 30s
+  web:
+    image: demo:1
+    command: ["sleep", "3600"]
+    stop_grace_period: 1s
+    depends_on:
+      db: { condition: service_healthy }
+"#,
+    );
+    node.ok(&["stack", "deploy", "-c", file.to_str().expect("UTF-8"), "app"]);
+    let db = node.json(&["service", "ps", "app_db"]);
+    let db_task = &db[0];
+    assert_eq!(db_task["Status"]["State"], "running");
+    assert!(db_task["Status"]["Message"].as_str().is_some_and(|m| m.contains("healthy")), "{db_task}");
+    let (_, db_pid) = container(&node, "app_db.1.");
+    assert!(in_container(db_pid, "/ready").exists(), "db is running but its check cannot have passed");
+    let web = node.json(&["service", "ps", "app_web"]);
+    let web_created = web[0]["CreatedAt"].as_str().expect("a creation time").to_string();
+    let db_running = db_task["Status"]["Timestamp"].as_str().expect("a status time").to_string();
+    let t = |s: &str| sortable_time(s);
+    assert!(
+        t(&web_created) >= t(&db_running),
+        "web's first task ({web_created}) was created before db was healthy ({db_running})"
+    );
+    node.ok(&["stack", "rm", "app"]);
+
+    // A check that never passes: the task fails as unhealthy and is restarted.
+    let sick = node.write(
+        "sick.yml",
+        r#"
+services:
+  sick:
+    image: demo:1
+    command: ["sleep", "3600"]
+    stop_grace_period: 1s
+    healthcheck: { test: ["CMD", "false"], interval: 300ms, retries: 2 }
+"#,
+    );
+    node.ok(&["stack", "deploy", "--detach", "-c", sick.to_str().expect("UTF-8"), "ill"]);
+    let failed = eventually(Duration::from_secs(30), "an unhealthy task", || {
+        let tasks = node.json(&["service", "ps", "ill_sick"]);
+        tasks.as_array()?.iter().find(|t| t["Status"]["State"] == "failed").cloned()
+    });
+    let err = failed["Status"]["Err"].as_str().unwrap_or("");
+    assert!(err.contains("unhealthy"), "{failed}");
+    eventually(Duration::from_secs(30), "a replacement task", || {
+        (node.json(&["service", "ps", "ill_sick"]).as_array()?.len() > 1).then_some(())
+    });
+    node.ok(&["stack", "rm", "ill"]);
+}
+
+#[test]
+fn bad_stacks_get_clear_errors_and_change_nothing() {
+    let node = Node::start().expect("starting the daemon");
+    node.swarm_init();
+    node.import_busybox("demo:1");
+    let nothing_deployed = |node: &Node| {
+        assert!(node.json(&["service", "ls"]).as_array().is_some_and(|a| a.is_empty()));
+        assert!(node.json(&["secret", "ls"]).as_array().is_some_and(|a| a.is_empty()));
+        assert!(node.json(&["network", "ls"]).as_array().is_some_and(|a| a.is_empty()));
+    };
+
+    // An external secret that does not exist.
+    node.write("pw.txt", "x");
+    let external = node.write(
+        "external.yml",
+        "services:\n  app:\n    image: demo:1\n    command: [sleep, '60']\n    secrets: [pw, shared]\nsecrets:\n  pw:\n    file: ./pw.txt\n  shared:\n    external: true\n",
+    );
+    let err = node.fails(&["stack", "deploy", "-c", external.to_str().expect("UTF-8"), "app"]);
+    assert!(
+        err.contains("secret shared is declared as external") && err.contains("shoal secret create shared"),
+        "{err}"
+    );
+    nothing_deployed(&node);
+    // Created, the same file deploys.
+    let shared = node.write("shared.txt", "y");
+    node.ok(&["secret", "create", "shared", shared.to_str().expect("UTF-8")]);
+    node.ok(&["stack", "deploy", "--detach", "-c", external.to_str().expect("UTF-8"), "app"]);
+    let err = node.fails(&["secret", "rm", "shared"]);
+    assert!(err.contains("in use"), "{err}");
+    node.ok(&["stack", "rm", "app"]);
+    // The external secret is not the stack's: it stays.
+    assert_eq!(spec_names(&node.json(&["secret", "ls"])), ["shared"]);
+    node.ok(&["secret", "rm", "shared"]);
+
+    // A secret file that is not there: where, and what.
+    let missing = node.write(
+        "missing.yml",
+        "services:\n  app:\n    image: demo:1\n    secrets: [pw]\nsecrets:\n  pw:\n    file: ./nope.txt\n",
+    );
+    let err = node.fails(&["stack", "deploy", "-c", missing.to_str().expect("UTF-8"), "app"]);
+    assert!(err.contains("missing.yml:7:") && err.contains("secrets.pw.file") && err.contains("nope.txt"), "{err}");
+    nothing_deployed(&node);
+
+    // A bind source missing on the node: the task is rejected, saying so.
+    let bind = node.write(
+        "bind.yml",
+        "services:\n  app:\n    image: demo:1\n    command: [sleep, '60']\n    volumes: ['/nonexistent/shoal-test:/x']\n",
+    );
+    let err = node.fails(&["stack", "deploy", "-c", bind.to_str().expect("UTF-8"), "app"]);
+    assert!(err.contains("bind source path /nonexistent/shoal-test does not exist"), "{err}");
+    node.ok(&["stack", "rm", "app"]);
+    assert!(!std::path::Path::new("/nonexistent/shoal-test").exists(), "the bind source was created");
+
+    // The API refuses oversized and malformed secrets, naming the problem.
+    let big = format!(r#"{{"Name":"big","Data":"{}"}}"#, "A".repeat(700 * 1024));
+    let (code, body) = node.http("POST", "/secrets/create", &big);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("500 KiB"), "{body}");
+    let (code, body) = node.http("POST", "/secrets/create", r#"{"Name":"x","Data":"%%%"}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("base64"), "{body}");
+    let (code, body) = node.http("POST", "/networks/create", r#"{"Name":"n","Driver":"bridge"}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("overlay"), "{body}");
+    node.ok(&["info"]);
+}
