@@ -76,6 +76,8 @@ fn three_managers_survive_a_leader_kill_a_cut_link_and_a_frozen_worker() {
     assert_eq!(lab.leader("n3").as_deref(), Some("n1"));
     assert_eq!(info(&lab, "n3")["Swarm"]["Raft"]["Voters"], 3);
     assert_eq!(info(&lab, "n4")["Swarm"]["ControlAvailable"], false);
+    let pretty = lab.on("n2", &["node", "inspect", "--pretty", "n1"]);
+    assert!(pretty.contains("Hostname:\t\tn1") && pretty.contains(" Leader:\t\tYes"), "{pretty}");
 
     // A worker frozen (SIGSTOP) goes down; its task runs elsewhere; thawed, it
     // stops its stale container and is ready again.
