@@ -138,7 +138,10 @@ impl Manager {
         let listener = tokio::net::TcpListener::bind(config.listen_addr)
             .await
             .map_err(|source| ManagerError::Listen { addr: config.listen_addr, source })?;
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Raft messages are small and latency-bound: no Nagle delay on replies.
+        let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |s| {
+            s.and_then(|s| s.set_nodelay(true).map(|()| s))
+        });
         let ca_service = crate::ca::server::NodeCaService {
             store: store.clone(),
             proposer: proposer.clone(),
