@@ -179,7 +179,7 @@ enum SwarmCmd {
         #[arg(long, value_parser = parse_duration)]
         raft_heartbeat: Option<Duration>,
         /// The least time without a leader before managers elect one
-        /// (default 600ms; the greatest is twice it).
+        /// (default 250ms; the greatest is twice it).
         #[arg(long, value_parser = parse_duration)]
         raft_election_timeout: Option<Duration>,
     },
@@ -254,6 +254,9 @@ enum NodeCmd {
     Inspect {
         #[arg(required = true)]
         nodes: Vec<String>,
+        /// Print a human-readable summary instead of JSON.
+        #[arg(long)]
+        pretty: bool,
     },
     /// List the tasks of a node (`self` is this node).
     Ps {
@@ -910,7 +913,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(NodeCmd::Update { availability, label_add, label_rm, node }) => {
             commands::node::update(c, &node, availability.as_deref(), &label_add, &label_rm).await
         }
-        Command::Node(NodeCmd::Inspect { nodes }) => commands::node::inspect(c, &nodes).await,
+        Command::Node(NodeCmd::Inspect { nodes, pretty }) => commands::node::inspect(c, &nodes, pretty).await,
         Command::Node(NodeCmd::Ps { node, no_trunc, format }) => commands::node::ps(c, &node, no_trunc, format).await,
         Command::Node(NodeCmd::Rm { force, nodes }) => commands::node::rm(c, &nodes, force).await,
         Command::Node(NodeCmd::Promote { nodes }) => commands::node::set_role(c, &nodes, "manager").await,

@@ -9,6 +9,9 @@ use tokio::sync::watch;
 
 use crate::store::Store;
 
+/// How long a loop lets store changes gather before its next pass.
+const COALESCE: Duration = Duration::from_millis(5);
+
 /// Runs `pass` until `shutdown` turns true. `pass` returns how long it may
 /// sleep at most before it wants to run again (`None`: until a change).
 pub async fn run_loop<F, Fut>(name: &'static str, store: Store, mut shutdown: watch::Receiver<bool>, mut pass: F)
@@ -26,7 +29,12 @@ where
         let wake = pass().await;
         let sleep = tokio::time::sleep(wake.unwrap_or(Duration::from_secs(3600)));
         tokio::select! {
-            _ = changes.changed() => {}
+            _ = changes.changed() => {
+                // Under a burst of writes, one pass per few milliseconds sees
+                // them all: passes read the whole store, and while one reads,
+                // the state machine waits to apply.
+                tokio::time::sleep(COALESCE).await;
+            }
             _ = sleep => {}
             _ = shutdown.changed() => {}
         }

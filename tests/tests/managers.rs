@@ -76,6 +76,8 @@ fn three_managers_survive_a_leader_kill_a_cut_link_and_a_frozen_worker() {
     assert_eq!(lab.leader("n3").as_deref(), Some("n1"));
     assert_eq!(info(&lab, "n3")["Swarm"]["Raft"]["Voters"], 3);
     assert_eq!(info(&lab, "n4")["Swarm"]["ControlAvailable"], false);
+    let pretty = lab.on("n2", &["node", "inspect", "--pretty", "n1"]);
+    assert!(pretty.contains("Hostname:\t\tn1") && pretty.contains(" Leader:\t\tYes"), "{pretty}");
 
     // A worker frozen (SIGSTOP) goes down; its task runs elsewhere; thawed, it
     // stops its stale container and is ready again.
@@ -251,5 +253,30 @@ fn a_new_manager_gets_a_thousand_services_by_snapshot() {
     lab.on("n2", &["service", "create", "-d", "--name", "after", "--replicas", "0", "demo:1", "sleep", "1"]);
     eventually(Duration::from_secs(10), "n1 to see n2's write", || {
         (services_api(&lab, "n1")?.len() == 1001).then_some(())
+    });
+}
+
+#[test]
+fn node_certificates_renew_themselves_before_they_expire() {
+    let lab = Lab::up(1);
+    lab.on("n1", &["swarm", "update", "--cert-expiry", "1m"]);
+    lab.ok(&["machine", "create", "n2"]);
+    let token = lab.on("n1", &["swarm", "join-token", "-q", "worker"]).trim().to_string();
+    let n1 = info(&lab, "n1")["Swarm"]["NodeAddr"].as_str().expect("n1's address").to_string();
+    lab.on("n2", &["swarm", "join", "--token", &token, &format!("{n1}:2377")]);
+    let joined = std::time::Instant::now();
+    let cert = lab.root.path().join("machines/n2/data/certificates/node.crt");
+    let first = std::fs::read_to_string(&cert).expect("n2's certificate");
+    // Renewed between 50% and 80% of its 1 minute (plus 6 s of backdating).
+    eventually(Duration::from_secs(60), "n2's certificate to be renewed", || {
+        std::fs::read_to_string(&cert).ok().filter(|c| *c != first).map(|_| ())
+    });
+    // Once the first certificate has expired, n2 still talks to the manager.
+    if let Some(left) = Duration::from_secs(65).checked_sub(joined.elapsed()) {
+        std::thread::sleep(left);
+    }
+    eventually(Duration::from_secs(20), "n2 ready with its renewed certificate", || {
+        let nodes = lab.json_on("n1", &["node", "ls"]);
+        (node(&nodes, "n2")?["Status"]["State"] == "ready").then_some(())
     });
 }

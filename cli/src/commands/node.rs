@@ -115,7 +115,7 @@ fn is_conflict(e: &anyhow::Error) -> bool {
     e.downcast_ref::<crate::client::ApiError>().is_some_and(|a| a.status == hyper::StatusCode::CONFLICT)
 }
 
-pub async fn inspect(client: &Client, nodes: &[String]) -> anyhow::Result<()> {
+pub async fn inspect(client: &Client, nodes: &[String], pretty: bool) -> anyhow::Result<()> {
     let mut out = Vec::new();
     for node in nodes {
         let key = if node == "self" {
@@ -125,7 +125,52 @@ pub async fn inspect(client: &Client, nodes: &[String]) -> anyhow::Result<()> {
         };
         out.push(client.get(&format!("/nodes/{}", encode(&key))).await?);
     }
-    print_json(&serde_json::Value::Array(out))
+    if !pretty {
+        return print_json(&serde_json::Value::Array(out));
+    }
+    for (i, n) in out.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        print!("{}", pretty_node(n));
+    }
+    Ok(())
+}
+
+/// `node inspect --pretty`: Docker's layout.
+fn pretty_node(n: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "ID:\t\t\t{}", s(n, &["ID"]));
+    let _ = writeln!(o, "Hostname:\t\t{}", s(n, &["Description", "Hostname"]));
+    let _ = writeln!(o, "Joined at:\t\t{}", s(n, &["CreatedAt"]));
+    if let Some(labels) = n["Spec"]["Labels"].as_object().filter(|l| !l.is_empty()) {
+        let _ = writeln!(o, "Labels:");
+        for (k, v) in labels {
+            let _ = writeln!(o, " - {k}={}", v.as_str().unwrap_or_default());
+        }
+    }
+    let _ = writeln!(o, "Status:");
+    let _ = writeln!(o, " State:\t\t\t{}", capitalize(s(n, &["Status", "State"])));
+    let _ = writeln!(o, " Availability:\t\t{}", capitalize(s(n, &["Spec", "Availability"])));
+    let _ = writeln!(o, " Address:\t\t{}", s(n, &["Status", "Addr"]));
+    if n["ManagerStatus"].is_object() {
+        let leader = if n["ManagerStatus"]["Leader"].as_bool() == Some(true) { "Yes" } else { "No" };
+        let _ = writeln!(o, "Manager Status:");
+        let _ = writeln!(o, " Address:\t\t{}", s(n, &["ManagerStatus", "Addr"]));
+        let _ = writeln!(o, " Raft Status:\t\t{}", capitalize(s(n, &["ManagerStatus", "Reachability"])));
+        let _ = writeln!(o, " Leader:\t\t{leader}");
+    }
+    let _ = writeln!(o, "Platform:");
+    let _ = writeln!(o, " Operating System:\t{}", s(n, &["Description", "Platform", "OS"]));
+    let _ = writeln!(o, " Architecture:\t\t{}", s(n, &["Description", "Platform", "Architecture"]));
+    let cpus = n["Description"]["Resources"]["NanoCPUs"].as_i64().unwrap_or(0) / 1_000_000_000;
+    let mem = n["Description"]["Resources"]["MemoryBytes"].as_i64().unwrap_or(0) as f64 / (1u64 << 30) as f64;
+    let _ = writeln!(o, "Resources:");
+    let _ = writeln!(o, " CPUs:\t\t\t{cpus}");
+    let _ = writeln!(o, " Memory:\t\t{mem:.1}GiB");
+    let _ = writeln!(o, "Engine Version:\t\t{}", s(n, &["Description", "Engine", "EngineVersion"]));
+    o
 }
 
 pub async fn ps(client: &Client, node: &str, no_trunc: bool, format: Format) -> anyhow::Result<()> {

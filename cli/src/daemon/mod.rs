@@ -150,11 +150,12 @@ impl Daemon {
         advertise_addr: &str,
         raft: RaftTuning,
     ) -> Result<String, InitError> {
-        if raft.heartbeat_ms > 0 && raft.election_timeout_ms > 0 && raft.election_timeout_ms < 3 * raft.heartbeat_ms {
+        let heartbeat = if raft.heartbeat_ms > 0 { raft.heartbeat_ms } else { 100 };
+        let election = if raft.election_timeout_ms > 0 { raft.election_timeout_ms } else { 250 };
+        if election < 2 * heartbeat {
             return Err(InitError::InvalidArgument(format!(
-                "the raft election timeout ({} ms) must be at least 3 heartbeats ({} ms)",
-                raft.election_timeout_ms,
-                3 * raft.heartbeat_ms
+                "the raft election timeout ({election} ms) must be at least 2 heartbeats ({} ms)",
+                2 * heartbeat
             )));
         }
         let mut swarm = self.swarm.write().await;
@@ -430,26 +431,50 @@ impl Daemon {
 
     /// Follows the role the managers ask of this node: when it differs from
     /// the node's certificate, renews the certificate for the new role and
-    /// restarts this node's part in the swarm as a manager or a worker.
+    /// restarts this node's part in the swarm as a manager or a worker. Also
+    /// renews the certificate at a random point between 50% and 80% of its
+    /// lifetime.
     async fn follow_role(self: Arc<Self>, node_id: String, current: NodeRole, mut desired: watch::Receiver<i32>) {
+        let mut renew_at = self.renewal_deadline();
         loop {
-            if desired.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = desired.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let want = NodeRole::try_from(*desired.borrow_and_update()).unwrap_or(current);
+                    if want == current {
+                        continue;
+                    }
+                    tracing::info!(from = ?current, to = ?want, "the swarm changed this node's role");
+                }
+                _ = tokio::time::sleep_until(renew_at) => {
+                    tracing::info!("renewing this node's certificate");
+                }
             }
-            let want = NodeRole::try_from(*desired.borrow_and_update()).unwrap_or(current);
-            if want == current {
-                continue;
-            }
-            tracing::info!(from = ?current, to = ?want, "the swarm changed this node's role");
             match self.change_role(&node_id).await {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(error = format!("{e:#}"), "changing this node's role failed; retrying");
+                    tracing::warn!(error = format!("{e:#}"), "renewing this node's certificate failed; retrying");
+                    renew_at = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
                     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                    desired.mark_changed();
                 }
             }
         }
+    }
+
+    /// When this node's certificate is due for renewal.
+    fn renewal_deadline(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        let validity =
+            identity::load_tls(&self.config.data_root).ok().and_then(|t| shoal_manager::ca::validity(&t.cert_pem));
+        let Some((from, to)) = validity else {
+            tracing::warn!("cannot read this node's certificate's validity; checking again in an hour");
+            return now + std::time::Duration::from_secs(3600);
+        };
+        let fraction = rand::Rng::random_range(&mut rand::rng(), 0.5..0.8);
+        let at = shoal_manager::ca::renewal_time(from, to, fraction);
+        now + at.duration_since(std::time::SystemTime::now()).unwrap_or_default()
     }
 
     /// Renews this node's certificate for the role its spec asks for, then
@@ -497,22 +522,30 @@ impl Daemon {
         };
         let was_manager = member.manager.is_some();
         let becomes_manager = issued.role() == NodeRole::Manager;
-        if was_manager == becomes_manager {
-            identity::save_certificates(
-                &self.config.data_root,
-                &shoal_manager::ca::NodeTls {
-                    root_ca_pem: issued.root_ca.clone(),
-                    cert_pem: issued.certificate.clone(),
-                    key_pem,
-                },
-                member.manager.as_ref().map(|m| &m.config().ca),
-            )?;
-            return Ok(());
-        }
+        anyhow::ensure!(
+            !becomes_manager || !issued.root_ca_key.is_empty(),
+            "the manager did not send the CA key a manager needs"
+        );
         let Some(old) = swarm.take() else { return Ok(()) };
         old.agent_stop.send_replace(true);
         if let Some(m) = old.manager {
             m.shutdown().await;
+        }
+        if was_manager == becomes_manager {
+            // Same role, new certificate: restart with it.
+            let tls = shoal_manager::ca::NodeTls {
+                root_ca_pem: issued.root_ca.clone(),
+                cert_pem: issued.certificate.clone(),
+                key_pem,
+            };
+            let ca = becomes_manager.then(|| shoal_manager::ca::RootCa {
+                cert_pem: issued.root_ca.clone(),
+                key_pem: issued.root_ca_key.clone(),
+            });
+            let saved = identity::save_certificates(&self.config.data_root, &tls, ca.as_ref());
+            let manager = if was_manager { Some(Manager::start(self.manager_config(&identity)?).await?) } else { None };
+            *swarm = Some(self.start_member(identity, manager).await?);
+            return saved;
         }
         let via: Vec<String> = std::iter::once(via).chain(identity.managers.iter().cloned()).collect();
         let result = self.take_role(identity.clone(), &issued, key_pem, listen, &via).await;

@@ -103,7 +103,11 @@ impl RootCa {
         params.distinguished_name.push(DnType::OrganizationName, cluster_id);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        params.not_before = now() - time::Duration::minutes(5);
+        // Backdated for clock skew between hosts, by at most a tenth of the
+        // lifetime so that renewal (at 50–80%) stays in the future.
+        let backdate = time::Duration::try_from((lifetime / 10).min(Duration::from_secs(300)))
+            .unwrap_or(time::Duration::minutes(5));
+        params.not_before = now() - backdate;
         params.not_after = now() + time::Duration::try_from(lifetime).unwrap_or(time::Duration::days(90));
         let key = KeyPair::from_pem(&self.key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, key)?;
@@ -136,6 +140,27 @@ pub fn new_key_and_csr() -> Result<(String, String), CaError> {
 fn der_of(pem: &str) -> Option<Vec<u8>> {
     let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
     Some(p.contents)
+}
+
+/// A certificate's validity period (not before, not after).
+pub fn validity(pem: &str) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
+    let der = der_of(pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let at = |t: x509_parser::time::ASN1Time| {
+        std::time::UNIX_EPOCH.checked_add(Duration::from_secs(u64::try_from(t.timestamp()).ok()?))
+    };
+    Some((at(cert.validity().not_before)?, at(cert.validity().not_after)?))
+}
+
+/// When to renew a certificate valid from `not_before` to `not_after`: at
+/// `fraction` (drawn from 0.5–0.8 by the caller) of its lifetime.
+pub fn renewal_time(
+    not_before: std::time::SystemTime,
+    not_after: std::time::SystemTime,
+    fraction: f64,
+) -> std::time::SystemTime {
+    let lifetime = not_after.duration_since(not_before).unwrap_or_default();
+    not_before + lifetime.mul_f64(fraction.clamp(0.0, 1.0))
 }
 
 /// The base36 sha256 of a certificate's DER.
@@ -238,6 +263,20 @@ mod tests {
         assert!(parse_token("SWMTKN-1-short-x").is_err());
         assert!(parse_token("nope").is_err());
         assert!(ca.issue("not a csr", "n", NodeRole::Worker, "c", Duration::from_secs(60)).is_err());
+    }
+
+    #[test]
+    fn renewal_falls_between_half_and_four_fifths_of_the_lifetime() {
+        let ca = RootCa::generate().unwrap();
+        let (_key, csr) = new_key_and_csr().unwrap();
+        let cert = ca.issue(&csr, "n", NodeRole::Worker, "c", Duration::from_secs(3600)).unwrap();
+        let (from, to) = validity(&cert).unwrap();
+        // Issued certificates start 5 minutes early (clock skew).
+        assert_eq!(to.duration_since(from).unwrap(), Duration::from_secs(3600 + 300));
+        let half = renewal_time(from, to, 0.5);
+        assert_eq!(half.duration_since(from).unwrap(), Duration::from_secs(1950));
+        assert!(renewal_time(from, to, 0.8) < to);
+        assert!(validity("not a certificate").is_none());
     }
 
     #[test]

@@ -38,8 +38,8 @@ impl Control {
             }
         }
         if let Some(ca) = &spec.ca {
-            if ca.node_cert_expiry != 0 && ca.node_cert_expiry < 3_600_000_000_000 {
-                return Err(ControlError::InvalidArgument("CAConfig.NodeCertExpiry: at least 1 hour".into()));
+            if ca.node_cert_expiry != 0 && ca.node_cert_expiry < 60_000_000_000 {
+                return Err(ControlError::InvalidArgument("CAConfig.NodeCertExpiry: at least 1 minute".into()));
             }
         }
         let mut cluster = self

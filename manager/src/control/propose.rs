@@ -109,7 +109,14 @@ impl Proposer {
                 None => Err(Attempt::Retry("no leader".into())),
                 Some((leader, _)) if leader == self.id => self.run_local(&op, deadline).await,
                 Some(_) if !may_forward => return Err(WriteError::NotLeader),
-                Some((_, addr)) => self.forward(&addr, &op, deadline).await,
+                Some((_, addr)) => match self.forward(&addr, &op, deadline).await {
+                    // Read your writes: answer once this manager has applied it too.
+                    Ok(index) => {
+                        self.wait_applied(index, deadline).await;
+                        Ok(index)
+                    }
+                    e => e,
+                },
             };
             match attempt {
                 Ok(index) => return Ok(index),
@@ -144,6 +151,19 @@ impl Proposer {
     /// The raft IDs of the voting managers, as this manager knows them.
     pub fn voter_ids(&self) -> BTreeSet<u64> {
         self.voters()
+    }
+
+    /// Waits (until `deadline` at most) for this manager to apply `index`.
+    async fn wait_applied(&self, index: u64, deadline: Instant) {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if metrics.borrow_and_update().last_applied.is_some_and(|l| l.index >= index) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, metrics.changed()).await.map(|r| r.is_err()).unwrap_or(true) {
+                return;
+            }
+        }
     }
 
     /// The leader's raft ID and address, waiting until `deadline` for one.

@@ -135,7 +135,8 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                     last = Some(fingerprint);
                 }
                 tokio::select! {
-                    _ = changes.changed() => {}
+                    // Let a burst of writes gather before scanning the tasks again.
+                    _ = changes.changed() => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
                     _ = leader.changed() => {
                         if !*leader.borrow() {
                             let _ = tx.send(Err(Status::unavailable("leadership changed; reconnect"))).await;

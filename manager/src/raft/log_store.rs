@@ -84,8 +84,11 @@ impl LogStore {
         Ok(table.get(key)?.map(|v| v.value().to_vec()))
     }
 
-    pub(crate) fn put_meta(db: &Database, items: &[(&str, &[u8])]) -> Result<(), redb::Error> {
-        let tx = db.begin_write()?;
+    pub(crate) fn put_meta(db: &Database, items: &[(&str, &[u8])], durable: bool) -> Result<(), redb::Error> {
+        let mut tx = db.begin_write()?;
+        if !durable {
+            tx.set_durability(redb::Durability::None).map_err(redb::Error::from)?;
+        }
         {
             let mut table = tx.open_table(META)?;
             for (k, v) in items {
@@ -111,14 +114,17 @@ impl LogStore {
         serde_json::from_slice(&bytes).map(Some).map_err(|e| io_error(subject, ErrorVerb::Read, e))
     }
 
+    /// Writes `value` under `key`; a write that is not `durable` reaches the
+    /// disk with the next durable one (log appends are durable).
     fn write_json<T: serde::Serialize>(
         db: &Database,
         key: &str,
         value: &T,
         subject: ErrorSubject<u64>,
+        durable: bool,
     ) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(value).map_err(|e| io_error(subject.clone(), ErrorVerb::Write, e))?;
-        Self::put_meta(db, &[(key, &bytes)]).map_err(|e| io_error(subject, ErrorVerb::Write, e))
+        Self::put_meta(db, &[(key, &bytes)], durable).map_err(|e| io_error(subject, ErrorVerb::Write, e))
     }
 }
 
@@ -181,15 +187,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let vote = *vote;
-        self.blocking(move |db| LogStore::write_json(db, KEY_VOTE, &vote, ErrorSubject::Vote)).await
+        self.blocking(move |db| LogStore::write_json(db, KEY_VOTE, &vote, ErrorSubject::Vote, true)).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
         self.blocking(|db| LogStore::read_json(db, KEY_VOTE, ErrorSubject::Vote)).await
     }
 
+    /// The commit index is a hint (a restarted member learns it again from the
+    /// leader, or re-commits as leader), so it is not worth an fsync per write.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.blocking(move |db| LogStore::write_json(db, KEY_COMMITTED, &committed, ErrorSubject::Store)).await
+        self.blocking(move |db| LogStore::write_json(db, KEY_COMMITTED, &committed, ErrorSubject::Store, false)).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

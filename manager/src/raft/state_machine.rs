@@ -61,7 +61,7 @@ impl StateMachine {
             serde_json::to_vec(meta).map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
-            LogStore::put_meta(&db, &[(KEY_SNAPSHOT_META, &meta_bytes), (KEY_SNAPSHOT_DATA, &data)])
+            LogStore::put_meta(&db, &[(KEY_SNAPSHOT_META, &meta_bytes), (KEY_SNAPSHOT_DATA, &data)], true)
         })
         .await
         .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?

@@ -47,6 +47,7 @@ pub(super) fn apply_batch(state: &mut State, index: u64, batch: &StoreBatch) -> 
                     Undo::Config(id, o) => restore(&mut state.configs, id, o),
                 }
             }
+            state.rebuild_names();
             return Err(e);
         }
     }
@@ -64,8 +65,13 @@ fn restore<T>(map: &mut std::collections::BTreeMap<String, T>, id: String, old: 
     }
 }
 
+/// The unique name of an object of a unique-name kind.
+pub(super) fn unique_name<T: Stored>(o: &T) -> Option<&str> {
+    o.unique_name()
+}
+
 /// What every stored kind offers to the generic apply step.
-trait Stored: Clone {
+pub(super) trait Stored: Clone {
     const KIND: &'static str;
     fn id(&self) -> &str;
     fn meta_mut(&mut self) -> &mut Option<Meta>;
@@ -123,34 +129,34 @@ fn apply_action(
     };
     match object {
         Object::Node(o) => {
-            let old = change(&mut state.nodes, kind, o, index, now)?;
+            let old = change(&mut state.nodes, &mut state.names, kind, o, index, now)?;
             undo.push(Undo::Node(o.id.clone(), old));
         }
         Object::Service(o) => {
-            let old = change(&mut state.services, kind, o, index, now)?;
+            let old = change(&mut state.services, &mut state.names, kind, o, index, now)?;
             undo.push(Undo::Service(o.id.clone(), old));
         }
         Object::Task(o) => {
-            let old = change(&mut state.tasks, kind, o, index, now)?;
+            let old = change(&mut state.tasks, &mut state.names, kind, o, index, now)?;
             undo.push(Undo::Task(o.id.clone(), old));
         }
         Object::Network(o) => {
             if kind != Kind::Delete {
                 check_subnet(state, o)?;
             }
-            let old = change(&mut state.networks, kind, o, index, now)?;
+            let old = change(&mut state.networks, &mut state.names, kind, o, index, now)?;
             undo.push(Undo::Network(o.id.clone(), old));
         }
         Object::Cluster(o) => {
-            let old = change(&mut state.clusters, kind, o, index, now)?;
+            let old = change(&mut state.clusters, &mut state.names, kind, o, index, now)?;
             undo.push(Undo::Cluster(o.id.clone(), old));
         }
         Object::Secret(o) => {
-            let old = change(&mut state.secrets, kind, o, index, now)?;
+            let old = change(&mut state.secrets, &mut state.names, kind, o, index, now)?;
             undo.push(Undo::Secret(o.id.clone(), old));
         }
         Object::Config(o) => {
-            let old = change(&mut state.configs, kind, o, index, now)?;
+            let old = change(&mut state.configs, &mut state.names, kind, o, index, now)?;
             undo.push(Undo::Config(o.id.clone(), old));
         }
     }
@@ -160,6 +166,7 @@ fn apply_action(
 /// Applies one create/update/delete to `map`, returning the previous value.
 fn change<T: Stored>(
     map: &mut std::collections::BTreeMap<String, T>,
+    names: &mut std::collections::HashMap<(&'static str, String), String>,
     kind: Kind,
     object: &T,
     index: u64,
@@ -176,9 +183,12 @@ fn change<T: Stored>(
             if current.is_some() {
                 return Err(StoreError::AlreadyExists { kind: T::KIND.into(), key: id.to_string() });
             }
-            check_unique_name(map, object)?;
+            check_unique_name(names, object)?;
             let mut new = object.clone();
             *new.meta_mut() = Some(Meta { version: index, created_at: now, updated_at: now });
+            if let Some(name) = object.unique_name() {
+                names.insert((T::KIND, name.to_string()), id.to_string());
+            }
             map.insert(id.to_string(), new);
         }
         Kind::Update => {
@@ -194,9 +204,15 @@ fn change<T: Stored>(
                     given,
                 });
             }
-            check_unique_name(map, object)?;
+            check_unique_name(names, object)?;
             let mut new = object.clone();
             *new.meta_mut() = Some(Meta { version: index, created_at: cur_meta.created_at, updated_at: now });
+            if let Some(old) = cur.unique_name().filter(|old| Some(*old) != object.unique_name()) {
+                names.remove(&(T::KIND, old.to_string()));
+            }
+            if let Some(name) = object.unique_name() {
+                names.insert((T::KIND, name.to_string()), id.to_string());
+            }
             map.insert(id.to_string(), new);
         }
         Kind::Delete => {
@@ -211,6 +227,9 @@ fn change<T: Stored>(
                     current: version,
                     given,
                 });
+            }
+            if let Some(name) = cur.unique_name() {
+                names.remove(&(T::KIND, name.to_string()));
             }
             map.remove(id);
         }
@@ -236,11 +255,14 @@ fn check_subnet(state: &State, network: &shoal_proto::Network) -> Result<(), Sto
     }
 }
 
-fn check_unique_name<T: Stored>(map: &std::collections::BTreeMap<String, T>, object: &T) -> Result<(), StoreError> {
+fn check_unique_name<T: Stored>(
+    names: &std::collections::HashMap<(&'static str, String), String>,
+    object: &T,
+) -> Result<(), StoreError> {
     let Some(name) = object.unique_name() else {
         return Ok(());
     };
-    if map.values().any(|o| o.id() != object.id() && o.unique_name() == Some(name)) {
+    if names.get(&(T::KIND, name.to_string())).is_some_and(|id| id != object.id()) {
         return Err(StoreError::AlreadyExists { kind: T::KIND.into(), key: format!("named \"{name}\"") });
     }
     Ok(())
@@ -309,6 +331,26 @@ mod tests {
         assert!(matches!(err, StoreError::AlreadyExists { .. }));
         assert_eq!(st.services.len(), 1);
         assert!(st.services.contains_key("a"));
+        // The rolled-back batch left no name behind: "db" is free, "web" is not.
+        apply_batch(&mut st, 3, &batch(vec![(Kind::Create, service("d", "db", 0))])).unwrap();
+        let taken = apply_batch(&mut st, 4, &batch(vec![(Kind::Create, service("e", "web", 0))]));
+        assert!(matches!(taken, Err(StoreError::AlreadyExists { .. })));
+    }
+
+    #[test]
+    fn renames_and_deletes_free_names() {
+        let mut st = State::default();
+        apply_batch(&mut st, 1, &batch(vec![(Kind::Create, service("a", "web", 0))])).unwrap();
+        apply_batch(&mut st, 2, &batch(vec![(Kind::Update, service("a", "www", 1))])).unwrap();
+        apply_batch(&mut st, 3, &batch(vec![(Kind::Create, service("b", "web", 0))])).unwrap();
+        assert_eq!(st.find_service("www").unwrap().id, "a");
+        assert_eq!(st.find_service("web").unwrap().id, "b");
+        apply_batch(&mut st, 4, &batch(vec![(Kind::Delete, service("b", "web", 3))])).unwrap();
+        apply_batch(&mut st, 5, &batch(vec![(Kind::Create, service("c", "web", 0))])).unwrap();
+        assert_eq!(st.find_service("web").unwrap().id, "c");
+        let dup = apply_batch(&mut st, 6, &batch(vec![(Kind::Update, service("c", "www", 5))]));
+        assert!(matches!(dup, Err(StoreError::AlreadyExists { .. })));
+        assert_eq!(st.find_service("web").unwrap().id, "c");
     }
 
     #[test]

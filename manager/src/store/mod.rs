@@ -27,6 +27,10 @@ pub struct State {
     pub clusters: BTreeMap<String, Cluster>,
     pub secrets: BTreeMap<String, Secret>,
     pub configs: BTreeMap<String, Config>,
+    /// (kind, name) → ID of the kinds whose names are unique (services,
+    /// networks, secrets, configs), kept by `apply`, so that a write checks
+    /// its name without scanning every object.
+    names: std::collections::HashMap<(&'static str, String), String>,
 }
 
 impl State {
@@ -37,6 +41,11 @@ impl State {
 
     /// A service by exact ID, exact name, or unique ID prefix (Docker's rule).
     pub fn find_service(&self, key: &str) -> Result<&Service, StoreError> {
+        if let Some(s) = self.id_by_name("service", key).and_then(|id| self.services.get(id)) {
+            if !self.services.contains_key(key) {
+                return Ok(s);
+            }
+        }
         find(&self.services, key, "service", |s| s.name())
     }
 
@@ -83,7 +92,8 @@ impl State {
     }
 
     fn from_snapshot(s: StoreSnapshot) -> State {
-        State {
+        let mut state = State {
+            names: Default::default(),
             nodes: s.nodes.into_iter().map(|o| (o.id.clone(), o)).collect(),
             services: s.services.into_iter().map(|o| (o.id.clone(), o)).collect(),
             tasks: s.tasks.into_iter().map(|o| (o.id.clone(), o)).collect(),
@@ -91,7 +101,36 @@ impl State {
             clusters: s.clusters.into_iter().map(|o| (o.id.clone(), o)).collect(),
             secrets: s.secrets.into_iter().map(|o| (o.id.clone(), o)).collect(),
             configs: s.configs.into_iter().map(|o| (o.id.clone(), o)).collect(),
+        };
+        state.rebuild_names();
+        state
+    }
+
+    /// Recomputes the name index from the objects.
+    fn rebuild_names(&mut self) {
+        fn add<T>(
+            names: &mut std::collections::HashMap<(&'static str, String), String>,
+            kind: &'static str,
+            map: &BTreeMap<String, T>,
+            name: impl Fn(&T) -> Option<&str>,
+        ) {
+            for (id, o) in map {
+                if let Some(n) = name(o) {
+                    names.insert((kind, n.to_string()), id.clone());
+                }
+            }
         }
+        let mut names = std::collections::HashMap::new();
+        add(&mut names, "service", &self.services, apply::unique_name);
+        add(&mut names, "network", &self.networks, apply::unique_name);
+        add(&mut names, "secret", &self.secrets, apply::unique_name);
+        add(&mut names, "config", &self.configs, apply::unique_name);
+        self.names = names;
+    }
+
+    /// The ID of the `kind` object named `name`, if any (unique-name kinds).
+    fn id_by_name(&self, kind: &'static str, name: &str) -> Option<&String> {
+        self.names.get(&(kind, name.to_string()))
     }
 }
 

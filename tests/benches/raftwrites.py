@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""raftwrites: committed writes per second on 3 managers vs etcd 3.4 (perf-anchors B3).
+
+    apt-get install -y etcd-server        # once
+    sudo tests/benches/raftwrites.py      # builds target/release/shoal first
+
+Both clusters run on simulated hosts of one lab (network namespaces on one
+bridge, one disk, fsync on for both: shoal's redb commits and etcd's WAL):
+shoal's 3 managers on m1..m3, etcd's 3 members on e1..e3. One Python load
+client (the same handicap for both) with CLIENTS threads, each with its own
+keep-alive connection, writes for SECONDS seconds:
+  shoal: POST /services/create (a service with 0 replicas, a 200-byte spec) on
+         the leader's API socket — one raft entry each, acknowledged once
+         committed and applied;
+  etcd:  POST /v3/kv/put (8-byte key, 256-byte value) through etcd's JSON
+         gateway on the leader — acknowledged once committed.
+Reports writes/s and p50/p99 latency at 1 and 64 clients, and the ratio.
+
+Env: SECONDS (10), SHOAL (binary), ETCD (/usr/bin/etcd).
+"""
+
+import base64
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SECONDS = float(os.environ.get("SECONDS_PER_RUN", os.environ.get("SECONDS", "10")))
+ETCD = os.environ.get("ETCD", "/usr/bin/etcd")
+
+
+def shoal_bin():
+    if os.environ.get("SHOAL"):
+        return os.environ["SHOAL"]
+    subprocess.run(["cargo", "build", "--release", "-p", "shoal"], cwd=ROOT, check=True)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    return os.path.join(target, "release", "shoal")
+
+
+SHOAL = shoal_bin()
+LAB = tempfile.mkdtemp(prefix="shoal-raftwrites-")
+ENV = dict(os.environ, SHOAL_LAB_ROOT=LAB)
+
+
+def sh(*args, check=True):
+    return subprocess.run([SHOAL, *args], env=ENV, check=check, capture_output=True, text=True)
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("shoal", timeout=30)
+        self.path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(30)
+        s.connect(self.path)
+        self.sock = s
+
+
+def machine_addr(name):
+    for m in json.loads(sh("machine", "ls", "--format", "json").stdout):
+        if m["Name"] == name:
+            return m["Address"]
+    sys.exit(f"raftwrites: no machine {name}")
+
+
+def run_load(clients, make_conn, request):
+    """CLIENTS threads writing for SECONDS; returns (writes/s, p50 ms, p99 ms)."""
+    latencies = []
+    lock = threading.Lock()
+    stop = time.monotonic() + SECONDS
+    errors = []
+
+    def worker(wid):
+        conn = make_conn()
+        mine = []
+        i = 0
+        while time.monotonic() < stop:
+            method, path, body = request(wid, i)
+            t = time.monotonic()
+            try:
+                conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status >= 300:
+                    errors.append(resp.status)
+                    continue
+            except (OSError, http.client.HTTPException) as e:
+                errors.append(str(e))
+                conn = make_conn()
+                continue
+            mine.append(time.monotonic() - t)
+            i += 1
+        with lock:
+            latencies.extend(mine)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    if errors:
+        print(f"  ({len(errors)} failed requests, first: {errors[0]})")
+    latencies.sort()
+    if not latencies:
+        return 0.0, 0.0, 0.0
+    p = lambda q: latencies[min(len(latencies) - 1, int(q * (len(latencies) - 1)))] * 1000
+    return len(latencies) / elapsed, p(0.5), p(0.99)
+
+
+def main():
+    if os.geteuid() != 0:
+        sys.exit("raftwrites: needs root (network namespaces)")
+    if not shutil.which(ETCD):
+        sys.exit("raftwrites: etcd not found (apt-get install etcd-server)")
+    procs = []
+    try:
+        # shoal: 3 managers.
+        for m in ["m1", "m2", "m3"]:
+            sh("machine", "create", m)
+        m1 = machine_addr("m1")
+        sh("machine", "ssh", "m1", "--", SHOAL, "swarm", "init", "--advertise-addr", m1)
+        token = sh("machine", "ssh", "m1", "--", SHOAL, "swarm", "join-token", "-q", "manager").stdout.strip()
+        for m in ["m2", "m3"]:
+            sh("machine", "ssh", m, "--", SHOAL, "swarm", "join", "--token", token, f"{m1}:2377")
+        shoal_socket = os.path.join(LAB, "machines", "m1", "shoal.sock")
+
+        # etcd: 3 members.
+        members = {}
+        for e in ["e1", "e2", "e3"]:
+            sh("machine", "create", e)
+            members[e] = machine_addr(e)
+        cluster = ",".join(f"{e}=http://{a}:2380" for e, a in members.items())
+        for e, a in members.items():
+            data = os.path.join(LAB, "etcd-" + e)
+            log = open(os.path.join(LAB, f"etcd-{e}.log"), "w")
+            procs.append(subprocess.Popen(
+                [SHOAL, "machine", "ssh", e, "--", ETCD, "--name", e, "--data-dir", data,
+                 "--listen-peer-urls", f"http://{a}:2380", "--initial-advertise-peer-urls", f"http://{a}:2380",
+                 "--listen-client-urls", f"http://{a}:2379", "--advertise-client-urls", f"http://{a}:2379",
+                 "--initial-cluster", cluster, "--initial-cluster-state", "new"],
+                env=ENV, stdout=log, stderr=subprocess.STDOUT))
+        e1 = members["e1"]
+
+        def etcd_status():
+            try:
+                c = http.client.HTTPConnection(e1, 2379, timeout=2)
+                c.request("POST", "/v3/maintenance/status", body="{}")
+                r = c.getresponse()
+                return json.loads(r.read()) if r.status == 200 else None
+            except OSError:
+                return None
+
+        end = time.monotonic() + 30
+        while not (etcd_status() or {}).get("leader"):
+            if time.monotonic() > end:
+                sys.exit("raftwrites: etcd did not elect a leader within 30s")
+            time.sleep(0.2)
+        leader_id = etcd_status()["leader"]
+        etcd_leader = e1
+        for a in members.values():
+            c = http.client.HTTPConnection(a, 2379, timeout=2)
+            c.request("POST", "/v3/maintenance/status", body="{}")
+            st = json.loads(c.getresponse().read())
+            if st["header"]["member_id"] == leader_id:
+                etcd_leader = a
+
+        value = base64.b64encode(b"v" * 256).decode()
+
+        def etcd_req(w, i):
+            key = base64.b64encode(f"k{w:03d}{i:04d}"[-8:].encode()).decode()
+            return "POST", "/v3/kv/put", json.dumps({"key": key, "value": value})
+
+        def shoal_req(w, i):
+            return "POST", "/services/create", json.dumps({
+                "Name": f"c{w}-{i}-{run_id[0]}",
+                "TaskTemplate": {"ContainerSpec": {"Image": "bench:1", "Args": ["true"]}},
+                "Mode": {"Replicated": {"Replicas": 0}},
+            })
+
+        run_id = [0]
+        results = {}
+        for clients in [1, 64]:
+            run_id[0] += 1
+            results[("shoal", clients)] = run_load(clients, lambda: UnixHTTPConnection(shoal_socket), shoal_req)
+            results[("etcd", clients)] = run_load(
+                clients, lambda: http.client.HTTPConnection(etcd_leader, 2379, timeout=30), etcd_req)
+            s, e = results[("shoal", clients)], results[("etcd", clients)]
+            print(f"{clients:>3} clients: shoal {s[0]:8.0f} w/s (p50 {s[1]:.1f} ms, p99 {s[2]:.1f} ms)  "
+                  f"etcd {e[0]:8.0f} w/s (p50 {e[1]:.1f} ms, p99 {e[2]:.1f} ms)  ratio {s[0] / max(e[0], 1e-9):.2f}x",
+                  flush=True)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        subprocess.run(["pkill", "-f", "--", f"--data-dir {LAB}"], check=False)
+        sh("lab", "down", check=False)
+        shutil.rmtree(LAB, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
