@@ -417,6 +417,9 @@ enum StackCmd {
     /// List a stack's tasks.
     Ps {
         name: String,
+        /// Only tasks matching KEY=VALUE (id, name, node, desired-state); repeatable.
+        #[arg(short, long)]
+        filter: Vec<String>,
         #[arg(long)]
         no_trunc: bool,
         #[arg(short, long)]
@@ -944,8 +947,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             StackCmd::Config(a) => commands::stack::config(&a.files, a.env_file, a.profiles),
             StackCmd::Ls { format } => commands::stack::ls(c, format).await,
             StackCmd::Services { name, quiet, format } => commands::stack::services(c, &name, quiet, format).await,
-            StackCmd::Ps { name, no_trunc, quiet, format } => {
-                commands::stack::ps(c, &name, no_trunc, quiet, format).await
+            StackCmd::Ps { name, filter, no_trunc, quiet, format } => {
+                commands::stack::ps(c, &name, &filter, no_trunc, quiet, format).await
             }
             StackCmd::Rm { name, detach, timeout } => commands::stack::rm(c, &name, detach, timeout).await,
         },

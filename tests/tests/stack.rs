@@ -68,6 +68,10 @@ fn a_stack_runs_scales_heals_survives_a_restart_and_goes_away_cleanly() {
     assert_eq!(stacks[0]["Name"], "app");
     let ps = node.ok(&["stack", "ps", "app"]);
     assert_eq!(ps.lines().filter(|l| l.contains("Running")).count(), 3, "{ps}");
+    let shutdown = node.ok(&["stack", "ps", "--filter", "desired-state=shutdown", "app"]);
+    assert!(!shutdown.contains("Running"), "{shutdown}");
+    let err = node.fails(&["stack", "ps", "--filter", "nonsense", "app"]);
+    assert!(err.contains("KEY=VALUE"), "{err}");
 
     // Scale up and down; the command waits for convergence.
     node.ok(&["service", "scale", "app_web=5"]);

@@ -130,9 +130,26 @@ pub async fn services(client: &Client, name: &str, quiet: bool, format: Format) 
     service::print_services(&services, quiet, format)
 }
 
-pub async fn ps(client: &Client, name: &str, no_trunc: bool, quiet: bool, format: Format) -> anyhow::Result<()> {
-    let tasks = client.get(&format!("/tasks?filters={}", namespace_filter(name))).await?;
-    if tasks.as_array().is_none_or(|a| a.is_empty()) {
+pub async fn ps(
+    client: &Client,
+    name: &str,
+    user_filters: &[String],
+    no_trunc: bool,
+    quiet: bool,
+    format: Format,
+) -> anyhow::Result<()> {
+    let namespace = format!("{STACK_NAMESPACE_LABEL}={name}");
+    let mut pairs: Vec<(&str, &str)> = vec![("label", &namespace)];
+    for f in user_filters {
+        let pair = f.split_once('=').filter(|(k, v)| !k.is_empty() && !v.is_empty()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid filter \"{f}\": use KEY=VALUE (id, name, node or desired-state), e.g. desired-state=running"
+            )
+        })?;
+        pairs.push(pair);
+    }
+    let tasks = client.get(&format!("/tasks?filters={}", filters(&pairs))).await?;
+    if user_filters.is_empty() && tasks.as_array().is_none_or(|a| a.is_empty()) {
         anyhow::bail!("nothing found in stack: {name}");
     }
     service::print_tasks(client, &tasks, no_trunc, quiet, format).await
