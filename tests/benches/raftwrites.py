@@ -9,9 +9,10 @@ bridge, one disk, fsync on for both: shoal's redb commits and etcd's WAL):
 shoal's 3 managers on m1..m3, etcd's 3 members on e1..e3. One Python load
 client (the same handicap for both) with CLIENTS threads, each with its own
 keep-alive connection, writes for SECONDS seconds:
-  shoal: POST /services/create (a service with 0 replicas, a 200-byte spec) on
-         the leader's API socket — one raft entry each, acknowledged once
-         committed and applied;
+  shoal secret:  POST /secrets/create (a new name, 256 bytes of data) on the
+         leader's API socket — one raft entry each, acknowledged once committed
+         and applied: the same shape of write as etcd's;
+  shoal service: POST /services/create (a service with 0 replicas);
   etcd:  POST /v3/kv/put (8-byte key, 256-byte value) through etcd's JSON
          gateway on the leader — acknowledged once committed.
 Reports writes/s and p50/p99 latency at 1 and 64 clients, and the ratio.
@@ -181,6 +182,11 @@ def main():
             key = base64.b64encode(f"k{w:03d}{i:04d}"[-8:].encode()).decode()
             return "POST", "/v3/kv/put", json.dumps({"key": key, "value": value})
 
+        data = base64.b64encode(b"v" * 256).decode()
+
+        def secret_req(w, i):
+            return "POST", "/secrets/create", json.dumps({"Name": f"k{w}-{i}-{run_id[0]}", "Data": data})
+
         def shoal_req(w, i):
             return "POST", "/services/create", json.dumps({
                 "Name": f"c{w}-{i}-{run_id[0]}",
@@ -192,13 +198,14 @@ def main():
         results = {}
         for clients in [1, 64]:
             run_id[0] += 1
-            results[("shoal", clients)] = run_load(clients, lambda: UnixHTTPConnection(shoal_socket), shoal_req)
-            results[("etcd", clients)] = run_load(
-                clients, lambda: http.client.HTTPConnection(etcd_leader, 2379, timeout=30), etcd_req)
-            s, e = results[("shoal", clients)], results[("etcd", clients)]
-            print(f"{clients:>3} clients: shoal {s[0]:8.0f} w/s (p50 {s[1]:.1f} ms, p99 {s[2]:.1f} ms)  "
-                  f"etcd {e[0]:8.0f} w/s (p50 {e[1]:.1f} ms, p99 {e[2]:.1f} ms)  ratio {s[0] / max(e[0], 1e-9):.2f}x",
-                  flush=True)
+            secret = run_load(clients, lambda: UnixHTTPConnection(shoal_socket), secret_req)
+            service = run_load(clients, lambda: UnixHTTPConnection(shoal_socket), shoal_req)
+            e = run_load(clients, lambda: http.client.HTTPConnection(etcd_leader, 2379, timeout=30), etcd_req)
+            for name, r in [("shoal secret", secret), ("shoal service", service), ("etcd put", e)]:
+                print(f"{clients:>3} clients: {name:<14} {r[0]:8.0f} w/s (p50 {r[1]:.1f} ms, p99 {r[2]:.1f} ms)",
+                      flush=True)
+            print(f"{clients:>3} clients: shoal/etcd  secret {secret[0] / max(e[0], 1e-9):.2f}x  "
+                  f"service {service[0] / max(e[0], 1e-9):.2f}x", flush=True)
     finally:
         for p in procs:
             p.terminate()

@@ -53,7 +53,12 @@ pub type Closed = tokio::sync::oneshot::Receiver<()>;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Db>,
+    /// When the commit index was last written (see `save_committed`).
+    committed_saved: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// How often the commit index is written at most.
+const COMMITTED_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl LogStore {
     /// Opens (or creates) the raft database at `path`.
@@ -64,7 +69,8 @@ impl LogStore {
         tx.open_table(META)?;
         tx.commit()?;
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
-        Ok((LogStore { db: Arc::new(Db { database: Some(db), closed: Some(closed_tx) }) }, closed_rx))
+        let db = Arc::new(Db { database: Some(db), closed: Some(closed_tx) });
+        Ok((LogStore { db, committed_saved: Arc::default() }, closed_rx))
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, StorageError>
@@ -73,6 +79,12 @@ impl LogStore {
         F: FnOnce(&Database) -> Result<T, StorageError> + Send + 'static,
     {
         let db = self.db.clone();
+        // On the multi-threaded runtime the disk work runs in place (the
+        // runtime moves this worker's other tasks elsewhere): no hand-off to a
+        // blocking thread and back on every raft write.
+        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            return tokio::task::block_in_place(move || f(&db));
+        }
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?
@@ -195,8 +207,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     /// The commit index is a hint (a restarted member learns it again from the
-    /// leader, or re-commits as leader), so it is not worth an fsync per write.
+    /// leader, or re-commits as leader), so it is not worth an fsync per write,
+    /// nor a write more often than every 50 ms: it may lag, never lead.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        {
+            let mut saved = self.committed_saved.lock().unwrap_or_else(|p| p.into_inner());
+            if saved.is_some_and(|t| t.elapsed() < COMMITTED_SAVE_INTERVAL) {
+                return Ok(());
+            }
+            *saved = Some(std::time::Instant::now());
+        }
         self.blocking(move |db| LogStore::write_json(db, KEY_COMMITTED, &committed, ErrorSubject::Store, false)).await
     }
 
