@@ -14,10 +14,14 @@
 3. Manager memory: VmRSS of the leader's daemon idle, then holding 1,000
    services (replicas 0).
 
-Env: TRIALS (20), SETTLE (3), SHOAL (binary; default: cargo build --release).
-Docker Swarm's figures come from its defaults (perf-anchors: election 10-20 s,
-node down after 13.5-16.5 s), not from a live run: its managers cannot be
-spread over simulated hosts on one machine without IPVS-free ingress hacks.
+4. Docker Swarm's leader failover, live (unless DOCKER_TRIALS=0): 3 dockerd
+   (Debian docker.io 20.10) on three more simulated hosts, one data root each,
+   a swarm of 3 managers; the same kill -9 of the leader's dockerd, then
+   `docker network create -d overlay` (a raft write) through a survivor until
+   it succeeds. DOCKER_TRIALS trials (5: each takes Swarm's 10-20 s).
+
+Env: TRIALS (20), SETTLE (3), DOCKER_TRIALS (5), SHOAL (binary; default: cargo
+build --release), DOCKERD (/usr/sbin/dockerd).
 """
 
 import json
@@ -35,6 +39,8 @@ TRIALS = int(os.environ.get("TRIALS", "20"))
 # Seconds between a restarted manager catching up and the next kill: failures
 # are measured from a steady cluster, not one still settling from the last.
 SETTLE = float(os.environ.get("SETTLE", "3"))
+DOCKER_TRIALS = int(os.environ.get("DOCKER_TRIALS", "5"))
+DOCKERD = os.environ.get("DOCKERD", "/usr/sbin/dockerd")
 
 
 def shoal_bin():
@@ -131,6 +137,84 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
+DOCKERDS = ["d1", "d2", "d3"]
+
+
+def docker(d, *args, check=True, timeout=60):
+    sock = os.path.join(LAB, f"docker-{d}", "docker.sock")
+    return subprocess.run(["docker", "-H", f"unix://{sock}", *args], check=check, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start_dockerd(d):
+    root = os.path.join(LAB, f"docker-{d}")
+    os.makedirs(root, exist_ok=True)
+    cmd = (f"nohup {DOCKERD} --data-root {root}/data --exec-root {root}/exec --pidfile {root}/docker.pid "
+           f"-H unix://{root}/docker.sock --bridge=none --iptables=false --ip-masq=false "
+           f"--userland-proxy=false >> {root}/log 2>&1 &")
+    sh("machine", "ssh", d, "--", "sh", "-c", cmd)
+    wait(f"dockerd on {d}", lambda: docker(d, "info", check=False).returncode == 0, 60)
+
+
+def docker_leader():
+    for d in DOCKERDS:
+        try:
+            out = docker(d, "node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}", check=False, timeout=5)
+        except subprocess.TimeoutExpired:
+            continue
+        for line in out.stdout.splitlines():
+            host, _, status = line.partition(" ")
+            if status == "Leader":
+                return host
+    return None
+
+
+def docker_failover():
+    if not shutil.which("docker") or not os.path.exists(DOCKERD):
+        print("docker failover: skipped (docker CLI or dockerd missing)")
+        return
+    addrs = {}
+    for d in DOCKERDS:
+        sh("machine", "create", d)
+        addrs[d] = next(m["Address"] for m in json.loads(sh("machine", "ls", "--format", "json").stdout)
+                        if m["Name"] == d)
+        start_dockerd(d)
+    docker("d1", "swarm", "init", "--advertise-addr", addrs["d1"])
+    token = docker("d1", "swarm", "join-token", "-q", "manager").stdout.strip()
+    for d in DOCKERDS[1:]:
+        docker(d, "swarm", "join", "--token", token, "--advertise-addr", addrs[d], f"{addrs['d1']}:2377")
+    gaps = []
+    for trial in range(DOCKER_TRIALS):
+        lead = wait("a Docker leader", docker_leader)
+        client = next(d for d in DOCKERDS if d != lead)
+        with open(os.path.join(LAB, f"docker-{lead}", "docker.pid")) as f:
+            os.kill(int(f.read().strip()), 9)
+        killed = time.monotonic()
+        n = 0
+        while True:
+            n += 1
+            try:
+                r = docker(client, "network", "create", "-d", "overlay", f"f{trial}-{n}", check=False, timeout=60)
+                if r.returncode == 0:
+                    break
+            except subprocess.TimeoutExpired:
+                pass
+            time.sleep(0.05)
+        gaps.append(time.monotonic() - killed)
+        print(f"docker trial {trial + 1}: killed {lead}, write through {client} after {gaps[-1] * 1000:.0f} ms",
+              flush=True)
+        subprocess.run(["pkill", "-9", "-f", "--", os.path.join(LAB, f"docker-{lead}", "exec")], check=False)
+        start_dockerd(lead)
+        def back():
+            out = docker(client, "node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}", check=False)
+            return f"{lead} Reachable" in out.stdout.splitlines()
+
+        wait(f"{lead} back as a manager", back, 120)
+        time.sleep(SETTLE)
+    print(f"docker failover ms over {len(gaps)} trials: p50 {pct(gaps, 50) * 1000:.0f}  "
+          f"p99 {pct(gaps, 99) * 1000:.0f}  max {max(gaps) * 1000:.0f}  mean {statistics.mean(gaps) * 1000:.0f}")
+
+
 def main():
     if os.geteuid() != 0:
         sys.exit("failover: needs root (network namespaces)")
@@ -210,7 +294,18 @@ def main():
         time.sleep(2)
         full = rss_kib(pid(lead))
         print(f"leader daemon RSS: idle {idle / 1024:.1f} MiB, with 1,000 more services {full / 1024:.1f} MiB")
+        if DOCKER_TRIALS > 0:
+            docker_failover()
     finally:
+        for d in DOCKERDS:
+            pidfile = os.path.join(LAB, f"docker-{d}", "docker.pid")
+            try:
+                with open(pidfile) as f:
+                    os.kill(int(f.read().strip()), 9)
+            except (OSError, ValueError):
+                pass
+        subprocess.run(["pkill", "-9", "-f", "--", os.path.join(LAB, "docker-")], check=False)
+        time.sleep(1)
         sh("lab", "down", check=False)
         shutil.rmtree(LAB, ignore_errors=True)
 
