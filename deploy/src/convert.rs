@@ -129,6 +129,16 @@ fn used_networks(compose: &Compose) -> BTreeSet<String> {
 
 /// The cluster name of a secret or config: its `name:` (as written, like an external one's
 /// key), or `<stack>_<key>`.
+/// The store name of the secret or config a service reference names.
+fn reference_name(
+    declared: &BTreeMap<String, crate::model::FileObject>,
+    r: &crate::model::FileRef,
+    stack: &str,
+) -> String {
+    let d = declared.get(&r.source);
+    object_name(&r.source, d.and_then(|d| d.name.as_deref()), d.is_some_and(|d| d.external), stack)
+}
+
 fn object_name(key: &str, name: Option<&str>, external: bool, stack: &str) -> String {
     match name {
         Some(name) => name.to_owned(),
@@ -233,35 +243,19 @@ fn service_spec(compose: &Compose, name: &str, service: &Service, stack: &str) -
         secrets: service
             .secrets
             .iter()
-            .map(|r| {
-                let declared = compose.secrets.get(&r.source);
-                SecretReference {
-                    secret_id: String::new(),
-                    secret_name: object_name(
-                        &r.source,
-                        declared.and_then(|d| d.name.as_deref()),
-                        declared.is_some_and(|d| d.external),
-                        stack,
-                    ),
-                    file: Some(file_target(r)),
-                }
+            .map(|r| SecretReference {
+                secret_id: String::new(),
+                secret_name: reference_name(&compose.secrets, r, stack),
+                file: Some(file_target(r)),
             })
             .collect(),
         configs: service
             .configs
             .iter()
-            .map(|r| {
-                let declared = compose.configs.get(&r.source);
-                ConfigReference {
-                    config_id: String::new(),
-                    config_name: object_name(
-                        &r.source,
-                        declared.and_then(|d| d.name.as_deref()),
-                        declared.is_some_and(|d| d.external),
-                        stack,
-                    ),
-                    file: Some(file_target(r)),
-                }
+            .map(|r| ConfigReference {
+                config_id: String::new(),
+                config_name: reference_name(&compose.configs, r, stack),
+                file: Some(file_target(r)),
             })
             .collect(),
         healthcheck: service.healthcheck.as_ref().map(healthcheck),

@@ -31,10 +31,10 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import benchlab
+
 TRIALS = int(os.environ.get("TRIALS", "20"))
 # Seconds between a restarted manager catching up and the next kill: failures
 # are measured from a steady cluster, not one still settling from the last.
@@ -43,21 +43,8 @@ DOCKER_TRIALS = int(os.environ.get("DOCKER_TRIALS", "5"))
 DOCKERD = os.environ.get("DOCKERD", "/usr/sbin/dockerd")
 
 
-def shoal_bin():
-    if os.environ.get("SHOAL"):
-        return os.environ["SHOAL"]
-    subprocess.run(["cargo", "build", "--release", "-p", "shoal"], cwd=ROOT, check=True)
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    return os.path.join(target, "release", "shoal")
-
-
-SHOAL = shoal_bin()
-LAB = tempfile.mkdtemp(prefix="shoal-failover-")
-ENV = dict(os.environ, SHOAL_LAB_ROOT=LAB)
-
-
-def sh(*args, check=True):
-    return subprocess.run([SHOAL, *args], env=ENV, check=check, capture_output=True, text=True)
+LAB_ = benchlab.Lab("shoal-failover-")
+SHOAL, LAB, ENV, sh = LAB_.shoal, LAB_.root, LAB_.env, LAB_.sh
 
 
 def on(m, *args, check=True):

@@ -28,30 +28,17 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import benchlab
+
 SECONDS = float(os.environ.get("SECONDS_PER_RUN", os.environ.get("SECONDS", "10")))
 ETCD = os.environ.get("ETCD", "/usr/bin/etcd")
 
 
-def shoal_bin():
-    if os.environ.get("SHOAL"):
-        return os.environ["SHOAL"]
-    subprocess.run(["cargo", "build", "--release", "-p", "shoal"], cwd=ROOT, check=True)
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    return os.path.join(target, "release", "shoal")
-
-
-SHOAL = shoal_bin()
-LAB = tempfile.mkdtemp(prefix="shoal-raftwrites-")
-ENV = dict(os.environ, SHOAL_LAB_ROOT=LAB)
-
-
-def sh(*args, check=True):
-    return subprocess.run([SHOAL, *args], env=ENV, check=check, capture_output=True, text=True)
+LAB_ = benchlab.Lab("shoal-raftwrites-")
+SHOAL, LAB, ENV, sh = LAB_.shoal, LAB_.root, LAB_.env, LAB_.sh
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):

@@ -37,6 +37,16 @@ impl Client {
         Ok(resp.into_body().collect().await?.to_bytes())
     }
 
+    /// A connection to the daemon's socket.
+    async fn connect(&self) -> anyhow::Result<tokio::net::UnixStream> {
+        tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| {
+            anyhow::anyhow!(
+                "Cannot connect to the shoal daemon at {} ({e}). Is the daemon running? Start it with \"shoal daemon\".",
+                self.host
+            )
+        })
+    }
+
     /// Sends a request; a non-success answer becomes an [`ApiError`].
     async fn send(
         &self,
@@ -44,12 +54,7 @@ impl Client {
         path: &str,
         body: Option<(Bytes, &str)>,
     ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
-        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| {
-            anyhow::anyhow!(
-                "Cannot connect to the shoal daemon at {} ({e}). Is the daemon running? Start it with \"shoal daemon\".",
-                self.host
-            )
-        })?;
+        let stream = self.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             let _ = conn.await;
@@ -79,12 +84,7 @@ impl Client {
     /// POSTs `path` asking for the connection to be upgraded (Docker's hijacked attach
     /// stream: `Upgrade: tcp`) and returns the raw two-way stream.
     pub async fn upgrade(&self, path: &str) -> anyhow::Result<TokioIo<hyper::upgrade::Upgraded>> {
-        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| {
-            anyhow::anyhow!(
-                "Cannot connect to the shoal daemon at {} ({e}). Is the daemon running? Start it with \"shoal daemon\".",
-                self.host
-            )
-        })?;
+        let stream = self.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;

@@ -34,79 +34,50 @@ pub trait FileObject: Clone + Into<Object> {
     fn used_by(spec: &ContainerSpec) -> Vec<&str>;
 }
 
-impl FileObject for Secret {
-    const KIND: &'static str = "secret";
-    fn new(id: String, annotations: Annotations, data: Vec<u8>) -> Self {
-        Secret { id, meta: None, spec: Some(SecretSpec { annotations: Some(annotations), data }) }
-    }
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn name(&self) -> &str {
-        Secret::name(self)
-    }
-    fn version(&self) -> u64 {
-        Secret::version(self)
-    }
-    fn annotations(&self) -> Option<&Annotations> {
-        self.spec.as_ref().and_then(|s| s.annotations.as_ref())
-    }
-    fn annotations_mut(&mut self) -> &mut Option<Annotations> {
-        &mut self.spec.get_or_insert_default().annotations
-    }
-    fn data(&self) -> &[u8] {
-        self.spec.as_ref().map(|s| s.data.as_slice()).unwrap_or_default()
-    }
-    fn meta_mut(&mut self) -> &mut Option<Meta> {
-        &mut self.meta
-    }
-    fn all(state: &State) -> &BTreeMap<String, Self> {
-        &state.secrets
-    }
-    fn find<'a>(state: &'a State, key: &str) -> Result<&'a Self, StoreError> {
-        state.find_secret(key)
-    }
-    fn used_by(spec: &ContainerSpec) -> Vec<&str> {
-        spec.secrets.iter().map(|r| r.secret_id.as_str()).collect()
-    }
+/// Secrets and configs have the same shape: one implementation for both.
+macro_rules! file_object {
+    ($t:ident, $spec:ident, $kind:literal, $map:ident, $find:ident, $refs:ident, $ref_id:ident) => {
+        impl FileObject for $t {
+            const KIND: &'static str = $kind;
+            fn new(id: String, annotations: Annotations, data: Vec<u8>) -> Self {
+                $t { id, meta: None, spec: Some($spec { annotations: Some(annotations), data }) }
+            }
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn name(&self) -> &str {
+                $t::name(self)
+            }
+            fn version(&self) -> u64 {
+                $t::version(self)
+            }
+            fn annotations(&self) -> Option<&Annotations> {
+                self.spec.as_ref().and_then(|s| s.annotations.as_ref())
+            }
+            fn annotations_mut(&mut self) -> &mut Option<Annotations> {
+                &mut self.spec.get_or_insert_default().annotations
+            }
+            fn data(&self) -> &[u8] {
+                self.spec.as_ref().map(|s| s.data.as_slice()).unwrap_or_default()
+            }
+            fn meta_mut(&mut self) -> &mut Option<Meta> {
+                &mut self.meta
+            }
+            fn all(state: &State) -> &BTreeMap<String, Self> {
+                &state.$map
+            }
+            fn find<'a>(state: &'a State, key: &str) -> Result<&'a Self, StoreError> {
+                state.$find(key)
+            }
+            fn used_by(spec: &ContainerSpec) -> Vec<&str> {
+                spec.$refs.iter().map(|r| r.$ref_id.as_str()).collect()
+            }
+        }
+    };
 }
 
-impl FileObject for Config {
-    const KIND: &'static str = "config";
-    fn new(id: String, annotations: Annotations, data: Vec<u8>) -> Self {
-        Config { id, meta: None, spec: Some(ConfigSpec { annotations: Some(annotations), data }) }
-    }
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn name(&self) -> &str {
-        Config::name(self)
-    }
-    fn version(&self) -> u64 {
-        Config::version(self)
-    }
-    fn annotations(&self) -> Option<&Annotations> {
-        self.spec.as_ref().and_then(|s| s.annotations.as_ref())
-    }
-    fn annotations_mut(&mut self) -> &mut Option<Annotations> {
-        &mut self.spec.get_or_insert_default().annotations
-    }
-    fn data(&self) -> &[u8] {
-        self.spec.as_ref().map(|s| s.data.as_slice()).unwrap_or_default()
-    }
-    fn meta_mut(&mut self) -> &mut Option<Meta> {
-        &mut self.meta
-    }
-    fn all(state: &State) -> &BTreeMap<String, Self> {
-        &state.configs
-    }
-    fn find<'a>(state: &'a State, key: &str) -> Result<&'a Self, StoreError> {
-        state.find_config(key)
-    }
-    fn used_by(spec: &ContainerSpec) -> Vec<&str> {
-        spec.configs.iter().map(|r| r.config_id.as_str()).collect()
-    }
-}
+file_object!(Secret, SecretSpec, "secret", secrets, find_secret, secrets, secret_id);
+file_object!(Config, ConfigSpec, "config", configs, find_config, configs, config_id);
 
 /// Docker's rule for secret, config and network names.
 pub(crate) fn check_object_name(kind: &str, name: &str) -> Result<(), ControlError> {
