@@ -280,6 +280,7 @@ impl Runtime {
             mount_points.push(PathBuf::from(target.trim_start_matches('/')));
         }
         let observed = state::observe(&paths, &config)?;
+        inner.snapshots.recover(paths.dir())?;
         let freeze = match (&config.host.cgroup, observed.info.state) {
             (Some(cgroup), ContainerState::Running) if !observed.info.paused => Some(cgroup),
             _ => None,
