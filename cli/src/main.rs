@@ -106,6 +106,25 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Opens the runtime once and times RUNS cycles of create, start, wait and
+    /// remove of one container, in this process (each start still launches a
+    /// shim process); prints one line per cycle, in milliseconds: the cycle,
+    /// then each step.
+    #[command(hide = true)]
+    InternalBenchStart {
+        /// A data root no daemon is using (its images are imported by a daemon beforehand).
+        #[arg(long)]
+        data_root: PathBuf,
+        /// Counted cycles.
+        #[arg(long, default_value_t = 100)]
+        runs: usize,
+        /// Uncounted cycles first.
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        image: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Kills, unmounts and removes the cgroups of what a dead daemon left
     /// under a data root (for tests and recovery).
     #[command(hide = true)]
@@ -848,6 +867,13 @@ fn main() {
             }
         }
     }
+    if let Command::InternalBenchStart { data_root, runs, warmup, image, args } = &cli.command {
+        if let Err(e) = internal_bench_start(data_root, *runs, *warmup, image, args) {
+            eprintln!("Error: {e:#}");
+            std::process::exit(125);
+        }
+        std::process::exit(0);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -885,6 +911,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Daemon { .. }
         | Command::InternalShim { .. }
         | Command::InternalRun { .. }
+        | Command::InternalBenchStart { .. }
         | Command::InternalCleanup { .. }
         | Command::Machine(_)
         | Command::Lab(_) => Ok(()),
@@ -1031,6 +1058,55 @@ fn internal_run(data_root: &std::path::Path, image: &str, args: &[String]) -> an
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `internal-bench-start`: create → start → wait → remove cycles on one open runtime.
+fn internal_bench_start(
+    data_root: &std::path::Path,
+    runs: usize,
+    warmup: usize,
+    image: &str,
+    args: &[String],
+) -> anyhow::Result<()> {
+    use std::time::Instant;
+    let exe = std::env::current_exe().context("finding the shoal binary to run the shim")?;
+    let rt = shoal_runtime::Runtime::open(&data_root.join("runtime"), exe, vec!["internal-shim".into()])?;
+    let spec = shoal_runtime::ContainerSpec {
+        image: image.to_string(),
+        cmd: (!args.is_empty()).then(|| args.to_vec()),
+        ..Default::default()
+    };
+    let ms = |from: Instant, to: Instant| to.duration_since(from).as_secs_f64() * 1000.0;
+    println!("# cycle_ms create_ms start_ms wait_ms remove_ms");
+    let mut cycles = Vec::with_capacity(runs);
+    for i in 0..warmup + runs {
+        let t0 = Instant::now();
+        let info = rt.create_container(&spec)?;
+        let t1 = Instant::now();
+        let started = rt.start_container(&info.id);
+        let t2 = Instant::now();
+        let done = started.and_then(|_| rt.wait_container_blocking(&info.id, Duration::MAX));
+        let t3 = Instant::now();
+        rt.remove_container(&info.id, true)?;
+        let t4 = Instant::now();
+        let done = done?;
+        if done.exit_code != Some(0) {
+            anyhow::bail!(
+                "the container exited with {:?} ({}): the benchmark needs a command that succeeds",
+                done.exit_code,
+                done.error.unwrap_or_default()
+            );
+        }
+        if i >= warmup {
+            println!("{:.3} {:.3} {:.3} {:.3} {:.3}", ms(t0, t4), ms(t0, t1), ms(t1, t2), ms(t2, t3), ms(t3, t4));
+            cycles.push(ms(t0, t4));
+        }
+    }
+    cycles.sort_by(f64::total_cmp);
+    if let Some(median) = cycles.get(cycles.len() / 2) {
+        eprintln!("{} cycles, median {median:.2} ms", cycles.len());
+    }
+    Ok(())
 }
 
 /// Exits with a container's exit code (also 0: an attached session may leave a

@@ -59,6 +59,12 @@ pub(crate) fn write_bytes(path: &Path, data: &[u8]) -> Result<(), Error> {
     replace(path, data, true)
 }
 
+/// Atomically replaces `path` with `data`, without waiting for the disk (see
+/// [`write_volatile`]).
+pub(crate) fn write_bytes_volatile(path: &Path, data: &[u8]) -> Result<(), Error> {
+    replace(path, data, false)
+}
+
 fn replace(path: &Path, data: &[u8], durable: bool) -> Result<(), Error> {
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}-{:08x}", std::process::id(), rand::random::<u32>()));

@@ -15,7 +15,7 @@
 //! ```text
 //! images/      oci-layout, index.json, blobs/sha256/<hex>, ingest/ (blobs being written, archives being loaded)
 //! layers/      <diff id hex>/ (unpacked layers)
-//! containers/  <id>/ config.json state.json exit.json [restart.json] container.log shim.log lock upper/ work/ rootfs/
+//! containers/  <id>/ config.json state.json exit.json [restart.json] container.log shim.log lock upper/ work/ rootfs/ upper.boot
 //!                   hosts hostname resolv.conf (bound at /etc/… in the container)
 //! ../volumes/  <name>/_data (named volumes, kept after their containers)
 //! ```
@@ -280,6 +280,7 @@ impl Runtime {
             mount_points.push(PathBuf::from(target.trim_start_matches('/')));
         }
         let observed = state::observe(&paths, &config)?;
+        inner.snapshots.recover(paths.dir())?;
         let freeze = match (&config.host.cgroup, observed.info.state) {
             (Some(cgroup), ContainerState::Running) if !observed.info.paused => Some(cgroup),
             _ => None,

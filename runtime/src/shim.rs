@@ -9,7 +9,8 @@
 //! (`{"pid":N}` or `{"error":"…","exit_code":N}`), then copies the container's output into
 //! `container.log` and to attached clients, and their input into the container's stdin (a pipe,
 //! or the terminal), until the output ends; then waits for the init, writes `exit.json`
-//! atomically and exits.
+//! atomically and exits. A second into the copying, it unmaps the pages of the binary it
+//! needed only to start the container (`process::memory`).
 //!
 //! Architecture invariant: the shim is single-threaded and runs no async runtime (it forks).
 //! It writes `state.json` once (the start record) and `exit.json` once; the daemon writes
@@ -23,6 +24,7 @@ use std::{
         unix::net::{UnixListener, UnixStream},
     },
     path::Path,
+    time::{Duration, Instant},
 };
 
 use nix::{
@@ -52,7 +54,7 @@ use crate::{
         exec,
         init::{self, InitFailure, InitStdio},
         launch::Handshake,
-        namespaces,
+        memory, namespaces,
         procfs::ProcessIdentity,
         terminal,
     },
@@ -82,6 +84,10 @@ pub fn main(container_dir: &Path) -> ! {
     };
     std::process::exit(code)
 }
+
+/// How long after the container's start the shim gives back the memory it needed only to
+/// start it ([`memory::release_startup_pages`]): a container that ends sooner never pays for it.
+const RELEASE_STARTUP_PAGES_AFTER: Duration = Duration::from_secs(1);
 
 /// The environment variable naming the fd of a client attached from the start (see
 /// [`crate::attach`]), set by the daemon's side of the launch.
@@ -320,6 +326,7 @@ enum Polled {
 /// Copies the container's output into the log and to attached clients, and their input to the
 /// container, until the container's output has ended.
 fn serve(mut io: Stdio, log: &mut LogWriter, listener: Option<&UnixListener>, mut clients: Vec<Client>) {
+    let mut release_at = Some(Instant::now() + RELEASE_STARTUP_PAGES_AFTER);
     let mut open: Vec<bool> = io.outputs.iter().map(|_| true).collect();
     let mut pending: Vec<u8> = Vec::new();
     let mut close_stdin = false;
@@ -348,8 +355,20 @@ fn serve(mut io: Stdio, log: &mut LogWriter, listener: Option<&UnixListener>, mu
             pfds.push(libc::pollfd { fd: client.stream.as_raw_fd(), events, revents: 0 });
             what.push(Polled::Client(i));
         }
+        let timeout = match release_at {
+            Some(at) if at <= Instant::now() => {
+                memory::release_startup_pages();
+                release_at = None;
+                -1
+            }
+            // Rounded up, so the poll does not return just before the time.
+            Some(at) => {
+                libc::c_int::try_from(at.duration_since(Instant::now()).as_millis() + 1).unwrap_or(libc::c_int::MAX)
+            }
+            None => -1,
+        };
         // SAFETY: `pfds` is valid for its length for the duration of the call.
-        if unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) } < 0 {
+        if unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) } < 0 {
             if Errno::last() == Errno::EINTR {
                 continue;
             }

@@ -98,7 +98,7 @@ fn run_all() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cases: [(&str, Case); 33] = [
+    let cases: [(&str, Case); 34] = [
         ("import_directory_and_tar", import_directory_and_tar),
         ("exit_code_and_logs", exit_code_and_logs),
         ("process_config_inside", process_config_inside),
@@ -132,6 +132,7 @@ fn run_all() -> ExitCode {
         ("load_oci_with_whiteouts_and_shared_layer", load_oci_with_whiteouts_and_shared_layer),
         ("damaged_archives_load_nothing", damaged_archives_load_nothing),
         ("commit_keeps_changes_and_deletions", commit_keeps_changes_and_deletions),
+        ("volatile_upper_kept_in_this_boot_only", volatile_upper_kept_in_this_boot_only),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, case) in cases {
@@ -1422,4 +1423,60 @@ fn commit_keeps_changes_and_deletions(env: &Env) -> Result {
         env.rt.remove_image(name, false).map_err(e)?;
     }
     Ok(())
+}
+
+/// Whether the running kernel is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+}
+
+/// The super options of the mount at `path`, from mountinfo.
+fn mount_options(path: &Path) -> Option<String> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let dash = fields.iter().position(|f| *f == "-")?;
+        (fields.get(4).map(Path::new) == Some(path)).then(|| fields.get(dash + 3).map(|o| o.to_string()))?
+    })
+}
+
+fn volatile_upper_kept_in_this_boot_only(env: &Env) -> Result {
+    // Each run prints what the previous runs left in the root filesystem, then leaves a mark.
+    let script = "cat /mark 2>/dev/null || echo none; echo kept >> /mark";
+    let info = run_to_exit(env, &sh("volatile", script))?;
+    let dir = env.root.join("containers").join(&info.id);
+    let rootfs = dir.join("rootfs");
+    let marker = dir.join("work/work/incompat/volatile");
+    if kernel_at_least(5, 10) {
+        let options = mount_options(&rootfs).ok_or("the overlay is not mounted after the run")?;
+        // Newer kernels spell the option `fsync=volatile`.
+        let volatile = options.split(',').any(|o| o == "volatile" || o == "fsync=volatile");
+        ensure!(volatile, "the overlay is not volatile: {options}");
+        ensure!(marker.exists(), "no volatile marker at {}", marker.display());
+    }
+    let restart = |expect: &str| -> Result {
+        umount2(&rootfs, MntFlags::empty()).map_err(|e| format!("unmounting {}: {e}", rootfs.display()))?;
+        env.rt.start_container(&info.id).map_err(e)?;
+        let done = wait(env, &info.id)?;
+        ensure!(done.exit_code == Some(0), "{done:?}");
+        let out = output(env, &info.id)?;
+        ensure!(out == expect, "after the restart: {out:?}, want {expect:?}");
+        Ok(())
+    };
+    // The overlay went away with the machine up (same boot): the upper layer is kept.
+    restart("none\nkept")?;
+    if marker.exists() {
+        // As if the machine had restarted since the last mount: the upper layer is discarded.
+        fs::write(dir.join("upper.boot"), "00000000-0000-0000-0000-000000000000\n").map_err(|e| e.to_string())?;
+        restart("none\nkept\nnone")?;
+        ensure!(dir.join("upper").is_dir() && dir.join("work").is_dir(), "upper/ or work/ not recreated");
+    }
+    // A commit reads the upper layer without the overlay: it is recovered the same way.
+    umount2(&rootfs, MntFlags::empty()).map_err(|e| format!("unmounting {}: {e}", rootfs.display()))?;
+    let image = env.rt.commit_container(&info.id, "", &CommitChanges::default()).map_err(e)?;
+    ensure!(!marker.exists(), "the marker is still there after a commit in the same boot");
+    env.rt.remove_image(&image.id, false).map_err(e)?;
+    remove_and_check_gone(env, &info)
 }

@@ -9,6 +9,10 @@
 #      shoal   `shoal run --rm bb:1 true`           (CLI → daemon HTTP API → shim)
 #      shoal-rt `shoal internal-run --data-root D bb:1 true` (the runtime library driven
 #              directly, no daemon: create, start, wait, remove in one process, as crun run)
+#      shoal-rt-loop  `shoal internal-bench-start --data-root D --runs RUNS bb:1 true`: the
+#              same cycle RUNS times in one process that opened the runtime once, timed
+#              inside it (no exec of shoal, no Runtime::open per container; each start
+#              still launches a shim process); not hyperfine, its own clock per cycle
 #      crun    `crun run --bundle B ID`             (deletes the container on exit)
 #      crun-nocg  the same with `--cgroup-manager=disabled` (start cost without cgroups)
 #      runc    `runc run --bundle B ID`             (deletes the container on exit)
@@ -199,7 +203,7 @@ docker run --rm --network none bb:1 true
 # --- 1. start latency ------------------------------------------------------
 # crun and runc delete the container when `run` returns, so one ID serves every
 # run (a run that failed to clean up makes the next fail, and hyperfine stop).
-SIDES=(shoal shoal-rt crun runc docker)
+SIDES=(shoal shoal-rt shoal-rt-loop crun runc docker)
 hf() { # name json command... (hyperfine, no intermediate shell)
     local name=$1 json=$2; shift 2
     hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$json" "$@" >"$TMP/hf-$name.out" 2>&1 ||
@@ -210,6 +214,13 @@ run_side() { # side round
     case $1 in
     shoal) hf "$1" "$j" -n shoal "$SHOAL run --rm bb:1 true" ;;
     shoal-rt) hf "$1" "$j" -n shoal-rt "$SHOAL internal-run --data-root $TMP/shoal bb:1 true" ;;
+    shoal-rt-loop) # cycle times in ms, one per line, as hyperfine's JSON (seconds)
+        "$SHOAL" internal-bench-start --data-root "$TMP/shoal" --runs "$RUNS" --warmup "$WARMUP" bb:1 true \
+            >"$TMP/loop.out" 2>"$TMP/hf-loop.out" || { cat "$TMP/hf-loop.out" >&2; return 1; }
+        python3 -c 'import json, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
+json.dump({"results": [{"command": "shoal-rt-loop", "times": [float(r[0]) / 1000 for r in rows]}]}, open(sys.argv[2], "w"))' \
+            "$TMP/loop.out" "$j" ;;
     crun) # both crun variants inside one unshare; the unshare is not timed
         nounified hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS" --export-json "$j" \
             -n crun "crun run --bundle $TMP/bundle $TAG-lat" \
@@ -226,6 +237,7 @@ for ((r = 0; r < ROUNDS; r++)); do
         run_side "$s" "$r"
     done
 done
+LOAD_LAT=$(cut -d' ' -f1-3 /proc/loadavg)
 [ -n "${OUT:-}" ] && mkdir -p "$OUT" && cp "$TMP"/start-*.json "$OUT"/
 [ -z "$(shoal ps -aq)" ] && [ -z "$(docker ps -aq)" ] || { log "containers left after the latency runs"; exit 1; }
 [ -z "$(runc list -q | grep "^$TAG")" ] || { log "runc containers left"; exit 1; }
@@ -323,10 +335,10 @@ python3 - "$TMP" "$ROUNDS" "$RUNS" "$WARMUP" "$PAR" "$MEM_N" \
     "$( [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] && echo v2 || echo 'v1 (hybrid)')" "$(nproc)" \
     "$(for s in "${PSIDES[@]}"; do echo "$s:${PARMS[$s]}"; done)" \
     "$MEM_SHOAL_IDLE" "$MEM_SHOAL_N" "$MEM_SHIMS" "$MEM_DOCKER_IDLE" "$MEM_DOCKER_N" "$MEM_DSHIMS" "$PSS_SHIMS" "$PSS_DSHIMS" \
-    "$USS_SHIMS" "$USS_DSHIMS" <<'PY'
+    "$USS_SHIMS" "$USS_DSHIMS" "$LOAD_LAT" <<'PY'
 import glob, json, math, statistics as st, sys
 (tmp, rounds, runs, warm, par, mem_n, sv, cv, rv, dv, hv, kern, cg, cpus, pars,
- s_idle, s_n, shims, d_idle, d_n, dshims, pss_s, pss_d, uss_s, uss_d) = sys.argv[1:]
+ s_idle, s_n, shims, d_idle, d_n, dshims, pss_s, pss_d, uss_s, uss_d, load) = sys.argv[1:]
 times = {}
 for f in sorted(glob.glob(f"{tmp}/start-*.json")):
     for r in json.load(open(f))["results"]:
@@ -338,14 +350,16 @@ print(f"{sv}; {cv}; {rv}; Docker {dv}; {hv}; kernel {kern}; cgroup {cg}; {cpus} 
 print(f"{rounds} rounds × {runs} runs (+{warm} warm-up each), side order rotating per round\n")
 print("| side | runs | mean ms | median ms | p99 ms | min ms | max ms |")
 print("|---|---|---|---|---|---|---|")
-order = ["shoal", "shoal-rt", "crun", "crun-nocg", "runc", "docker"]
+order = ["shoal", "shoal-rt", "shoal-rt-loop", "crun", "crun-nocg", "runc", "docker"]
+theirs = order[3:]
 for k in order:
     v = times[k]
     print(f"| {k} | {len(v)} | {st.mean(v):.1f} | {st.median(v):.1f} | {p(v, .99):.1f} | {min(v):.1f} | {max(v):.1f} |")
-for ours in ["shoal", "shoal-rt"]:
+print(f"\nload average after the latency runs: {load}")
+for ours in ["shoal", "shoal-rt", "shoal-rt-loop"]:
     s = times[ours]
     print()
-    for k in order[2:]:
+    for k in theirs:
         v = times[k]
         print(f"{ours}/{k}: mean {st.mean(s) / st.mean(v):.2f}x, median {st.median(s) / st.median(v):.2f}x, "
               f"p99 {p(s, .99) / p(v, .99):.2f}x")

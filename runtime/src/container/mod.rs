@@ -2,7 +2,8 @@
 //! `config.json` (what to run, fixed at create: [`spec`]), `state.json` and `exit.json` (what
 //! happened: [`state`]), `restart.json` (restarts by its policy, stops by users: [`restart`]),
 //! `container.log` (its output), `shim.log` (the shim's own errors),
-//! `lock` (serializes lifecycle operations) and the snapshot (`upper/ work/ rootfs/`).
+//! `lock` (serializes lifecycle operations) and the snapshot (`upper/ work/ rootfs/`, and
+//! `upper.boot`: the boot its overlay was last mounted in).
 //!
 //! Architecture invariant: every fact about a container is in its directory, so a new process
 //! opening the same root sees exactly what the old one saw.

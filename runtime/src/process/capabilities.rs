@@ -10,7 +10,7 @@ use std::io;
 use crate::error::Error;
 
 /// Every capability the kernel headers of this era define, by number.
-const NAMES: [&str; 41] = [
+pub(crate) const NAMES: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",

@@ -3,8 +3,12 @@
 //! makes them meaningful (`mount` with CAP_SYS_ADMIN, `reboot` with CAP_SYS_BOOT, …), `clone`
 //! without namespace flags (unless CAP_SYS_ADMIN), `clone3` answering ENOSYS (so C libraries
 //! fall back to `clone`, whose flags the filter can see), `personality` limited to Docker's
-//! values, and EPERM for everything else. Built as classic BPF by hand: a list of
-//! `jeq nr → allow` pairs, which the kernel's JIT makes cheap enough.
+//! values, and EPERM for everything else. Built as classic BPF by hand: the three calls with
+//! argument checks first, then a binary search over the ranges of consecutive allowed call
+//! numbers (Docker's default set makes 29 ranges: 75 instructions, about 10 run per call,
+//! where a list of `jeq nr → allow` pairs takes 607, up to 600 run). The kernel runs the filter
+//! for every call number when it is installed (to cache the calls it always allows), so its
+//! length is paid at every container start.
 //!
 //! Only x86_64 is covered (other architectures get no filter yet); on x86_64,
 //! 32-bit (i386) and x32 system calls are refused.
@@ -19,6 +23,8 @@ const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 
 const LD_W_ABS: u16 = 0x20;
 const JEQ_K: u16 = 0x15;
+const JGT_K: u16 = 0x25;
+const JGE_K: u16 = 0x35;
 const JSET_K: u16 = 0x45;
 const RET_K: u16 = 0x06;
 
@@ -407,18 +413,146 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
-/// The filter for a container holding `capabilities` (names `CAP_…`).
-pub(crate) fn program(capabilities: &[String]) -> Vec<libc::sock_filter> {
-    let deny = SECCOMP_RET_ERRNO | libc::EPERM as u32;
+/// The call numbers allowed outright (without an argument check) for `capabilities`, sorted.
+fn allowed_calls(capabilities: &[String]) -> Vec<u32> {
     let mut allowed: Vec<u32> = [table::ALWAYS, table::ALWAYS_BY_NUMBER].concat();
     for (cap, nrs) in table::WITH_CAPABILITY {
         if has(capabilities, cap) {
             allowed.extend_from_slice(nrs);
         }
     }
-    let sys_admin = has(capabilities, "CAP_SYS_ADMIN");
     allowed.sort_unstable();
     allowed.dedup();
+    allowed
+}
+
+/// Runs of consecutive numbers in sorted, deduplicated `nrs`, as inclusive ranges.
+fn ranges(nrs: &[u32]) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for &nr in nrs {
+        match out.last_mut() {
+            Some((_, hi)) if hi.checked_add(1) == Some(nr) => *hi = nr,
+            _ => out.push((nr, nr)),
+        }
+    }
+    out
+}
+
+/// Where a conditional jump goes: the next instruction, or a label resolved at the end.
+#[derive(Clone, Copy)]
+enum Target {
+    Next,
+    Label(usize),
+}
+
+/// A classic BPF program with forward jumps to labels.
+#[derive(Default)]
+struct Builder {
+    code: Vec<(u16, u32, Target, Target)>,
+    labels: Vec<Option<usize>>,
+}
+
+impl Builder {
+    fn label(&mut self) -> usize {
+        self.labels.push(None);
+        self.labels.len() - 1
+    }
+    fn place(&mut self, label: usize) {
+        self.labels[label] = Some(self.code.len());
+    }
+    fn stmt(&mut self, code: u16, k: u32) {
+        self.code.push((code, k, Target::Next, Target::Next));
+    }
+    fn jump(&mut self, code: u16, k: u32, jt: Target, jf: Target) {
+        self.code.push((code, k, jt, jf));
+    }
+    /// The instructions, or `None` if a jump does not reach its label (more than 255
+    /// instructions ahead, or backwards).
+    fn finish(self) -> Option<Vec<libc::sock_filter>> {
+        let offset = |pc: usize, target: Target| -> Option<u8> {
+            match target {
+                Target::Next => Some(0),
+                Target::Label(l) => u8::try_from(self.labels.get(l).copied().flatten()?.checked_sub(pc + 1)?).ok(),
+            }
+        };
+        self.code
+            .iter()
+            .enumerate()
+            .map(|(pc, &(code, k, jt, jf))| Some(jump(code, k, offset(pc, jt)?, offset(pc, jf)?)))
+            .collect()
+    }
+
+    /// A binary search of `A` (the call number, known to be at least `lower`) over
+    /// `ranges`: to `allow` inside one of them, to `deny` outside all.
+    fn search(&mut self, ranges: &[(u32, u32)], lower: u32, allow: usize, deny: usize) {
+        match ranges {
+            [] => self.jump(JEQ_K, 0, Target::Label(deny), Target::Label(deny)),
+            [(lo, hi)] => {
+                if *lo > lower {
+                    self.jump(JGE_K, *lo, Target::Next, Target::Label(deny));
+                }
+                self.jump(JGT_K, *hi, Target::Label(deny), Target::Label(allow));
+            }
+            _ => {
+                let mid = ranges.len() / 2;
+                let upper_half = self.label();
+                self.jump(JGE_K, ranges[mid].0, Target::Label(upper_half), Target::Next);
+                self.search(&ranges[..mid], lower, allow, deny);
+                self.place(upper_half);
+                self.search(&ranges[mid..], ranges[mid].0, allow, deny);
+            }
+        }
+    }
+}
+
+/// The filter for a container holding `capabilities` (names `CAP_…`).
+pub(crate) fn program(capabilities: &[String]) -> Vec<libc::sock_filter> {
+    // Built from fixed tables, the search always fits; the list is the fallback all the same.
+    searched_program(capabilities).unwrap_or_else(|| listed_program(capabilities))
+}
+
+/// The arch check; clone, clone3 and personality by their arguments; then a binary search
+/// over the ranges of allowed call numbers.
+fn searched_program(capabilities: &[String]) -> Option<Vec<libc::sock_filter>> {
+    let deny = SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    let mut b = Builder::default();
+    let (allow, denied, search, personality) = (b.label(), b.label(), b.label(), b.label());
+    b.stmt(LD_W_ABS, ARCH);
+    b.jump(JEQ_K, AUDIT_ARCH_X86_64, Target::Next, Target::Label(denied));
+    b.stmt(LD_W_ABS, NR);
+    if !has(capabilities, "CAP_SYS_ADMIN") {
+        let (clone, not_clone3) = (b.label(), b.label());
+        b.jump(JEQ_K, table::CLONE, Target::Label(clone), Target::Next);
+        b.jump(JEQ_K, table::CLONE3, Target::Next, Target::Label(not_clone3));
+        b.stmt(RET_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
+        b.place(not_clone3);
+        b.jump(JEQ_K, table::PERSONALITY, Target::Label(personality), Target::Label(search));
+        b.place(clone);
+        b.stmt(LD_W_ABS, ARG0_LOW);
+        b.jump(JSET_K, CLONE_NAMESPACE_FLAGS, Target::Label(denied), Target::Label(allow));
+    } else {
+        b.jump(JEQ_K, table::PERSONALITY, Target::Label(personality), Target::Label(search));
+    }
+    b.place(personality);
+    b.stmt(LD_W_ABS, ARG0_LOW);
+    for value in PERSONALITIES {
+        b.jump(JEQ_K, value, Target::Label(allow), Target::Next);
+    }
+    b.jump(JEQ_K, 0, Target::Label(denied), Target::Label(denied));
+    b.place(search);
+    b.search(&ranges(&allowed_calls(capabilities)), 0, allow, denied);
+    b.place(allow);
+    b.stmt(RET_K, SECCOMP_RET_ALLOW);
+    b.place(denied);
+    b.stmt(RET_K, deny);
+    b.finish()
+}
+
+/// The same decisions as a plain list of `jeq nr → allow` pairs.
+fn listed_program(capabilities: &[String]) -> Vec<libc::sock_filter> {
+    let deny = SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    let allowed = allowed_calls(capabilities);
+    let sys_admin = has(capabilities, "CAP_SYS_ADMIN");
 
     let mut prog =
         vec![stmt(LD_W_ABS, ARCH), jump(JEQ_K, AUDIT_ARCH_X86_64, 1, 0), stmt(RET_K, deny), stmt(LD_W_ABS, NR)];
@@ -490,6 +624,8 @@ mod tests {
                     }
                 }
                 JEQ_K => pc += usize::from(if a == ins.k { ins.jt } else { ins.jf }),
+                JGT_K => pc += usize::from(if a > ins.k { ins.jt } else { ins.jf }),
+                JGE_K => pc += usize::from(if a >= ins.k { ins.jt } else { ins.jf }),
                 JSET_K => pc += usize::from(if a & ins.k != 0 { ins.jt } else { ins.jf }),
                 RET_K => return ins.k,
                 other => panic!("opcode {other:#x}"),
@@ -528,5 +664,30 @@ mod tests {
         assert_eq!(run(&admin, nr(libc::SYS_clone), x86, libc::CLONE_NEWUSER as u32), SECCOMP_RET_ALLOW);
         assert_eq!(run(&admin, nr(libc::SYS_chroot), x86, 0), eperm);
         assert!(default.len() < 4096, "over BPF_MAXINSNS: {}", default.len());
+    }
+
+    #[test]
+    fn the_search_decides_as_the_list_does() {
+        let every: Vec<&str> = super::super::capabilities::NAMES.to_vec();
+        let sets = [caps(&super::super::capabilities::DEFAULT), caps(&[]), caps(&["CAP_SYS_ADMIN"]), caps(&every)];
+        let args = [0, libc::SIGCHLD as u32, libc::CLONE_NEWUSER as u32, 0x8, 0x0040000, 0xffff_ffff];
+        for set in &sets {
+            let searched = searched_program(set).expect("the search fits in 8-bit jumps");
+            let listed = listed_program(set);
+            assert!(searched.len() * 2 < listed.len(), "{} vs {} instructions", searched.len(), listed.len());
+            for arch in [AUDIT_ARCH_X86_64, 0x4000_0003] {
+                for nr in 0..1100 {
+                    for arg in args {
+                        assert_eq!(
+                            run(&searched, nr, arch, arg),
+                            run(&listed, nr, arch, arg),
+                            "call {nr}, arch {arch:#x}, arg {arg:#x}, capabilities {set:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(ranges(&[1, 2, 3, 5, 7, 8]), vec![(1, 3), (5, 5), (7, 8)]);
+        assert_eq!(ranges(&[u32::MAX - 1, u32::MAX]), vec![(u32::MAX - 1, u32::MAX)]);
     }
 }

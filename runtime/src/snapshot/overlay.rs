@@ -2,12 +2,26 @@
 //! into a temp dir, checked against their diff id, then renamed into place, so a layer dir is
 //! always complete). A container's snapshot is `upper/`, `work/` and `rootfs/` in its own
 //! directory; `rootfs/` is the overlay mount point, mounted in the host's mount namespace.
+//!
+//! Overlays are mounted `volatile` where the kernel has it (5.10+): overlayfs then never syncs
+//! the upper filesystem, so neither a container's writes nor the unmount at its removal (which
+//! otherwise syncs the whole filesystem under `upper/`) wait for the disk. The price: after a
+//! crash of the machine the upper layer may be torn. The kernel marks a volatile upper with
+//! `work/work/incompat/volatile` and refuses to mount it again; before each mount the
+//! snapshotter reads `upper.boot` (the boot id it recorded when it last mounted the snapshot):
+//! written in this boot, the previous overlay went away with the machine up and its upper is
+//! intact, so the marker is removed; written in an earlier boot (or missing), the upper is
+//! discarded and the container starts again from its image with an empty upper layer, as
+//! a new container from the same image would. Containers do not outlive a reboot anyway (their
+//! processes are gone); what a container wrote outside its volumes does not either.
 
 use std::{
+    ffi::CString,
     fs,
     io::{self, BufReader, Read},
-    os::unix::fs::PermissionsExt,
+    os::unix::{ffi::OsStrExt, fs::PermissionsExt},
     path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
 };
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -24,10 +38,21 @@ const MAX_MOUNT_DATA: usize = 4095;
 const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
+/// Where the kernel marks a workdir whose overlay was mounted `volatile` (relative to the
+/// snapshot's directory).
+const VOLATILE_MARKER: &str = "work/work/incompat/volatile";
+/// The boot id of the machine when the snapshot was last mounted (in the snapshot's directory).
+const BOOT_FILE: &str = "upper.boot";
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
 /// Owns `<root>/layers` and the overlay mounts of container snapshots.
 #[derive(Debug)]
 pub(crate) struct Snapshotter {
     dir: PathBuf,
+    /// This boot's id (empty when the kernel does not tell).
+    boot_id: String,
+    /// Whether overlays are mounted `volatile`; cleared the first time the kernel refuses it.
+    volatile: AtomicBool,
 }
 
 impl Snapshotter {
@@ -35,7 +60,10 @@ impl Snapshotter {
     pub(crate) fn open(dir: &Path) -> Result<Snapshotter, Error> {
         fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
         crate::jsonfile::remove_stale(dir, |name| name.starts_with(".tmp-"))?;
-        Ok(Snapshotter { dir: dir.to_path_buf() })
+        let boot_id = fs::read_to_string(BOOT_ID).map(|id| id.trim().to_string()).unwrap_or_default();
+        // Without a boot id a volatile upper could not be told safe from torn after a reboot.
+        let volatile = AtomicBool::new(!boot_id.is_empty());
+        Ok(Snapshotter { dir: dir.to_path_buf(), boot_id, volatile })
     }
 
     fn layer_dir(&self, diff_id: &str) -> Result<PathBuf, Error> {
@@ -132,12 +160,57 @@ impl Snapshotter {
         dir.join("rootfs")
     }
 
+    /// Before the upper layer of the snapshot in `dir` is read without its overlay (a commit):
+    /// if it is not mounted, makes it usable after a `volatile` mount ([`Self::recover_upper`]).
+    pub(crate) fn recover(&self, dir: &Path) -> Result<(), Error> {
+        if !is_mounted(&Self::rootfs(dir))? {
+            self.recover_upper(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the upper layer of the unmounted snapshot in `dir` usable again after a
+    /// `volatile` mount: keeps it if that mount was in this boot, else empties it (see the
+    /// module's documentation). Returns whether it was emptied.
+    fn recover_upper(&self, dir: &Path) -> Result<bool, Error> {
+        let marker = dir.join(VOLATILE_MARKER);
+        if fs::symlink_metadata(&marker).is_err() {
+            return Ok(false);
+        }
+        let recorded = fs::read_to_string(dir.join(BOOT_FILE)).unwrap_or_default();
+        let same_boot = !self.boot_id.is_empty() && recorded.trim() == self.boot_id;
+        if same_boot {
+            // The machine stayed up since: the upper layer is intact.
+            let incompat = dir.join("work/work/incompat");
+            fs::remove_dir_all(&incompat).context(|| format!("removing {}", incompat.display()))?;
+            return Ok(false);
+        }
+        tracing::warn!(
+            snapshot = %dir.display(),
+            "the machine restarted since this container's overlay was mounted without syncs: its writable layer may be torn and is discarded"
+        );
+        for sub in ["upper", "work"] {
+            let path = dir.join(sub);
+            match fs::remove_dir_all(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(Error::io(format!("discarding {}", path.display()), e))
+                }
+                _ => {}
+            }
+            fs::create_dir(&path).context(|| format!("creating {}", path.display()))?;
+        }
+        fs::set_permissions(dir.join("upper"), fs::Permissions::from_mode(0o755))
+            .context(|| format!("setting the mode of {}", dir.join("upper").display()))?;
+        Ok(true)
+    }
+
     /// Mounts the snapshot in `dir` over the layers `diff_ids` (bottom first), unless mounted.
     pub(crate) fn mount(&self, dir: &Path, diff_ids: &[String]) -> Result<(), Error> {
         let target = Self::rootfs(dir);
         if is_mounted(&target)? {
             return Ok(());
         }
+        self.recover_upper(dir)?;
         let mut lowers = Vec::with_capacity(diff_ids.len().max(1));
         for diff_id in diff_ids.iter().rev() {
             let layer = self.layer_dir(diff_id)?;
@@ -165,8 +238,25 @@ impl Snapshotter {
                 self.dir.display()
             )));
         }
-        mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
-            .context(|| format!("mounting the overlay root filesystem at {}", target.display()))
+        let context = || format!("mounting the overlay root filesystem at {}", target.display());
+        if self.volatile.load(Ordering::Relaxed) {
+            // Recorded before the mount: a crash right after it must find this boot's id.
+            let boot = dir.join(BOOT_FILE);
+            if fs::read_to_string(&boot).map(|b| b.trim() != self.boot_id).unwrap_or(true) {
+                crate::jsonfile::write_bytes_volatile(&boot, self.boot_id.as_bytes())?;
+            }
+            let volatile = format!("{data},volatile");
+            match mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(volatile.as_str())) {
+                Ok(()) => return Ok(()),
+                // A kernel before 5.10: mount as usual from now on.
+                Err(nix::errno::Errno::EINVAL) if fs::symlink_metadata(dir.join(VOLATILE_MARKER)).is_err() => {
+                    tracing::info!("this kernel's overlayfs has no volatile mounts: overlays sync their upper layer");
+                    self.volatile.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(Error::io(context(), e.into())),
+            }
+        }
+        mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(data.as_str())).context(context)
     }
 
     /// Unmounts the snapshot in `dir` if it is mounted.
@@ -206,7 +296,21 @@ pub(crate) fn mount_points() -> Result<Vec<PathBuf>, Error> {
         .collect())
 }
 
+/// Whether `path` is the root of a mount: asked of `statx` (no walk of every mount point),
+/// or of mountinfo on a kernel whose `statx` does not tell (before 5.8).
 fn is_mounted(path: &Path) -> Result<bool, Error> {
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::invalid(format!("the path {} contains a NUL byte", path.display())))?;
+    // SAFETY: statx only writes the struct it is given; an all-zero statx is a valid value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a valid, writable statx for the duration of the call.
+    let rc = unsafe {
+        libc::statx(libc::AT_FDCWD, c_path.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, libc::STATX_BASIC_STATS, &mut stx)
+    };
+    let mount_root = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    if rc == 0 && stx.stx_attributes_mask & mount_root != 0 {
+        return Ok(stx.stx_attributes & mount_root != 0);
+    }
     Ok(mount_points()?.iter().any(|p| p == path))
 }
 
