@@ -199,6 +199,8 @@ impl Worker {
             }
         }
         let cspec = ContainerSpec {
+            // A reboot brings new tasks: the writable layer need not be durable.
+            disposable: true,
             name: container_name(task),
             image: spec.image.clone(),
             entrypoint: (!spec.command.is_empty()).then(|| spec.command.clone()),

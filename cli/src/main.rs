@@ -1042,9 +1042,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn internal_run(data_root: &std::path::Path, image: &str, args: &[String]) -> anyhow::Result<i32> {
     let exe = std::env::current_exe().context("finding the shoal binary to run the shim")?;
     let rt = shoal_runtime::Runtime::open(&data_root.join("runtime"), exe, vec!["internal-shim".into()])?;
+    // Removed once it exits, like `run --rm`.
     let spec = shoal_runtime::ContainerSpec {
         image: image.to_string(),
         cmd: (!args.is_empty()).then(|| args.to_vec()),
+        disposable: true,
         ..Default::default()
     };
     let info = rt.create_container(&spec)?;
@@ -1071,9 +1073,11 @@ fn internal_bench_start(
     use std::time::Instant;
     let exe = std::env::current_exe().context("finding the shoal binary to run the shim")?;
     let rt = shoal_runtime::Runtime::open(&data_root.join("runtime"), exe, vec!["internal-shim".into()])?;
+    // Removed once it exits, like `run --rm`.
     let spec = shoal_runtime::ContainerSpec {
         image: image.to_string(),
         cmd: (!args.is_empty()).then(|| args.to_vec()),
+        disposable: true,
         ..Default::default()
     };
     let ms = |from: Instant, to: Instant| to.duration_since(from).as_secs_f64() * 1000.0;

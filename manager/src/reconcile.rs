@@ -9,8 +9,10 @@ use tokio::sync::watch;
 
 use crate::store::Store;
 
-/// How long a loop lets store changes gather before its next pass.
+/// How long a loop lets store changes gather before its next pass, at least
+/// and at most (Swarm's store batches writes for 100 ms).
 const COALESCE: Duration = Duration::from_millis(5);
+const MAX_COALESCE: Duration = Duration::from_millis(50);
 
 /// Runs `pass` until `shutdown` turns true. `pass` returns how long it may
 /// sleep at most before it wants to run again (`None`: until a change).
@@ -26,14 +28,17 @@ where
             break;
         }
         changes.mark_unchanged();
+        let started = tokio::time::Instant::now();
         let wake = pass().await;
+        let took = started.elapsed();
         let sleep = tokio::time::sleep(wake.unwrap_or(Duration::from_secs(3600)));
         tokio::select! {
             _ = changes.changed() => {
-                // Under a burst of writes, one pass per few milliseconds sees
-                // them all: passes read the whole store, and while one reads,
-                // the state machine waits to apply.
-                tokio::time::sleep(COALESCE).await;
+                // Under a burst of writes, one pass sees many of them: passes
+                // read the whole store, and while one reads, the state machine
+                // waits to apply. Waiting 4× the last pass keeps a loop under
+                // a fifth of a core however large the store grows.
+                tokio::time::sleep((took * 4).clamp(COALESCE, MAX_COALESCE)).await;
             }
             _ = sleep => {}
             _ = shutdown.changed() => {}

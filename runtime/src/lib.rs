@@ -507,7 +507,7 @@ impl Runtime {
             };
             cgroup.create(&config.host.resources, devices)?;
         }
-        inner.snapshots.mount(paths.dir(), &config.layers)?;
+        inner.snapshots.mount(paths.dir(), &config.layers, config.host.disposable)?;
         match launch::launch(&inner.shim, paths, attach) {
             Ok(Handshake::Started { pid }) => {
                 tracing::info!(container = %config.name, pid, "started container");

@@ -1445,7 +1445,17 @@ fn mount_options(path: &Path) -> Option<String> {
 fn volatile_upper_kept_in_this_boot_only(env: &Env) -> Result {
     // Each run prints what the previous runs left in the root filesystem, then leaves a mark.
     let script = "cat /mark 2>/dev/null || echo none; echo kept >> /mark";
-    let info = run_to_exit(env, &sh("volatile", script))?;
+    // A container that keeps its writable layer gets an overlay that syncs.
+    let durable = run_to_exit(env, &sh("durable", "true"))?;
+    let durable_rootfs = env.root.join("containers").join(&durable.id).join("rootfs");
+    let options = mount_options(&durable_rootfs).ok_or("the durable overlay is not mounted after the run")?;
+    ensure!(
+        !options.split(',').any(|o| o == "volatile" || o == "fsync=volatile"),
+        "a durable overlay is volatile: {options}"
+    );
+    remove_and_check_gone(env, &durable)?;
+    // A disposable one (`--rm`, swarm tasks) gets a volatile overlay.
+    let info = run_to_exit(env, &ContainerSpec { auto_remove: true, ..sh("volatile", script) })?;
     let dir = env.root.join("containers").join(&info.id);
     let rootfs = dir.join("rootfs");
     let marker = dir.join("work/work/incompat/volatile");

@@ -89,6 +89,10 @@ pub struct ContainerSpec {
     /// the runtime only records it.
     #[serde(default)]
     pub auto_remove: bool,
+    /// Its writable layer need not survive a reboot (a swarm task: a reboot brings new
+    /// tasks); implied by `auto_remove`. Such layers are mounted without syncs.
+    #[serde(default)]
+    pub disposable: bool,
 }
 
 /// A host device given to a container, as `--device /dev/host[:/dev/ctr][:rwm]` says.
@@ -293,6 +297,9 @@ pub(crate) struct HostConfig {
     /// Kept for the container's supervisor.
     pub restart_policy: RestartPolicy,
     pub auto_remove: bool,
+    /// See [`ContainerSpec::disposable`].
+    #[serde(default)]
+    pub disposable: bool,
 }
 
 /// Character or block device.
@@ -503,6 +510,7 @@ pub(crate) fn resolve_host(
         devices,
         restart_policy: spec.restart_policy,
         auto_remove: spec.auto_remove,
+        disposable: spec.disposable || spec.auto_remove,
     })
 }
 

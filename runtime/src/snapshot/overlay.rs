@@ -3,7 +3,8 @@
 //! always complete). A container's snapshot is `upper/`, `work/` and `rootfs/` in its own
 //! directory; `rootfs/` is the overlay mount point, mounted in the host's mount namespace.
 //!
-//! Overlays are mounted `volatile` where the kernel has it (5.10+): overlayfs then never syncs
+//! Overlays of disposable containers (`--rm`, and swarm tasks, which a reboot replaces with new
+//! tasks anyway) are mounted `volatile` where the kernel has it (5.10+): overlayfs then never syncs
 //! the upper filesystem, so neither a container's writes nor the unmount at its removal (which
 //! otherwise syncs the whole filesystem under `upper/`) wait for the disk. The price: after a
 //! crash of the machine the upper layer may be torn. The kernel marks a volatile upper with
@@ -12,8 +13,8 @@
 //! written in this boot, the previous overlay went away with the machine up and its upper is
 //! intact, so the marker is removed; written in an earlier boot (or missing), the upper is
 //! discarded and the container starts again from its image with an empty upper layer, as
-//! a new container from the same image would. Containers do not outlive a reboot anyway (their
-//! processes are gone); what a container wrote outside its volumes does not either.
+//! a new container from the same image would. Other containers keep Docker's behaviour: their
+//! writable layer is synced and survives a reboot.
 
 use std::{
     ffi::CString,
@@ -205,7 +206,9 @@ impl Snapshotter {
     }
 
     /// Mounts the snapshot in `dir` over the layers `diff_ids` (bottom first), unless mounted.
-    pub(crate) fn mount(&self, dir: &Path, diff_ids: &[String]) -> Result<(), Error> {
+    /// Mounts the snapshot in `dir` over the layers `diff_ids`; `disposable` snapshots (of
+    /// containers nobody restarts after a reboot) are mounted `volatile`.
+    pub(crate) fn mount(&self, dir: &Path, diff_ids: &[String], disposable: bool) -> Result<(), Error> {
         let target = Self::rootfs(dir);
         if is_mounted(&target)? {
             return Ok(());
@@ -239,7 +242,7 @@ impl Snapshotter {
             )));
         }
         let context = || format!("mounting the overlay root filesystem at {}", target.display());
-        if self.volatile.load(Ordering::Relaxed) {
+        if disposable && self.volatile.load(Ordering::Relaxed) {
             // Recorded before the mount: a crash right after it must find this boot's id.
             let boot = dir.join(BOOT_FILE);
             if fs::read_to_string(&boot).map(|b| b.trim() != self.boot_id).unwrap_or(true) {
