@@ -18,7 +18,7 @@ mod reporter;
 mod session;
 mod worker;
 
-pub use session::{run, AgentConfig};
+pub use session::{run, AgentConfig, Told};
 pub use worker::error_chain;
 
 /// Labels every task container carries, as Docker's swarm containers do.

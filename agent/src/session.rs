@@ -16,6 +16,14 @@ use crate::files::FileStore;
 use crate::reporter::Reporter;
 use crate::worker::{self, WorkerContext};
 
+/// What the managers tell a node, for the daemon to act on.
+pub struct Told {
+    /// The role the node's spec asks for (`NodeRole` as i32).
+    pub desired_role: watch::Sender<i32>,
+    /// The managers' addresses, the leader first.
+    pub managers: watch::Sender<Vec<String>>,
+}
+
 /// What the agent needs to know about its node and its managers.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -30,14 +38,9 @@ pub struct AgentConfig {
 }
 
 /// Runs the agent until `shutdown` turns true. Containers keep running
-/// when the agent stops: a restarted agent re-adopts them. `desired_role`
-/// follows the role the managers ask of this node (`NodeRole` as i32).
-pub async fn run(
-    config: AgentConfig,
-    runtime: Arc<Runtime>,
-    mut shutdown: watch::Receiver<bool>,
-    desired_role: watch::Sender<i32>,
-) {
+/// when the agent stops: a restarted agent re-adopts them. `told` follows
+/// what the managers tell this node about itself and the swarm.
+pub async fn run(config: AgentConfig, runtime: Arc<Runtime>, mut shutdown: watch::Receiver<bool>, told: Told) {
     let reporter = Reporter::default();
     let files = FileStore::default();
     let mut workers: HashMap<String, watch::Sender<Task>> = HashMap::new();
@@ -58,7 +61,7 @@ pub async fn run(
             files: files.clone(),
         };
         tokio::select! {
-            result = session(&config, &addr, &ctx, &mut workers, &mut managers, &desired_role) => {
+            result = session(&config, &addr, &ctx, &mut workers, &mut managers, &told) => {
                 match result {
                     Ok(()) => backoff = Duration::from_millis(100),
                     // A live manager that does not lead: try the next one at once.
@@ -106,7 +109,7 @@ async fn session(
     ctx: &WorkerContext,
     workers: &mut HashMap<String, watch::Sender<Task>>,
     managers: &mut Vec<String>,
-    desired_role: &watch::Sender<i32>,
+    told: &Told,
 ) -> Result<(), SessionEnd> {
     let mut client = connect(addr, &config.tls).await?;
     let request = SessionRequest {
@@ -138,9 +141,14 @@ async fn session(
         if let Some(msg) = message.take() {
             let peers: Vec<String> = msg.managers.iter().map(|m| m.addr.clone()).filter(|a| !a.is_empty()).collect();
             if !peers.is_empty() {
+                told.managers.send_if_modified(|m| {
+                    let changed = *m != peers;
+                    m.clone_from(&peers);
+                    changed
+                });
                 *managers = peers;
             }
-            desired_role.send_if_modified(|r| std::mem::replace(r, msg.desired_role) != msg.desired_role);
+            told.desired_role.send_if_modified(|r| std::mem::replace(r, msg.desired_role) != msg.desired_role);
             ctx.files.replace(msg.secrets, msg.configs);
             apply_assignments(ctx, workers, msg.tasks, first_assignment).await;
             first_assignment = false;

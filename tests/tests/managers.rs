@@ -234,7 +234,12 @@ fn a_new_manager_gets_a_thousand_services_by_snapshot() {
     let lab = Lab::new();
     lab.ok(&["machine", "create", "n1"]);
     lab.ok(&["machine", "create", "n2"]);
+    lab.ok(&["machine", "create", "n3"]);
     lab.on("n1", &["swarm", "init", "--snapshot-interval", "200"]);
+    // A worker that joins while n1 is the only manager.
+    let worker_token = lab.on("n1", &["swarm", "join-token", "-q", "worker"]).trim().to_string();
+    let n1_addr = format!("{}:2377", info(&lab, "n1")["Swarm"]["NodeAddr"].as_str().expect("n1's address"));
+    lab.on("n3", &["swarm", "join", "--token", &worker_token, &n1_addr]);
     for i in 0..1000 {
         let (status, body) = lab.http("n1", "POST", "/services/create", &service_body(&format!("s{i}"))).expect("POST");
         assert_eq!(status, 201, "{body}");
@@ -249,6 +254,13 @@ fn a_new_manager_gets_a_thousand_services_by_snapshot() {
     assert_eq!(i["Swarm"]["ControlAvailable"], true, "{i}");
     assert!(i["Swarm"]["Raft"]["Snapshot"].as_u64().is_some_and(|s| s >= snapshot), "no snapshot installed: {i}");
     assert_eq!(services_api(&lab, "n2").map(|s| s.len()), Some(1000));
+    // The worker learns of the new manager and keeps it for its next start.
+    let n2_addr = format!("{}:2377", i["Swarm"]["NodeAddr"].as_str().expect("n2's address"));
+    let node_json = lab.root.path().join("machines/n3/data/swarm/node.json");
+    eventually(Duration::from_secs(30), "n3 to record n2 as a manager", || {
+        let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&node_json).ok()?).ok()?;
+        saved["managers"].as_array()?.iter().any(|m| m == n2_addr.as_str()).then_some(())
+    });
     // The new manager takes writes too.
     lab.on("n2", &["service", "create", "-d", "--name", "after", "--replicas", "0", "demo:1", "sleep", "1"]);
     eventually(Duration::from_secs(10), "n1 to see n2's write", || {

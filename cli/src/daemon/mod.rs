@@ -138,8 +138,11 @@ impl Daemon {
         };
         let role = if identity.role == "manager" { NodeRole::Manager } else { NodeRole::Worker };
         let (role_tx, role_rx) = watch::channel(role as i32);
-        tokio::spawn(shoal_agent::run(agent_config, self.runtime.clone(), stop_rx, role_tx));
+        let (managers_tx, managers_rx) = watch::channel(identity.managers.clone());
+        let told = shoal_agent::Told { desired_role: role_tx, managers: managers_tx };
+        tokio::spawn(shoal_agent::run(agent_config, self.runtime.clone(), stop_rx, told));
         tokio::spawn(self.clone().follow_role(identity.node_id.clone(), role, role_rx));
+        tokio::spawn(self.clone().follow_managers(identity.node_id.clone(), managers_rx));
         Ok(Member { identity, manager, agent_stop })
     }
 
@@ -459,6 +462,24 @@ impl Daemon {
                     renew_at = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
                     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
                 }
+            }
+        }
+    }
+
+    /// Keeps the managers' addresses the swarm tells this node in node.json, so
+    /// that after a restart it finds a manager even if the one it joined
+    /// through is gone.
+    async fn follow_managers(self: Arc<Self>, node_id: String, mut managers: watch::Receiver<Vec<String>>) {
+        while managers.changed().await.is_ok() {
+            let list = managers.borrow_and_update().clone();
+            let mut swarm = self.swarm.write().await;
+            let Some(member) = swarm.as_mut().filter(|m| m.identity.node_id == node_id) else { return };
+            if member.identity.managers == list {
+                continue;
+            }
+            member.identity.managers = list;
+            if let Err(e) = member.identity.save(&self.config.data_root) {
+                tracing::warn!(error = format!("{e:#}"), "saving the managers' addresses in node.json");
             }
         }
     }
