@@ -28,6 +28,9 @@ pub(crate) const KEY_SNAPSHOT_DATA: &str = "snapshot_data";
 pub struct Db {
     database: Option<Database>,
     closed: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The latest commit index (JSON), written durably when the database
+    /// closes: `save_committed` writes it lazily while running.
+    last_committed: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 impl std::ops::Deref for Db {
@@ -39,6 +42,12 @@ impl std::ops::Deref for Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
+        let committed = self.last_committed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let (Some(db), Some(bytes)) = (self.database.as_ref(), committed) {
+            if let Err(e) = LogStore::put_meta(db, &[(KEY_COMMITTED, &bytes)], true) {
+                tracing::warn!(error = %e, "saving the raft commit index at shutdown");
+            }
+        }
         drop(self.database.take());
         if let Some(tx) = self.closed.take() {
             let _ = tx.send(());
@@ -69,7 +78,7 @@ impl LogStore {
         tx.open_table(META)?;
         tx.commit()?;
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
-        let db = Arc::new(Db { database: Some(db), closed: Some(closed_tx) });
+        let db = Arc::new(Db { database: Some(db), closed: Some(closed_tx), last_committed: Default::default() });
         Ok((LogStore { db, committed_saved: Arc::default() }, closed_rx))
     }
 
@@ -208,8 +217,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     /// The commit index is a hint (a restarted member learns it again from the
     /// leader, or re-commits as leader), so it is not worth an fsync per write,
-    /// nor a write more often than every 50 ms: it may lag, never lead.
+    /// nor a write more often than every 50 ms: it may lag, never lead. The
+    /// latest one is written durably when the database closes, so a clean
+    /// restart applies everything committed before it.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(&committed).map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        *self.db.last_committed.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes);
         {
             let mut saved = self.committed_saved.lock().unwrap_or_else(|p| p.into_inner());
             if saved.is_some_and(|t| t.elapsed() < COMMITTED_SAVE_INTERVAL) {
