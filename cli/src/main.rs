@@ -1038,17 +1038,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `internal-run`: one container through the runtime library directly.
-fn internal_run(data_root: &std::path::Path, image: &str, args: &[String]) -> anyhow::Result<i32> {
+/// The runtime under `data_root` and a disposable container spec (removed once it exits,
+/// like `run --rm`) for `image` and `args`: what the runtime-only start paths share.
+fn bench_runtime(
+    data_root: &std::path::Path,
+    image: &str,
+    args: &[String],
+) -> anyhow::Result<(shoal_runtime::Runtime, shoal_runtime::ContainerSpec)> {
     let exe = std::env::current_exe().context("finding the shoal binary to run the shim")?;
     let rt = shoal_runtime::Runtime::open(&data_root.join("runtime"), exe, vec!["internal-shim".into()])?;
-    // Removed once it exits, like `run --rm`.
     let spec = shoal_runtime::ContainerSpec {
         image: image.to_string(),
         cmd: (!args.is_empty()).then(|| args.to_vec()),
         disposable: true,
         ..Default::default()
     };
+    Ok((rt, spec))
+}
+
+/// `internal-run`: one container through the runtime library directly.
+fn internal_run(data_root: &std::path::Path, image: &str, args: &[String]) -> anyhow::Result<i32> {
+    let (rt, spec) = bench_runtime(data_root, image, args)?;
     let info = rt.create_container(&spec)?;
     let result = rt.start_container(&info.id).and_then(|_| rt.wait_container_blocking(&info.id, Duration::MAX));
     rt.remove_container(&info.id, true)?;
@@ -1071,15 +1081,7 @@ fn internal_bench_start(
     args: &[String],
 ) -> anyhow::Result<()> {
     use std::time::Instant;
-    let exe = std::env::current_exe().context("finding the shoal binary to run the shim")?;
-    let rt = shoal_runtime::Runtime::open(&data_root.join("runtime"), exe, vec!["internal-shim".into()])?;
-    // Removed once it exits, like `run --rm`.
-    let spec = shoal_runtime::ContainerSpec {
-        image: image.to_string(),
-        cmd: (!args.is_empty()).then(|| args.to_vec()),
-        disposable: true,
-        ..Default::default()
-    };
+    let (rt, spec) = bench_runtime(data_root, image, args)?;
     let ms = |from: Instant, to: Instant| to.duration_since(from).as_secs_f64() * 1000.0;
     println!("# cycle_ms create_ms start_ms wait_ms remove_ms");
     let mut cycles = Vec::with_capacity(runs);
