@@ -35,6 +35,9 @@ import benchlab
 
 SECONDS = float(os.environ.get("SECONDS_PER_RUN", os.environ.get("SECONDS", "10")))
 ETCD = os.environ.get("ETCD", "/usr/bin/etcd")
+# SIDES: which writers to run (default all): any of secret, service, etcd.
+SIDES = os.environ.get("SIDES", "secret,service,etcd").split(",")
+CLIENT_COUNTS = [int(c) for c in os.environ.get("CLIENTS", "1,64").split(",")]
 
 
 LAB_ = benchlab.Lab("shoal-raftwrites-")
@@ -60,8 +63,26 @@ def machine_addr(name):
     sys.exit(f"raftwrites: no machine {name}")
 
 
-def run_load(clients, make_conn, request):
-    """CLIENTS threads writing for SECONDS; returns (writes/s, p50 ms, p99 ms)."""
+def cpu_seconds(pids):
+    """User + system CPU seconds used so far by these processes."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(pattern):
+    out = subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def run_load(clients, make_conn, request, pids=()):
+    """CLIENTS threads writing for SECONDS; returns (writes/s, p50 ms, p99 ms,
+    server CPU ms per write)."""
     latencies = []
     lock = threading.Lock()
     stop = time.monotonic() + SECONDS
@@ -90,6 +111,7 @@ def run_load(clients, make_conn, request):
         with lock:
             latencies.extend(mine)
 
+    cpu0 = cpu_seconds(pids)
     started = time.monotonic()
     threads = [threading.Thread(target=worker, args=(w,)) for w in range(clients)]
     for t in threads:
@@ -97,13 +119,14 @@ def run_load(clients, make_conn, request):
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
+    cpu = cpu_seconds(pids) - cpu0
     if errors:
         print(f"  ({len(errors)} failed requests, first: {errors[0]})")
     latencies.sort()
     if not latencies:
-        return 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0
     p = lambda q: latencies[min(len(latencies) - 1, int(q * (len(latencies) - 1)))] * 1000
-    return len(latencies) / elapsed, p(0.5), p(0.99)
+    return len(latencies) / elapsed, p(0.5), p(0.99), cpu * 1000 / len(latencies)
 
 
 def main():
@@ -181,18 +204,27 @@ def main():
                 "Mode": {"Replicated": {"Replicas": 0}},
             })
 
+        shoal_pids = server_pids(f"daemon.*{LAB}/machines/m[123]")
+        etcd_pids = server_pids(f"--data-dir {LAB}/etcd-")
+        none = (0.0, 0.0, 0.0, 0.0)
         run_id = [0]
-        results = {}
-        for clients in [1, 64]:
+        for clients in CLIENT_COUNTS:
             run_id[0] += 1
-            secret = run_load(clients, lambda: UnixHTTPConnection(shoal_socket), secret_req)
-            service = run_load(clients, lambda: UnixHTTPConnection(shoal_socket), shoal_req)
-            e = run_load(clients, lambda: http.client.HTTPConnection(etcd_leader, 2379, timeout=30), etcd_req)
+            secret = service = e = none
+            if "secret" in SIDES:
+                secret = run_load(clients, lambda: UnixHTTPConnection(shoal_socket), secret_req, shoal_pids)
+            if "service" in SIDES:
+                service = run_load(clients, lambda: UnixHTTPConnection(shoal_socket), shoal_req, shoal_pids)
+            if "etcd" in SIDES:
+                e = run_load(clients, lambda: http.client.HTTPConnection(etcd_leader, 2379, timeout=30), etcd_req,
+                             etcd_pids)
             for name, r in [("shoal secret", secret), ("shoal service", service), ("etcd put", e)]:
-                print(f"{clients:>3} clients: {name:<14} {r[0]:8.0f} w/s (p50 {r[1]:.1f} ms, p99 {r[2]:.1f} ms)",
-                      flush=True)
-            print(f"{clients:>3} clients: shoal/etcd  secret {secret[0] / max(e[0], 1e-9):.2f}x  "
-                  f"service {service[0] / max(e[0], 1e-9):.2f}x", flush=True)
+                if r is not none:
+                    print(f"{clients:>3} clients: {name:<14} {r[0]:8.0f} w/s (p50 {r[1]:.1f} ms, p99 {r[2]:.1f} ms,"
+                          f" servers' CPU {r[3]:.2f} ms/write)", flush=True)
+            if e is not none:
+                print(f"{clients:>3} clients: shoal/etcd  secret {secret[0] / max(e[0], 1e-9):.2f}x  "
+                      f"service {service[0] / max(e[0], 1e-9):.2f}x", flush=True)
     finally:
         for p in procs:
             p.terminate()

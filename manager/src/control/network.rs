@@ -144,7 +144,7 @@ impl Control {
     pub async fn create_network(&self, spec: NetworkSpec) -> Result<String, ControlError> {
         self.commit_fresh(|state| {
             let name = spec.annotations.as_ref().map(|a| a.name.as_str()).unwrap_or("");
-            if state.networks.values().any(|n| n.name() == name) {
+            if state.network_named(name).is_some() {
                 return Err(ControlError::Conflict(format!("network with name {name} already exists")));
             }
             let network = allocate(state, &[], spec.clone())?;

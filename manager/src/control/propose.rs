@@ -16,7 +16,7 @@ use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 use shoal_proto::raft_client::RaftClient;
 use shoal_proto::store_action::{Kind, Object};
-use shoal_proto::{RaftPayload, StoreAction, StoreBatch};
+use shoal_proto::{RaftPayload, RaftWrite, StoreAction, StoreBatch};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
@@ -59,6 +59,74 @@ pub enum LeaderOp {
     RemoveManager { raft_id: u64 },
 }
 
+/// A write made on this manager, waiting for its raft entry.
+struct Pending {
+    batch: StoreBatch,
+    reply: tokio::sync::oneshot::Sender<Result<u64, Attempt>>,
+}
+
+/// How many raft entries of this manager's writes may be in flight at once,
+/// and how many writes one entry carries at most.
+const ENTRIES_IN_FLIGHT: usize = 4;
+const WRITES_PER_ENTRY: usize = 256;
+
+/// Group commit: the writes made here (by API callers, or forwarded by other
+/// managers to this leader) go to raft together. Every write that queues
+/// while [`ENTRIES_IN_FLIGHT`] entries are being committed rides in the next
+/// entry: one log append, one fsync and one replication round for all of
+/// them, each batch still applied (all or nothing) on its own. A lone write
+/// goes at once. Ends when every [`Proposer`] is gone.
+fn spawn_batcher(raft: Raft) -> tokio::sync::mpsc::UnboundedSender<Pending> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Pending>();
+    tokio::spawn(async move {
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(ENTRIES_IN_FLIGHT));
+        while let Some(first) = rx.recv().await {
+            let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+            let mut group = vec![first];
+            while group.len() < WRITES_PER_ENTRY {
+                match rx.try_recv() {
+                    Ok(p) => group.push(p),
+                    Err(_) => break,
+                }
+            }
+            let raft = raft.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let (batches, replies): (Vec<StoreBatch>, Vec<_>) =
+                    group.into_iter().map(|p| (p.batch, p.reply)).unzip();
+                match raft.client_write(RaftWrite { batches }).await {
+                    Ok(response) => {
+                        let index = response.log_id.index;
+                        let mut results = response.data.0.into_iter();
+                        for reply in replies {
+                            let result = match results.next() {
+                                Some(Ok(())) => Ok(index),
+                                Some(Err(e)) => Err(Attempt::Done(WriteError::Rejected(e))),
+                                None => Err(Attempt::Done(WriteError::Unavailable(
+                                    "the raft entry came back without this write's result".into(),
+                                ))),
+                            };
+                            let _ = reply.send(result);
+                        }
+                    }
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                        for reply in replies {
+                            let _ = reply.send(Err(Attempt::Retry("leadership moved".into())));
+                        }
+                    }
+                    Err(e) => {
+                        let why = e.to_string();
+                        for reply in replies {
+                            let _ = reply.send(Err(Attempt::Done(WriteError::Unavailable(why.clone()))));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    tx
+}
+
 /// How long a write may take (finding a leader included) before it is
 /// reported as a quorum problem.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(6);
@@ -74,6 +142,8 @@ pub struct Proposer {
     id: u64,
     tls: Option<NodeTls>,
     clients: Arc<Mutex<HashMap<String, RaftClient<Channel>>>>,
+    /// Where this manager's own raft writes queue (see [`spawn_batcher`]).
+    batcher: tokio::sync::mpsc::UnboundedSender<Pending>,
 }
 
 /// One attempt's outcome: final, or worth another try once leadership settles.
@@ -86,7 +156,8 @@ impl Proposer {
     /// A proposer for raft member `id`. Without `tls` it never forwards (a
     /// single manager in tests).
     pub fn new(raft: Raft, store: Store, id: u64, tls: Option<NodeTls>) -> Proposer {
-        Proposer { raft, store, id, tls, clients: Arc::default() }
+        let batcher = spawn_batcher(raft.clone());
+        Proposer { raft, store, id, tls, clients: Arc::default(), batcher }
     }
 
     /// Commits `actions` as one raft entry; returns its log index once applied.
@@ -185,17 +256,15 @@ impl Proposer {
     }
 
     async fn write_local(&self, batch: &StoreBatch, deadline: Instant) -> Result<u64, Attempt> {
-        let write = self.raft.client_write(batch.clone());
-        let response = match tokio::time::timeout_at(deadline, write).await {
-            Err(_) => return Err(Attempt::Retry("no commit in time".into())),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                return Err(Attempt::Retry("leadership moved".into()))
-            }
-            Ok(Err(e)) => return Err(Attempt::Done(WriteError::Unavailable(e.to_string()))),
-            Ok(Ok(r)) => r,
-        };
-        response.data.0.map_err(|e| Attempt::Done(WriteError::Rejected(e)))?;
-        Ok(response.log_id.index)
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        self.batcher
+            .send(Pending { batch: batch.clone(), reply })
+            .map_err(|_| Attempt::Done(WriteError::Unavailable("this manager is shutting down".into())))?;
+        match tokio::time::timeout_at(deadline, outcome).await {
+            Err(_) => Err(Attempt::Retry("no commit in time".into())),
+            Ok(Err(_)) => Err(Attempt::Retry("the write was dropped".into())),
+            Ok(Ok(result)) => result,
+        }
     }
 
     async fn run_local(&self, op: &LeaderOp, deadline: Instant) -> Result<u64, Attempt> {

@@ -30,13 +30,15 @@ pub trait FileObject: Clone + Into<Object> {
     fn meta_mut(&mut self) -> &mut Option<Meta>;
     fn all(state: &State) -> &BTreeMap<String, Self>;
     fn find<'a>(state: &'a State, key: &str) -> Result<&'a Self, StoreError>;
+    /// The object named exactly `name` (from the store's name index).
+    fn named<'a>(state: &'a State, name: &str) -> Option<&'a Self>;
     /// The IDs of the objects of this kind that a container spec uses.
     fn used_by(spec: &ContainerSpec) -> Vec<&str>;
 }
 
 /// Secrets and configs have the same shape: one implementation for both.
 macro_rules! file_object {
-    ($t:ident, $spec:ident, $kind:literal, $map:ident, $find:ident, $refs:ident, $ref_id:ident) => {
+    ($t:ident, $spec:ident, $kind:literal, $map:ident, $find:ident, $named:ident, $refs:ident, $ref_id:ident) => {
         impl FileObject for $t {
             const KIND: &'static str = $kind;
             fn new(id: String, annotations: Annotations, data: Vec<u8>) -> Self {
@@ -69,6 +71,9 @@ macro_rules! file_object {
             fn find<'a>(state: &'a State, key: &str) -> Result<&'a Self, StoreError> {
                 state.$find(key)
             }
+            fn named<'a>(state: &'a State, name: &str) -> Option<&'a Self> {
+                state.$named(name)
+            }
             fn used_by(spec: &ContainerSpec) -> Vec<&str> {
                 spec.$refs.iter().map(|r| r.$ref_id.as_str()).collect()
             }
@@ -76,8 +81,8 @@ macro_rules! file_object {
     };
 }
 
-file_object!(Secret, SecretSpec, "secret", secrets, find_secret, secrets, secret_id);
-file_object!(Config, ConfigSpec, "config", configs, find_config, configs, config_id);
+file_object!(Secret, SecretSpec, "secret", secrets, find_secret, secret_named, secrets, secret_id);
+file_object!(Config, ConfigSpec, "config", configs, find_config, config_named, configs, config_id);
 
 /// Docker's rule for secret, config and network names.
 pub(crate) fn check_object_name(kind: &str, name: &str) -> Result<(), ControlError> {
@@ -155,7 +160,7 @@ impl Control {
         data: Vec<u8>,
     ) -> Result<String, ControlError> {
         validate::<T>(&name, &data)?;
-        if T::all(&self.store.read()).values().any(|o| o.name() == name) {
+        if T::named(&self.store.read(), &name).is_some() {
             return Err(ControlError::Conflict(format!("{} {name} already exists", T::KIND)));
         }
         let object = T::new(new_id(), Annotations { name, labels }, data);

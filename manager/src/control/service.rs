@@ -39,7 +39,7 @@ pub(super) fn resolve_references(
                 .iter()
                 .find(|s| s.id == key || s.name() == key)
                 .or_else(|| state.secrets.get(&key))
-                .or_else(|| state.secrets.values().find(|s| s.name() == key))
+                .or_else(|| state.secret_named(&key))
                 .ok_or_else(|| missing("secret", &key, "create it first with \"shoal secret create NAME FILE\""))?;
             r.secret_id = found.id.clone();
             r.secret_name = found.name().to_string();
@@ -51,7 +51,7 @@ pub(super) fn resolve_references(
                 .iter()
                 .find(|s| s.id == key || s.name() == key)
                 .or_else(|| state.configs.get(&key))
-                .or_else(|| state.configs.values().find(|s| s.name() == key))
+                .or_else(|| state.config_named(&key))
                 .ok_or_else(|| missing("config", &key, "create it first with \"shoal config create NAME FILE\""))?;
             r.config_id = found.id.clone();
             r.config_name = found.name().to_string();
@@ -64,13 +64,12 @@ pub(super) fn resolve_references(
             .iter()
             .find(|x| x.id == key || x.name() == key)
             .or_else(|| state.networks.get(&key))
-            .or_else(|| state.networks.values().find(|x| x.name() == key))
+            .or_else(|| state.network_named(&key))
             .ok_or_else(|| missing("network", &key, "create it first with \"shoal network create NAME\""))?;
         n.target = found.id.clone();
     }
     for d in &spec.depends_on {
-        let known =
-            pending.services.iter().any(|s| s == &d.service) || state.services.values().any(|s| s.name() == d.service);
+        let known = pending.services.iter().any(|s| s == &d.service) || state.service_named(&d.service).is_some();
         if !known {
             return Err(missing("dependency", &d.service, "deploy that service too, or drop it from depends_on"));
         }

@@ -111,7 +111,7 @@ fn plan_file_objects<T: FileObject>(
             id: id.to_string(),
             change,
         };
-        match T::all(state).values().find(|o| o.name() == name) {
+        match T::named(state, name) {
             Some(existing) if stack_of(existing.annotations().map(|a| &a.labels)) != Some(stack) => {
                 return Err(ControlError::Conflict(format!(
                     "{} {name} already exists and does not belong to stack {stack}: remove it or rename the stack's",
@@ -208,13 +208,13 @@ impl Control {
             let mut actions = Vec::new();
 
             let missing = |names: &[String], exists: &dyn Fn(&str) -> bool| names.iter().find(|n| !exists(n)).cloned();
-            if let Some(n) = missing(&stack.external_networks, &|n| state.networks.values().any(|x| x.name() == n)) {
+            if let Some(n) = missing(&stack.external_networks, &|n| state.network_named(n).is_some()) {
                 return Err(external_missing(name, "network", &n, &format!("shoal network create {n}")));
             }
-            if let Some(n) = missing(&stack.external_secrets, &|n| state.secrets.values().any(|x| x.name() == n)) {
+            if let Some(n) = missing(&stack.external_secrets, &|n| state.secret_named(n).is_some()) {
                 return Err(external_missing(name, "secret", &n, &format!("shoal secret create {n} FILE")));
             }
-            if let Some(n) = missing(&stack.external_configs, &|n| state.configs.values().any(|x| x.name() == n)) {
+            if let Some(n) = missing(&stack.external_configs, &|n| state.config_named(n).is_some()) {
                 return Err(external_missing(name, "config", &n, &format!("shoal config create {n} FILE")));
             }
 
@@ -228,7 +228,7 @@ impl Control {
                     id: id.to_string(),
                     change,
                 };
-                match state.networks.values().find(|n| n.name() == net_name) {
+                match state.network_named(&net_name) {
                     Some(existing) if stack_of(existing.labels()) != Some(name) => {
                         return Err(ControlError::Conflict(format!(
                             "network {net_name} already exists and does not belong to stack {name}"
@@ -258,7 +258,7 @@ impl Control {
                 let svc_name = spec_name(&spec.annotations, &spec);
                 let mut spec = spec;
                 resolve_references(state, &mut spec, &pending)?;
-                match state.services.values().find(|s| s.name() == svc_name) {
+                match state.service_named(&svc_name) {
                     Some(existing) if service_stack(existing) != Some(name) => {
                         return Err(ControlError::Conflict(format!(
                             "service {svc_name} already exists and does not belong to stack {name}"

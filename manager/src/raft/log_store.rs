@@ -1,11 +1,22 @@
 //! The raft log, vote, commit index and latest snapshot, kept in one redb
-//! database (`<data-root>/raft/raft.redb`). Every write is a redb commit with
-//! fsync; redb is blocking, so each operation runs on the blocking pool.
+//! database (`<data-root>/raft/raft.redb`).
+//!
+//! Log writes go through one writer thread that takes every write queued
+//! while the previous commit was syncing and commits them together (one
+//! fsync for all: group commit). An append returns as soon as its entries
+//! are queued and readable, and tells raft once they are on disk: so a
+//! leader sends entries to its followers while its own disk write is under
+//! way, as raft allows. The most recent entries are also kept in memory, so
+//! that replication reads them without touching the database.
+//!
+//! Entries are stored as a format byte and postcard (older databases hold
+//! JSON entries, which are still read).
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, RaftLogReader};
@@ -58,19 +69,92 @@ impl Drop for Db {
 /// Resolves once the raft database is closed.
 pub type Closed = tokio::sync::oneshot::Receiver<()>;
 
-/// The redb-backed log store. Cheap to clone: clones share the database.
+/// The log store. Cheap to clone: clones share the database, the recent
+/// entries and the writer.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Db>,
+    recent: Arc<Mutex<Recent>>,
+    writer: mpsc::Sender<Write>,
     /// When the commit index was last written (see `save_committed`).
-    committed_saved: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    committed_saved: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 /// How often the commit index is written at most.
 const COMMITTED_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// How many of the latest entries stay in memory (once on disk), and how
+/// many bytes of them at most.
+const RECENT_ENTRIES: usize = 4096;
+const RECENT_BYTES: usize = 32 << 20;
+
+/// Format byte of a postcard-encoded entry (a JSON entry starts with `{`).
+const FORMAT_POSTCARD: u8 = 0xB1;
+
+/// The latest entries, contiguous by index, and how far the disk has them.
+#[derive(Default)]
+struct Recent {
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+    /// The last index known to be on disk.
+    flushed: u64,
+}
+
+impl Recent {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    /// Drops the oldest entries beyond the limits, never one not yet on disk.
+    fn evict(&mut self) {
+        while self.entries.len() > RECENT_ENTRIES || self.bytes > RECENT_BYTES {
+            match self.entries.front() {
+                Some((e, size)) if e.log_id.index <= self.flushed => {
+                    self.bytes -= size;
+                    self.entries.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+/// A write for the writer thread; each says how it reports back.
+enum Write {
+    Append {
+        entries: Vec<(u64, Vec<u8>)>,
+        done: Flushed,
+    },
+    /// Deletes entries at and after this index.
+    Truncate {
+        from: u64,
+        done: Done,
+    },
+    /// Deletes entries up to and including `log_id`, and records it.
+    Purge {
+        log_id_json: Vec<u8>,
+        upto: u64,
+        done: Done,
+    },
+    Meta {
+        items: Vec<(&'static str, Vec<u8>)>,
+        durable: bool,
+        done: Option<Done>,
+    },
+}
+
+type Done = tokio::sync::oneshot::Sender<Result<(), String>>;
+/// Told once appended entries are on disk (or could not be written).
+type Flushed = Box<dyn FnOnce(Result<(), std::io::Error>) + Send>;
+
+impl Write {
+    fn durable(&self) -> bool {
+        !matches!(self, Write::Meta { durable: false, .. })
+    }
+}
+
 impl LogStore {
-    /// Opens (or creates) the raft database at `path`.
+    /// Opens (or creates) the raft database at `path` and starts its writer.
     pub fn open(path: &Path) -> Result<(LogStore, Closed), redb::Error> {
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
@@ -79,24 +163,76 @@ impl LogStore {
         tx.commit()?;
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
         let db = Arc::new(Db { database: Some(db), closed: Some(closed_tx), last_committed: Default::default() });
-        Ok((LogStore { db, committed_saved: Arc::default() }, closed_rx))
+        let recent = Arc::new(Mutex::new(Recent::default()));
+        let (writer, queue) = mpsc::channel();
+        let (thread_db, thread_recent) = (db.clone(), recent.clone());
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || write_loop(&thread_db, &thread_recent, &queue))
+            .map_err(redb::Error::Io)?;
+        Ok((LogStore { db, recent, writer, committed_saved: Arc::default() }, closed_rx))
     }
 
+    fn recent(&self) -> MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the database where blocking is allowed.
     async fn blocking<T, F>(&self, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&Database) -> Result<T, StorageError> + Send + 'static,
     {
         let db = self.db.clone();
-        // On the multi-threaded runtime the disk work runs in place (the
-        // runtime moves this worker's other tasks elsewhere): no hand-off to a
-        // blocking thread and back on every raft write.
         if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
             return tokio::task::block_in_place(move || f(&db));
         }
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?
+    }
+
+    /// Queues a write and waits until the writer committed it.
+    async fn write_and_wait(
+        &self,
+        make: impl FnOnce(Done) -> Write,
+        subject: ErrorSubject<u64>,
+        verb: ErrorVerb,
+    ) -> Result<(), StorageError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let stopped = || io_error(subject.clone(), verb, std::io::Error::other("the raft log writer stopped"));
+        self.writer.send(make(tx)).map_err(|_| stopped())?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(io_error(subject.clone(), verb, std::io::Error::other(e))),
+            Err(_) => Err(stopped()),
+        }
+    }
+
+    /// Makes `entries` readable at once and queues them for the writer,
+    /// which calls `flushed` once they are on disk.
+    pub(crate) fn append_entries(
+        &self,
+        entries: impl IntoIterator<Item = Entry>,
+        flushed: Flushed,
+    ) -> Result<(), StorageError> {
+        let mut bytes = Vec::new();
+        let mut kept = Vec::new();
+        for e in entries {
+            let encoded = encode_entry(&e)?;
+            kept.push((e, encoded.len()));
+            bytes.push((kept.last().map_or(0, |(e, _)| e.log_id.index), encoded));
+        }
+        {
+            let mut recent = self.recent();
+            for (e, size) in kept {
+                recent.bytes += size;
+                recent.entries.push_back((e, size));
+            }
+        }
+        self.writer.send(Write::Append { entries: bytes, done: flushed }).map_err(|_| {
+            io_error(ErrorSubject::Logs, ErrorVerb::Write, std::io::Error::other("the raft log writer stopped"))
+        })
     }
 
     pub(crate) fn get_meta(db: &Database, key: &str) -> Result<Option<Vec<u8>>, redb::Error> {
@@ -134,27 +270,105 @@ impl LogStore {
         };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| io_error(subject, ErrorVerb::Read, e))
     }
+}
 
-    /// Writes `value` under `key`; a write that is not `durable` reaches the
-    /// disk with the next durable one (log appends are durable).
-    fn write_json<T: serde::Serialize>(
-        db: &Database,
-        key: &str,
-        value: &T,
-        subject: ErrorSubject<u64>,
-        durable: bool,
-    ) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| io_error(subject.clone(), ErrorVerb::Write, e))?;
-        Self::put_meta(db, &[(key, &bytes)], durable).map_err(|e| io_error(subject, ErrorVerb::Write, e))
+fn encode_entry(entry: &Entry) -> Result<Vec<u8>, StorageError> {
+    let mut bytes = vec![FORMAT_POSTCARD];
+    postcard::to_io(entry, &mut bytes).map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+    Ok(bytes)
+}
+
+fn decode_entry(bytes: &[u8]) -> Result<Entry, StorageError> {
+    let read = |e: &dyn std::fmt::Display| {
+        io_error(ErrorSubject::Logs, ErrorVerb::Read, std::io::Error::other(format!("a raft log entry: {e}")))
+    };
+    match bytes.split_first() {
+        Some((&FORMAT_POSTCARD, rest)) => postcard::from_bytes(rest).map_err(|e| read(&e)),
+        _ => {
+            // An entry written as JSON, when an entry carried one batch.
+            let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| read(&e))?;
+            if let Some(normal) = value.pointer_mut("/payload/Normal") {
+                if normal.get("batches").is_none() {
+                    *normal = serde_json::json!({ "batches": [normal.take()] });
+                }
+            }
+            serde_json::from_value(value).map_err(|e| read(&e))
+        }
     }
 }
 
-fn owned_bound(b: Bound<&u64>) -> Bound<u64> {
-    match b {
-        Bound::Included(x) => Bound::Included(*x),
-        Bound::Excluded(x) => Bound::Excluded(*x),
-        Bound::Unbounded => Bound::Unbounded,
+/// The writer thread: takes every queued write, commits them in one
+/// transaction (durable if any needs it), then reports to each. Ends when
+/// every [`LogStore`] is gone.
+fn write_loop(db: &Db, recent: &Mutex<Recent>, queue: &mpsc::Receiver<Write>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 1024 {
+            match queue.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let result = commit(db, &batch).map_err(|e| e.to_string());
+        if result.is_ok() {
+            let last = batch
+                .iter()
+                .filter_map(|w| match w {
+                    Write::Append { entries, .. } => entries.last().map(|(i, _)| *i),
+                    _ => None,
+                })
+                .max();
+            let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(last) = last {
+                recent.flushed = recent.flushed.max(last);
+            }
+            recent.evict();
+        }
+        for w in batch {
+            let reply = result.clone();
+            match w {
+                Write::Append { done, .. } => done(reply.map_err(std::io::Error::other)),
+                Write::Truncate { done, .. } | Write::Purge { done, .. } | Write::Meta { done: Some(done), .. } => {
+                    let _ = done.send(reply);
+                }
+                Write::Meta { done: None, .. } => {}
+            }
+        }
     }
+}
+
+fn commit(db: &Database, batch: &[Write]) -> Result<(), redb::Error> {
+    let mut tx = db.begin_write()?;
+    if !batch.iter().any(Write::durable) {
+        tx.set_durability(redb::Durability::None).map_err(redb::Error::from)?;
+    }
+    {
+        let mut logs = tx.open_table(LOGS)?;
+        let mut meta = tx.open_table(META)?;
+        for w in batch {
+            match w {
+                Write::Append { entries, .. } => {
+                    for (index, bytes) in entries {
+                        logs.insert(*index, bytes.as_slice())?;
+                    }
+                }
+                Write::Truncate { from, .. } => {
+                    logs.retain_in(*from.., |_, _| false)?;
+                }
+                Write::Purge { log_id_json, upto, .. } => {
+                    meta.insert(KEY_PURGED, log_id_json.as_slice())?;
+                    logs.retain_in(..=*upto, |_, _| false)?;
+                }
+                Write::Meta { items, .. } => {
+                    for (k, v) in items {
+                        meta.insert(*k, v.as_slice())?;
+                    }
+                }
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -162,21 +376,53 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        let range = (owned_bound(range.start_bound()), owned_bound(range.end_bound()));
-        self.blocking(move |db| {
-            let read = |e: redb::Error| io_error(ErrorSubject::Logs, ErrorVerb::Read, e);
-            let tx = db.begin_read().map_err(|e| read(e.into()))?;
-            let table = tx.open_table(LOGS).map_err(|e| read(e.into()))?;
-            let mut out = Vec::new();
-            for item in table.range::<u64>(range).map_err(|e| read(e.into()))? {
-                let (_, v) = item.map_err(|e| read(e.into()))?;
-                let entry: Entry =
-                    serde_json::from_slice(v.value()).map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-                out.push(entry);
-            }
-            Ok(out)
-        })
-        .await
+        let start = match range.start_bound() {
+            Bound::Included(x) => *x,
+            Bound::Excluded(x) => x.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(x) => x.saturating_add(1),
+            Bound::Excluded(x) => *x,
+            Bound::Unbounded => u64::MAX,
+        };
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        // The recent ones from memory; anything older is on disk (only
+        // entries already on disk leave memory).
+        let (first_recent, mut recent) = {
+            let r = self.recent();
+            let first = r.first_index().unwrap_or(u64::MAX);
+            let from = start.max(first);
+            let taken: Vec<Entry> = r
+                .entries
+                .iter()
+                .skip_while(|(e, _)| e.log_id.index < from)
+                .take_while(|(e, _)| e.log_id.index < end)
+                .map(|(e, _)| e.clone())
+                .collect();
+            (first, taken)
+        };
+        if start >= first_recent {
+            return Ok(recent);
+        }
+        let disk_end = end.min(first_recent);
+        let mut out = self
+            .blocking(move |db| {
+                let read = |e: redb::Error| io_error(ErrorSubject::Logs, ErrorVerb::Read, e);
+                let tx = db.begin_read().map_err(|e| read(e.into()))?;
+                let table = tx.open_table(LOGS).map_err(|e| read(e.into()))?;
+                let mut out = Vec::new();
+                for item in table.range::<u64>(start..disk_end).map_err(|e| read(e.into()))? {
+                    let (_, v) = item.map_err(|e| read(e.into()))?;
+                    out.push(decode_entry(v.value())?);
+                }
+                Ok(out)
+            })
+            .await?;
+        out.append(&mut recent);
+        Ok(out)
     }
 }
 
@@ -184,17 +430,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        self.blocking(|db| {
+        let last_recent = self.recent().entries.back().map(|(e, _)| e.log_id);
+        self.blocking(move |db| {
             let last_purged: Option<LogId> = LogStore::read_json(db, KEY_PURGED, ErrorSubject::Store)?;
+            if let Some(last) = last_recent {
+                return Ok(LogState { last_purged_log_id: last_purged, last_log_id: Some(last) });
+            }
             let read = |e: redb::Error| io_error(ErrorSubject::Logs, ErrorVerb::Read, e);
             let tx = db.begin_read().map_err(|e| read(e.into()))?;
             let table = tx.open_table(LOGS).map_err(|e| read(e.into()))?;
             let last = match table.last().map_err(|e| read(e.into()))? {
-                Some((_, v)) => {
-                    let entry: Entry = serde_json::from_slice(v.value())
-                        .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-                    Some(entry.log_id)
-                }
+                Some((_, v)) => Some(decode_entry(v.value())?.log_id),
                 None => last_purged,
             };
             Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
@@ -207,8 +453,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let vote = *vote;
-        self.blocking(move |db| LogStore::write_json(db, KEY_VOTE, &vote, ErrorSubject::Vote, true)).await
+        let bytes = serde_json::to_vec(vote).map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        self.write_and_wait(
+            |done| Write::Meta { items: vec![(KEY_VOTE, bytes)], durable: true, done: Some(done) },
+            ErrorSubject::Vote,
+            ErrorVerb::Write,
+        )
+        .await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -222,7 +473,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// restart applies everything committed before it.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(&committed).map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        *self.db.last_committed.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes);
+        *self.db.last_committed.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes.clone());
         {
             let mut saved = self.committed_saved.lock().unwrap_or_else(|p| p.into_inner());
             if saved.is_some_and(|t| t.elapsed() < COMMITTED_SAVE_INTERVAL) {
@@ -230,7 +481,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             *saved = Some(std::time::Instant::now());
         }
-        self.blocking(move |db| LogStore::write_json(db, KEY_COMMITTED, &committed, ErrorSubject::Store, false)).await
+        // Rides along with the next log write; nobody waits for it.
+        let write = Write::Meta { items: vec![(KEY_COMMITTED, bytes)], durable: false, done: None };
+        self.writer.send(write).map_err(|_| {
+            io_error(ErrorSubject::Store, ErrorVerb::Write, std::io::Error::other("the raft log writer stopped"))
+        })
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -238,66 +493,46 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
     }
 
+    /// Queues the entries for the writer and makes them readable at once;
+    /// `callback` is told when they are on disk.
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut encoded = Vec::new();
-        for e in entries {
-            let bytes = serde_json::to_vec(&e).map_err(|err| io_error(ErrorSubject::Logs, ErrorVerb::Write, err))?;
-            encoded.push((e.log_id.index, bytes));
-        }
-        let result = self
-            .blocking(move |db| {
-                let write = |e: redb::Error| io_error(ErrorSubject::Logs, ErrorVerb::Write, e);
-                let tx = db.begin_write().map_err(|e| write(e.into()))?;
-                {
-                    let mut table = tx.open_table(LOGS).map_err(|e| write(e.into()))?;
-                    for (index, bytes) in &encoded {
-                        table.insert(*index, bytes.as_slice()).map_err(|e| write(e.into()))?;
-                    }
-                }
-                tx.commit().map_err(|e| write(e.into()))?;
-                Ok(())
-            })
-            .await;
-        match &result {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
-        }
-        result
+        self.append_entries(entries, Box::new(move |result| callback.log_io_completed(result)))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.blocking(move |db| {
-            let write = |e: redb::Error| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e);
-            let tx = db.begin_write().map_err(|e| write(e.into()))?;
-            {
-                let mut table = tx.open_table(LOGS).map_err(|e| write(e.into()))?;
-                table.retain_in(log_id.index.., |_, _| false).map_err(|e| write(e.into()))?;
+        {
+            let mut recent = self.recent();
+            while recent.entries.back().is_some_and(|(e, _)| e.log_id.index >= log_id.index) {
+                if let Some((_, size)) = recent.entries.pop_back() {
+                    recent.bytes -= size;
+                }
             }
-            tx.commit().map_err(|e| write(e.into()))?;
-            Ok(())
-        })
-        .await
+            recent.flushed = recent.flushed.min(log_id.index.saturating_sub(1));
+        }
+        self.write_and_wait(|done| Write::Truncate { from: log_id.index, done }, ErrorSubject::Logs, ErrorVerb::Delete)
+            .await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.blocking(move |db| {
-            let write = |e: redb::Error| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e);
-            let bytes =
-                serde_json::to_vec(&Some(log_id)).map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
-            let tx = db.begin_write().map_err(|e| write(e.into()))?;
-            {
-                let mut meta = tx.open_table(META).map_err(|e| write(e.into()))?;
-                meta.insert(KEY_PURGED, bytes.as_slice()).map_err(|e| write(e.into()))?;
-                let mut table = tx.open_table(LOGS).map_err(|e| write(e.into()))?;
-                table.retain_in(..=log_id.index, |_, _| false).map_err(|e| write(e.into()))?;
+        let log_id_json =
+            serde_json::to_vec(&Some(log_id)).map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        {
+            let mut recent = self.recent();
+            while recent.entries.front().is_some_and(|(e, _)| e.log_id.index <= log_id.index) {
+                if let Some((_, size)) = recent.entries.pop_front() {
+                    recent.bytes -= size;
+                }
             }
-            tx.commit().map_err(|e| write(e.into()))?;
-            Ok(())
-        })
+        }
+        self.write_and_wait(
+            |done| Write::Purge { log_id_json, upto: log_id.index, done },
+            ErrorSubject::Logs,
+            ErrorVerb::Delete,
+        )
         .await
     }
 }

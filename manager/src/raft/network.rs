@@ -1,6 +1,7 @@
 //! Raft between managers over gRPC: the client side ([`Network`]) and the
-//! server side ([`RaftService`]). openraft's messages travel as JSON inside
-//! [`RaftPayload`]: openraft owns their shape.
+//! server side ([`RaftService`]). openraft's messages travel inside
+//! [`RaftPayload`] in postcard (compact and cheap to encode: openraft owns
+//! their shape); leader work forwarded between managers travels as JSON.
 
 use std::time::Duration;
 
@@ -56,7 +57,7 @@ impl Network {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let data = postcard::to_stdvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         if self.client.is_none() {
             let channel = crate::ca::tls::connect(&self.addr, &self.tls, Duration::from_secs(2))
                 .await
@@ -83,7 +84,7 @@ impl Network {
             }
         };
         let result: Result<Resp, RaftError<u64, E>> =
-            serde_json::from_slice(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            postcard::from_bytes(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -137,16 +138,30 @@ fn check_manager<T>(req: &tonic::Request<T>) -> Result<(), tonic::Status> {
     }
 }
 
+/// Reads a raft message (postcard) from a manager.
 fn decode<T: DeserializeOwned>(req: tonic::Request<RaftPayload>) -> Result<T, tonic::Status> {
     check_manager(&req)?;
-    serde_json::from_slice(&req.into_inner().data)
+    postcard::from_bytes(&req.into_inner().data)
         .map_err(|e| tonic::Status::invalid_argument(format!("malformed raft message: {e}")))
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
-    serde_json::to_vec(value)
+    postcard::to_stdvec(value)
         .map(|data| tonic::Response::new(RaftPayload { data }))
         .map_err(|e| tonic::Status::internal(format!("encoding a raft reply: {e}")))
+}
+
+/// Reads forwarded leader work (JSON) from a manager.
+fn decode_json<T: DeserializeOwned>(req: tonic::Request<RaftPayload>) -> Result<T, tonic::Status> {
+    check_manager(&req)?;
+    serde_json::from_slice(&req.into_inner().data)
+        .map_err(|e| tonic::Status::invalid_argument(format!("malformed forwarded request: {e}")))
+}
+
+fn encode_json<T: Serialize>(value: &T) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+    serde_json::to_vec(value)
+        .map(|data| tonic::Response::new(RaftPayload { data }))
+        .map_err(|e| tonic::Status::internal(format!("encoding a forwarded reply: {e}")))
 }
 
 #[tonic::async_trait]
@@ -179,8 +194,8 @@ impl shoal_proto::raft_server::Raft for RaftService {
         &self,
         request: tonic::Request<RaftPayload>,
     ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
-        let op: crate::control::LeaderOp = decode(request)?;
+        let op: crate::control::LeaderOp = decode_json(request)?;
         let may_forward = matches!(op, crate::control::LeaderOp::AddManager { .. });
-        encode(&self.proposer.run(op, may_forward).await)
+        encode_json(&self.proposer.run(op, may_forward).await)
     }
 }

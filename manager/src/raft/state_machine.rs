@@ -121,13 +121,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let result = match entry.payload {
                 EntryPayload::Blank => {
                     self.store.mark_applied(entry.log_id.index);
-                    Ok(())
+                    Vec::new()
                 }
-                EntryPayload::Normal(batch) => self.store.apply(entry.log_id.index, &batch),
+                EntryPayload::Normal(write) => self.store.apply_many(entry.log_id.index, &write.batches),
                 EntryPayload::Membership(m) => {
                     applied.membership = StoredMembership::new(Some(entry.log_id), m);
                     self.store.mark_applied(entry.log_id.index);
-                    Ok(())
+                    Vec::new()
                 }
             };
             results.push(WriteResult(result));

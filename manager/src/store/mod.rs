@@ -41,37 +41,52 @@ impl State {
 
     /// A service by exact ID, exact name, or unique ID prefix (Docker's rule).
     pub fn find_service(&self, key: &str) -> Result<&Service, StoreError> {
-        if let Some(s) = self.id_by_name("service", key).and_then(|id| self.services.get(id)) {
-            if !self.services.contains_key(key) {
-                return Ok(s);
-            }
-        }
-        find(&self.services, key, "service", |s| s.name())
+        find(&self.services, key, "service", Some(self.service_named(key)), |s| s.name())
+    }
+
+    /// The service named exactly `name` (from the name index, no scan).
+    pub fn service_named(&self, name: &str) -> Option<&Service> {
+        self.id_by_name("service", name).and_then(|id| self.services.get(id))
+    }
+
+    /// The network named exactly `name`.
+    pub fn network_named(&self, name: &str) -> Option<&Network> {
+        self.id_by_name("network", name).and_then(|id| self.networks.get(id))
+    }
+
+    /// The secret named exactly `name`.
+    pub fn secret_named(&self, name: &str) -> Option<&Secret> {
+        self.id_by_name("secret", name).and_then(|id| self.secrets.get(id))
+    }
+
+    /// The config named exactly `name`.
+    pub fn config_named(&self, name: &str) -> Option<&Config> {
+        self.id_by_name("config", name).and_then(|id| self.configs.get(id))
     }
 
     /// A node by exact ID, exact hostname, or unique ID prefix.
     pub fn find_node(&self, key: &str) -> Result<&Node, StoreError> {
-        find(&self.nodes, key, "node", |n| n.hostname())
+        find(&self.nodes, key, "node", None, |n| n.hostname())
     }
 
     /// A task by exact ID, exact name, or unique ID prefix.
     pub fn find_task(&self, key: &str) -> Result<&Task, StoreError> {
-        find(&self.tasks, key, "task", |t| t.name())
+        find(&self.tasks, key, "task", None, |t| t.name())
     }
 
     /// A network by exact ID, exact name, or unique ID prefix.
     pub fn find_network(&self, key: &str) -> Result<&Network, StoreError> {
-        find(&self.networks, key, "network", |n| n.name())
+        find(&self.networks, key, "network", Some(self.network_named(key)), |n| n.name())
     }
 
     /// A secret by exact ID, exact name, or unique ID prefix.
     pub fn find_secret(&self, key: &str) -> Result<&Secret, StoreError> {
-        find(&self.secrets, key, "secret", |n| n.name())
+        find(&self.secrets, key, "secret", Some(self.secret_named(key)), |n| n.name())
     }
 
     /// A config by exact ID, exact name, or unique ID prefix.
     pub fn find_config(&self, key: &str) -> Result<&Config, StoreError> {
-        find(&self.configs, key, "config", |n| n.name())
+        find(&self.configs, key, "config", Some(self.config_named(key)), |n| n.name())
     }
 
     /// The tasks of one service.
@@ -134,16 +149,23 @@ impl State {
     }
 }
 
+/// An object by exact ID, exact name, or unique ID prefix. `named` is the
+/// name index's answer for kinds with unique names; the others scan.
 fn find<'a, T>(
     map: &'a BTreeMap<String, T>,
     key: &str,
     kind: &'static str,
+    named: Option<Option<&'a T>>,
     name: impl Fn(&T) -> &str,
 ) -> Result<&'a T, StoreError> {
     if let Some(o) = map.get(key) {
         return Ok(o);
     }
-    if let Some(o) = map.values().find(|o| name(o) == key) {
+    let by_name = match named {
+        Some(indexed) => indexed,
+        None => map.values().find(|o| name(o) == key),
+    };
+    if let Some(o) = by_name {
         return Ok(o);
     }
     let mut prefixed = map.range(key.to_string()..).take_while(|(id, _)| id.starts_with(key));
@@ -186,6 +208,18 @@ impl Store {
         };
         self.applied.send_replace(index);
         result
+    }
+
+    /// Applies the independent batches of one raft entry at `index`, each
+    /// all or nothing; returns each one's verdict. Watchers hear of the
+    /// entry once, after all of them.
+    pub fn apply_many(&self, index: u64, batches: &[StoreBatch]) -> Vec<Result<(), StoreError>> {
+        let results = {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            batches.iter().map(|b| apply::apply_batch(&mut state, index, b)).collect()
+        };
+        self.applied.send_replace(index);
+        results
     }
 
     /// Marks `index` applied without a store change (membership and blank entries).
