@@ -1,6 +1,8 @@
-//! The shim: one small process per container, the calling binary re-executed as
-//! `<exe> <shim args…> <container dir>`. It owns the container's stdio and exit status, so the
-//! container outlives the daemon that started it.
+//! The shim: one small process per container, run as `<exe> <shim args…> <container dir>` by
+//! whoever starts the container; `<exe>` is a binary whose `main` calls [`main`] (shoal's is
+//! `shoal-shim`, a binary of its own so that a start execs no more code than the shim needs).
+//! It owns the container's stdio and exit status, so the container outlives the daemon that
+//! started it.
 //!
 //! It reads `config.json`, binds the attach socket (see [`crate::attach`]), forks the
 //! container's init into a new pid namespace (see `process::init`), receives the terminal's
