@@ -846,16 +846,6 @@ struct ExecArgs {
 }
 
 fn main() {
-    // The shim is this binary re-executed once per container start: it goes
-    // straight to its own entry, before clap, tracing or any allocation of
-    // the CLI's, so a start pays (and a running container keeps) as little
-    // of this binary as possible. Single-threaded on purpose: it forks.
-    let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|a| a == "internal-shim") {
-        if let (Some(dir), None) = (args.next(), args.next()) {
-            shoal_runtime::shim::main(std::path::Path::new(&dir));
-        }
-    }
     let cli = Cli::parse();
     if let Command::InternalRun { data_root, image, args } = &cli.command {
         // Blocking and single-threaded, as the runtime's callers may be.
@@ -1045,8 +1035,7 @@ fn bench_runtime(
     image: &str,
     args: &[String],
 ) -> anyhow::Result<(shoal_runtime::Runtime, shoal_runtime::ContainerSpec)> {
-    let exe = std::env::current_exe().context("finding the shoal binary to run the shim")?;
-    let rt = shoal_runtime::Runtime::open(&data_root.join("runtime"), exe, vec!["internal-shim".into()])?;
+    let rt = shoal_runtime::Runtime::open(&data_root.join("runtime"), daemon::shim_binary()?, Vec::new())?;
     let spec = shoal_runtime::ContainerSpec {
         image: image.to_string(),
         cmd: (!args.is_empty()).then(|| args.to_vec()),

@@ -27,10 +27,13 @@ pub(crate) fn read<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, Error>
 /// Reads a file written by [`write_volatile`]: an empty file (its data lost to a power cut
 /// before the kernel wrote it out) is as good as none.
 pub(crate) fn read_volatile<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, Error> {
-    match fs::metadata(path) {
-        Ok(meta) if meta.len() == 0 => Ok(None),
-        _ => read(path),
-    }
+    let data = match fs::read(path) {
+        Ok(data) if data.is_empty() => return Ok(None),
+        Ok(data) => data,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    serde_json::from_slice(&data).map(Some).map_err(|e| Error::corrupt(path, e.to_string()))
 }
 
 /// Serializes `value` and atomically replaces `path` with it, durably (fsync before the

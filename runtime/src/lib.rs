@@ -14,7 +14,7 @@
 //! On-disk layout under the root (`<data-root>/runtime`):
 //! ```text
 //! images/      oci-layout, index.json, blobs/sha256/<hex>, ingest/ (blobs being written, archives being loaded)
-//! layers/      <diff id hex>/ (unpacked layers)
+//! layers/      <diff id hex>/ (unpacked layers), init/ and init-noetc/ (mount points, the topmost lower layer)
 //! containers/  <id>/ config.json state.json exit.json [restart.json] container.log shim.log lock upper/ work/ rootfs/ upper.boot
 //!                   hosts hostname resolv.conf (bound at /etc/… in the container)
 //! ../volumes/  <name>/_data (named volumes, kept after their containers)

@@ -1,6 +1,8 @@
-//! The shim: one small process per container, the calling binary re-executed as
-//! `<exe> <shim args…> <container dir>`. It owns the container's stdio and exit status, so the
-//! container outlives the daemon that started it.
+//! The shim: one small process per container, run as `<exe> <shim args…> <container dir>` by
+//! whoever starts the container; `<exe>` is a binary whose `main` calls [`main`] (shoal's is
+//! `shoal-shim`, a binary of its own so that a start execs no more code than the shim needs).
+//! It owns the container's stdio and exit status, so the container outlives the daemon that
+//! started it.
 //!
 //! It reads `config.json`, binds the attach socket (see [`crate::attach`]), forks the
 //! container's init into a new pid namespace (see `process::init`), receives the terminal's
@@ -35,7 +37,7 @@ use nix::{
         socket::{socketpair, AddressFamily, SockFlag, SockType},
         wait::{waitpid, WaitStatus},
     },
-    unistd::{dup2_stdout, fork, getpid, pipe2, read, write, ForkResult, Pid},
+    unistd::{dup2_stdin, dup2_stdout, fork, getpid, pipe2, read, setsid, write, ForkResult, Pid},
 };
 
 use crate::{
@@ -122,11 +124,13 @@ fn run(dir: &Path) -> Result<(), Error> {
         signal(Signal::SIGPIPE, SigHandler::SigIgn).context(|| "ignoring SIGPIPE".to_string())?;
         signal(Signal::SIGHUP, SigHandler::SigIgn).context(|| "ignoring SIGHUP".to_string())?;
     }
+    // Out of the starter's session and process group, so its job-control signals (a ^C in
+    // its terminal) never reach us. Fails only if we lead a process group already: then we
+    // were started apart anyway.
+    let _ = setsid();
     let mut clients = Vec::new();
     if let Some(fd) = std::env::var(ATTACH_FD_ENV).ok().and_then(|v| v.parse::<RawFd>().ok()) {
-        // SAFETY: the daemon passed this fd to us for this purpose alone; nothing else owns it.
-        let stream = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        clients.push(Client { stream, frames: FrameReader::default() });
+        clients.push(Client { stream: take_attached(fd)?, frames: FrameReader::default() });
     }
     let (container, mut log, listener) = match start(&paths) {
         Ok(started) => started,
@@ -158,6 +162,25 @@ fn run(dir: &Path) -> Result<(), Error> {
         &paths.exit(),
         &ExitFile { exit_code, finished_at: clock::now_ns(), error: None, oom_killed },
     )
+}
+
+/// The stream of the client attached from the start, passed to us as fd `fd` (our stdin, as
+/// [`crate::process::launch`] does it, which then becomes /dev/null).
+fn take_attached(fd: RawFd) -> Result<UnixStream, Error> {
+    if fd != 0 {
+        // SAFETY: the starter passed this fd to us for this purpose alone; nothing else owns it.
+        return Ok(UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) }));
+    }
+    // SAFETY: fd 0 is open (the starter made it the stream); F_DUPFD_CLOEXEC only reads it.
+    let moved = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) };
+    if moved < 0 {
+        return Err(Error::io("taking the attached client from stdin", io::Error::last_os_error()));
+    }
+    // SAFETY: `moved` was just made by F_DUPFD_CLOEXEC and nothing else owns it.
+    let stream = UnixStream::from(unsafe { OwnedFd::from_raw_fd(moved) });
+    let null = fs::File::open("/dev/null").context(|| "opening /dev/null".to_string())?;
+    dup2_stdin(null.as_fd()).context(|| "pointing stdin at /dev/null".to_string())?;
+    Ok(stream)
 }
 
 /// The attach socket, bound through the container directory's fd: the directory's full path

@@ -89,7 +89,7 @@ cleanup() {
     stop_pid "$SHOAL_PID" 10
     # Shims of shoal's containers (and their children), then anything else
     # still running from under $TMP (docker's containerd and its shims).
-    for pat in "internal-shim $TMP" "$TMP"; do
+    for pat in "shoal-shim $TMP" "$TMP"; do
         pids=$(procs_matching "$pat")
         [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
     done

@@ -35,7 +35,8 @@
 # is outside the timed commands.
 #
 # Env: ROUNDS (2), RUNS (50), WARMUP (5), PAR (100), PAR_REPS (3), MEM_N (100),
-# PAR_DOCKER (1), OUT (a directory to keep hyperfine's JSON in), SHOAL (binary; default: build target/release/shoal),
+# PAR_DOCKER (1), OUT (a directory to keep hyperfine's JSON in), SHOAL (binary, with shoal-shim next to it;
+# default: build target/release/shoal),
 # DOCKERD (/usr/sbin/dockerd), DOCKER (/usr/bin/docker). Needs root.
 set -euo pipefail
 shopt -s inherit_errexit
@@ -61,6 +62,8 @@ if [ -z "${SHOAL:-}" ]; then
     (cd "$ROOT" && cargo build --release -p shoal >&2)
     SHOAL=${CARGO_TARGET_DIR:-$ROOT/target}/release/shoal
 fi
+[ -x "$(dirname "$SHOAL")/shoal-shim" ] ||
+    { echo "start: $(dirname "$SHOAL")/shoal-shim not found: the container shim is built with shoal (cargo build --release -p shoal)" >&2; exit 1; }
 
 TMP=$(mktemp -d /tmp/start.XXXXXX)
 TAG=$(basename "$TMP" | tr -c 'a-zA-Z0-9\n' -) # prefix of every crun/runc container ID
@@ -140,7 +143,7 @@ cleanup() {
     # Shims of shoal's containers (and their children), crun/runc containers of
     # this run, then anything else still running from under $TMP (docker's
     # containerd and its shims).
-    for pat in "internal-shim $TMP" "$TAG" "$TMP"; do
+    for pat in "shoal-shim $TMP" "$TAG" "$TMP"; do
         pids=$(procs_matching "$pat")
         [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
     done
@@ -285,8 +288,8 @@ done
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 shim_pids() { # shoal's shims (not their containers)
     local p
-    for p in $(procs_matching "internal-shim $TMP"); do
-        if tr '\0' ' ' <"/proc/$p/cmdline" | grep -q "internal-shim"; then echo "$p"; fi
+    for p in $(procs_matching "shoal-shim $TMP"); do
+        if tr '\0' ' ' <"/proc/$p/cmdline" | grep -q "shoal-shim"; then echo "$p"; fi
     done
 }
 comm_pids() { # comm pid... -> those pids whose comm is comm

@@ -245,7 +245,7 @@ impl Node {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains("internal-shim") && cmdline.contains(&root) {
+            if cmdline.contains("shoal-shim") && cmdline.contains(&root) {
                 shims.push(pid);
             }
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

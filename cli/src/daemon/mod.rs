@@ -80,13 +80,31 @@ pub fn node_description(hostname: &str) -> NodeDescription {
     }
 }
 
+/// The name of the shim binary, installed next to `shoal`.
+const SHIM_BINARY: &str = "shoal-shim";
+
+/// The container shim (`shoal-shim`, see `shoal_runtime::shim`): the binary of that name next
+/// to the running `shoal`. Each container start executes it, so it is a small binary of its
+/// own rather than `shoal` again.
+pub fn shim_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding the shoal binary, next to which the container shim lives")?;
+    let shim = exe.with_file_name(SHIM_BINARY);
+    if !shim.is_file() {
+        anyhow::bail!(
+            "the container shim {} is missing: install {SHIM_BINARY} next to {} (`cargo build -p shoal` builds both)",
+            shim.display(),
+            exe.display()
+        );
+    }
+    Ok(shim)
+}
+
 impl Daemon {
     /// Opens the runtime and, if this node was in a swarm, rejoins it.
     pub async fn start(config: DaemonConfig) -> anyhow::Result<Arc<Daemon>> {
         std::fs::create_dir_all(&config.data_root)
             .with_context(|| format!("creating the data root {}", config.data_root.display()))?;
-        let exe = std::env::current_exe().context("finding the shoal binary to run container shims")?;
-        let runtime = Runtime::open(&config.data_root.join("runtime"), exe, vec!["internal-shim".into()])
+        let runtime = Runtime::open(&config.data_root.join("runtime"), shim_binary()?, Vec::new())
             .with_context(|| format!("opening the runtime under {}", config.data_root.display()))?;
         let runtime = Arc::new(runtime);
         let restarts = restart::Supervisor::new(runtime.clone());

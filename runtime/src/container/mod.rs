@@ -166,8 +166,9 @@ impl ContainerStore {
             let Some(id) = name.to_str().filter(|id| is_id(id)) else {
                 continue;
             };
-            // A container being removed right now may have lost its config already.
-            if let Some(config) = jsonfile::read::<ContainerConfig>(&self.paths(id).config())? {
+            // A container being removed right now may have lost its config already; a
+            // disposable one's may be empty after a power cut (see `create`).
+            if let Some(config) = jsonfile::read_volatile::<ContainerConfig>(&self.paths(id).config())? {
                 configs.push(config);
             }
         }
@@ -177,7 +178,7 @@ impl ContainerStore {
     /// Finds a container by full id, name, or unambiguous id prefix.
     pub(crate) fn find(&self, id_or_name: &str) -> Result<ContainerConfig, Error> {
         if is_id(id_or_name) {
-            if let Some(config) = jsonfile::read(&self.paths(id_or_name).config())? {
+            if let Some(config) = jsonfile::read_volatile(&self.paths(id_or_name).config())? {
                 return Ok(config);
             }
         }
@@ -223,8 +224,14 @@ impl ContainerStore {
         fs::DirBuilder::new().mode(0o711).create(&paths.dir).context(|| format!("creating {}", paths.dir.display()))?;
         let result = (|| {
             prepare(&paths.dir)?;
-            // Written last: a directory without config.json is not a container.
-            jsonfile::write(&paths.config(), config)
+            // Written last: a directory without config.json is not a container. A disposable
+            // container (removed once it exits, replaced after a reboot) does not wait for the
+            // disk: after a power cut its config may be empty, and it is no container then.
+            if config.host.disposable {
+                jsonfile::write_volatile(&paths.config(), config)
+            } else {
+                jsonfile::write(&paths.config(), config)
+            }
         })();
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&paths.dir);

@@ -1,6 +1,7 @@
-//! The daemon's side of starting a container: spawn the shim (`shim_exe shim_args… <dir>`) in
-//! its own session, stdin from /dev/null, stderr appended to `shim.log`, and read the one line
-//! it writes to its stdout once the command has been executed, or has failed to be.
+//! The daemon's side of starting a container: spawn the shim (`shim_exe shim_args… <dir>`),
+//! stdin from /dev/null (or the attached client), stderr appended to `shim.log`, and read the
+//! one line it writes to its stdout once the command has been executed, or has failed to be.
+//! The shim puts itself in its own session.
 //!
 //! The shim stays a child of the process that started it; a small thread reaps it when it
 //! exits. After a daemon restart, shims are orphans, reaped by init (or a subreaper).
@@ -8,10 +9,7 @@
 use std::{
     fs,
     io::{self, Read},
-    os::{
-        fd::{AsRawFd, OwnedFd},
-        unix::process::CommandExt,
-    },
+    os::fd::{AsRawFd, OwnedFd},
     path::PathBuf,
     process::{Child, ChildStdout, Command, Stdio},
     time::{Duration, Instant},
@@ -54,28 +52,24 @@ pub(crate) fn launch(shim: &ShimCommand, paths: &ContainerPaths, attach: Option<
         .open(paths.shim_log())
         .context(|| format!("opening {}", paths.shim_log().display()))?;
     let mut command = Command::new(&shim.exe);
-    command.args(&shim.args).arg(paths.dir()).current_dir("/").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
-    let attach_fd = attach.as_ref().map(AsRawFd::as_raw_fd);
-    if let Some(fd) = attach_fd {
-        command.env(ATTACH_FD_ENV, fd.to_string());
-    }
-    // SAFETY: setsid and fcntl are async-signal-safe, as code between fork and exec must be.
-    // Its own session keeps the shim (and so the container) out of the daemon's job-control
-    // signals. Only this child's copy of the attach fd loses close-on-exec.
-    unsafe {
-        command.pre_exec(move || {
-            nix::unistd::setsid().map_err(io::Error::from)?;
-            if let Some(fd) = attach_fd {
-                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
+    command.args(&shim.args).arg(paths.dir()).current_dir("/").stdout(Stdio::piped()).stderr(log);
+    // An attached client is handed over as the shim's stdin (which the shim then points at
+    // /dev/null): with no code to run between fork and exec, the standard library spawns
+    // the shim with posix_spawn (vfork), which does not copy this process's page tables as
+    // fork does: a cost that grows with the caller (the daemon). The shim starts its own
+    // session itself.
+    match attach {
+        Some(fd) => {
+            command.stdin(Stdio::from(fd)).env(ATTACH_FD_ENV, "0");
+        }
+        None => {
+            command.stdin(Stdio::null());
+        }
     }
     let spawned = command.spawn().context(|| format!("starting the shim {}", shim.exe.display()));
-    // The shim has its copy; ours must go, or the client would never see the stream end.
-    drop(attach);
+    // The shim has its copy of the attach stream; ours (held by the command) must go, or the
+    // client would never see the stream end.
+    drop(command);
     let mut child = spawned?;
     let stdout = child.stdout.take().expect("the shim's stdout is piped");
     let line = read_line(stdout, HANDSHAKE_TIMEOUT);

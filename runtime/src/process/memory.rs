@@ -1,10 +1,10 @@
 //! Giving back the memory a long-lived shim touched only while it started its container.
 //!
-//! The shim is the whole `shoal` binary re-executed: starting a container faults in pages of
-//! its text and read-only data (argument handling, JSON, namespaces, mounts, seccomp…) that the
-//! copy loop it then runs for the container's lifetime never touches again. Those pages are
-//! clean copies of the binary's and the libraries' files, shared through the page cache with
-//! every other shim and the daemon, but each shim still counts them in its resident set.
+//! Starting a container faults in pages of the shim binary's text and read-only data (JSON,
+//! namespaces, mounts, seccomp…) that the copy loop it then runs for the container's lifetime
+//! never touches again. Those pages are clean copies of the binary's and the libraries' files,
+//! shared through the page cache with every other shim, but each shim still counts them in its
+//! resident set.
 //! [`release_startup_pages`] unmaps them from this process with `MADV_DONTNEED`: the page
 //! cache keeps them, and a page touched again faults back in from it (a minor fault, no I/O).
 //!

@@ -20,7 +20,10 @@ use std::{
     ffi::CString,
     fs,
     io::{self, BufReader, Read},
-    os::unix::{ffi::OsStrExt, fs::PermissionsExt},
+    os::unix::{
+        ffi::OsStrExt,
+        fs::{FileTypeExt, MetadataExt, PermissionsExt},
+    },
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
 };
@@ -30,7 +33,10 @@ use oci_spec::image::MediaType;
 use sha2::{Digest as _, Sha256};
 
 use super::layer;
-use crate::error::{Error, IoContext};
+use crate::{
+    container::spec::ETC_FILES,
+    error::{Error, IoContext},
+};
 
 /// The kernel refuses mount options longer than a page.
 const MAX_MOUNT_DATA: usize = 4095;
@@ -214,20 +220,18 @@ impl Snapshotter {
             return Ok(());
         }
         self.recover_upper(dir)?;
-        let mut lowers = Vec::with_capacity(diff_ids.len().max(1));
+        let mut layers = Vec::with_capacity(diff_ids.len());
         for diff_id in diff_ids.iter().rev() {
             let layer = self.layer_dir(diff_id)?;
             if !layer.is_dir() {
                 return Err(Error::corrupt(&layer, format!("layer {diff_id} is missing from the layer store")));
             }
-            lowers.push(layer.display().to_string());
+            layers.push(layer);
         }
-        if lowers.is_empty() {
-            // overlayfs needs a lower layer; an image without layers starts empty.
-            let empty = self.dir.join("empty");
-            fs::create_dir_all(&empty).context(|| format!("creating {}", empty.display()))?;
-            lowers.push(empty.display().to_string());
-        }
+        // The mount points, topmost (and overlayfs's one lower layer for an image without
+        // layers).
+        let init = self.init_layer(etc_is_directory(&layers))?;
+        let lowers: Vec<String> = std::iter::once(&init).chain(&layers).map(|l| l.display().to_string()).collect();
         let data = format!(
             "lowerdir={},upperdir={},workdir={}",
             lowers.join(":"),
@@ -262,6 +266,48 @@ impl Snapshotter {
         mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(data.as_str())).context(context)
     }
 
+    /// The init layer: a lower layer above the image's with the mount points every container
+    /// needs (`/proc`, `/dev`, `/sys`, and with `etc`, `/etc/hosts`, `/etc/hostname` and
+    /// `/etc/resolv.conf`), so they are not made in each container's upper layer at its start
+    /// and deleted at its removal. Made once, shared by every container (Docker makes the
+    /// same entries in a per-container init layer). Without `etc` for an image whose `/etc`
+    /// is not a directory: a directory above it would hide what it is.
+    fn init_layer(&self, etc: bool) -> Result<PathBuf, Error> {
+        let name = if etc { "init" } else { "init-noetc" };
+        let dest = self.dir.join(name);
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        let tmp = self.dir.join(format!(".tmp-{name}-{:08x}", rand::random::<u32>()));
+        let made = (|| {
+            let dir = |path: &Path| {
+                fs::create_dir(path)?;
+                fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+            };
+            dir(&tmp)?;
+            for sub in INIT_DIRS {
+                dir(&tmp.join(sub))?;
+            }
+            if etc {
+                dir(&tmp.join("etc"))?;
+                for file in ETC_FILES {
+                    let path = tmp.join("etc").join(file);
+                    fs::File::create(&path)?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o644))?;
+                }
+            }
+            fs::rename(&tmp, &dest)
+        })();
+        if let Err(e) = made {
+            let _ = fs::remove_dir_all(&tmp);
+            // Another thread or process made it first: theirs is as good.
+            if !dest.is_dir() {
+                return Err(Error::io(format!("making the init layer {}", dest.display()), e));
+            }
+        }
+        Ok(dest)
+    }
+
     /// Unmounts the snapshot in `dir` if it is mounted.
     pub(crate) fn unmount(&self, dir: &Path) -> Result<(), Error> {
         let target = Self::rootfs(dir);
@@ -274,6 +320,24 @@ impl Snapshotter {
         }
         Ok(())
     }
+}
+
+/// The directories of the init layer ([`Snapshotter::init_layer`]).
+const INIT_DIRS: [&str; 3] = ["proc", "dev", "sys"];
+
+/// Whether `/etc` in the image with these layers (topmost first) is a directory, or absent.
+fn etc_is_directory(layers: &[PathBuf]) -> bool {
+    for layer in layers {
+        match fs::symlink_metadata(layer.join("etc")) {
+            Ok(meta) if meta.is_dir() => return true,
+            // A whiteout: deleted by this layer, so absent.
+            Ok(meta) if meta.file_type().is_char_device() && meta.rdev() == 0 => return true,
+            Ok(_) => return false,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 struct HashingReader<R> {
