@@ -1,29 +1,34 @@
-//! The raft log, vote, commit index and latest snapshot, kept in one redb
-//! database (`<data-root>/raft/raft.redb`).
+//! The raft state on disk: the log in append-only segment files (see
+//! [`super::wal`], `<state>/raft.wal/`), the vote, commit index, purge point
+//! and latest snapshot in a redb database (`<state>/raft.redb`).
 //!
-//! Log writes go through one writer thread that takes every write queued
-//! while the previous commit was syncing and commits them together (one
-//! fsync for all: group commit). An append returns as soon as its entries
-//! are queued and readable, and tells raft once they are on disk: so a
-//! leader sends entries to its followers while its own disk write is under
-//! way, as raft allows. The most recent entries are also kept in memory, so
-//! that replication reads them without touching the database.
+//! Each append is written and flushed in place on the calling thread: raft
+//! waits for every append to be on disk before it goes on (openraft 0.9
+//! awaits the flush), so handing the write to another thread would only add
+//! two thread wake-ups to every write. Concurrent client writes are grouped
+//! into one entry before they reach raft (see `control::propose`). The most
+//! recent entries are also kept in memory, so that replication and the state
+//! machine read them without decoding.
 //!
-//! Entries are stored as a format byte and postcard (older databases hold
-//! JSON entries, which are still read).
+//! Entries are stored as a format byte and postcard. Databases from before
+//! the segment files held the log in redb (as JSON): it moves to the
+//! segment files when such a database is opened.
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, RaftLogReader};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
+
+use super::wal::Wal;
 
 use super::{io_error, Entry, LogId, StorageError, TypeConfig, Vote};
 
+/// Where older databases kept the log.
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -69,13 +74,13 @@ impl Drop for Db {
 /// Resolves once the raft database is closed.
 pub type Closed = tokio::sync::oneshot::Receiver<()>;
 
-/// The log store. Cheap to clone: clones share the database, the recent
-/// entries and the writer.
+/// The log store. Cheap to clone: clones share the database, the log and
+/// the recent entries.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Db>,
+    wal: Arc<Mutex<Wal>>,
     recent: Arc<Mutex<Recent>>,
-    writer: mpsc::Sender<Write>,
     /// When the commit index was last written (see `save_committed`).
     committed_saved: Arc<Mutex<Option<std::time::Instant>>>,
 }
@@ -83,21 +88,19 @@ pub struct LogStore {
 /// How often the commit index is written at most.
 const COMMITTED_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// How many of the latest entries stay in memory (once on disk), and how
-/// many bytes of them at most.
+/// How many of the latest entries stay in memory, and how many bytes of
+/// them at most.
 const RECENT_ENTRIES: usize = 4096;
 const RECENT_BYTES: usize = 32 << 20;
 
 /// Format byte of a postcard-encoded entry (a JSON entry starts with `{`).
 const FORMAT_POSTCARD: u8 = 0xB1;
 
-/// The latest entries, contiguous by index, and how far the disk has them.
+/// The latest entries, contiguous by index.
 #[derive(Default)]
 struct Recent {
     entries: VecDeque<(Entry, usize)>,
     bytes: usize,
-    /// The last index known to be on disk.
-    flushed: u64,
 }
 
 impl Recent {
@@ -105,76 +108,74 @@ impl Recent {
         self.entries.front().map(|(e, _)| e.log_id.index)
     }
 
-    /// Drops the oldest entries beyond the limits, never one not yet on disk.
+    /// Drops the oldest entries beyond the limits (all are on disk).
     fn evict(&mut self) {
         while self.entries.len() > RECENT_ENTRIES || self.bytes > RECENT_BYTES {
-            match self.entries.front() {
-                Some((e, size)) if e.log_id.index <= self.flushed => {
-                    self.bytes -= size;
-                    self.entries.pop_front();
-                }
-                _ => break,
+            match self.entries.pop_front() {
+                Some((_, size)) => self.bytes -= size,
+                None => break,
             }
         }
     }
 }
 
-/// A write for the writer thread; each says how it reports back.
-enum Write {
-    Append {
-        entries: Vec<(u64, Vec<u8>)>,
-        done: Flushed,
-    },
-    /// Deletes entries at and after this index.
-    Truncate {
-        from: u64,
-        done: Done,
-    },
-    /// Deletes entries up to and including `log_id`, and records it.
-    Purge {
-        log_id_json: Vec<u8>,
-        upto: u64,
-        done: Done,
-    },
-    Meta {
-        items: Vec<(&'static str, Vec<u8>)>,
-        durable: bool,
-        done: Option<Done>,
-    },
-}
-
-type Done = tokio::sync::oneshot::Sender<Result<(), String>>;
-/// Told once appended entries are on disk (or could not be written).
-type Flushed = Box<dyn FnOnce(Result<(), std::io::Error>) + Send>;
-
-impl Write {
-    fn durable(&self) -> bool {
-        !matches!(self, Write::Meta { durable: false, .. })
-    }
+fn wal_error(subject: ErrorSubject<u64>, verb: ErrorVerb) -> impl Fn(std::io::Error) -> StorageError {
+    move |e| io_error(subject.clone(), verb, e)
 }
 
 impl LogStore {
-    /// Opens (or creates) the raft database at `path` and starts its writer.
+    /// Opens (or creates) the raft database at `path` and the log next to
+    /// it (`<path without extension>.wal/`).
     pub fn open(path: &Path) -> Result<(LogStore, Closed), redb::Error> {
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
         tx.open_table(LOGS)?;
         tx.open_table(META)?;
         tx.commit()?;
+        let purged: Option<LogId> = match Self::get_meta(&db, KEY_PURGED)? {
+            Some(bytes) => serde_json::from_slice::<Option<LogId>>(&bytes)
+                .map_err(|e| redb::Error::Io(std::io::Error::other(format!("the raft purge point: {e}"))))?,
+            None => None,
+        };
+        let mut wal = Wal::open(&path.with_extension("wal"), purged.map(|l| l.index))?;
+        Self::move_old_log(&db, &mut wal, purged.map_or(0, |l| l.index))?;
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
         let db = Arc::new(Db { database: Some(db), closed: Some(closed_tx), last_committed: Default::default() });
-        let recent = Arc::new(Mutex::new(Recent::default()));
-        let (writer, queue) = mpsc::channel();
-        let (thread_db, thread_recent) = (db.clone(), recent.clone());
-        std::thread::Builder::new()
-            .name("raft-log-writer".into())
-            .spawn(move || write_loop(&thread_db, &thread_recent, &queue))
-            .map_err(redb::Error::Io)?;
-        Ok((LogStore { db, recent, writer, committed_saved: Arc::default() }, closed_rx))
+        let store =
+            LogStore { db, wal: Arc::new(Mutex::new(wal)), recent: Arc::default(), committed_saved: Arc::default() };
+        Ok((store, closed_rx))
+    }
+
+    /// Moves a log kept in the database (before the segment files) to `wal`.
+    fn move_old_log(db: &Database, wal: &mut Wal, purged: u64) -> Result<(), redb::Error> {
+        let old: Vec<(u64, Vec<u8>)> = {
+            let tx = db.begin_read()?;
+            let table = tx.open_table(LOGS)?;
+            let mut old = Vec::new();
+            for item in table.range(purged.saturating_add(1)..)? {
+                let (k, v) = item?;
+                old.push((k.value(), v.value().to_vec()));
+            }
+            old
+        };
+        if old.is_empty() {
+            return Ok(());
+        }
+        if wal.last_index().is_none() {
+            wal.append(&old)?;
+        }
+        let tx = db.begin_write()?;
+        tx.open_table(LOGS)?.retain(|_, _| false)?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn recent(&self) -> MutexGuard<'_, Recent> {
         self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wal(&self) -> MutexGuard<'_, Wal> {
+        self.wal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` on the database where blocking is allowed.
@@ -192,30 +193,8 @@ impl LogStore {
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?
     }
 
-    /// Queues a write and waits until the writer committed it.
-    async fn write_and_wait(
-        &self,
-        make: impl FnOnce(Done) -> Write,
-        subject: ErrorSubject<u64>,
-        verb: ErrorVerb,
-    ) -> Result<(), StorageError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let stopped = || io_error(subject.clone(), verb, std::io::Error::other("the raft log writer stopped"));
-        self.writer.send(make(tx)).map_err(|_| stopped())?;
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(io_error(subject.clone(), verb, std::io::Error::other(e))),
-            Err(_) => Err(stopped()),
-        }
-    }
-
-    /// Makes `entries` readable at once and queues them for the writer,
-    /// which calls `flushed` once they are on disk.
-    pub(crate) fn append_entries(
-        &self,
-        entries: impl IntoIterator<Item = Entry>,
-        flushed: Flushed,
-    ) -> Result<(), StorageError> {
+    /// Writes `entries` to disk and keeps them in memory.
+    pub(crate) fn append_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), StorageError> {
         let mut bytes = Vec::new();
         let mut kept = Vec::new();
         for e in entries {
@@ -223,16 +202,14 @@ impl LogStore {
             kept.push((e, encoded.len()));
             bytes.push((kept.last().map_or(0, |(e, _)| e.log_id.index), encoded));
         }
-        {
-            let mut recent = self.recent();
-            for (e, size) in kept {
-                recent.bytes += size;
-                recent.entries.push_back((e, size));
-            }
+        self.wal().append(&bytes).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Write))?;
+        let mut recent = self.recent();
+        for (e, size) in kept {
+            recent.bytes += size;
+            recent.entries.push_back((e, size));
         }
-        self.writer.send(Write::Append { entries: bytes, done: flushed }).map_err(|_| {
-            io_error(ErrorSubject::Logs, ErrorVerb::Write, std::io::Error::other("the raft log writer stopped"))
-        })
+        recent.evict();
+        Ok(())
     }
 
     pub(crate) fn get_meta(db: &Database, key: &str) -> Result<Option<Vec<u8>>, redb::Error> {
@@ -270,6 +247,17 @@ impl LogStore {
         };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| io_error(subject, ErrorVerb::Read, e))
     }
+
+    fn write_json<T: serde::Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        subject: ErrorSubject<u64>,
+        durable: bool,
+    ) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| io_error(subject.clone(), ErrorVerb::Write, e))?;
+        Self::put_meta(&self.db, &[(key, &bytes)], durable).map_err(|e| io_error(subject, ErrorVerb::Write, e))
+    }
 }
 
 fn encode_entry(entry: &Entry) -> Result<Vec<u8>, StorageError> {
@@ -297,80 +285,6 @@ fn decode_entry(bytes: &[u8]) -> Result<Entry, StorageError> {
     }
 }
 
-/// The writer thread: takes every queued write, commits them in one
-/// transaction (durable if any needs it), then reports to each. Ends when
-/// every [`LogStore`] is gone.
-fn write_loop(db: &Db, recent: &Mutex<Recent>, queue: &mpsc::Receiver<Write>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < 1024 {
-            match queue.try_recv() {
-                Ok(w) => batch.push(w),
-                Err(_) => break,
-            }
-        }
-        let result = commit(db, &batch).map_err(|e| e.to_string());
-        if result.is_ok() {
-            let last = batch
-                .iter()
-                .filter_map(|w| match w {
-                    Write::Append { entries, .. } => entries.last().map(|(i, _)| *i),
-                    _ => None,
-                })
-                .max();
-            let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(last) = last {
-                recent.flushed = recent.flushed.max(last);
-            }
-            recent.evict();
-        }
-        for w in batch {
-            let reply = result.clone();
-            match w {
-                Write::Append { done, .. } => done(reply.map_err(std::io::Error::other)),
-                Write::Truncate { done, .. } | Write::Purge { done, .. } | Write::Meta { done: Some(done), .. } => {
-                    let _ = done.send(reply);
-                }
-                Write::Meta { done: None, .. } => {}
-            }
-        }
-    }
-}
-
-fn commit(db: &Database, batch: &[Write]) -> Result<(), redb::Error> {
-    let mut tx = db.begin_write()?;
-    if !batch.iter().any(Write::durable) {
-        tx.set_durability(redb::Durability::None).map_err(redb::Error::from)?;
-    }
-    {
-        let mut logs = tx.open_table(LOGS)?;
-        let mut meta = tx.open_table(META)?;
-        for w in batch {
-            match w {
-                Write::Append { entries, .. } => {
-                    for (index, bytes) in entries {
-                        logs.insert(*index, bytes.as_slice())?;
-                    }
-                }
-                Write::Truncate { from, .. } => {
-                    logs.retain_in(*from.., |_, _| false)?;
-                }
-                Write::Purge { log_id_json, upto, .. } => {
-                    meta.insert(KEY_PURGED, log_id_json.as_slice())?;
-                    logs.retain_in(..=*upto, |_, _| false)?;
-                }
-                Write::Meta { items, .. } => {
-                    for (k, v) in items {
-                        meta.insert(*k, v.as_slice())?;
-                    }
-                }
-            }
-        }
-    }
-    tx.commit()?;
-    Ok(())
-}
-
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
@@ -389,8 +303,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if start >= end {
             return Ok(Vec::new());
         }
-        // The recent ones from memory; anything older is on disk (only
-        // entries already on disk leave memory).
+        // The recent ones from memory, anything older from the segment files.
         let (first_recent, mut recent) = {
             let r = self.recent();
             let first = r.first_index().unwrap_or(u64::MAX);
@@ -407,20 +320,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if start >= first_recent {
             return Ok(recent);
         }
-        let disk_end = end.min(first_recent);
-        let mut out = self
-            .blocking(move |db| {
-                let read = |e: redb::Error| io_error(ErrorSubject::Logs, ErrorVerb::Read, e);
-                let tx = db.begin_read().map_err(|e| read(e.into()))?;
-                let table = tx.open_table(LOGS).map_err(|e| read(e.into()))?;
-                let mut out = Vec::new();
-                for item in table.range::<u64>(start..disk_end).map_err(|e| read(e.into()))? {
-                    let (_, v) = item.map_err(|e| read(e.into()))?;
-                    out.push(decode_entry(v.value())?);
-                }
-                Ok(out)
-            })
-            .await?;
+        let stored =
+            self.wal().read(start, end.min(first_recent)).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Read))?;
+        let mut out = stored.iter().map(|(_, bytes)| decode_entry(bytes)).collect::<Result<Vec<_>, _>>()?;
         out.append(&mut recent);
         Ok(out)
     }
@@ -430,22 +332,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_recent = self.recent().entries.back().map(|(e, _)| e.log_id);
-        self.blocking(move |db| {
-            let last_purged: Option<LogId> = LogStore::read_json(db, KEY_PURGED, ErrorSubject::Store)?;
-            if let Some(last) = last_recent {
-                return Ok(LogState { last_purged_log_id: last_purged, last_log_id: Some(last) });
+        let last_purged = LogStore::read_json::<Option<LogId>>(&self.db, KEY_PURGED, ErrorSubject::Store)?.flatten();
+        let mut last = self.recent().entries.back().map(|(e, _)| e.log_id);
+        if last.is_none() {
+            let wal = self.wal();
+            if let Some(index) = wal.last_index() {
+                let stored = wal.read(index, index + 1).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Read))?;
+                if let Some((_, bytes)) = stored.first() {
+                    last = Some(decode_entry(bytes)?.log_id);
+                }
             }
-            let read = |e: redb::Error| io_error(ErrorSubject::Logs, ErrorVerb::Read, e);
-            let tx = db.begin_read().map_err(|e| read(e.into()))?;
-            let table = tx.open_table(LOGS).map_err(|e| read(e.into()))?;
-            let last = match table.last().map_err(|e| read(e.into()))? {
-                Some((_, v)) => Some(decode_entry(v.value())?.log_id),
-                None => last_purged,
-            };
-            Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
-        })
-        .await
+        }
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last.or(last_purged) })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -453,13 +351,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(vote).map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))?;
-        self.write_and_wait(
-            |done| Write::Meta { items: vec![(KEY_VOTE, bytes)], durable: true, done: Some(done) },
-            ErrorSubject::Vote,
-            ErrorVerb::Write,
-        )
-        .await
+        self.write_json(KEY_VOTE, vote, ErrorSubject::Vote, true)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -473,7 +365,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// restart applies everything committed before it.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(&committed).map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        *self.db.last_committed.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes.clone());
+        *self.db.last_committed.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes);
         {
             let mut saved = self.committed_saved.lock().unwrap_or_else(|p| p.into_inner());
             if saved.is_some_and(|t| t.elapsed() < COMMITTED_SAVE_INTERVAL) {
@@ -481,11 +373,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             *saved = Some(std::time::Instant::now());
         }
-        // Rides along with the next log write; nobody waits for it.
-        let write = Write::Meta { items: vec![(KEY_COMMITTED, bytes)], durable: false, done: None };
-        self.writer.send(write).map_err(|_| {
-            io_error(ErrorSubject::Store, ErrorVerb::Write, std::io::Error::other("the raft log writer stopped"))
-        })
+        self.write_json(KEY_COMMITTED, &committed, ErrorSubject::Store, false)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -493,14 +381,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
     }
 
-    /// Queues the entries for the writer and makes them readable at once;
-    /// `callback` is told when they are on disk.
+    /// Writes the entries to disk before it returns: raft awaits the flush
+    /// anyway, so the callback is told at once.
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        self.append_entries(entries, Box::new(move |result| callback.log_io_completed(result)))
+        match self.append_entries(entries) {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(e)
+            }
+        }
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -511,15 +408,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     recent.bytes -= size;
                 }
             }
-            recent.flushed = recent.flushed.min(log_id.index.saturating_sub(1));
         }
-        self.write_and_wait(|done| Write::Truncate { from: log_id.index, done }, ErrorSubject::Logs, ErrorVerb::Delete)
-            .await
+        self.wal().truncate(log_id.index).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Delete))
     }
 
+    /// Records the purge point first, then forgets the entries: a crash in
+    /// between leaves entries that the next open skips.
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let log_id_json =
-            serde_json::to_vec(&Some(log_id)).map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        self.write_json(KEY_PURGED, &Some(log_id), ErrorSubject::Logs, true)?;
         {
             let mut recent = self.recent();
             while recent.entries.front().is_some_and(|(e, _)| e.log_id.index <= log_id.index) {
@@ -528,11 +424,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
             }
         }
-        self.write_and_wait(
-            |done| Write::Purge { log_id_json, upto: log_id.index, done },
-            ErrorSubject::Logs,
-            ErrorVerb::Delete,
-        )
-        .await
+        self.wal().purge(log_id.index).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Delete))
     }
 }

@@ -8,6 +8,7 @@
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
+pub mod wal;
 
 use std::io::Cursor;
 
@@ -80,11 +81,8 @@ mod tests {
         Entry { log_id: log_id(1, 1, index), payload: EntryPayload::Normal(RaftWrite::default()) }
     }
 
-    /// Appends through `log` and waits until the entries are on disk.
     async fn append(log: &mut LogStore, entries: Vec<Entry>) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        log.append_entries(entries, Box::new(move |r| drop(tx.send(r)))).expect("append");
-        rx.await.expect("flush reported").expect("flushed");
+        log.append_entries(entries).expect("append");
     }
 
     /// More entries than stay in memory: reads that span the disk and
