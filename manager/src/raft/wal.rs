@@ -4,10 +4,13 @@
 //! A record is `length (u32 LE) · crc32 of index and payload (u32 LE) · index
 //! (u64 LE) · payload`. Segments are named by the first index written to
 //! them and hold up to [`SEGMENT_BYTES`]; a new one starts when the current
-//! one is full. Opening reads every segment: a record that is cut short or
-//! fails its checksum (a write torn by a crash) ends the log there, and the
-//! file is cut back to it. Truncation cuts the file (no stale record can
-//! reappear behind a shorter one); purging deletes whole segments.
+//! one is full. A segment's space is allocated when it is created (so that
+//! an append changes no file size, which would cost the flush a journal
+//! commit): its records end at the first zero length. Opening reads every
+//! segment: a record that is cut short or fails its checksum (a write torn
+//! by a crash) ends the log there, and the file is cut back to it.
+//! Truncation cuts the file (no stale record can reappear behind a shorter
+//! one); purging deletes whole segments.
 //!
 //! Why not the redb database the rest of raft's state lives in: a redb
 //! commit rewrites several B-tree and allocator pages before its fsync
@@ -21,7 +24,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// A segment is closed once it holds this many bytes.
-const SEGMENT_BYTES: u64 = 64 << 20;
+const SEGMENT_BYTES: u64 = 16 << 20;
 const HEADER: usize = 16;
 
 /// Where one record is.
@@ -36,7 +39,7 @@ struct Pos {
 struct Segment {
     first: u64,
     file: File,
-    /// Where the next record goes (the file's length).
+    /// Where the next record goes.
     end: u64,
 }
 
@@ -123,7 +126,9 @@ impl Wal {
                 }
                 offset += HEADER + len;
             }
-            if offset < bytes.len() {
+            // Zeros after the last record are allocated space; anything else
+            // is a torn or stale write, cut off (with the space after it).
+            if bytes[offset..].iter().any(|b| *b != 0) {
                 file.set_len(offset as u64)?;
                 file.sync_all()?;
                 ended = true;
@@ -188,6 +193,10 @@ impl Wal {
     fn start_segment(&mut self, first: u64) -> io::Result<()> {
         let path = segment_path(&self.dir, first);
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+        // Best effort: without the allocation appends still work, each one
+        // growing the file.
+        let _ = nix::fcntl::fallocate(&file, nix::fcntl::FallocateFlags::empty(), 0, self.segment_bytes as i64);
+        file.sync_all()?;
         File::open(&self.dir)?.sync_all()?;
         self.segments.push(Segment { first, file, end: 0 });
         Ok(())
@@ -305,10 +314,13 @@ mod tests {
             append(&mut wal, 1..=5);
             path = segment_path(dir.path(), 1);
         }
-        // A crash in the middle of writing entry 6, and a flipped bit in 5.
+        // The segment's space is allocated ahead: zeros follow the records.
         let mut bytes = fs::read(&path).expect("read");
-        let len5 = bytes.len();
-        bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2, 3]);
+        assert_eq!(bytes.len() as u64, SEGMENT_BYTES);
+        let len5 = (1..=5).map(|i| HEADER + payload(i).len()).sum::<usize>();
+        assert!(bytes[len5..].iter().all(|b| *b == 0));
+        // A crash in the middle of writing entry 6, and a flipped bit in 5.
+        bytes[len5..len5 + 7].copy_from_slice(&[9, 0, 0, 0, 1, 2, 3]);
         fs::write(&path, &bytes).expect("write");
         let wal = Wal::open(dir.path(), None).expect("reopen");
         assert_eq!(indexes(&wal), (1..=5).collect::<Vec<_>>());
