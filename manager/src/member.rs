@@ -182,7 +182,9 @@ impl Manager {
     /// Starts the control loops whenever this manager is leader and stops
     /// them when it is not.
     fn watch_leadership(&self, leader_tx: watch::Sender<bool>) {
-        let mut metrics = self.raft.metrics();
+        // The server metrics change with leadership and membership only (the
+        // full metrics change with every write).
+        let mut metrics = self.raft.server_metrics();
         let id = self.config.raft_id;
         let store = self.store.clone();
         let proposer = self.proposer.clone();
@@ -217,7 +219,7 @@ impl Manager {
                         let _ = stop.send(true);
                     }
                 }
-                leader_tx.send_replace(is_leader);
+                leader_tx.send_if_modified(|was| std::mem::replace(was, is_leader) != is_leader);
                 tokio::select! {
                     r = metrics.changed() => if r.is_err() { break },
                     _ = shutdown.changed() => break,

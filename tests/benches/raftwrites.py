@@ -8,7 +8,9 @@ Both clusters run on simulated hosts of one lab (network namespaces on one
 bridge, one disk, fsync on for both: shoal's redb commits and etcd's WAL):
 shoal's 3 managers on m1..m3, etcd's 3 members on e1..e3. One Python load
 client (the same handicap for both) with CLIENTS threads, each with its own
-keep-alive connection, writes for SECONDS seconds:
+keep-alive connection, writes for SECONDS seconds in all, split into ROUNDS
+rounds in which the sides take turns (so that a change of load on the
+machine hits every side alike):
   shoal secret:  POST /secrets/create (a new name, 256 bytes of data) on the
          leader's API socket — one raft entry each, acknowledged once committed
          and applied: the same shape of write as etcd's;
@@ -17,7 +19,11 @@ keep-alive connection, writes for SECONDS seconds:
          gateway on the leader — acknowledged once committed.
 Reports writes/s and p50/p99 latency at 1 and 64 clients, and the ratio.
 
-Env: SECONDS (10), SHOAL (binary), ETCD (/usr/bin/etcd).
+Also reports the servers' CPU time per write (all three members' user +
+system time over the run, divided by the writes).
+
+Env: SECONDS (10), ROUNDS (5), CLIENTS (1,64), SIDES (secret,service,etcd),
+SHOAL (binary), ETCD (/usr/bin/etcd).
 """
 
 import base64
@@ -34,6 +40,7 @@ import time
 import benchlab
 
 SECONDS = float(os.environ.get("SECONDS_PER_RUN", os.environ.get("SECONDS", "10")))
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
 ETCD = os.environ.get("ETCD", "/usr/bin/etcd")
 # SIDES: which writers to run (default all): any of secret, service, etcd.
 SIDES = os.environ.get("SIDES", "secret,service,etcd").split(",")
@@ -80,12 +87,11 @@ def server_pids(pattern):
     return [int(p) for p in out.split()]
 
 
-def run_load(clients, make_conn, request, pids=()):
-    """CLIENTS threads writing for SECONDS; returns (writes/s, p50 ms, p99 ms,
-    server CPU ms per write)."""
+def run_load(clients, make_conn, request, pids=(), seconds=SECONDS):
+    """CLIENTS threads writing for `seconds`; returns the raw outcome."""
     latencies = []
     lock = threading.Lock()
-    stop = time.monotonic() + SECONDS
+    stop = time.monotonic() + seconds
     errors = []
 
     def worker(wid):
@@ -122,9 +128,16 @@ def run_load(clients, make_conn, request, pids=()):
     cpu = cpu_seconds(pids) - cpu0
     if errors:
         print(f"  ({len(errors)} failed requests, first: {errors[0]})")
-    latencies.sort()
+    return {"elapsed": elapsed, "latencies": latencies, "cpu": cpu}
+
+
+def summarize(runs):
+    """(writes/s, p50 ms, p99 ms, server CPU ms per write) over several runs."""
+    latencies = sorted(l for r in runs for l in r["latencies"])
     if not latencies:
         return 0.0, 0.0, 0.0, 0.0
+    elapsed = sum(r["elapsed"] for r in runs)
+    cpu = sum(r["cpu"] for r in runs)
     p = lambda q: latencies[min(len(latencies) - 1, int(q * (len(latencies) - 1)))] * 1000
     return len(latencies) / elapsed, p(0.5), p(0.99), cpu * 1000 / len(latencies)
 
@@ -210,14 +223,18 @@ def main():
         run_id = [0]
         for clients in CLIENT_COUNTS:
             run_id[0] += 1
-            secret = service = e = none
-            if "secret" in SIDES:
-                secret = run_load(clients, lambda: UnixHTTPConnection(shoal_socket), secret_req, shoal_pids)
-            if "service" in SIDES:
-                service = run_load(clients, lambda: UnixHTTPConnection(shoal_socket), shoal_req, shoal_pids)
-            if "etcd" in SIDES:
-                e = run_load(clients, lambda: http.client.HTTPConnection(etcd_leader, 2379, timeout=30), etcd_req,
-                             etcd_pids)
+            sides = {
+                "secret": (lambda: UnixHTTPConnection(shoal_socket), secret_req, shoal_pids),
+                "service": (lambda: UnixHTTPConnection(shoal_socket), shoal_req, shoal_pids),
+                "etcd": (lambda: http.client.HTTPConnection(etcd_leader, 2379, timeout=30), etcd_req, etcd_pids),
+            }
+            runs = {side: [] for side in SIDES}
+            for round_ in range(ROUNDS):
+                for side in SIDES:
+                    conn, req, pids = sides[side]
+                    run_id[0] += 1
+                    runs[side].append(run_load(clients, conn, req, pids, SECONDS / ROUNDS))
+            secret, service, e = (summarize(runs[s]) if s in runs else none for s in ("secret", "service", "etcd"))
             for name, r in [("shoal secret", secret), ("shoal service", service), ("etcd put", e)]:
                 if r is not none:
                     print(f"{clients:>3} clients: {name:<14} {r[0]:8.0f} w/s (p50 {r[1]:.1f} ms, p99 {r[2]:.1f} ms,"
