@@ -71,60 +71,113 @@ const ENTRIES_IN_FLIGHT: usize = 4;
 const WRITES_PER_ENTRY: usize = 256;
 
 /// Group commit: the writes made here (by API callers, or forwarded by other
-/// managers to this leader) go to raft together. Every write that queues
-/// while [`ENTRIES_IN_FLIGHT`] entries are being committed rides in the next
-/// entry: one log append, one fsync and one replication round for all of
-/// them, each batch still applied (all or nothing) on its own. A lone write
-/// goes at once. Ends when every [`Proposer`] is gone.
-fn spawn_batcher(raft: Raft) -> tokio::sync::mpsc::UnboundedSender<Pending> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Pending>();
-    tokio::spawn(async move {
-        let in_flight = Arc::new(tokio::sync::Semaphore::new(ENTRIES_IN_FLIGHT));
-        while let Some(first) = rx.recv().await {
-            let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
-            let mut group = vec![first];
-            while group.len() < WRITES_PER_ENTRY {
-                match rx.try_recv() {
-                    Ok(p) => group.push(p),
-                    Err(_) => break,
-                }
+/// managers to this leader) go to raft together. A write goes at once, in an
+/// entry of its own, while fewer than [`ENTRIES_IN_FLIGHT`] entries are being
+/// committed; otherwise it waits, and every write that waits rides in the
+/// next entry: one log append, one fsync and one replication round for all
+/// of them, each batch still applied (all or nothing) on its own.
+#[derive(Clone)]
+struct Batcher {
+    raft: Raft,
+    queue: Arc<Mutex<Queue>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    in_flight: usize,
+    waiting: Vec<Pending>,
+}
+
+/// An entry in flight; when it is done (or its writer gave up waiting), the
+/// writes that wait go next.
+struct Slot(Batcher);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue();
+        queue.in_flight -= 1;
+        self.0.start_waiting(&mut queue);
+    }
+}
+
+impl Batcher {
+    fn new(raft: Raft) -> Batcher {
+        Batcher { raft, queue: Arc::default() }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn write(&self, batch: StoreBatch) -> Result<u64, Attempt> {
+        let outcome = {
+            let mut queue = self.queue();
+            if queue.in_flight < ENTRIES_IN_FLIGHT && queue.waiting.is_empty() {
+                queue.in_flight += 1;
+                Err(batch)
+            } else {
+                let (reply, outcome) = tokio::sync::oneshot::channel();
+                queue.waiting.push(Pending { batch, reply });
+                Ok(outcome)
             }
-            let raft = raft.clone();
+        };
+        match outcome {
+            // Room for another entry: this write goes at once, by itself.
+            Err(batch) => {
+                let _slot = Slot(self.clone());
+                commit(&self.raft, vec![batch]).await.pop().unwrap_or_else(|| Err(missing_result()))
+            }
+            Ok(outcome) => outcome.await.unwrap_or_else(|_| Err(Attempt::Retry("the write was dropped".into()))),
+        }
+    }
+
+    /// Starts entries for the waiting writes while there is room.
+    fn start_waiting(&self, queue: &mut Queue) {
+        while queue.in_flight < ENTRIES_IN_FLIGHT && !queue.waiting.is_empty() {
+            let n = queue.waiting.len().min(WRITES_PER_ENTRY);
+            let group: Vec<Pending> = queue.waiting.drain(..n).collect();
+            queue.in_flight += 1;
+            let slot = Slot(self.clone());
             tokio::spawn(async move {
-                let _permit = permit;
                 let (batches, replies): (Vec<StoreBatch>, Vec<_>) =
                     group.into_iter().map(|p| (p.batch, p.reply)).unzip();
-                match raft.client_write(RaftWrite { batches }).await {
-                    Ok(response) => {
-                        let index = response.log_id.index;
-                        let mut results = response.data.0.into_iter();
-                        for reply in replies {
-                            let result = match results.next() {
-                                Some(Ok(())) => Ok(index),
-                                Some(Err(e)) => Err(Attempt::Done(WriteError::Rejected(e))),
-                                None => Err(Attempt::Done(WriteError::Unavailable(
-                                    "the raft entry came back without this write's result".into(),
-                                ))),
-                            };
-                            let _ = reply.send(result);
-                        }
-                    }
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                        for reply in replies {
-                            let _ = reply.send(Err(Attempt::Retry("leadership moved".into())));
-                        }
-                    }
-                    Err(e) => {
-                        let why = e.to_string();
-                        for reply in replies {
-                            let _ = reply.send(Err(Attempt::Done(WriteError::Unavailable(why.clone()))));
-                        }
-                    }
+                let results = commit(&slot.0.raft, batches).await;
+                drop(slot);
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
                 }
             });
         }
-    });
-    tx
+    }
+}
+
+fn missing_result() -> Attempt {
+    Attempt::Done(WriteError::Unavailable("the raft entry came back without this write's result".into()))
+}
+
+/// Commits `batches` as one raft entry; returns each one's outcome.
+async fn commit(raft: &Raft, batches: Vec<StoreBatch>) -> Vec<Result<u64, Attempt>> {
+    let n = batches.len();
+    match raft.client_write(RaftWrite { batches }).await {
+        Ok(response) => {
+            let index = response.log_id.index;
+            let mut results: Vec<Result<u64, Attempt>> = response
+                .data
+                .0
+                .into_iter()
+                .map(|r| r.map(|()| index).map_err(|e| Attempt::Done(WriteError::Rejected(e))))
+                .collect();
+            results.resize_with(n, || Err(missing_result()));
+            results
+        }
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+            (0..n).map(|_| Err(Attempt::Retry("leadership moved".into()))).collect()
+        }
+        Err(e) => {
+            let why = e.to_string();
+            (0..n).map(|_| Err(Attempt::Done(WriteError::Unavailable(why.clone())))).collect()
+        }
+    }
 }
 
 /// How long a write may take (finding a leader included) before it is
@@ -142,8 +195,8 @@ pub struct Proposer {
     id: u64,
     tls: Option<NodeTls>,
     clients: Arc<Mutex<HashMap<String, RaftClient<Channel>>>>,
-    /// Where this manager's own raft writes queue (see [`spawn_batcher`]).
-    batcher: tokio::sync::mpsc::UnboundedSender<Pending>,
+    /// Groups this manager's own raft writes into entries.
+    batcher: Batcher,
 }
 
 /// One attempt's outcome: final, or worth another try once leadership settles.
@@ -156,7 +209,7 @@ impl Proposer {
     /// A proposer for raft member `id`. Without `tls` it never forwards (a
     /// single manager in tests).
     pub fn new(raft: Raft, store: Store, id: u64, tls: Option<NodeTls>) -> Proposer {
-        let batcher = spawn_batcher(raft.clone());
+        let batcher = Batcher::new(raft.clone());
         Proposer { raft, store, id, tls, clients: Arc::default(), batcher }
     }
 
@@ -256,14 +309,9 @@ impl Proposer {
     }
 
     async fn write_local(&self, batch: &StoreBatch, deadline: Instant) -> Result<u64, Attempt> {
-        let (reply, outcome) = tokio::sync::oneshot::channel();
-        self.batcher
-            .send(Pending { batch: batch.clone(), reply })
-            .map_err(|_| Attempt::Done(WriteError::Unavailable("this manager is shutting down".into())))?;
-        match tokio::time::timeout_at(deadline, outcome).await {
+        match tokio::time::timeout_at(deadline, self.batcher.write(batch.clone())).await {
             Err(_) => Err(Attempt::Retry("no commit in time".into())),
-            Ok(Err(_)) => Err(Attempt::Retry("the write was dropped".into())),
-            Ok(Ok(result)) => result,
+            Ok(result) => result,
         }
     }
 

@@ -14,9 +14,9 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use shoal_proto::raft_client::RaftClient;
 use shoal_proto::RaftPayload;
 use tonic::transport::Channel;
+use tonic::Status;
 
 use super::{Raft, TypeConfig};
 
@@ -45,7 +45,7 @@ pub struct Network {
     target: u64,
     addr: String,
     tls: crate::ca::NodeTls,
-    client: Option<RaftClient<Channel>>,
+    client: Option<Channel>,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
@@ -62,29 +62,25 @@ impl Network {
             let channel = crate::ca::tls::connect(&self.addr, &self.tls, Duration::from_secs(2))
                 .await
                 .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))?;
-            self.client = Some(
-                RaftClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX),
-            );
+            self.client = Some(channel);
         }
-        let Some(client) = self.client.as_mut() else {
+        let Some(channel) = self.client.as_mut() else {
             return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other("no connection"))));
         };
-        let mut request = tonic::Request::new(RaftPayload { data });
-        request.set_timeout(timeout);
-        let reply = match method {
-            Method::Append => client.append_entries(request).await,
-            Method::Vote => client.vote(request).await,
-            Method::Snapshot => client.install_snapshot(request).await,
+        let path = match method {
+            Method::Append => "/shoal.v1.Raft/AppendEntries",
+            Method::Vote => "/shoal.v1.Raft/Vote",
+            Method::Snapshot => "/shoal.v1.Raft/InstallSnapshot",
         };
-        let reply = match reply {
-            Ok(r) => r.into_inner(),
+        let reply = match unary(channel, path, data, timeout).await {
+            Ok(r) => r,
             Err(status) => {
                 self.client = None;
                 return Err(RPCError::Network(NetworkError::new(&status)));
             }
         };
         let result: Result<Resp, RaftError<u64, E>> =
-            postcard::from_bytes(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            postcard::from_bytes(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -93,6 +89,55 @@ enum Method {
     Append,
     Vote,
     Snapshot,
+}
+
+/// One unary `Raft` call, the request body whole: hyper then sends the
+/// request's HEADERS and its one DATA frame (which ends the stream) in one
+/// write. The generated client streams the body, which costs three TLS
+/// records and three socket writes per call; a write makes two calls
+/// (append, then commit) to each follower.
+async fn unary(
+    channel: &mut Channel,
+    path: &'static str,
+    data: Vec<u8>,
+    timeout: Duration,
+) -> Result<Vec<u8>, tonic::Status> {
+    use prost::Message;
+    use tower::Service;
+    let message = RaftPayload { data }.encode_to_vec();
+    let len = u32::try_from(message.len()).map_err(|_| tonic::Status::internal("raft message larger than 4 GiB"))?;
+    let mut framed = Vec::with_capacity(5 + message.len());
+    framed.push(0);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(&message);
+    let request = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(path)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .header("grpc-timeout", format!("{}m", timeout.as_millis().max(1)))
+        .body(tonic::body::Body::new(http_body_util::Full::new(bytes::Bytes::from(framed))))
+        .map_err(|e| tonic::Status::internal(format!("building a raft request: {e}")))?;
+    std::future::poll_fn(|cx| channel.poll_ready(cx)).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let response = channel.call(request).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let (parts, body) = response.into_parts();
+    let failed = |headers: &http::HeaderMap| Status::from_header_map(headers).filter(|s| s.code() != tonic::Code::Ok);
+    if let Some(status) = failed(&parts.headers) {
+        return Err(status);
+    }
+    let collected =
+        http_body_util::BodyExt::collect(body).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    if let Some(status) = collected.trailers().and_then(failed) {
+        return Err(status);
+    }
+    let bytes = collected.to_bytes();
+    let malformed = || tonic::Status::internal("malformed raft reply (not one uncompressed gRPC message)");
+    let (head, rest) = bytes.split_at_checked(5).ok_or_else(malformed)?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if head[0] != 0 || rest.len() != len {
+        return Err(malformed());
+    }
+    RaftPayload::decode(rest).map(|p| p.data).map_err(|e| tonic::Status::internal(format!("malformed raft reply: {e}")))
 }
 
 impl RaftNetwork<TypeConfig> for Network {
