@@ -138,7 +138,7 @@ impl LogStore {
             None => None,
         };
         let mut wal = Wal::open(&path.with_extension("wal"), purged.map(|l| l.index))?;
-        Self::move_old_log(&db, &mut wal, purged.map_or(0, |l| l.index))?;
+        Self::move_old_log(&db, &mut wal, purged.map_or(0, |l| l.index + 1))?;
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
         let db = Arc::new(Db { database: Some(db), closed: Some(closed_tx), last_committed: Default::default() });
         let store =
@@ -146,13 +146,14 @@ impl LogStore {
         Ok((store, closed_rx))
     }
 
-    /// Moves a log kept in the database (before the segment files) to `wal`.
-    fn move_old_log(db: &Database, wal: &mut Wal, purged: u64) -> Result<(), redb::Error> {
+    /// Moves a log kept in the database (before the segment files) to `wal`:
+    /// its entries from index `from` on.
+    fn move_old_log(db: &Database, wal: &mut Wal, from: u64) -> Result<(), redb::Error> {
         let old: Vec<(u64, Vec<u8>)> = {
             let tx = db.begin_read()?;
             let table = tx.open_table(LOGS)?;
             let mut old = Vec::new();
-            for item in table.range(purged.saturating_add(1)..)? {
+            for item in table.range(from..)? {
                 let (k, v) = item?;
                 old.push((k.value(), v.value().to_vec()));
             }

@@ -95,9 +95,11 @@ mod tests {
         let n = 10_000u64;
         {
             let (mut log, closed) = LogStore::open(&path).expect("open");
-            for chunk in (1..=n).collect::<Vec<_>>().chunks(700) {
+            for chunk in (0..=n).collect::<Vec<_>>().chunks(700) {
                 append(&mut log, chunk.iter().map(|i| entry(*i)).collect()).await;
             }
+            let early = log.try_get_log_entries(0..3).await.expect("read");
+            assert_eq!(early.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), vec![0, 1, 2]);
             let all = log.try_get_log_entries(1..=n).await.expect("read");
             assert_eq!(all.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), (1..=n).collect::<Vec<_>>());
             let some = log.try_get_log_entries(5000..5010).await.expect("read");

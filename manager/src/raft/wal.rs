@@ -90,7 +90,9 @@ impl Wal {
             first: 0,
             segment_bytes: SEGMENT_BYTES,
         };
-        let purged = purged.unwrap_or(0);
+        // Index 0 is a real entry (raft's first membership): "nothing
+        // purged" is not "purged up to 0".
+        let kept = |index: u64| purged.is_none_or(|p| index > p);
         let mut ended = false;
         for first in firsts {
             let path = segment_path(dir, first);
@@ -115,10 +117,10 @@ impl Wal {
                     break;
                 }
                 let follows = wal.positions.is_empty() || index == wal.next_index();
-                if index > purged && !follows {
+                if kept(index) && !follows {
                     break;
                 }
-                if index > purged {
+                if kept(index) {
                     if wal.positions.is_empty() {
                         wal.first = index;
                     }
@@ -303,6 +305,21 @@ mod tests {
         let wal = Wal::open(dir.path(), Some(4)).expect("reopen");
         assert_eq!(indexes(&wal), (5..=16).collect::<Vec<_>>());
         assert_eq!(wal.last_index(), Some(16));
+    }
+
+    /// Raft's log starts at index 0 (the first membership entry).
+    #[test]
+    fn entry_zero_is_kept_unless_purged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let mut wal = Wal::open(dir.path(), None).expect("open");
+            append(&mut wal, 0..=3);
+        }
+        let wal = Wal::open(dir.path(), None).expect("reopen");
+        assert_eq!(indexes(&wal), vec![0, 1, 2, 3]);
+        drop(wal);
+        let wal = Wal::open(dir.path(), Some(0)).expect("reopen");
+        assert_eq!(indexes(&wal), vec![1, 2, 3]);
     }
 
     #[test]
