@@ -45,6 +45,58 @@ pub async fn connect(addr: &str, tls: &NodeTls, timeout: Duration) -> Result<Cha
         .map_err(|e| format!("cannot reach manager {addr}: {e}"))
 }
 
+/// The sending side of a raft connection (see [`raft_connection`]).
+pub type RaftSender = hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+/// A direct HTTP/2 connection over mutual TLS to a manager (`host:port`),
+/// for raft's messages: a call goes straight to hyper's connection, where a
+/// tonic channel first queues it for a task of its own (one more thread
+/// hand-off on every call, and a write makes several).
+pub async fn raft_connection(addr: &str, tls: &NodeTls, timeout: Duration) -> Result<RaftSender, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::PrivateKeyDer;
+    let bad = |what: &str, e: &dyn std::fmt::Display| format!("this node's {what} is unusable: {e}");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(tls.root_ca_pem.as_bytes()) {
+        roots.add(cert.map_err(|e| bad("CA certificate", &e))?).map_err(|e| bad("CA certificate", &e))?;
+    }
+    let chain = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("certificate", &e))?;
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).map_err(|e| bad("key", &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| bad("certificate", &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let name = ServerName::try_from(MANAGER_SERVER_NAME).map_err(std::io::Error::other)?;
+        connector.connect(name, tcp).await
+    };
+    let stream = tokio::time::timeout(timeout, connect)
+        .await
+        .map_err(|_| format!("no answer from manager {addr} within {}s", timeout.as_secs()))?
+        .map_err(|e| format!("cannot reach manager {addr}: {e}"))?;
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .map_err(|e| format!("HTTP/2 with manager {addr}: {e}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "raft connection closed");
+        }
+    });
+    Ok(sender)
+}
+
 /// Accepts a manager whose chain contains a root with the pinned digest and
 /// whose certificate that root signed for `swarm-manager`.
 #[derive(Debug)]

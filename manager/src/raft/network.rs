@@ -15,7 +15,6 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shoal_proto::RaftPayload;
-use tonic::transport::Channel;
 use tonic::Status;
 
 use super::{Raft, TypeConfig};
@@ -45,7 +44,7 @@ pub struct Network {
     target: u64,
     addr: String,
     tls: crate::ca::NodeTls,
-    client: Option<Channel>,
+    client: Option<crate::ca::tls::RaftSender>,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
@@ -59,10 +58,10 @@ impl Network {
     {
         let data = postcard::to_stdvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         if self.client.is_none() {
-            let channel = crate::ca::tls::connect(&self.addr, &self.tls, Duration::from_secs(2))
+            let sender = crate::ca::tls::raft_connection(&self.addr, &self.tls, Duration::from_secs(2))
                 .await
                 .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))?;
-            self.client = Some(channel);
+            self.client = Some(sender);
         }
         let Some(channel) = self.client.as_mut() else {
             return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other("no connection"))));
@@ -72,7 +71,7 @@ impl Network {
             Method::Vote => "/shoal.v1.Raft/Vote",
             Method::Snapshot => "/shoal.v1.Raft/InstallSnapshot",
         };
-        let reply = match unary(channel, path, data, timeout).await {
+        let reply = match unary(channel, &self.addr, path, data, timeout).await {
             Ok(r) => r,
             Err(status) => {
                 self.client = None;
@@ -91,19 +90,18 @@ enum Method {
     Snapshot,
 }
 
-/// One unary `Raft` call, the request body whole: hyper then sends the
-/// request's HEADERS and its one DATA frame (which ends the stream) in one
-/// write. The generated client streams the body, which costs three TLS
-/// records and three socket writes per call; a write makes two calls
-/// (append, then commit) to each follower.
+/// One unary `Raft` call straight on the connection, the request body whole
+/// (one DATA frame that ends the stream): two socket writes per call where
+/// the generated client, which streams the body, makes three; a write makes
+/// two calls (append, then commit) to each follower.
 async fn unary(
-    channel: &mut Channel,
+    sender: &mut crate::ca::tls::RaftSender,
+    addr: &str,
     path: &'static str,
     data: Vec<u8>,
     timeout: Duration,
 ) -> Result<Vec<u8>, tonic::Status> {
     use prost::Message;
-    use tower::Service;
     let message = RaftPayload { data }.encode_to_vec();
     let len = u32::try_from(message.len()).map_err(|_| tonic::Status::internal("raft message larger than 4 GiB"))?;
     let mut framed = Vec::with_capacity(5 + message.len());
@@ -112,14 +110,19 @@ async fn unary(
     framed.extend_from_slice(&message);
     let request = http::Request::builder()
         .method(http::Method::POST)
-        .uri(path)
+        .uri(format!("https://{addr}{path}"))
         .header(http::header::CONTENT_TYPE, "application/grpc")
         .header(http::header::TE, "trailers")
         .header("grpc-timeout", format!("{}m", timeout.as_millis().max(1)))
-        .body(tonic::body::Body::new(http_body_util::Full::new(bytes::Bytes::from(framed))))
+        .body(http_body_util::Full::new(bytes::Bytes::from(framed)))
         .map_err(|e| tonic::Status::internal(format!("building a raft request: {e}")))?;
-    std::future::poll_fn(|cx| channel.poll_ready(cx)).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let response = channel.call(request).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let call = async {
+        sender.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        sender.send_request(request).await.map_err(|e| tonic::Status::unavailable(e.to_string()))
+    };
+    let response = tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| tonic::Status::deadline_exceeded("no raft reply in time"))??;
     let (parts, body) = response.into_parts();
     let failed = |headers: &http::HeaderMap| Status::from_header_map(headers).filter(|s| s.code() != tonic::Code::Ok);
     if let Some(status) = failed(&parts.headers) {
