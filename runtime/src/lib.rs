@@ -677,6 +677,7 @@ impl Runtime {
         if let Some(cgroup) = &config.host.cgroup {
             cgroup.remove()?;
         }
+        inner.containers.release_name(&config.name, &config.id)?;
         // Another caller waiting for the lock (a restart by the policy, a stop) opens the lock
         // file and may create it again while the directory goes: try again then. It finds the
         // container gone once it holds the lock.
@@ -692,7 +693,6 @@ impl Runtime {
                 Err(e) => return Err(Error::io(format!("removing {}", paths.dir().display()), e)),
             }
         }
-        inner.containers.release_name(&config.name, &config.id)?;
         tracing::info!(container = %config.name, id = %config.id, "removed container");
         Ok(())
     }

@@ -6,10 +6,11 @@
 //! `upper.boot`: the boot its overlay was last mounted in).
 //!
 //! Names are claimed in `<root>/containers/names/<name>`, a symlink to the container's id,
-//! created with the container and removed after it: claiming a name is one `symlink`, whatever
-//! the number of containers, and is atomic across processes. A link whose container directory
-//! is gone (a crash between the two removals) is stale, and the next container of that name
-//! replaces it under `names/`'s lock. A root without `names/` (made by an earlier version) gets
+//! created with the container and removed just before its directory: claiming a name is one
+//! `symlink`, whatever the number of containers, and is atomic across processes. A link whose
+//! container directory is gone (a failed creation) is stale, and the next container of that
+//! name replaces it under `names/`'s lock; only such links are replaced, so the owner of a
+//! link removes it without a lock. A root without `names/` (made by an earlier version) gets
 //! it built from the containers' configs when it is opened.
 //!
 //! Architecture invariant: every fact about a container is in its directory (the name links
@@ -242,15 +243,15 @@ impl ContainerStore {
         })
     }
 
-    /// Gives up `name` if it is still container `id`'s (after its directory is gone).
+    /// Gives up `name` if it is container `id`'s. Called while the container's directory still
+    /// exists, so no creator can have replaced the link meanwhile (only a link to a directory
+    /// that is gone is ever replaced): no lock is needed.
     pub(crate) fn release_name(&self, name: &str, id: &str) -> Result<(), Error> {
-        self.with_names_locked(|| {
-            if self.name_target(name)?.as_deref() == Some(id) {
-                let link = self.names.join(name);
-                fs::remove_file(&link).or_else(not_found_ok).context(|| format!("removing {}", link.display()))?;
-            }
-            Ok(())
-        })
+        if self.name_target(name)?.as_deref() == Some(id) {
+            let link = self.names.join(name);
+            fs::remove_file(&link).or_else(not_found_ok).context(|| format!("removing {}", link.display()))?;
+        }
+        Ok(())
     }
 
     pub(crate) fn paths(&self, id: &str) -> ContainerPaths {
@@ -292,6 +293,10 @@ impl ContainerStore {
             }
         }
         let configs = self.list()?;
+        // A container whose link is missing (a crash while it was being removed).
+        if let Some(config) = configs.iter().find(|c| c.name == name) {
+            return Ok(config.clone());
+        }
         let is_prefix =
             !id_or_name.is_empty() && id_or_name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if is_prefix {
@@ -335,8 +340,8 @@ impl ContainerStore {
             }
         })();
         if let Err(e) = result {
-            let _ = fs::remove_dir_all(&paths.dir);
             let _ = self.release_name(&config.name, &config.id);
+            let _ = fs::remove_dir_all(&paths.dir);
             return Err(e);
         }
         Ok(paths)
