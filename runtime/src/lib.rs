@@ -15,7 +15,8 @@
 //! ```text
 //! images/      oci-layout, index.json, blobs/sha256/<hex>, ingest/ (blobs being written, archives being loaded)
 //! layers/      <diff id hex>/ (unpacked layers), init/ and init-noetc/ (mount points, the topmost lower layer)
-//! containers/  <id>/ config.json state.json exit.json [restart.json] container.log shim.log lock upper/ work/ rootfs/ upper.boot
+//! containers/  names/<name> (symlink → <id>)
+//!              <id>/ config.json state.json exit.json [restart.json] container.log shim.log lock upper/ work/ rootfs/ upper.boot
 //!                   hosts hostname resolv.conf (bound at /etc/… in the container)
 //! ../volumes/  <name>/_data (named volumes, kept after their containers)
 //! ```
@@ -56,7 +57,7 @@ use container::{
 use error::IoContext;
 use images::{reference::Reference, store::ImageStore};
 use process::{
-    launch::{self, Handshake, ShimCommand},
+    launch::{self, Handshake, Reaper, ShimCommand},
     pidfd::PidFd,
 };
 use snapshot::Snapshotter;
@@ -89,6 +90,8 @@ struct Inner {
     snapshots: Snapshotter,
     containers: ContainerStore,
     shim: ShimCommand,
+    /// The shims this process started, until they are reaped.
+    reaper: Reaper,
     /// Where named volumes live: `<root>/../volumes`.
     volumes: PathBuf,
     /// `None` on a machine without usable cgroups (limits are then refused).
@@ -115,6 +118,7 @@ impl Runtime {
                 snapshots: Snapshotter::open(&root.join("layers"))?,
                 containers: ContainerStore::open(&root.join("containers"))?,
                 shim: ShimCommand { exe: shim_exe, args: shim_args },
+                reaper: Reaper::default(),
                 volumes: root.parent().unwrap_or(&root).join("volumes"),
                 cgroups: Hierarchy::detect()?.and_then(Hierarchy::usable),
                 root,
@@ -508,7 +512,7 @@ impl Runtime {
             cgroup.create(&config.host.resources, devices)?;
         }
         inner.snapshots.mount(paths.dir(), &config.layers, config.host.disposable)?;
-        match launch::launch(&inner.shim, paths, attach) {
+        match launch::launch(&inner.shim, &inner.reaper, paths, attach) {
             Ok(Handshake::Started { pid }) => {
                 tracing::info!(container = %config.name, pid, "started container");
                 Ok((state::observe(paths, config)?.info, true))
@@ -609,7 +613,13 @@ impl Runtime {
                 cgroup.freeze(false)?;
             }
         }
-        let waited = |t| shim.wait_timeout(t).context(|| format!("waiting for container {name} to exit"));
+        let waited = |t| -> Result<bool, Error> {
+            let exited = shim.wait_timeout(t).context(|| format!("waiting for container {name} to exit"))?;
+            if exited {
+                self.inner.reaper.reap(started.shim.pid);
+            }
+            Ok(exited)
+        };
         if waited(timeout)? {
             return Ok(());
         }
@@ -667,6 +677,7 @@ impl Runtime {
         if let Some(cgroup) = &config.host.cgroup {
             cgroup.remove()?;
         }
+        inner.containers.release_name(&config.name, &config.id)?;
         // Another caller waiting for the lock (a restart by the policy, a stop) opens the lock
         // file and may create it again while the directory goes: try again then. It finds the
         // container gone once it holds the lock.
@@ -733,6 +744,7 @@ impl Runtime {
                     if let Some(shim) = shim {
                         shim.exited().await.context(|| format!("waiting for container {name}"))?;
                     }
+                    self.inner.reaper.reap(started.shim.pid);
                 }
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
@@ -764,7 +776,9 @@ impl Runtime {
                     let shim =
                         PidFd::open(&started.shim).context(|| format!("opening the shim of container {name}"))?;
                     if let Some(shim) = shim {
-                        shim.wait_timeout(left).context(|| format!("waiting for container {name}"))?;
+                        if shim.wait_timeout(left).context(|| format!("waiting for container {name}"))? {
+                            self.inner.reaper.reap(started.shim.pid);
+                        }
                     }
                 }
                 _ => std::thread::sleep(left.min(Duration::from_millis(100))),

@@ -98,7 +98,7 @@ fn run_all() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cases: [(&str, Case); 34] = [
+    let cases: [(&str, Case); 35] = [
         ("import_directory_and_tar", import_directory_and_tar),
         ("exit_code_and_logs", exit_code_and_logs),
         ("process_config_inside", process_config_inside),
@@ -107,6 +107,7 @@ fn run_all() -> ExitCode {
         ("stop_sends_the_signal_first", stop_sends_the_signal_first),
         ("remove_running_needs_force", remove_running_needs_force),
         ("errors_name_the_object", errors_name_the_object),
+        ("names_are_claimed_once", names_are_claimed_once),
         ("readopt_after_daemon_restart", readopt_after_daemon_restart),
         ("user_names_and_ids", user_names_and_ids),
         ("read_only_root_with_tmpfs", read_only_root_with_tmpfs),
@@ -499,6 +500,53 @@ fn errors_name_the_object(env: &Env) -> Result {
     let err = env.rt.import_image(&env.rootfs, "Bad Name");
     ensure!(matches!(err, Err(Error::InvalidArgument { .. })), "bad reference: {err:?}");
     remove_and_check_gone(env, &first)
+}
+
+/// A name is free again once its container is removed, a link left by a container that is gone
+/// does not hold its name, a root without the name links gets them when it opens, and of
+/// threads creating containers of one name at once exactly one wins.
+fn names_are_claimed_once(env: &Env) -> Result {
+    let names = env.root.join("containers/names");
+    let first = env.rt.create_container(&spec("claimed", &["true"])).map_err(|e| e.to_string())?;
+    ensure!(env.rt.container("claimed").ok().map(|c| c.id).as_ref() == Some(&first.id), "found by name");
+    env.rt.remove_container(&first.id, true).map_err(|e| e.to_string())?;
+    ensure!(!names.join("claimed").exists(), "the name link outlived its container");
+    let second = env.rt.create_container(&spec("claimed", &["true"])).map_err(|e| e.to_string())?;
+    env.rt.remove_container(&second.id, true).map_err(|e| e.to_string())?;
+
+    // A link to a container that is gone (as a crash between the removals leaves it).
+    symlink("0".repeat(64), names.join("stale")).map_err(|e| e.to_string())?;
+    let err = env.rt.container("stale");
+    ensure!(matches!(err, Err(Error::NotFound { .. })), "a stale link found a container: {err:?}");
+    let taken = env.rt.create_container(&spec("stale", &["true"])).map_err(|e| e.to_string())?;
+    ensure!(env.rt.container("stale").ok().map(|c| c.id).as_ref() == Some(&taken.id), "stale name not taken over");
+
+    // A root from before the name links: they are built when it opens.
+    let kept = env.rt.create_container(&spec("kept", &["true"])).map_err(|e| e.to_string())?;
+    fs::remove_dir_all(&names).map_err(|e| e.to_string())?;
+    let reopened = open_runtime(&env.root)?;
+    ensure!(
+        reopened.container("kept").ok().map(|c| c.id).as_ref() == Some(&kept.id),
+        "kept not found after rebuilding"
+    );
+    let err = reopened.create_container(&spec("kept", &["true"]));
+    ensure!(matches!(&err, Err(Error::Conflict { .. })), "rebuilt index lets a name be used twice: {err:?}");
+    for info in [&taken, &kept] {
+        remove_and_check_gone(env, info)?;
+    }
+
+    // Racing creators: one container of that name, the others refused.
+    let outcomes: Vec<_> = std::thread::scope(|s| {
+        let racers: Vec<_> = (0..6).map(|_| s.spawn(|| env.rt.create_container(&spec("raced", &["true"])))).collect();
+        racers.into_iter().map(|r| r.join().map_err(|_| "a creator panicked".to_string())).collect()
+    });
+    let outcomes = outcomes.into_iter().collect::<Result<Vec<_>>>()?;
+    let won: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    let conflicts = outcomes.iter().filter(|o| matches!(o, Err(Error::Conflict { .. }))).count();
+    ensure!(won.len() == 1 && conflicts == 5, "racing creators: {outcomes:?}");
+    let named = env.rt.list_containers().map_err(|e| e.to_string())?;
+    ensure!(named.iter().filter(|c| c.name == "raced").count() == 1, "containers named raced: {named:?}");
+    remove_and_check_gone(env, won[0])
 }
 
 fn readopt_after_daemon_restart(env: &Env) -> Result {

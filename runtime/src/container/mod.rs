@@ -5,8 +5,17 @@
 //! `lock` (serializes lifecycle operations) and the snapshot (`upper/ work/ rootfs/`, and
 //! `upper.boot`: the boot its overlay was last mounted in).
 //!
-//! Architecture invariant: every fact about a container is in its directory, so a new process
-//! opening the same root sees exactly what the old one saw.
+//! Names are claimed in `<root>/containers/names/<name>`, a symlink to the container's id,
+//! created with the container and removed just before its directory: claiming a name is one
+//! `symlink`, whatever the number of containers, and is atomic across processes. A link whose
+//! container directory is gone (a failed creation) is stale, and the next container of that
+//! name replaces it under `names/`'s lock; only such links are replaced, so the owner of a
+//! link removes it without a lock. A root without `names/` (made by an earlier version) gets
+//! it built from the containers' configs when it is opened.
+//!
+//! Architecture invariant: every fact about a container is in its directory (the name links
+//! are an index of the names in its `config.json`), so a new process opening the same root
+//! sees exactly what the old one saw.
 
 pub(crate) mod etc;
 pub(crate) mod restart;
@@ -16,7 +25,7 @@ pub(crate) mod state;
 use std::{
     collections::BTreeMap,
     fs, io,
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::Mutex,
 };
@@ -143,14 +152,106 @@ pub(crate) struct ContainerLock {
 #[derive(Debug)]
 pub(crate) struct ContainerStore {
     dir: PathBuf,
-    /// Makes "is the name free? then take it" atomic within this process.
-    create_lock: Mutex<()>,
+    /// `<root>/containers/names`: one symlink `<name>` → `<id>` per container.
+    names: PathBuf,
+    /// Serializes, within this process, what `names/`'s flock serializes across processes.
+    names_lock: Mutex<()>,
 }
 
 impl ContainerStore {
     pub(crate) fn open(dir: &Path) -> Result<ContainerStore, Error> {
-        fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
-        Ok(ContainerStore { dir: dir.to_path_buf(), create_lock: Mutex::new(()) })
+        let names = dir.join(NAMES_DIR);
+        let store = ContainerStore { dir: dir.to_path_buf(), names, names_lock: Mutex::new(()) };
+        if fs::symlink_metadata(&store.names).is_err() {
+            fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+            store.build_names()?;
+        }
+        Ok(store)
+    }
+
+    /// Builds `names/` from the containers' configs (a root made before names had links),
+    /// in a temporary directory renamed into place, so it appears complete or not at all.
+    fn build_names(&self) -> Result<(), Error> {
+        let tmp = self.dir.join(format!(".{NAMES_DIR}.tmp-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+        fs::create_dir(&tmp).context(|| format!("creating {}", tmp.display()))?;
+        let built = (|| {
+            for config in self.list()? {
+                symlink(&config.id, tmp.join(&config.name))
+                    .context(|| format!("linking the name {} to container {}", config.name, config.id))?;
+            }
+            Ok(())
+        })();
+        let renamed = built.and_then(|()| {
+            fs::rename(&tmp, &self.names).context(|| format!("renaming {} to {}", tmp.display(), self.names.display()))
+        });
+        if let Err(e) = renamed {
+            let _ = fs::remove_dir_all(&tmp);
+            // Another process opening the same root built it first: theirs is as good.
+            if !self.names.is_dir() {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds `names/`'s lock (within this process and across processes) while `f` runs.
+    fn with_names_locked<T>(&self, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+        let _guard = self.names_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let dir = fs::File::open(&self.names).context(|| format!("opening {}", self.names.display()))?;
+        let _flock = Flock::lock(dir, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| Error::io(format!("locking {}", self.names.display()), errno.into()))?;
+        f()
+    }
+
+    /// The id the name link `name` points at, if there is one.
+    fn name_target(&self, name: &str) -> Result<Option<String>, Error> {
+        let link = self.names.join(name);
+        match fs::read_link(&link) {
+            Ok(target) => Ok(Some(target.to_string_lossy().into_owned())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("reading {}", link.display()), e)),
+        }
+    }
+
+    /// Claims `name` for container `id` (whose directory exists already).
+    fn claim_name(&self, name: &str, id: &str) -> Result<(), Error> {
+        let link = self.names.join(name);
+        let link_error = |e| Error::io(format!("creating {}", link.display()), e);
+        match symlink(id, &link) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(link_error(e)),
+            Err(_) => {}
+        }
+        self.with_names_locked(|| loop {
+            match self.name_target(name)? {
+                Some(other) if is_id(&other) && self.paths(&other).dir.exists() => {
+                    return Err(Error::conflict(format!(
+                        "the container name \"{name}\" is already used by container {}: remove that container or choose another name",
+                        &other[..12]
+                    )))
+                }
+                // Stale: its container is gone.
+                Some(_) => fs::remove_file(&link).or_else(not_found_ok).map_err(link_error)?,
+                None => {}
+            }
+            match symlink(id, &link) {
+                Ok(()) => return Ok(()),
+                // Claimed meanwhile by a creator not holding the lock: look again.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(link_error(e)),
+            }
+        })
+    }
+
+    /// Gives up `name` if it is container `id`'s. Called while the container's directory still
+    /// exists, so no creator can have replaced the link meanwhile (only a link to a directory
+    /// that is gone is ever replaced): no lock is needed.
+    pub(crate) fn release_name(&self, name: &str, id: &str) -> Result<(), Error> {
+        if self.name_target(name)?.as_deref() == Some(id) {
+            let link = self.names.join(name);
+            fs::remove_file(&link).or_else(not_found_ok).context(|| format!("removing {}", link.display()))?;
+        }
+        Ok(())
     }
 
     pub(crate) fn paths(&self, id: &str) -> ContainerPaths {
@@ -183,7 +284,16 @@ impl ContainerStore {
             }
         }
         let name = id_or_name.strip_prefix('/').unwrap_or(id_or_name);
+        if validate_name(name).is_ok() {
+            if let Some(id) = self.name_target(name)?.filter(|id| is_id(id)) {
+                let config: Option<ContainerConfig> = jsonfile::read_volatile(&self.paths(&id).config())?;
+                if let Some(config) = config.filter(|c| c.name == name) {
+                    return Ok(config);
+                }
+            }
+        }
         let configs = self.list()?;
+        // A container whose link is missing (a crash while it was being removed).
         if let Some(config) = configs.iter().find(|c| c.name == name) {
             return Ok(config.clone());
         }
@@ -212,16 +322,12 @@ impl ContainerStore {
         prepare: impl FnOnce(&Path) -> Result<(), Error>,
     ) -> Result<ContainerPaths, Error> {
         validate_name(&config.name)?;
-        let _guard = self.create_lock.lock().expect("create lock is never poisoned: nothing panics while holding it");
-        if let Some(other) = self.list()?.into_iter().find(|c| c.name == config.name) {
-            return Err(Error::conflict(format!(
-                "the container name \"{}\" is already used by container {}: remove that container or choose another name",
-                config.name,
-                &other.id[..12]
-            )));
-        }
         let paths = self.paths(&config.id);
         fs::DirBuilder::new().mode(0o711).create(&paths.dir).context(|| format!("creating {}", paths.dir.display()))?;
+        if let Err(e) = self.claim_name(&config.name, &config.id) {
+            let _ = fs::remove_dir(&paths.dir);
+            return Err(e);
+        }
         let result = (|| {
             prepare(&paths.dir)?;
             // Written last: a directory without config.json is not a container. A disposable
@@ -234,6 +340,7 @@ impl ContainerStore {
             }
         })();
         if let Err(e) = result {
+            let _ = self.release_name(&config.name, &config.id);
             let _ = fs::remove_dir_all(&paths.dir);
             return Err(e);
         }
@@ -257,6 +364,17 @@ impl ContainerStore {
             return Err(Error::container_not_found(&config.name));
         }
         Ok(ContainerLock { _flock: flock })
+    }
+}
+
+/// The directory of name links, in `<root>/containers` (not an id, so never taken for a container).
+const NAMES_DIR: &str = "names";
+
+fn not_found_ok(e: io::Error) -> io::Result<()> {
+    if e.kind() == io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
     }
 }
 

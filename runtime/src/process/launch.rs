@@ -3,8 +3,10 @@
 //! one line it writes to its stdout once the command has been executed, or has failed to be.
 //! The shim puts itself in its own session.
 //!
-//! The shim stays a child of the process that started it; a small thread reaps it when it
-//! exits. After a daemon restart, shims are orphans, reaped by init (or a subreaper).
+//! The shim stays a child of the process that started it, kept in a [`Reaper`]: the runtime's
+//! wait paths reap a shim once they have seen it exit, and each launch reaps any others that
+//! have exited meanwhile (no thread per start). After a daemon restart, shims are orphans,
+//! reaped by init (or a subreaper).
 
 use std::{
     fs,
@@ -12,6 +14,7 @@ use std::{
     os::fd::{AsRawFd, OwnedFd},
     path::PathBuf,
     process::{Child, ChildStdout, Command, Stdio},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -45,7 +48,12 @@ pub(crate) struct ShimCommand {
 
 /// Starts the shim for the container at `paths` and returns its report. `attach`, if given,
 /// is handed to the shim as a client attached from before the command runs.
-pub(crate) fn launch(shim: &ShimCommand, paths: &ContainerPaths, attach: Option<OwnedFd>) -> Result<Handshake, Error> {
+pub(crate) fn launch(
+    shim: &ShimCommand,
+    reaper: &Reaper,
+    paths: &ContainerPaths,
+    attach: Option<OwnedFd>,
+) -> Result<Handshake, Error> {
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -76,7 +84,7 @@ pub(crate) fn launch(shim: &ShimCommand, paths: &ContainerPaths, attach: Option<
     if line.is_err() {
         let _ = child.kill();
     }
-    reap_in_background(child);
+    reaper.adopt(child);
     let line = line.context(|| "reading the shim's report".to_string())?;
     if line.is_empty() {
         return Err(Error::io("the shim exited without reporting", io::Error::from(io::ErrorKind::UnexpectedEof)));
@@ -128,13 +136,44 @@ fn read_line(mut pipe: ChildStdout, timeout: Duration) -> io::Result<Vec<u8>> {
     }
 }
 
-/// Waits for the shim on a small thread so it does not linger as a zombie.
-fn reap_in_background(mut child: Child) {
-    let spawned = std::thread::Builder::new().name("shim-reaper".to_string()).stack_size(64 * 1024).spawn(move || {
-        let _ = child.wait();
-    });
-    if let Err(e) = spawned {
-        tracing::warn!("cannot start a thread to reap a shim, it will stay a zombie: {e}");
+/// The shims this process started and has not reaped yet (an exited child stays a zombie until
+/// its parent waits for it).
+#[derive(Debug, Default)]
+pub(crate) struct Reaper {
+    state: Mutex<Children>,
+}
+
+#[derive(Debug, Default)]
+struct Children {
+    children: Vec<Child>,
+    /// How many were left after the last sweep: the next launch sweeps once the list has
+    /// doubled since, so a start costs O(1) amortized whatever the number of running shims.
+    after_sweep: usize,
+}
+
+impl Reaper {
+    /// Keeps `child` until it has exited and been reaped; first reaps the exited others, now
+    /// and then.
+    fn adopt(&self, child: Child) {
+        let mut state = self.lock();
+        if state.children.len() >= 2 * state.after_sweep.max(8) {
+            state.children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+            state.after_sweep = state.children.len();
+        }
+        state.children.push(child);
+    }
+
+    /// Reaps the shim with this pid if it is our child and has exited (a waiter calls it once
+    /// it has seen the shim exit).
+    pub(crate) fn reap(&self, pid: i32) {
+        let Ok(pid) = u32::try_from(pid) else { return };
+        // A child whose wait fails is gone already (reaped elsewhere): drop it too.
+        self.lock().children.retain_mut(|c| c.id() != pid || matches!(c.try_wait(), Ok(None)));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Children> {
+        // The list stays consistent whatever panicked while holding it.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
