@@ -78,3 +78,56 @@ async fn state_survives_restarts_and_snapshots() {
     assert_eq!(m.store().read().services.len(), 29);
     m.shutdown().await;
 }
+
+/// Writes made at the same time share raft entries (group commit), yet each
+/// keeps its own outcome: of two creates of one name exactly one wins, the
+/// others all land, and all of it survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_entries_but_keep_their_own_outcome() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let m = std::sync::Arc::new(Manager::start(config(dir.path(), 1000)).await.expect("starting the manager"));
+    m.bootstrap(Cluster { id: "c1".into(), ..Default::default() }, Node { id: "node1".into(), ..Default::default() })
+        .await
+        .expect("bootstrapping a one-manager cluster");
+    let before = m.store().applied_index();
+    // 100 unique names, and 50 names asked for twice.
+    let names: Vec<String> = (0..100)
+        .map(|i| format!("unique{i}"))
+        .chain((0..50).flat_map(|i| [format!("twice{i}"), format!("twice{i}")]))
+        .collect();
+    let writes: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let m = m.clone();
+            let name = name.clone();
+            tokio::spawn(async move { (name.clone(), m.control().create_service(spec(&name, 0)).await) })
+        })
+        .collect();
+    let mut won = std::collections::HashMap::<String, usize>::new();
+    for w in writes {
+        let (name, result) = w.await.expect("a write task");
+        match result {
+            Ok(_) => *won.entry(name).or_default() += 1,
+            Err(ControlError::Conflict(msg)) if name.starts_with("twice") => {
+                assert!(msg.contains("already exists"), "{name}: {msg}");
+            }
+            Err(e) => panic!("creating {name}: {e}"),
+        }
+    }
+    assert_eq!(won.len(), 150, "every name is created once: {won:?}");
+    assert!(won.values().all(|n| *n == 1), "a name was created twice: {won:?}");
+    let entries = m.store().applied_index() - before;
+    assert!(entries < 200, "200 concurrent writes took {entries} raft entries: none were grouped");
+    m.shutdown().await;
+    drop(m);
+
+    let m = Manager::start(config(dir.path(), 1000)).await.expect("restarting the manager");
+    m.wait_for_leader(Duration::from_secs(10)).await.expect("a leader after the restart");
+    let state = m.store().read();
+    assert_eq!(state.services.len(), 150);
+    for name in won.keys() {
+        assert!(state.service_named(name).is_some(), "{name} is gone after the restart");
+    }
+    drop(state);
+    m.shutdown().await;
+}
