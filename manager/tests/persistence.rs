@@ -123,11 +123,12 @@ async fn concurrent_writes_share_entries_but_keep_their_own_outcome() {
 
     let m = Manager::start(config(dir.path(), 1000)).await.expect("restarting the manager");
     m.wait_for_leader(Duration::from_secs(10)).await.expect("a leader after the restart");
-    let state = m.store().read();
-    assert_eq!(state.services.len(), 150);
-    for name in won.keys() {
-        assert!(state.service_named(name).is_some(), "{name} is gone after the restart");
+    {
+        let state = m.store().read();
+        assert_eq!(state.services.len(), 150);
+        for name in won.keys() {
+            assert!(state.service_named(name).is_some(), "{name} is gone after the restart");
+        }
     }
-    drop(state);
     m.shutdown().await;
 }
