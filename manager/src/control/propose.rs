@@ -46,7 +46,7 @@ pub enum WriteError {
     Unavailable(String),
 }
 
-/// Work only the leader can do. Travels as JSON in `Raft.Forward`.
+/// Work only the leader can do. Travels in postcard in `Raft.Forward`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum LeaderOp {
     /// Commit one store batch.
@@ -387,7 +387,7 @@ impl Proposer {
     }
 
     async fn forward(&self, addr: &str, op: &LeaderOp, deadline: Instant) -> Result<u64, Attempt> {
-        let data = serde_json::to_vec(op).map_err(|e| Attempt::Done(WriteError::Unavailable(e.to_string())))?;
+        let data = postcard::to_stdvec(op).map_err(|e| Attempt::Done(WriteError::Unavailable(e.to_string())))?;
         let mut client = self.client(addr, deadline).await.map_err(Attempt::Retry)?;
         let mut request = tonic::Request::new(RaftPayload { data });
         request.set_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100)));
@@ -398,7 +398,7 @@ impl Proposer {
                 return Err(Attempt::Retry(format!("forwarding to the leader at {addr}: {}", status.message())));
             }
         };
-        let result: Result<u64, WriteError> = serde_json::from_slice(&reply.data)
+        let result: Result<u64, WriteError> = postcard::from_bytes(&reply.data)
             .map_err(|e| Attempt::Done(WriteError::Unavailable(format!("malformed reply from the leader: {e}"))))?;
         match result {
             Ok(index) => Ok(index),

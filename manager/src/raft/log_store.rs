@@ -200,8 +200,9 @@ impl LogStore {
         let mut kept = Vec::new();
         for e in entries {
             let encoded = encode_entry(&e)?;
-            kept.push((e, encoded.len()));
-            bytes.push((kept.last().map_or(0, |(e, _)| e.log_id.index), encoded));
+            let size = encoded.len();
+            bytes.push((e.log_id.index, encoded));
+            kept.push((e, size));
         }
         self.wal().append(&bytes).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Write))?;
         let mut recent = self.recent();

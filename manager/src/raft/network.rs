@@ -1,7 +1,7 @@
 //! Raft between managers over gRPC: the client side ([`Network`]) and the
-//! server side ([`RaftService`]). openraft's messages travel inside
-//! [`RaftPayload`] in postcard (compact and cheap to encode: openraft owns
-//! their shape); leader work forwarded between managers travels as JSON.
+//! server side ([`RaftService`]). openraft's messages and leader work
+//! forwarded between managers travel inside [`RaftPayload`] in postcard
+//! (compact and cheap to encode).
 
 use std::time::Duration;
 
@@ -186,7 +186,7 @@ fn check_manager<T>(req: &tonic::Request<T>) -> Result<(), tonic::Status> {
     }
 }
 
-/// Reads a raft message (postcard) from a manager.
+/// Reads a raft message or forwarded leader work (postcard) from a manager.
 fn decode<T: DeserializeOwned>(req: tonic::Request<RaftPayload>) -> Result<T, tonic::Status> {
     check_manager(&req)?;
     postcard::from_bytes(&req.into_inner().data)
@@ -197,19 +197,6 @@ fn encode<T: Serialize>(value: &T) -> Result<tonic::Response<RaftPayload>, tonic
     postcard::to_stdvec(value)
         .map(|data| tonic::Response::new(RaftPayload { data }))
         .map_err(|e| tonic::Status::internal(format!("encoding a raft reply: {e}")))
-}
-
-/// Reads forwarded leader work (JSON) from a manager.
-fn decode_json<T: DeserializeOwned>(req: tonic::Request<RaftPayload>) -> Result<T, tonic::Status> {
-    check_manager(&req)?;
-    serde_json::from_slice(&req.into_inner().data)
-        .map_err(|e| tonic::Status::invalid_argument(format!("malformed forwarded request: {e}")))
-}
-
-fn encode_json<T: Serialize>(value: &T) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
-    serde_json::to_vec(value)
-        .map(|data| tonic::Response::new(RaftPayload { data }))
-        .map_err(|e| tonic::Status::internal(format!("encoding a forwarded reply: {e}")))
 }
 
 #[tonic::async_trait]
@@ -242,8 +229,8 @@ impl shoal_proto::raft_server::Raft for RaftService {
         &self,
         request: tonic::Request<RaftPayload>,
     ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
-        let op: crate::control::LeaderOp = decode_json(request)?;
+        let op: crate::control::LeaderOp = decode(request)?;
         let may_forward = matches!(op, crate::control::LeaderOp::AddManager { .. });
-        encode_json(&self.proposer.run(op, may_forward).await)
+        encode(&self.proposer.run(op, may_forward).await)
     }
 }
