@@ -1,5 +1,5 @@
-//! Link settings for the `shoal` and `shoal-shim` binaries (the shim is
-//! executed at every container start, `shoal internal-run` at every
+//! Link settings for the `shoal`, `shoal-shim` and `shoal-rt` binaries (the
+//! shim is executed at every container start, `shoal-rt run` at every
 //! runtime-only one).
 
 fn main() {

@@ -95,36 +95,6 @@ enum Command {
     /// The per-container shim (started by the daemon, not by users).
     #[command(hide = true)]
     InternalShim { dir: PathBuf },
-    /// Runs one container with the runtime alone, no daemon: create, start,
-    /// wait, remove; exits with its code (measures the runtime's start path).
-    #[command(hide = true)]
-    InternalRun {
-        /// A data root no daemon is using (its images are imported by a daemon beforehand).
-        #[arg(long)]
-        data_root: PathBuf,
-        image: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
-    /// Opens the runtime once and times RUNS cycles of create, start, wait and
-    /// remove of one container, in this process (each start still launches a
-    /// shim process); prints one line per cycle, in milliseconds: the cycle,
-    /// then each step.
-    #[command(hide = true)]
-    InternalBenchStart {
-        /// A data root no daemon is using (its images are imported by a daemon beforehand).
-        #[arg(long)]
-        data_root: PathBuf,
-        /// Counted cycles.
-        #[arg(long, default_value_t = 100)]
-        runs: usize,
-        /// Uncounted cycles first.
-        #[arg(long, default_value_t = 5)]
-        warmup: usize,
-        image: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
     /// Kills, unmounts and removes the cgroups of what a dead daemon left
     /// under a data root (for tests and recovery).
     #[command(hide = true)]
@@ -847,23 +817,6 @@ struct ExecArgs {
 
 fn main() {
     let cli = Cli::parse();
-    if let Command::InternalRun { data_root, image, args } = &cli.command {
-        // Blocking and single-threaded, as the runtime's callers may be.
-        match internal_run(data_root, image, args) {
-            Ok(code) => std::process::exit(code),
-            Err(e) => {
-                eprintln!("Error: {e:#}");
-                std::process::exit(125);
-            }
-        }
-    }
-    if let Command::InternalBenchStart { data_root, runs, warmup, image, args } = &cli.command {
-        if let Err(e) = internal_bench_start(data_root, *runs, *warmup, image, args) {
-            eprintln!("Error: {e:#}");
-            std::process::exit(125);
-        }
-        std::process::exit(0);
-    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -900,8 +853,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Daemon { .. }
         | Command::InternalShim { .. }
-        | Command::InternalRun { .. }
-        | Command::InternalBenchStart { .. }
         | Command::InternalCleanup { .. }
         | Command::Machine(_)
         | Command::Lab(_) => Ok(()),
@@ -1026,82 +977,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Container(cmd) => container_command(c, cmd).await,
     }
-}
-
-/// The runtime under `data_root` and a disposable container spec (removed once it exits,
-/// like `run --rm`) for `image` and `args`: what the runtime-only start paths share.
-fn bench_runtime(
-    data_root: &std::path::Path,
-    image: &str,
-    args: &[String],
-) -> anyhow::Result<(shoal_runtime::Runtime, shoal_runtime::ContainerSpec)> {
-    let rt = shoal_runtime::Runtime::open(&data_root.join("runtime"), daemon::shim_binary()?, Vec::new())?;
-    let spec = shoal_runtime::ContainerSpec {
-        image: image.to_string(),
-        cmd: (!args.is_empty()).then(|| args.to_vec()),
-        disposable: true,
-        ..Default::default()
-    };
-    Ok((rt, spec))
-}
-
-/// `internal-run`: one container through the runtime library directly.
-fn internal_run(data_root: &std::path::Path, image: &str, args: &[String]) -> anyhow::Result<i32> {
-    let (rt, spec) = bench_runtime(data_root, image, args)?;
-    let info = rt.create_container(&spec)?;
-    let result = rt.start_container(&info.id).and_then(|_| rt.wait_container_blocking(&info.id, Duration::MAX));
-    rt.remove_container(&info.id, true)?;
-    match result {
-        Ok(done) => Ok(done.exit_code.unwrap_or(255)),
-        Err(shoal_runtime::Error::Exec { exit_code, message, container }) => {
-            eprintln!("Error: {message} in container {container}");
-            Ok(exit_code)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// `internal-bench-start`: create → start → wait → remove cycles on one open runtime.
-fn internal_bench_start(
-    data_root: &std::path::Path,
-    runs: usize,
-    warmup: usize,
-    image: &str,
-    args: &[String],
-) -> anyhow::Result<()> {
-    use std::time::Instant;
-    let (rt, spec) = bench_runtime(data_root, image, args)?;
-    let ms = |from: Instant, to: Instant| to.duration_since(from).as_secs_f64() * 1000.0;
-    println!("# cycle_ms create_ms start_ms wait_ms remove_ms");
-    let mut cycles = Vec::with_capacity(runs);
-    for i in 0..warmup + runs {
-        let t0 = Instant::now();
-        let info = rt.create_container(&spec)?;
-        let t1 = Instant::now();
-        let started = rt.start_container(&info.id);
-        let t2 = Instant::now();
-        let done = started.and_then(|_| rt.wait_container_blocking(&info.id, Duration::MAX));
-        let t3 = Instant::now();
-        rt.remove_container(&info.id, true)?;
-        let t4 = Instant::now();
-        let done = done?;
-        if done.exit_code != Some(0) {
-            anyhow::bail!(
-                "the container exited with {:?} ({}): the benchmark needs a command that succeeds",
-                done.exit_code,
-                done.error.unwrap_or_default()
-            );
-        }
-        if i >= warmup {
-            println!("{:.3} {:.3} {:.3} {:.3} {:.3}", ms(t0, t4), ms(t0, t1), ms(t1, t2), ms(t2, t3), ms(t3, t4));
-            cycles.push(ms(t0, t4));
-        }
-    }
-    cycles.sort_by(f64::total_cmp);
-    if let Some(median) = cycles.get(cycles.len() / 2) {
-        eprintln!("{} cycles, median {median:.2} ms", cycles.len());
-    }
-    Ok(())
 }
 
 /// Exits with a container's exit code (also 0: an attached session may leave a

@@ -678,21 +678,9 @@ impl Runtime {
             cgroup.remove()?;
         }
         inner.containers.release_name(&config.name, &config.id)?;
-        // Another caller waiting for the lock (a restart by the policy, a stop) opens the lock
-        // file and may create it again while the directory goes: try again then. It finds the
-        // container gone once it holds the lock.
-        let mut attempts = 0;
-        loop {
-            match fs::remove_dir_all(paths.dir()) {
-                Ok(()) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) && attempts < 50 => {
-                    attempts += 1;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => return Err(Error::io(format!("removing {}", paths.dir().display()), e)),
-            }
-        }
+        // A caller waiting for the lock (a restart by the policy, a stop) finds the container
+        // gone once it holds it.
+        inner.containers.discard(&paths)?;
         tracing::info!(container = %config.name, id = %config.id, "removed container");
         Ok(())
     }

@@ -288,6 +288,21 @@ fn remove_and_check_gone(env: &Env, info: &ContainerInfo) -> Result {
     let left = mounts_under(&dir);
     ensure!(left.is_empty(), "mounts left after remove: {left:?}");
     ensure!(matches!(env.rt.container(&info.id), Err(Error::NotFound { .. })), "a removed container is still found");
+    // Its files are deleted in the background, from `.removed/`.
+    let removed = env.root.join("containers/.removed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fs::read_dir(&removed)
+        .map(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with(&info.id)))
+        .unwrap_or(false)
+    {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the files of removed container {} are still in {}",
+            info.id,
+            removed.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Ok(())
 }
 

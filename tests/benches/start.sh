@@ -7,11 +7,11 @@
 #
 # 1. One `true` container, create → start → exit → remove, timed by hyperfine:
 #      shoal   `shoal run --rm bb:1 true`           (CLI → daemon HTTP API → shim)
-#      shoal-rt `shoal internal-run --data-root D bb:1 true` (the runtime library driven
+#      shoal-rt `shoal-rt run --data-root D bb:1 true` (the runtime library driven
 #              directly, no daemon: create, start, wait, remove in one process, as crun run)
-#      shoal-rt-loop  `shoal internal-bench-start --data-root D --runs RUNS bb:1 true`: the
+#      shoal-rt-loop  `shoal-rt bench --data-root D --runs RUNS bb:1 true`: the
 #              same cycle RUNS times in one process that opened the runtime once, timed
-#              inside it (no exec of shoal, no Runtime::open per container; each start
+#              inside it (no exec of shoal-rt, no Runtime::open per container; each start
 #              still launches a shim process); not hyperfine, its own clock per cycle
 #      crun    `crun run --bundle B ID`             (deletes the container on exit)
 #      crun-nocg  the same with `--cgroup-manager=disabled` (start cost without cgroups)
@@ -35,7 +35,7 @@
 # is outside the timed commands.
 #
 # Env: ROUNDS (2), RUNS (50), WARMUP (5), PAR (100), PAR_REPS (3), MEM_N (100),
-# PAR_DOCKER (1), OUT (a directory to keep hyperfine's JSON in), SHOAL (binary, with shoal-shim next to it;
+# PAR_DOCKER (1), OUT (a directory to keep hyperfine's JSON in), SHOAL (binary, with shoal-shim and shoal-rt next to it;
 # default: build target/release/shoal),
 # DOCKERD (/usr/sbin/dockerd), DOCKER (/usr/bin/docker). Needs root.
 set -euo pipefail
@@ -62,8 +62,11 @@ if [ -z "${SHOAL:-}" ]; then
     (cd "$ROOT" && cargo build --release -p shoal >&2)
     SHOAL=${CARGO_TARGET_DIR:-$ROOT/target}/release/shoal
 fi
-[ -x "$(dirname "$SHOAL")/shoal-shim" ] ||
-    { echo "start: $(dirname "$SHOAL")/shoal-shim not found: the container shim is built with shoal (cargo build --release -p shoal)" >&2; exit 1; }
+for b in shoal-shim shoal-rt; do
+    [ -x "$(dirname "$SHOAL")/$b" ] ||
+        { echo "start: $(dirname "$SHOAL")/$b not found: it is built with shoal (cargo build --release -p shoal)" >&2; exit 1; }
+done
+SHOAL_RT=$(dirname "$SHOAL")/shoal-rt
 
 TMP=$(mktemp -d /tmp/start.XXXXXX)
 TAG=$(basename "$TMP" | tr -c 'a-zA-Z0-9\n' -) # prefix of every crun/runc container ID
@@ -196,8 +199,8 @@ tar -C "$TMP/rootfs" -c . | docker import - bb:1 >/dev/null
 # Sanity: each side really runs the container and leaves nothing behind.
 shoal run --rm bb:1 true
 [ "$(shoal run --rm bb:1 sh -c 'echo ok')" = ok ] || { log "shoal: no output"; exit 1; }
-[ "$("$SHOAL" internal-run --data-root "$TMP/shoal" bb:1 sh -c 'echo ok >&2; exit 3' 2>&1; echo $?)" = 3 ] ||
-    { log "shoal internal-run: wrong exit code"; exit 1; }
+[ "$("$SHOAL_RT" run --data-root "$TMP/shoal" bb:1 sh -c 'echo ok >&2; exit 3' 2>&1; echo $?)" = 3 ] ||
+    { log "shoal-rt run: wrong exit code"; exit 1; }
 nounified crun run --bundle "$TMP/bundle" "$TAG-check"
 runc run --bundle "$TMP/bundle" "$TAG-check"
 docker run --rm --network none bb:1 true
@@ -216,9 +219,9 @@ run_side() { # side round
     local j=$TMP/start-$1-$2.json
     case $1 in
     shoal) hf "$1" "$j" -n shoal "$SHOAL run --rm bb:1 true" ;;
-    shoal-rt) hf "$1" "$j" -n shoal-rt "$SHOAL internal-run --data-root $TMP/shoal bb:1 true" ;;
+    shoal-rt) hf "$1" "$j" -n shoal-rt "$SHOAL_RT run --data-root $TMP/shoal bb:1 true" ;;
     shoal-rt-loop) # cycle times in ms, one per line, as hyperfine's JSON (seconds)
-        "$SHOAL" internal-bench-start --data-root "$TMP/shoal" --runs "$RUNS" --warmup "$WARMUP" bb:1 true \
+        "$SHOAL_RT" bench --data-root "$TMP/shoal" --runs "$RUNS" --warmup "$WARMUP" bb:1 true \
             >"$TMP/loop.out" 2>"$TMP/hf-loop.out" || { cat "$TMP/hf-loop.out" >&2; return 1; }
         python3 -c 'import json, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]

@@ -8,7 +8,7 @@ fn main() {
         (Some(dir), None) => shoal_runtime::shim::main(std::path::Path::new(&dir)),
         _ => {
             eprintln!(
-                "usage: shoal-shim <container dir>\n\nThe shim of one container, started by the shoal daemon (or `shoal internal-run`) for each container start; not meant to be run by hand."
+                "usage: shoal-shim <container dir>\n\nThe shim of one container, started by the shoal daemon (or `shoal-rt`) for each container start; not meant to be run by hand."
             );
             std::process::exit(2);
         }
