@@ -289,6 +289,9 @@ fn live_restore_of_a_standalone_container() {
     node.import_busybox("bb:1");
     let script = "trap 'echo bye; exit 7' TERM; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done";
     node.ok(&["run", "-d", "--name", "ticker", "bb:1", "sh", "-c", script]);
+    // `--rm` containers: one that exits while no daemon runs, one after the restart.
+    node.ok(&["run", "-d", "--rm", "--name", "brief", "bb:1", "sleep", "1"]);
+    node.ok(&["run", "-d", "--rm", "--name", "later", "bb:1", "sleep", "4"]);
     let lines = |node: &Node| node.ok(&["logs", "ticker"]).lines().count();
     eventually(Duration::from_secs(10), "the first lines", || (lines(&node) >= 3).then_some(()));
     let pid = restart_state(&node, "ticker").2;
@@ -298,6 +301,17 @@ fn live_restore_of_a_standalone_container() {
     std::thread::sleep(Duration::from_millis(1500));
     node.start_daemon().expect("restarting the daemon on the same data root");
 
+    let gone = |name: &str| {
+        let all = node.json(&["ps", "--all"]);
+        !all.as_array()
+            .is_some_and(|a| a.iter().any(|c| c["Names"][0].as_str().map(|n| n.trim_start_matches('/')) == Some(name)))
+    };
+    eventually(Duration::from_secs(10), "the --rm container that exited meanwhile removed", || {
+        gone("brief").then_some(())
+    });
+    eventually(Duration::from_secs(15), "the --rm container that exited after the restart removed", || {
+        gone("later").then_some(())
+    });
     let listed = node.running_containers();
     assert_eq!(listed, vec![("ticker".to_string(), pid as i32)], "the same process keeps running");
     let after = lines(&node);

@@ -391,20 +391,13 @@ pub async fn start(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) ->
     if c.state == ContainerState::Running {
         return Ok(StatusCode::NOT_MODIFIED);
     }
-    if c.auto_remove {
-        let rt = daemon.runtime.clone();
-        let id = c.id.clone();
-        tokio::spawn(async move {
-            if rt.wait_container(&id).await.is_ok() {
-                let _ = tokio::task::spawn_blocking(move || rt.remove_container(&id, true)).await;
-            }
-        });
-    }
     let waiting = daemon.pending_attach.lock().map(|mut p| p.remove(&c.id)).ok().flatten().unwrap_or_default();
     if waiting.is_empty() {
         start_watched(&daemon, c).await?;
         return Ok(StatusCode::NO_CONTENT);
     }
+    // A start that failed leaves the container for its client to remove (and to read its
+    // exit code from first), as Docker does.
     // The first client waiting gets the stream attached before the command runs; any other
     // attaches as the container runs.
     let id = c.id.clone();
@@ -413,6 +406,9 @@ pub async fn start(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) ->
         daemon.restarts.watch(&c.id);
     }
     let (_, stream) = started?;
+    if c.auto_remove {
+        crate::daemon::remove_when_exited(daemon.runtime.clone(), c.id.clone());
+    }
     let mut waiting = waiting.into_iter();
     if let Some(first) = waiting.next() {
         let _ = first.send(stream);
@@ -426,13 +422,17 @@ pub async fn start(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) ->
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Starts a container as a user does, and hands it to its restart policy.
+/// Starts a container as a user does, and hands it to its restart policy, or, with
+/// `AutoRemove`, to removal once it exits.
 async fn start_watched(daemon: &Arc<Daemon>, c: ContainerInfo) -> ApiResult<()> {
     let id = c.id.clone();
     let started = blocking(&daemon.runtime, move |rt| rt.start_container(&id)).await;
     // Even a start that failed is an exit the policy acts on.
     if c.restart_policy != RestartPolicy::No {
         daemon.restarts.watch(&c.id);
+    }
+    if started.is_ok() && c.auto_remove {
+        crate::daemon::remove_when_exited(daemon.runtime.clone(), c.id.clone());
     }
     started.map(drop)
 }
@@ -603,13 +603,16 @@ pub async fn wait(
             }
         };
         if removed {
+            // Removal follows the exit closely (`AutoRemove`), or waits for a user.
+            let mut pause = std::time::Duration::from_millis(2);
             loop {
                 let rt = rt.clone();
                 let id = c.id.clone();
                 match tokio::task::spawn_blocking(move || rt.container(&id)).await {
-                    Ok(Ok(_)) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                    Ok(Ok(_)) => tokio::time::sleep(pause).await,
                     _ => break,
                 }
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
             }
         }
         let error = done.error.map(|m| json!({ "Message": m }));

@@ -146,10 +146,17 @@ fn env_file_entries(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
 }
 
 pub async fn create(client: &Client, o: &CreateOptions) -> anyhow::Result<String> {
-    create_with(client, o, false).await
+    create_with(client, o, false, false).await
 }
 
-async fn create_with(client: &Client, o: &CreateOptions, stdin_once: bool) -> anyhow::Result<String> {
+/// `auto_remove`: the daemon removes the container once it has exited (`run -d --rm`, where
+/// no client stays to do it).
+async fn create_with(
+    client: &Client,
+    o: &CreateOptions,
+    stdin_once: bool,
+    auto_remove: bool,
+) -> anyhow::Result<String> {
     let mut env = Vec::new();
     for f in &o.env_files {
         env.extend(env_file_entries(f)?);
@@ -214,6 +221,7 @@ async fn create_with(client: &Client, o: &CreateOptions, stdin_once: bool) -> an
         "Privileged": o.privileged,
         "Init": o.init,
         "SecurityOpt": o.security_opt,
+        "AutoRemove": auto_remove,
         "RestartPolicy": { "Name": o.restart.name(), "MaximumRetryCount": o.restart.max_retries() },
         "Devices": o.devices.iter().map(|d| json!({
             "PathOnHost": d.host_path,
@@ -246,7 +254,9 @@ pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool)
     }
     // `run -i` hands the container one input: when it ends, so does the container's stdin.
     let stdin_once = o.interactive && !detach;
-    let id = create_with(client, o, stdin_once).await?;
+    // Detached, the daemon removes it; attached, this client does once it has read the
+    // output and the exit code (the daemon's removal could come first).
+    let id = create_with(client, o, stdin_once, remove && detach).await?;
     // Attached before the start, so that no output is missed.
     let attached = if (o.interactive || o.tty) && !detach {
         let path = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(o.interactive));
@@ -283,7 +293,7 @@ pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool)
         attach::session(client, &id, stream, o.tty, o.interactive).await?;
         let waited = client.post(&format!("/containers/{id}/wait"), &Value::Null).await?;
         if remove {
-            client.delete(&format!("/containers/{id}?force=1")).await?;
+            remove_exited(client, &id).await?;
         }
         return Ok(n(&waited, &["StatusCode"]) as i32);
     }
@@ -294,9 +304,22 @@ pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool)
     fetch.await??;
     let waited = client.post(&format!("/containers/{id}/wait"), &Value::Null).await?;
     if remove {
-        client.delete(&format!("/containers/{id}?force=1")).await?;
+        remove_exited(client, &id).await?;
     }
     Ok(n(&waited, &["StatusCode"]) as i32)
+}
+
+/// Removes a `--rm` container that has exited, which the daemon may have removed already.
+async fn remove_exited(client: &Client, id: &str) -> anyhow::Result<()> {
+    match client.delete(&format!("/containers/{id}?force=1")).await {
+        Err(e)
+            if e.downcast_ref::<crate::client::ApiError>()
+                .is_some_and(|a| a.status == hyper::StatusCode::NOT_FOUND) =>
+        {
+            Ok(())
+        }
+        other => other.map(drop),
+    }
 }
 
 /// `start -a [-i]`: attaches to the container's output (and input), starts

@@ -99,6 +99,21 @@ pub fn shim_binary() -> anyhow::Result<PathBuf> {
     Ok(shim)
 }
 
+/// Removes the `--rm` container `id` once it has exited.
+pub fn remove_when_exited(runtime: Arc<Runtime>, id: String) {
+    tokio::spawn(async move {
+        if runtime.wait_container(&id).await.is_ok() {
+            let removed = tokio::task::spawn_blocking(move || runtime.remove_container(&id, true)).await;
+            match removed {
+                // Removed already: by a user, or by its client (`run --rm` removes it too).
+                Ok(Err(shoal_runtime::Error::NotFound { .. })) | Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "removing a --rm container that exited"),
+                Err(e) => tracing::warn!(error = %e, "removing a --rm container that exited"),
+            }
+        }
+    });
+}
+
 impl Daemon {
     /// Opens the runtime and, if this node was in a swarm, rejoins it.
     pub async fn start(config: DaemonConfig) -> anyhow::Result<Arc<Daemon>> {
@@ -120,6 +135,24 @@ impl Daemon {
         // their policy wants running are started.
         let resuming = daemon.restarts.clone();
         tokio::spawn(async move { resuming.resume().await });
+        // `--rm` containers started before: removed once they exit (now, if they have), as
+        // if this daemon had watched them all along.
+        let runtime = daemon.runtime.clone();
+        tokio::spawn(async move {
+            let listed = tokio::task::spawn_blocking({
+                let runtime = runtime.clone();
+                move || runtime.list_containers()
+            })
+            .await;
+            match listed {
+                Ok(Ok(containers)) => containers
+                    .into_iter()
+                    .filter(|c| c.auto_remove && c.started_at.is_some())
+                    .for_each(|c| remove_when_exited(runtime.clone(), c.id)),
+                Ok(Err(e)) => tracing::warn!(error = %e, "listing containers to remove the --rm ones that exited"),
+                Err(e) => tracing::warn!(error = %e, "listing containers to remove the --rm ones that exited"),
+            }
+        });
         if let Some(identity) = NodeIdentity::load(&daemon.config.data_root)? {
             tracing::info!(node = %identity.node_id, "rejoining the swarm this node was in");
             let member = daemon.start_member(identity, None).await?;
