@@ -25,6 +25,22 @@ fn run_prints_output_and_exits_with_the_containers_code() {
     // A missing image: a clear error naming it.
     let err = node.fails(&["run", "--rm", "nope:1", "true"]);
     assert!(err.contains("nope:1"), "{err}");
+
+    // The docker CLI's `run --rm` (AutoRemove: the daemon removes the container, and the CLI,
+    // waiting for that removal, still gets the exit code), repeatedly, as the removal races
+    // the CLI's wait.
+    for _ in 0..5 {
+        let out = std::process::Command::new("docker")
+            .args(["run", "--rm", "bb:1", "sh", "-c", "echo hi; exit 3"])
+            .env("DOCKER_HOST", node.host())
+            .output()
+            .expect("the docker CLI is on this machine (it is a documented part of the dev and CI machines)");
+        assert_eq!(out.status.code(), Some(3), "docker run --rm: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    }
+    eventually(Duration::from_secs(10), "docker run --rm's containers removed", || {
+        node.json(&["ps", "--all"]).as_array().is_some_and(|a| a.is_empty()).then_some(())
+    });
 }
 
 #[test]

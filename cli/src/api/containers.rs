@@ -407,7 +407,7 @@ pub async fn start(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) ->
     }
     let (_, stream) = started?;
     if c.auto_remove {
-        crate::daemon::remove_when_exited(daemon.runtime.clone(), c.id.clone());
+        crate::daemon::remove_when_exited(&daemon, c.id.clone());
     }
     let mut waiting = waiting.into_iter();
     if let Some(first) = waiting.next() {
@@ -432,7 +432,7 @@ async fn start_watched(daemon: &Arc<Daemon>, c: ContainerInfo) -> ApiResult<()> 
         daemon.restarts.watch(&c.id);
     }
     if started.is_ok() && c.auto_remove {
-        crate::daemon::remove_when_exited(daemon.runtime.clone(), c.id.clone());
+        crate::daemon::remove_when_exited(&daemon, c.id.clone());
     }
     started.map(drop)
 }
@@ -596,9 +596,10 @@ pub async fn wait(
     let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
     let rt = daemon.runtime.clone();
     let body = futures::stream::once(async move {
-        let done = match rt.wait_container(&c.id).await {
-            Ok(done) => done,
-            Err(e) => {
+        // A `--rm` container the daemon removed as this waited ended as the daemon saw it.
+        let done = match rt.wait_container(&c.id).await.map_err(|e| (daemon.auto_removed(&c.id), e)) {
+            Ok(done) | Err((Some(done), _)) => done,
+            Err((None, e)) => {
                 return Ok(Bytes::from(json!({ "StatusCode": -1, "Error": { "Message": e.to_string() } }).to_string()))
             }
         };

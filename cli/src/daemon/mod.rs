@@ -16,7 +16,7 @@ use shoal_proto::{
     Annotations, CaConfig, Cluster, ClusterSpec, DispatcherConfig, JoinTokens, ManagerStatus, Node, NodeDescription,
     NodeRole, NodeSpec, NodeStatus, OrchestrationConfig, Platform, RaftConfig, Reachability, Resources,
 };
-use shoal_runtime::Runtime;
+use shoal_runtime::{ContainerInfo, Runtime};
 use tokio::sync::{watch, RwLock};
 
 pub use identity::{NodeIdentity, RaftTuning};
@@ -45,7 +45,13 @@ pub struct Daemon {
     /// Clients attached to containers that are not started yet, by container id: the next
     /// start hands them the container's stdio.
     pub pending_attach: std::sync::Mutex<HashMap<String, Vec<PendingAttach>>>,
+    /// How the latest `--rm` containers this daemon removed ended, for clients still waiting
+    /// for them (`docker run --rm` waits for the removal and then reads the exit code).
+    auto_removed: std::sync::Mutex<std::collections::VecDeque<ContainerInfo>>,
 }
+
+/// How many removed `--rm` containers' ends are remembered.
+const AUTO_REMOVED_KEPT: usize = 256;
 
 /// A client waiting for a container to start, to be handed its attach stream.
 pub type PendingAttach = tokio::sync::oneshot::Sender<std::os::unix::net::UnixStream>;
@@ -99,22 +105,36 @@ pub fn shim_binary() -> anyhow::Result<PathBuf> {
     Ok(shim)
 }
 
-/// Removes the `--rm` container `id` once it has exited.
-pub fn remove_when_exited(runtime: Arc<Runtime>, id: String) {
+/// Removes the `--rm` container `id` once it has exited, remembering how it ended.
+pub fn remove_when_exited(daemon: &Arc<Daemon>, id: String) {
+    let daemon = daemon.clone();
     tokio::spawn(async move {
-        if runtime.wait_container(&id).await.is_ok() {
-            let removed = tokio::task::spawn_blocking(move || runtime.remove_container(&id, true)).await;
-            match removed {
-                // Removed already: by a user, or by its client (`run --rm` removes it too).
-                Ok(Err(shoal_runtime::Error::NotFound { .. })) | Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "removing a --rm container that exited"),
-                Err(e) => tracing::warn!(error = %e, "removing a --rm container that exited"),
+        let Ok(done) = daemon.runtime.wait_container(&id).await else { return };
+        {
+            let mut kept = daemon.auto_removed.lock().unwrap_or_else(|p| p.into_inner());
+            if kept.len() >= AUTO_REMOVED_KEPT {
+                kept.pop_front();
             }
+            kept.push_back(done);
+        }
+        let runtime = daemon.runtime.clone();
+        let removed = tokio::task::spawn_blocking(move || runtime.remove_container(&id, true)).await;
+        match removed {
+            // Removed already: by a user, or by its client (`run --rm` removes it too).
+            Ok(Err(shoal_runtime::Error::NotFound { .. })) | Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "removing a --rm container that exited"),
+            Err(e) => tracing::warn!(error = %e, "removing a --rm container that exited"),
         }
     });
 }
 
 impl Daemon {
+    /// How the `--rm` container `id`, removed by this daemon, ended.
+    pub fn auto_removed(&self, id: &str) -> Option<ContainerInfo> {
+        let kept = self.auto_removed.lock().unwrap_or_else(|p| p.into_inner());
+        kept.iter().rev().find(|c| c.id == id).cloned()
+    }
+
     /// Opens the runtime and, if this node was in a swarm, rejoins it.
     pub async fn start(config: DaemonConfig) -> anyhow::Result<Arc<Daemon>> {
         std::fs::create_dir_all(&config.data_root)
@@ -130,6 +150,7 @@ impl Daemon {
             hostname: hostname(),
             swarm: RwLock::new(None),
             pending_attach: Default::default(),
+            auto_removed: Default::default(),
         });
         // Containers that kept running while no daemon watched are re-adopted; exited ones
         // their policy wants running are started.
@@ -137,18 +158,15 @@ impl Daemon {
         tokio::spawn(async move { resuming.resume().await });
         // `--rm` containers started before: removed once they exit (now, if they have), as
         // if this daemon had watched them all along.
-        let runtime = daemon.runtime.clone();
+        let watching = daemon.clone();
         tokio::spawn(async move {
-            let listed = tokio::task::spawn_blocking({
-                let runtime = runtime.clone();
-                move || runtime.list_containers()
-            })
-            .await;
+            let runtime = watching.runtime.clone();
+            let listed = tokio::task::spawn_blocking(move || runtime.list_containers()).await;
             match listed {
                 Ok(Ok(containers)) => containers
                     .into_iter()
                     .filter(|c| c.auto_remove && c.started_at.is_some())
-                    .for_each(|c| remove_when_exited(runtime.clone(), c.id)),
+                    .for_each(|c| remove_when_exited(&watching, c.id)),
                 Ok(Err(e)) => tracing::warn!(error = %e, "listing containers to remove the --rm ones that exited"),
                 Err(e) => tracing::warn!(error = %e, "listing containers to remove the --rm ones that exited"),
             }
