@@ -432,7 +432,7 @@ async fn start_watched(daemon: &Arc<Daemon>, c: ContainerInfo) -> ApiResult<()> 
         daemon.restarts.watch(&c.id);
     }
     if started.is_ok() && c.auto_remove {
-        crate::daemon::remove_when_exited(&daemon, c.id.clone());
+        crate::daemon::remove_when_exited(daemon, c.id.clone());
     }
     started.map(drop)
 }
