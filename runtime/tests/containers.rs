@@ -550,6 +550,19 @@ fn names_are_claimed_once(env: &Env) -> Result {
         remove_and_check_gone(env, info)?;
     }
 
+    // A disposable container whose config a power cut emptied: discarded when the root is
+    // opened, its name free again.
+    let cut = env
+        .rt
+        .create_container(&ContainerSpec { disposable: true, ..spec("cut", &["true"]) })
+        .map_err(|e| e.to_string())?;
+    let dir = env.root.join("containers").join(&cut.id);
+    fs::write(dir.join("config.json"), b"").map_err(|e| e.to_string())?;
+    let reopened = open_runtime(&env.root)?;
+    ensure!(!dir.exists(), "the power-cut leftover {} is still there", dir.display());
+    let again = reopened.create_container(&spec("cut", &["true"])).map_err(|e| e.to_string())?;
+    remove_and_check_gone(env, &again)?;
+
     // Racing creators: one container of that name, the others refused.
     let outcomes: Vec<_> = std::thread::scope(|s| {
         let racers: Vec<_> = (0..6).map(|_| s.spawn(|| env.rt.create_container(&spec("raced", &["true"])))).collect();

@@ -174,11 +174,31 @@ impl ContainerStore {
             store.build_names()?;
         }
         mark_top_directory(dir);
+        store.discard_power_cut_leftovers();
         // Left by a process that ended before it had deleted them.
         if fs::read_dir(&store.sweeper.dir).is_ok_and(|mut entries| entries.next().is_some()) {
             store.sweeper.wake();
         }
         Ok(store)
+    }
+
+    /// Moves out the directories of disposable containers that a power cut left with an
+    /// empty `config.json` (written without fsync, see `create`): no container, and nothing
+    /// else would remove them. A config being written is never empty (it is renamed into
+    /// place whole), so no container being created is taken.
+    fn discard_power_cut_leftovers(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().filter(|id| is_id(id)) else { continue };
+            let paths = self.paths(id);
+            if fs::metadata(paths.config()).is_ok_and(|m| m.len() == 0) {
+                tracing::warn!(container = id, "discarding a container whose config a power cut emptied");
+                if let Err(e) = self.discard(&paths) {
+                    tracing::warn!(container = id, "{}", e.report());
+                }
+            }
+        }
     }
 
     /// Removes the directory of a container (whose snapshot is unmounted and whose name is
