@@ -11,6 +11,7 @@
 //! Architecture invariant: each version's file writes live in its own module ([`v1`], [`v2`])
 //! as functions of a directory, so they can be checked against a fake directory.
 
+mod bpf;
 pub(crate) mod v1;
 pub(crate) mod v2;
 
@@ -182,9 +183,9 @@ pub(crate) enum CgroupPaths {
 }
 
 impl CgroupPaths {
-    /// Creates the cgroup (if needed) and writes its limits and, on v1, its device rules.
-    /// (v2 has no device files: it needs a `BPF_CGROUP_DEVICE` program attached to the
-    /// cgroup, which is not written yet, so on v2 devices are not restricted.)
+    /// Creates the cgroup (if needed) and writes its limits and its device rules: on v1 in
+    /// `devices.allow`, on v2 (which has no device files) as a `BPF_CGROUP_DEVICE` program
+    /// attached to the cgroup ([`bpf`]).
     pub(crate) fn create(&self, resources: &Resources, devices: DeviceAccess<'_>) -> Result<(), Error> {
         match self {
             CgroupPaths::V1 { dirs } => {
@@ -194,7 +195,16 @@ impl CgroupPaths {
                     None => Ok(()),
                 }
             }
-            CgroupPaths::V2 { mount, dir } => v2::create(mount, dir, resources),
+            CgroupPaths::V2 { mount, dir } => {
+                v2::create(mount, dir, resources)?;
+                match devices.rules() {
+                    Some(rules) => {
+                        let rules = rules.iter().map(|r| bpf::Rule::parse(r)).collect::<Result<Vec<_>, _>>()?;
+                        bpf::attach(dir, &rules).map(drop)
+                    }
+                    None => Ok(()),
+                }
+            }
         }
     }
 
