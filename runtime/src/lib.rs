@@ -15,10 +15,11 @@
 //! ```text
 //! images/      oci-layout, index.json, blobs/sha256/<hex>, ingest/ (blobs being written, archives being loaded)
 //! layers/      <diff id hex>/ (unpacked layers), init/ and init-noetc/ (mount points, the topmost lower layer)
-//! containers/  names/<name> (symlink → <id>)
+//! containers/  names/<name> (symlink → <id>), .removed/ (removed containers' directories, deleted in the background)
 //!              <id>/ config.json state.json exit.json [restart.json] container.log shim.log lock upper/ work/ rootfs/ upper.boot
 //!                   hosts hostname resolv.conf (bound at /etc/… in the container)
-//! ../volumes/  <name>/_data (named volumes, kept after their containers)
+//! ../volumes/  <name>/_data (named volumes, kept after their containers; anonymous ones for an
+//!              image's VOLUMEs, named by a random id, removed with a disposable container)
 //! ```
 //!
 //! Each container also gets a cgroup (`shoal/<id>`, v1 or v2 as detected when the runtime
@@ -36,6 +37,7 @@ mod process;
 mod rootfs;
 pub mod shim;
 mod snapshot;
+mod volumes;
 
 use std::{
     fs,
@@ -353,8 +355,23 @@ impl Runtime {
             let blob = inner.images.blob_path(layer)?;
             inner.snapshots.ensure_layer(diff_id, &blob, layer.media_type())?;
         }
+        // The image's VOLUMEs that no mount covers get anonymous volumes.
+        let mut spec = spec.clone();
+        let mut anonymous = Vec::new();
+        let image_volumes = image.config.config().as_ref().and_then(|c| c.volumes().clone()).unwrap_or_default();
+        for target in image_volumes {
+            let covered = spec.mounts.iter().any(|m| volumes::same_path(&m.target, &target))
+                || spec.tmpfs.keys().any(|t| volumes::same_path(t, &target));
+            if !covered {
+                let volume = container::new_id();
+                spec.mounts.push(Mount { kind: MountKind::Volume, source: volume.clone(), target, read_only: false });
+                anonymous.push(volume);
+            }
+        }
+        let spec = &spec;
         let dir = inner.containers.paths(&id);
         let mut host = container_spec::resolve_host(spec, &name, dir.dir(), &inner.volumes)?;
+        host.anonymous_volumes = anonymous;
         if host.stop_signal.is_none() {
             // The image's STOPSIGNAL, when the caller chose none.
             let image_signal = image.config.config().as_ref().and_then(|c| c.stop_signal().clone());
@@ -512,6 +529,15 @@ impl Runtime {
             cgroup.create(&config.host.resources, devices)?;
         }
         inner.snapshots.mount(paths.dir(), &config.layers, config.host.disposable)?;
+        // Volumes start with what the image has at their paths (see `volumes`).
+        let rootfs = Snapshotter::rootfs(paths.dir());
+        for mount in &config.host.mounts {
+            if let container_spec::MountConfig::Bind { source, target, .. } = mount {
+                if source.starts_with(&inner.volumes) {
+                    volumes::fill_if_empty(source, &rootfs, target)?;
+                }
+            }
+        }
         match launch::launch(&inner.shim, &inner.reaper, paths, attach) {
             Ok(Handshake::Started { pid }) => {
                 tracing::info!(container = %config.name, pid, "started container");
@@ -681,6 +707,16 @@ impl Runtime {
         // A caller waiting for the lock (a restart by the policy, a stop) finds the container
         // gone once it holds it.
         inner.containers.discard(&paths)?;
+        if config.host.disposable {
+            for volume in &config.host.anonymous_volumes {
+                let dir = inner.volumes.join(volume);
+                if let Err(e) = fs::remove_dir_all(&dir) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(volume = %dir.display(), "removing an anonymous volume: {e}");
+                    }
+                }
+            }
+        }
         tracing::info!(container = %config.name, id = %config.id, "removed container");
         Ok(())
     }

@@ -98,7 +98,7 @@ fn run_all() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cases: [(&str, Case); 35] = [
+    let cases: [(&str, Case); 36] = [
         ("import_directory_and_tar", import_directory_and_tar),
         ("exit_code_and_logs", exit_code_and_logs),
         ("process_config_inside", process_config_inside),
@@ -113,6 +113,7 @@ fn run_all() -> ExitCode {
         ("read_only_root_with_tmpfs", read_only_root_with_tmpfs),
         ("bind_mounts", bind_mounts),
         ("named_volumes_persist", named_volumes_persist),
+        ("image_volumes_and_copy_up", image_volumes_and_copy_up),
         ("etc_files_provided", etc_files_provided),
         ("masked_and_read_only_paths", masked_and_read_only_paths),
         ("default_capabilities_and_cap_drop", default_capabilities_and_cap_drop),
@@ -785,6 +786,55 @@ fn named_volumes_persist(env: &Env) -> Result {
     let reader = ContainerSpec { mounts: vec![vol], ..sh("vol-reader", "cat /data/f") };
     let out = run_ok(env, &reader)?;
     ensure!(out == "persisted", "the second container read {out:?}");
+    Ok(())
+}
+
+/// An image's `VOLUME` gets an anonymous volume, filled from the image; a new named volume
+/// is filled the same way; a disposable container's anonymous volume goes with it.
+fn image_volumes_and_copy_up(env: &Env) -> Result {
+    let volumes = env.root.parent().ok_or("no parent")?.join("volumes");
+    let listed = || -> Vec<String> {
+        fs::read_dir(&volumes)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let seed =
+        run_to_exit(env, &sh("vol-seed", "mkdir /seed && echo from-image > /seed/file && chown 1000:1000 /seed"))?;
+    ensure!(seed.exit_code == Some(0), "seeding: {seed:?}");
+    let changes = CommitChanges { volumes: vec!["/seed".to_string()], ..Default::default() };
+    env.rt.commit_container("vol-seed", "volumed:1", &changes).map_err(e)?;
+    env.rt.remove_container(&seed.id, false).map_err(e)?;
+    let before = listed();
+
+    // Anonymous: the image's content, its owner, writable, and kept after a plain remove.
+    let spec1 = ContainerSpec {
+        image: "volumed:1".to_string(),
+        ..sh("vol-anon", "cat /seed/file; stat -c %u /seed; echo new > /seed/new; grep -c ' /seed ' /proc/mounts")
+    };
+    let out = run_ok(env, &spec1)?;
+    ensure!(out == "from-image\n1000\n1", "inside: {out:?}");
+    let made: Vec<String> = listed().into_iter().filter(|v| !before.contains(v)).collect();
+    ensure!(made.len() == 1 && made[0].len() == 64, "anonymous volumes made: {made:?}");
+    let data = volumes.join(&made[0]).join("_data");
+    ensure!(data.join("file").is_file() && data.join("new").is_file(), "{} lacks file or new", data.display());
+    fs::remove_dir_all(volumes.join(&made[0])).map_err(|e| e.to_string())?;
+
+    // A new named volume at that path starts with the image's content too.
+    let named = Mount::parse("seeded:/seed").map_err(e)?;
+    let spec2 =
+        ContainerSpec { image: "volumed:1".to_string(), mounts: vec![named], ..sh("vol-named", "cat /seed/file") };
+    ensure!(run_ok(env, &spec2)? == "from-image", "the named volume was not filled");
+    ensure!(listed().len() == before.len() + 1, "an anonymous volume where a named one covers the path");
+    fs::remove_dir_all(volumes.join("seeded")).map_err(|e| e.to_string())?;
+
+    // A disposable container's anonymous volume is removed with it.
+    let spec3 = ContainerSpec { image: "volumed:1".to_string(), disposable: true, ..sh("vol-gone", "cat /seed/file") };
+    ensure!(run_ok(env, &spec3)? == "from-image", "disposable container read wrong data");
+    ensure!(listed() == before, "volumes left by a disposable container: {:?}", listed());
+    env.rt.remove_image("volumed:1", false).map_err(e)?;
     Ok(())
 }
 

@@ -300,6 +300,9 @@ pub(crate) struct HostConfig {
     /// See [`ContainerSpec::disposable`].
     #[serde(default)]
     pub disposable: bool,
+    /// The anonymous volumes made for the image's `VOLUME`s that no mount covers (names
+    /// under the volumes directory): removed with a disposable container, kept otherwise.
+    pub anonymous_volumes: Vec<String>,
 }
 
 /// Character or block device.
@@ -511,6 +514,7 @@ pub(crate) fn resolve_host(
         restart_policy: spec.restart_policy,
         auto_remove: spec.auto_remove,
         disposable: spec.disposable || spec.auto_remove,
+        anonymous_volumes: Vec::new(),
     })
 }
 
