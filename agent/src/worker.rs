@@ -36,15 +36,14 @@ impl WorkerContext {
 }
 
 /// The runtime mounts and tmpfs of a task's container spec. A bind source
-/// must exist on this node; an anonymous volume gets a name of its own.
+/// must exist on this node; an anonymous volume (no source) is left to the runtime.
 fn container_mounts(
-    task_id: &str,
     spec: &shoal_proto::ContainerSpec,
     hostname: &str,
 ) -> Result<(Vec<Mount>, BTreeMap<String, String>), String> {
     let mut mounts = Vec::new();
     let mut tmpfs = BTreeMap::new();
-    for (i, m) in spec.mounts.iter().enumerate() {
+    for m in &spec.mounts {
         match m.r#type() {
             mount::Type::Bind => {
                 if !Path::new(&m.source).exists() {
@@ -62,10 +61,11 @@ fn container_mounts(
                 });
             }
             mount::Type::Volume => {
-                let source = if m.source.is_empty() { format!("{task_id}-{i}") } else { m.source.clone() };
+                // No source: an anonymous volume, which the runtime names and removes with
+                // the task's container.
                 mounts.push(Mount {
                     kind: MountKind::Volume,
-                    source,
+                    source: m.source.clone(),
                     target: m.target.clone(),
                     read_only: m.read_only,
                 });
@@ -178,7 +178,7 @@ impl Worker {
         container_labels.insert(labels::TASK_NAME.into(), task.name().to_string());
         container_labels.insert(labels::NODE_ID.into(), self.ctx.node_id.clone());
         let limits = task.spec.as_ref().and_then(|s| s.resources.as_ref()).and_then(|r| r.limits);
-        let (mut mounts, tmpfs) = match container_mounts(&task.id, &spec, &self.ctx.hostname) {
+        let (mut mounts, tmpfs) = match container_mounts(&spec, &self.ctx.hostname) {
             Ok(m) => m,
             Err(e) => {
                 self.report(TaskState::Rejected, "preparing failed", &e, None);

@@ -73,6 +73,9 @@ enum Command {
     /// Manage images on this node.
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Manage volumes on this node.
+    #[command(subcommand)]
+    Volume(VolumeCmd),
     /// Manage containers on this node.
     #[command(subcommand)]
     Container(ContainerCmd),
@@ -501,6 +504,38 @@ enum NetworkCmd {
     Rm {
         #[arg(required = true)]
         networks: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum VolumeCmd {
+    /// List volumes.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Create a volume (without a name: an anonymous one).
+    Create { name: Option<String> },
+    /// Show volumes in detail (JSON).
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes (refused while a container uses one, unless --force).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove the anonymous volumes no container uses (with --all, named ones too).
+    Prune {
+        #[arg(short, long)]
+        all: bool,
     },
 }
 
@@ -944,6 +979,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::image::import(c, &source, &reference, &change).await
         }
         Command::Image(ImageCmd::Ls { quiet, format }) => commands::image::ls(c, quiet, format).await,
+        Command::Volume(VolumeCmd::Ls { quiet, format }) => commands::volume::ls(c, quiet, format).await,
+        Command::Volume(VolumeCmd::Create { name }) => commands::volume::create(c, name.as_deref()).await,
+        Command::Volume(VolumeCmd::Inspect { names }) => commands::volume::inspect(c, &names).await,
+        Command::Volume(VolumeCmd::Rm { force, names }) => commands::volume::rm(c, &names, force).await,
+        Command::Volume(VolumeCmd::Prune { all }) => commands::volume::prune(c, all).await,
         Command::Image(ImageCmd::Tag { source, target }) => commands::image::tag(c, &source, &target).await,
         Command::Image(ImageCmd::Rm { force, images }) => commands::image::rm(c, &images, force).await,
         Command::Image(ImageCmd::Inspect { images }) => commands::image::inspect(c, &images).await,

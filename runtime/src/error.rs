@@ -75,6 +75,10 @@ impl Error {
     pub(crate) fn container_not_found(id: impl Into<String>) -> Error {
         Error::NotFound { kind: "container", id: id.into() }
     }
+
+    pub(crate) fn volume_not_found(name: impl Into<String>) -> Error {
+        Error::NotFound { kind: "volume", id: name.into() }
+    }
 }
 
 /// Attaches "what we were doing" to an `io::Result`.

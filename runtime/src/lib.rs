@@ -73,6 +73,7 @@ pub use error::Error;
 pub use images::{changes::CommitChanges, ImageDetails, ImageSummary};
 pub use logs::{LogEntry, LogStream};
 pub use process::exec_api::{ExecOutput, ExecSpec};
+pub use volumes::VolumeInfo;
 
 /// How long to wait for a container to die after SIGKILL before giving up.
 const KILL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -355,9 +356,14 @@ impl Runtime {
             let blob = inner.images.blob_path(layer)?;
             inner.snapshots.ensure_layer(diff_id, &blob, layer.media_type())?;
         }
-        // The image's VOLUMEs that no mount covers get anonymous volumes.
+        // Anonymous volumes: the mounts without a source, and the image's VOLUMEs that no
+        // mount covers.
         let mut spec = spec.clone();
         let mut anonymous = Vec::new();
+        for mount in spec.mounts.iter_mut().filter(|m| m.kind == MountKind::Volume && m.source.is_empty()) {
+            mount.source = container::new_id();
+            anonymous.push(mount.source.clone());
+        }
         let image_volumes = image.config.config().as_ref().and_then(|c| c.volumes().clone()).unwrap_or_default();
         for target in image_volumes {
             let covered = spec.mounts.iter().any(|m| volumes::same_path(&m.target, &target))
@@ -685,6 +691,16 @@ impl Runtime {
     /// Removes a container: its overlay is unmounted and its directory deleted. A running
     /// container is refused unless `force`, which kills it first.
     pub fn remove_container(&self, id_or_name: &str, force: bool) -> Result<(), Error> {
+        self.remove_container_with(id_or_name, force, false)
+    }
+
+    /// Removes the container as [`Runtime::remove_container`] does, and its anonymous volumes
+    /// too (`rm -v`; a disposable container's go with it anyway).
+    pub fn remove_container_and_volumes(&self, id_or_name: &str, force: bool) -> Result<(), Error> {
+        self.remove_container_with(id_or_name, force, true)
+    }
+
+    fn remove_container_with(&self, id_or_name: &str, force: bool, volumes: bool) -> Result<(), Error> {
         let inner = &self.inner;
         let config = inner.containers.find(id_or_name)?;
         let _lock = inner.containers.lock(&config)?;
@@ -707,7 +723,7 @@ impl Runtime {
         // A caller waiting for the lock (a restart by the policy, a stop) finds the container
         // gone once it holds it.
         inner.containers.discard(&paths)?;
-        if config.host.disposable {
+        if config.host.disposable || volumes {
             for volume in &config.host.anonymous_volumes {
                 let dir = inner.volumes.join(volume);
                 if let Err(e) = fs::remove_dir_all(&dir) {
@@ -719,6 +735,75 @@ impl Runtime {
         }
         tracing::info!(container = %config.name, id = %config.id, "removed container");
         Ok(())
+    }
+
+    /// Every volume (named and anonymous), by name.
+    pub fn list_volumes(&self) -> Result<Vec<VolumeInfo>, Error> {
+        volumes::list(&self.inner.volumes)
+    }
+
+    /// One volume.
+    pub fn volume(&self, name: &str) -> Result<VolumeInfo, Error> {
+        volumes::info(&self.inner.volumes, name).ok_or_else(|| Error::volume_not_found(name))
+    }
+
+    /// Creates the named volume `name` (nothing happens if it exists); an empty name makes
+    /// an anonymous one.
+    pub fn create_volume(&self, name: &str) -> Result<VolumeInfo, Error> {
+        let name = if name.is_empty() { container::new_id() } else { name.to_string() };
+        Mount { kind: MountKind::Volume, source: name.clone(), target: "/".into(), read_only: false }.check()?;
+        let data = container_spec::volume_data_dir(&self.inner.volumes, &name);
+        fs::create_dir_all(&data).context(|| format!("creating volume {name} at {}", data.display()))?;
+        self.volume(&name)
+    }
+
+    /// The containers (names) whose mounts use volume `name`.
+    fn volume_users(&self, name: &str) -> Result<Vec<String>, Error> {
+        let data = container_spec::volume_data_dir(&self.inner.volumes, name);
+        Ok(self
+            .inner
+            .containers
+            .list()?
+            .into_iter()
+            .filter(|c| {
+                c.host
+                    .mounts
+                    .iter()
+                    .any(|m| matches!(m, container_spec::MountConfig::Bind { source, .. } if *source == data))
+            })
+            .map(|c| c.name)
+            .collect())
+    }
+
+    /// Removes volume `name` and its data; refused while a container (even a stopped one)
+    /// uses it, unless `force`.
+    pub fn remove_volume(&self, name: &str, force: bool) -> Result<(), Error> {
+        let volume = self.volume(name)?;
+        let users = self.volume_users(name)?;
+        if !users.is_empty() && !force {
+            return Err(Error::conflict(format!(
+                "volume {name} is in use by container {}: remove the container first, or remove the volume with force",
+                users.join(", ")
+            )));
+        }
+        let dir = self.inner.volumes.join(&volume.name);
+        fs::remove_dir_all(&dir).context(|| format!("removing volume {name} at {}", dir.display()))?;
+        tracing::info!(volume = name, "removed volume");
+        Ok(())
+    }
+
+    /// Removes the volumes no container uses (with `all`; else only anonymous ones, as
+    /// Docker's prune does); returns their names.
+    pub fn prune_volumes(&self, all: bool) -> Result<Vec<String>, Error> {
+        let mut removed = Vec::new();
+        for volume in self.list_volumes()? {
+            let anonymous = container::is_id(&volume.name);
+            if (all || anonymous) && self.volume_users(&volume.name)?.is_empty() {
+                self.remove_volume(&volume.name, false)?;
+                removed.push(volume.name);
+            }
+        }
+        Ok(removed)
     }
 
     /// All containers with their current state, newest first. A container whose files cannot

@@ -17,6 +17,35 @@ use std::{
 
 use crate::error::{Error, IoContext};
 
+/// A volume, as `volume ls` and `volume inspect` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeInfo {
+    pub name: String,
+    /// Where its data is on the host.
+    pub mountpoint: PathBuf,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// The volume `name` under `dir`, if it exists.
+pub(crate) fn info(dir: &Path, name: &str) -> Option<VolumeInfo> {
+    let meta = fs::metadata(dir.join(name)).ok().filter(fs::Metadata::is_dir)?;
+    Some(VolumeInfo { name: name.to_string(), mountpoint: dir.join(name).join("_data"), created_at: meta.ctime() })
+}
+
+/// Every volume under `dir`, by name.
+pub(crate) fn list(dir: &Path) -> Result<Vec<VolumeInfo>, Error> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("listing volumes in {}", dir.display()), e)),
+    };
+    let mut volumes: Vec<VolumeInfo> =
+        entries.flatten().filter_map(|e| info(dir, &e.file_name().to_string_lossy())).collect();
+    volumes.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(volumes)
+}
+
 /// Paths the same once trailing slashes are dropped (`/data/` is `/data`).
 pub(crate) fn same_path(a: &str, b: &str) -> bool {
     let trim = |p: &str| p.trim_end_matches('/').to_string();

@@ -810,17 +810,25 @@ fn image_volumes_and_copy_up(env: &Env) -> Result {
     let before = listed();
 
     // Anonymous: the image's content, its owner, writable, and kept after a plain remove.
+    // Plus `-v /extra`: an anonymous volume asked for by the caller.
+    let extra = Mount::parse("/extra").map_err(e)?;
     let spec1 = ContainerSpec {
         image: "volumed:1".to_string(),
-        ..sh("vol-anon", "cat /seed/file; stat -c %u /seed; echo new > /seed/new; grep -c ' /seed ' /proc/mounts")
+        mounts: vec![extra.clone()],
+        ..sh(
+            "vol-anon",
+            "cat /seed/file; stat -c %u /seed; echo new > /seed/new; grep -c -e ' /seed ' -e ' /extra ' /proc/mounts",
+        )
     };
     let out = run_ok(env, &spec1)?;
-    ensure!(out == "from-image\n1000\n1", "inside: {out:?}");
+    ensure!(out == "from-image\n1000\n2", "inside: {out:?}");
     let made: Vec<String> = listed().into_iter().filter(|v| !before.contains(v)).collect();
-    ensure!(made.len() == 1 && made[0].len() == 64, "anonymous volumes made: {made:?}");
-    let data = volumes.join(&made[0]).join("_data");
-    ensure!(data.join("file").is_file() && data.join("new").is_file(), "{} lacks file or new", data.display());
-    fs::remove_dir_all(volumes.join(&made[0])).map_err(|e| e.to_string())?;
+    ensure!(made.len() == 2 && made.iter().all(|m| m.len() == 64), "anonymous volumes made: {made:?}");
+    let seeded = made.iter().map(|m| volumes.join(m).join("_data")).find(|d| d.join("file").is_file());
+    ensure!(seeded.is_some_and(|d| d.join("new").is_file()), "no anonymous volume has file and new: {made:?}");
+    for m in &made {
+        fs::remove_dir_all(volumes.join(m)).map_err(|e| e.to_string())?;
+    }
 
     // A new named volume at that path starts with the image's content too.
     let named = Mount::parse("seeded:/seed").map_err(e)?;
@@ -831,7 +839,12 @@ fn image_volumes_and_copy_up(env: &Env) -> Result {
     fs::remove_dir_all(volumes.join("seeded")).map_err(|e| e.to_string())?;
 
     // A disposable container's anonymous volume is removed with it.
-    let spec3 = ContainerSpec { image: "volumed:1".to_string(), disposable: true, ..sh("vol-gone", "cat /seed/file") };
+    let spec3 = ContainerSpec {
+        image: "volumed:1".to_string(),
+        disposable: true,
+        mounts: vec![extra],
+        ..sh("vol-gone", "cat /seed/file")
+    };
     ensure!(run_ok(env, &spec3)? == "from-image", "disposable container read wrong data");
     ensure!(listed() == before, "volumes left by a disposable container: {:?}", listed());
     env.rt.remove_image("volumed:1", false).map_err(e)?;

@@ -111,6 +111,40 @@ fn container_options_take_effect_inside() {
     // A named volume keeps its content across containers.
     assert_eq!(run(&["-v", "data:/data", "bb:1", "sh", "-c", "echo kept > /data/f"]).status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&run(&["-v", "data:/data:ro", "bb:1", "cat", "/data/f"]).stdout), "kept\n");
+    // ... until `volume rm`, refused while a container uses it.
+    assert_eq!(node.ok(&["volume", "ls", "-q"]), "data\n");
+    node.ok(&["container", "create", "--name", "holder", "-v", "data:/data", "bb:1", "true"]);
+    let err = node.fails(&["volume", "rm", "data"]);
+    assert!(err.contains("in use by container holder"), "{err}");
+    node.ok(&["container", "rm", "holder"]);
+    node.ok(&["volume", "rm", "data"]);
+    assert_eq!(node.ok(&["volume", "ls", "-q"]), "");
+    let err = node.fails(&["volume", "rm", "data"]);
+    assert!(err.contains("no such volume"), "{err}");
+    // `-v /path` alone: an anonymous volume, gone with a --rm container; docker's CLI alike.
+    assert_eq!(
+        String::from_utf8_lossy(&run(&["-v", "/anon", "bb:1", "sh", "-c", "grep -c ' /anon ' /proc/mounts"]).stdout),
+        "1\n"
+    );
+    let docker = |args: &[&str]| {
+        std::process::Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", node.host())
+            .output()
+            .expect("the docker CLI is on this machine (it is a documented part of the dev and CI machines)")
+    };
+    let out = docker(&["volume", "create", "dv"]);
+    assert!(out.status.success(), "docker volume create: {}", String::from_utf8_lossy(&out.stderr));
+    let out = docker(&["run", "--rm", "-v", "dv:/d", "-v", "/anon2", "bb:1", "sh", "-c", "echo x > /d/x"]);
+    assert!(out.status.success(), "docker run -v: {}", String::from_utf8_lossy(&out.stderr));
+    let out = docker(&["volume", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "dv\n",
+        "anonymous volumes left: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(docker(&["volume", "rm", "dv"]).status.success());
     // A pids limit: forks beyond it fail.
     let out = run(&["--pids-limit", "5", "bb:1", "sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done; wait"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("can't fork") || out.status.code() != Some(0));

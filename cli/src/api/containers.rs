@@ -262,11 +262,19 @@ fn apply_host_config(v: &Value, spec: &mut ContainerSpec) -> ApiResult<()> {
     spec.user = string(&v["User"], "User")?;
     spec.stop_signal = string(&v["StopSignal"], "StopSignal")?;
     spec.stop_timeout = int(&v["StopTimeout"], "StopTimeout")?.map(|t| t.max(0) as u64);
+    // `Volumes` (`docker run -v /path`): anonymous volumes, unless a bind below covers the path.
+    if let Value::Object(volumes) = &v["Volumes"] {
+        for target in volumes.keys() {
+            spec.mounts.push(shoal_runtime::Mount::parse(target)?);
+        }
+    }
     let Some(host) = v.get("HostConfig").and_then(|h| h.as_object()) else { return Ok(()) };
     refuse_unsupported(host)?;
     let h = |k: &str| host.get(k).unwrap_or(&Value::Null);
     for bind in strings(h("Binds"), "HostConfig.Binds")?.unwrap_or_default() {
-        spec.mounts.push(shoal_runtime::Mount::parse(&bind)?);
+        let mount = shoal_runtime::Mount::parse(&bind)?;
+        spec.mounts.retain(|m| !(m.source.is_empty() && m.target == mount.target));
+        spec.mounts.push(mount);
     }
     if let Value::Object(t) = h("Tmpfs") {
         for (path, opts) in t {
@@ -631,6 +639,8 @@ pub async fn wait(
 #[derive(Deserialize)]
 pub struct RemoveQuery {
     force: Option<String>,
+    /// Its anonymous volumes too.
+    v: Option<String>,
 }
 
 pub async fn remove(
@@ -638,8 +648,15 @@ pub async fn remove(
     Path(id): Path<String>,
     Query(q): Query<RemoveQuery>,
 ) -> ApiResult<StatusCode> {
-    let force = truthy(&q.force);
-    blocking(&daemon.runtime, move |rt| rt.remove_container(&id, force)).await?;
+    let (force, volumes) = (truthy(&q.force), truthy(&q.v));
+    blocking(&daemon.runtime, move |rt| {
+        if volumes {
+            rt.remove_container_and_volumes(&id, force)
+        } else {
+            rt.remove_container(&id, force)
+        }
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

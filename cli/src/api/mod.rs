@@ -14,6 +14,7 @@ mod secrets;
 mod services;
 mod swarm;
 mod system;
+mod volumes;
 
 use std::sync::Arc;
 
@@ -198,6 +199,10 @@ pub fn router(daemon: Arc<Daemon>) -> axum::Router {
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
         .route("/networks/{id}", get(networks::inspect).delete(networks::remove))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route("/volumes/{name}", get(volumes::inspect).delete(volumes::remove))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::create))
         .route("/images/prune", post(images::prune))

@@ -264,7 +264,7 @@ pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool)
             Ok(stream) => Some(stream),
             Err(e) => {
                 if remove {
-                    let _ = client.delete(&format!("/containers/{id}?force=1")).await;
+                    let _ = client.delete(&format!("/containers/{id}?force=1&v=1")).await;
                 }
                 return Err(e);
             }
@@ -281,7 +281,7 @@ pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool)
             _ => 125,
         };
         if remove {
-            let _ = client.delete(&format!("/containers/{id}?force=1")).await;
+            let _ = client.delete(&format!("/containers/{id}?force=1&v=1")).await;
         }
         return Ok(code);
     }
@@ -311,7 +311,7 @@ pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool)
 
 /// Removes a `--rm` container that has exited, which the daemon may have removed already.
 async fn remove_exited(client: &Client, id: &str) -> anyhow::Result<()> {
-    match client.delete(&format!("/containers/{id}?force=1")).await {
+    match client.delete(&format!("/containers/{id}?force=1&v=1")).await {
         Err(e)
             if e.downcast_ref::<crate::client::ApiError>()
                 .is_some_and(|a| a.status == hyper::StatusCode::NOT_FOUND) =>

@@ -15,6 +15,7 @@ pub mod stack;
 pub mod swarm;
 pub mod table;
 pub mod terminal;
+pub mod volume;
 
 use serde_json::Value;
 

@@ -541,7 +541,7 @@ pub(crate) fn new_id() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
-fn is_id(s: &str) -> bool {
+pub(crate) fn is_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 

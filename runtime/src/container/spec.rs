@@ -174,14 +174,16 @@ pub struct Mount {
 }
 
 impl Mount {
-    /// Parses Docker's `-v` syntax: `/host:/ctr[:ro|rw]` (bind) or `name:/ctr[:ro|rw]` (volume).
+    /// Parses Docker's `-v` syntax: `/host:/ctr[:ro|rw]` (bind), `name:/ctr[:ro|rw]` (volume)
+    /// or `/ctr` (an anonymous volume: an empty source).
     pub fn parse(text: &str) -> Result<Mount, Error> {
         let bad = |why: &str| Error::invalid(format!("invalid volume \"{text}\": {why}"));
         let parts: Vec<&str> = text.split(':').collect();
         let (source, target, mode) = match parts.as_slice() {
+            [target] if target.starts_with('/') => ("", *target, None),
             [source, target] => (*source, *target, None),
             [source, target, mode] => (*source, *target, Some(*mode)),
-            _ => return Err(bad("expected source:target[:ro]")),
+            _ => return Err(bad("expected source:target[:ro], or an absolute path for an anonymous volume")),
         };
         let mut read_only = false;
         for option in mode.unwrap_or("").split(',').filter(|o| !o.is_empty()) {
@@ -199,6 +201,11 @@ impl Mount {
         Ok(mount)
     }
 
+    /// Checks the mount as [`Mount::parse`] does.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        self.validate()
+    }
+
     fn validate(&self) -> Result<(), Error> {
         let bad = |why: String| Error::invalid(format!("invalid mount {}:{}: {why}", self.source, self.target));
         if !self.target.starts_with('/') || self.target.contains('\0') {
@@ -211,7 +218,8 @@ impl Mount {
             MountKind::Bind if !self.source.starts_with('/') || self.source.contains('\0') => {
                 Err(bad("a bind mount's source must be an absolute host path".to_string()))
             }
-            MountKind::Volume if !is_volume_name(&self.source) => Err(bad(format!(
+            // Empty: an anonymous volume, named when the container is created.
+            MountKind::Volume if !self.source.is_empty() && !is_volume_name(&self.source) => Err(bad(format!(
                 "\"{}\" is not a valid volume name: use letters, digits, '_', '.' and '-', starting with a letter or digit",
                 self.source
             ))),
@@ -696,7 +704,10 @@ mod tests {
         );
         let m = Mount::parse("cache:/var/cache").expect("volume");
         assert_eq!((m.kind, m.read_only), (MountKind::Volume, false));
-        for bad in ["/a", "a:b", "x/y:/data", "/a:/b:rx", "/a:/b/../c", "a:b:c:d"] {
+        // A target alone: an anonymous volume.
+        let m = Mount::parse("/data").expect("anonymous");
+        assert_eq!((m.kind, m.source.as_str(), m.target.as_str()), (MountKind::Volume, "", "/data"));
+        for bad in ["a", "a:b", "x/y:/data", "/a:/b:rx", "/a:/b/../c", "a:b:c:d", "/a/../b"] {
             assert!(Mount::parse(bad).is_err(), "{bad}");
         }
     }
