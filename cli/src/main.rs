@@ -738,6 +738,13 @@ struct LogsArgs {
     timestamps: bool,
     #[arg(long)]
     tail: Option<String>,
+    /// Only lines from then on: a duration back from now (10m, 1h30m), an RFC 3339 time or a
+    /// unix time.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only lines up to then (the same forms as --since).
+    #[arg(long)]
+    until: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -1004,7 +1011,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Logs(l) | Command::Container(ContainerCmd::Logs(l)) => {
-            commands::container::logs(c, &l.container, l.follow, l.timestamps, l.tail).await
+            commands::container::logs(c, &l.container, l.follow, l.timestamps, l.tail, l.since, l.until).await
         }
         Command::Exec(e) | Command::Container(ContainerCmd::Exec(e)) => {
             let code =

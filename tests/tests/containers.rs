@@ -77,6 +77,15 @@ fn detached_containers_stop_log_and_go() {
     assert_eq!(inspect[0]["State"]["Status"], "exited");
     assert_eq!(inspect[0]["State"]["ExitCode"], 0);
     assert_eq!(node.ok(&["logs", "ticker"]), "up\nbye\n");
+    // --since and --until, from the lines' own timestamps (RFC 3339, as `logs -t` prints them).
+    let stamped = node.ok(&["logs", "-t", "ticker"]);
+    let stamps: Vec<&str> = stamped.lines().filter_map(|l| l.split(' ').next()).collect();
+    assert_eq!(stamps.len(), 2, "{stamped}");
+    assert_eq!(node.ok(&["logs", "--since", stamps[1], "ticker"]), "bye\n");
+    assert_eq!(node.ok(&["logs", "--until", stamps[0], "ticker"]), "up\n");
+    assert_eq!(node.ok(&["logs", "--since", "1h", "ticker"]), "up\nbye\n");
+    let err = node.fails(&["logs", "--since", "yesterday", "ticker"]);
+    assert!(err.contains("invalid time \"yesterday\""), "{err}");
 
     // Removing a running container needs --force.
     node.ok(&["container", "start", "ticker"]);

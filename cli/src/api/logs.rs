@@ -19,6 +19,24 @@ pub struct LogQuery {
     stdout: Option<String>,
     stderr: Option<String>,
     follow: Option<String>,
+    /// Unix time (`seconds[.nanoseconds]`): only lines from then on.
+    since: Option<String>,
+    /// Unix time: only lines up to then.
+    until: Option<String>,
+}
+
+/// Docker's API timestamp, `seconds[.nanoseconds]` (what its CLI sends for `--since`), in
+/// unix nanoseconds; `0` and empty mean none.
+fn unix_time(value: Option<&str>, what: &str) -> ApiResult<Option<i64>> {
+    let Some(text) = value.filter(|v| !v.is_empty() && *v != "0") else { return Ok(None) };
+    let bad = || ApiError::bad_request(format!("{what}: expected a unix time (seconds[.nanoseconds]), not \"{text}\""));
+    let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
+    let secs: i64 = secs.parse().map_err(|_| bad())?;
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let nanos: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().map_err(|_| bad())? };
+    secs.checked_mul(1_000_000_000).and_then(|ns| ns.checked_add(nanos)).map(Some).ok_or_else(bad)
 }
 
 fn truthy(v: &Option<String>) -> bool {
@@ -39,6 +57,9 @@ struct LogFormat {
     details: bool,
     stdout: bool,
     stderr: bool,
+    /// Unix nanoseconds: lines before `since` or after `until` are left out.
+    since: Option<i64>,
+    until: Option<i64>,
 }
 
 /// Frames one chunk as Docker's multiplexed stream (`stdcopy`).
@@ -76,7 +97,8 @@ fn read_new(
             shoal_runtime::LogStream::Stdout => (1u8, f.stdout),
             shoal_runtime::LogStream::Stderr => (2u8, f.stderr),
         };
-        if !wanted {
+        let in_window = f.since.is_none_or(|t| entry.time >= t) && f.until.is_none_or(|t| entry.time <= t);
+        if !wanted || !in_window {
             continue;
         }
         let mut line = String::new();
@@ -114,6 +136,8 @@ pub async fn respond(
         details: truthy(&q.details),
         stdout: q.stdout.is_none() || truthy(&q.stdout),
         stderr: q.stderr.is_none() || truthy(&q.stderr),
+        since: unix_time(q.since.as_deref(), "since")?,
+        until: unix_time(q.until.as_deref(), "until")?,
     };
     let content_type = HeaderValue::from_static("application/vnd.docker.multiplexed-stream");
     let first_sources = sources();
@@ -169,4 +193,21 @@ pub async fn respond(
     let mut resp = body.into_response();
     resp.headers_mut().insert("Content-Type", content_type);
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_times_parse_as_docker_sends_them() {
+        assert_eq!(unix_time(Some("1700000000"), "since").ok(), Some(Some(1_700_000_000_000_000_000)));
+        assert_eq!(unix_time(Some("1700000000.5"), "since").ok(), Some(Some(1_700_000_000_500_000_000)));
+        assert_eq!(unix_time(Some("1700000000.000000001"), "since").ok(), Some(Some(1_700_000_000_000_000_001)));
+        assert_eq!(unix_time(Some("0"), "since").ok(), Some(None));
+        assert_eq!(unix_time(None, "since").ok(), Some(None));
+        for bad in ["x", "1.2.3", "1.1234567890", "1.-5"] {
+            assert!(unix_time(Some(bad), "since").is_err(), "{bad}");
+        }
+    }
 }

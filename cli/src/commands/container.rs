@@ -360,10 +360,18 @@ pub async fn logs(
     follow: bool,
     timestamps: bool,
     tail: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
 ) -> anyhow::Result<()> {
     let mut q = format!("stdout=1&stderr=1&follow={}&timestamps={}", u8::from(follow), u8::from(timestamps));
     if let Some(t) = tail {
         q.push_str(&format!("&tail={}", encode(&t)));
+    }
+    let now = shoal_proto::now_ns();
+    for (key, value) in [("since", since), ("until", until)] {
+        if let Some(v) = value {
+            q.push_str(&format!("&{key}={}", logs::api_time(&v, now)?));
+        }
     }
     let (mut frames, fetch) = logs::stream(client, format!("/containers/{}/logs?{q}", encode(container)));
     while let Some((stream, line)) = frames.recv().await {
