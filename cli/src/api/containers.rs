@@ -601,22 +601,7 @@ pub async fn wait(
             )))
         }
     };
-    // A `--rm` container the daemon has removed already ended as the daemon saw it.
-    let c = match blocking(&daemon.runtime, {
-        let id = id.clone();
-        move |rt| rt.container(&id)
-    })
-    .await
-    {
-        Ok(c) => c,
-        Err(e) => match daemon.auto_removed(&id) {
-            Some(done) => {
-                let error = done.error.map(|m| json!({ "Message": m }));
-                return Ok(Json(json!({ "StatusCode": done.exit_code.unwrap_or(-1), "Error": error })).into_response());
-            }
-            None => return Err(e),
-        },
-    };
+    let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
     let rt = daemon.runtime.clone();
     let body = futures::stream::once(async move {
         // A `--rm` container the daemon removed as this waited ended as the daemon saw it.

@@ -149,7 +149,8 @@ pub async fn create(client: &Client, o: &CreateOptions) -> anyhow::Result<String
     create_with(client, o, false, false).await
 }
 
-/// `auto_remove`: the daemon removes the container once it has exited (`run --rm`).
+/// `auto_remove`: the daemon removes the container once it has exited (`run -d --rm`, where
+/// no client stays to do it).
 async fn create_with(
     client: &Client,
     o: &CreateOptions,
@@ -253,14 +254,11 @@ pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool)
     }
     // `run -i` hands the container one input: when it ends, so does the container's stdin.
     let stdin_once = o.interactive && !detach;
-    // With --rm the daemon removes the container once it exits (`AutoRemove`), as Docker's
-    // does: also when this client goes away first.
-    let id = create_with(client, o, stdin_once, remove).await?;
-    // Attached before the start, so that no output is missed (and none is lost when the
-    // container is removed the moment it exits).
-    let attached = if detach {
-        None
-    } else {
+    // Detached, the daemon removes it; attached, this client does once it has read the
+    // output and the exit code (the daemon's removal could come first).
+    let id = create_with(client, o, stdin_once, remove && detach).await?;
+    // Attached before the start, so that no output is missed.
+    let attached = if (o.interactive || o.tty) && !detach {
         let path = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(o.interactive));
         match client.upgrade(&path).await {
             Ok(stream) => Some(stream),
@@ -271,11 +269,12 @@ pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool)
                 return Err(e);
             }
         }
+    } else {
+        None
     };
     if let Err(e) = client.post(&format!("/containers/{id}/start"), &Value::Null).await {
         // Exit as Docker does: with the container's code (127: command not
-        // found, 126: not executable), after saying why. A container that did not start is
-        // not removed by the daemon: this client reads its code, then removes it.
+        // found, 126: not executable), after saying why.
         eprintln!("Error: {e:#}");
         let code = match client.get(&format!("/containers/{id}/json")).await {
             Ok(c) if n(&c, &["State", "ExitCode"]) != 0 => n(&c, &["State", "ExitCode"]) as i32,
@@ -286,14 +285,41 @@ pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool)
         }
         return Ok(code);
     }
-    let Some(stream) = attached else {
+    if detach {
         println!("{id}");
         return Ok(0);
-    };
-    attach::session(client, &id, stream, o.tty, o.interactive).await?;
-    let condition = if remove { "?condition=removed" } else { "" };
-    let waited = client.post(&format!("/containers/{id}/wait{condition}"), &Value::Null).await?;
+    }
+    if let Some(stream) = attached {
+        attach::session(client, &id, stream, o.tty, o.interactive).await?;
+        let waited = client.post(&format!("/containers/{id}/wait"), &Value::Null).await?;
+        if remove {
+            remove_exited(client, &id).await?;
+        }
+        return Ok(n(&waited, &["StatusCode"]) as i32);
+    }
+    let (mut frames, fetch) = logs::stream(client, format!("/containers/{id}/logs?stdout=1&stderr=1&follow=1"));
+    while let Some((stream, line)) = frames.recv().await {
+        logs::print_frame(stream, &line);
+    }
+    fetch.await??;
+    let waited = client.post(&format!("/containers/{id}/wait"), &Value::Null).await?;
+    if remove {
+        remove_exited(client, &id).await?;
+    }
     Ok(n(&waited, &["StatusCode"]) as i32)
+}
+
+/// Removes a `--rm` container that has exited, which the daemon may have removed already.
+async fn remove_exited(client: &Client, id: &str) -> anyhow::Result<()> {
+    match client.delete(&format!("/containers/{id}?force=1&v=1")).await {
+        Err(e)
+            if e.downcast_ref::<crate::client::ApiError>()
+                .is_some_and(|a| a.status == hyper::StatusCode::NOT_FOUND) =>
+        {
+            Ok(())
+        }
+        other => other.map(drop),
+    }
 }
 
 /// `start -a [-i]`: attaches to the container's output (and input), starts
