@@ -855,7 +855,14 @@ impl Runtime {
                     }
                     self.inner.reaper.reap(started.shim.pid);
                 }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                _ => {
+                    // Not started yet, or removed while it was read (its directory moved
+                    // between the reads of its config and its state): then say so now.
+                    let runtime = self.clone();
+                    let key = id.clone();
+                    blocking(move || runtime.inner.containers.find(&key)).await?;
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
             }
         }
     }
