@@ -78,6 +78,7 @@ services:
     networks: [back]
     volumes:
       - data:/data
+      - /cache
       - type: tmpfs
         target: /scratch
     ports:
@@ -133,6 +134,18 @@ fn secrets_configs_networks_and_volumes_reach_the_container_and_go_with_the_stac
     assert!(secret_mount.split(' ').nth(5).is_some_and(|o| o.starts_with("ro")), "{secret_mount}");
     let scratch = mountinfo.lines().find(|l| l.split(' ').nth(4) == Some("/scratch")).expect("the tmpfs mount");
     assert!(scratch.contains(" - tmpfs "), "{scratch}");
+    // An anonymous volume: a volume of its own, named by the runtime.
+    assert!(mountinfo.lines().any(|l| l.split(' ').nth(4) == Some("/cache")), "no mount at /cache:\n{mountinfo}");
+    let anonymous = || -> Vec<String> {
+        std::fs::read_dir(node.data_root().join("volumes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.len() == 64)
+            .collect()
+    };
+    assert_eq!(anonymous().len(), 1, "{:?}", anonymous());
 
     // What the API and the docker CLI show: names, never a secret's data.
     let secrets = node.json(&["secret", "ls"]);
@@ -188,6 +201,10 @@ fn secrets_configs_networks_and_volumes_reach_the_container_and_go_with_the_stac
     assert!(node.json(&["network", "ls"]).as_array().is_some_and(|a| a.is_empty()));
     assert_eq!(node.mounts(), Vec::<String>::new(), "mounts left behind (the secrets' tmpfs?)");
     assert!(node.data_root().join("volumes/app_data/_data/starts").exists(), "stack rm removed the volume");
+    // The tasks' anonymous volumes went with their containers.
+    eventually(Duration::from_secs(30), "the tasks' anonymous volumes removed", || {
+        anonymous().is_empty().then_some(())
+    });
 }
 
 #[test]
