@@ -113,7 +113,11 @@ impl Manager {
             .map_err(|source| ManagerError::Io { path: config.state_dir.clone(), source })?;
         let db_path = config.state_dir.join("raft.redb");
         let (log, closed) =
-            LogStore::open(&db_path).map_err(|source| ManagerError::Database { path: db_path, source })?;
+            LogStore::open(&db_path).map_err(|source| ManagerError::Database { path: db_path.clone(), source })?;
+        let log = log
+            .leading_as(config.raft_id)
+            .map_err(|e| ManagerError::Database { path: db_path, source: redb::Error::Io(e) })?;
+        let gate = log.commit_gate();
         let store = Store::new();
         let sm = StateMachine::open(store.clone(), &log)?;
         let raft_config = openraft::Config {
@@ -126,7 +130,7 @@ impl Manager {
             ..Default::default()
         }
         .validate()?;
-        let network = NetworkFactory::new(config.tls.clone());
+        let network = NetworkFactory::new(config.tls.clone(), gate.clone());
         let raft = Raft::new(config.raft_id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| ManagerError::Raft(e.to_string()))?;
@@ -176,7 +180,28 @@ impl Manager {
             closed: std::sync::Mutex::new(Some(closed)),
         };
         manager.watch_leadership(leader_tx);
+        manager.send_held_back_commits(gate);
         Ok(manager)
+    }
+
+    /// When the network held back a commit index because this leader had
+    /// not flushed it yet (see `raft::log_store`), tells the followers once
+    /// the flush is done, instead of at the next heartbeat.
+    fn send_held_back_commits(&self, gate: crate::raft::log_store::CommitGate) {
+        let raft = self.raft.clone();
+        let mut durable = gate.durable();
+        let mut shutdown = self.shutdown.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = durable.changed() => if changed.is_err() { return },
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+                if gate.take_held_back() && raft.trigger().heartbeat().await.is_err() {
+                    return;
+                }
+            }
+        });
     }
 
     /// Starts the control loops whenever this manager is leader and stops

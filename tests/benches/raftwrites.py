@@ -23,7 +23,10 @@ Also reports the servers' CPU time per write (all three members' user +
 system time over the run, divided by the writes).
 
 Env: SECONDS (10), ROUNDS (5), CLIENTS (1,64), SIDES (secret,service,etcd),
-SHOAL (binary), ETCD (/usr/bin/etcd).
+SHOAL (binary), ETCD (/usr/bin/etcd), THREADS (unset: every server runs as
+many threads as the machine has cores; N: each runs N, shoal's daemons by
+TOKIO_WORKER_THREADS and etcd by GOMAXPROCS, as if each simulated host had N
+cores of its own).
 """
 
 import base64
@@ -49,6 +52,9 @@ CLIENT_COUNTS = [int(c) for c in os.environ.get("CLIENTS", "1,64").split(",")]
 
 LAB_ = benchlab.Lab("shoal-raftwrites-")
 SHOAL, LAB, ENV, sh = LAB_.shoal, LAB_.root, LAB_.env, LAB_.sh
+if os.environ.get("THREADS"):
+    # The daemons that `machine create` starts and etcd inherit these.
+    ENV.update(TOKIO_WORKER_THREADS=os.environ["THREADS"], GOMAXPROCS=os.environ["THREADS"])
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):

@@ -2,13 +2,29 @@
 //! [`super::wal`], `<state>/raft.wal/`), the vote, commit index, purge point
 //! and latest snapshot in a redb database (`<state>/raft.redb`).
 //!
-//! Each append is written and flushed in place on the calling thread: raft
-//! waits for every append to be on disk before it goes on (openraft 0.9
-//! awaits the flush), so handing the write to another thread would only add
-//! two thread wake-ups to every write. Concurrent client writes are grouped
-//! into one entry before they reach raft (see `control::propose`). The most
-//! recent entries are also kept in memory, so that replication and the state
-//! machine read them without decoding.
+//! A follower's append is written and flushed in place on the calling
+//! thread: it answers the leader only once the entries are on its disk.
+//!
+//! The leader's own append is written, reported flushed at once, and flushed
+//! by a thread of its own ([`LogStore::leading_as`]), as etcd's leader
+//! writes its log while its followers write theirs. openraft 0.9 awaits the
+//! leader's flush before it replicates, so an awaited flush would put two
+//! flushes one after the other into every write (leader, then follower).
+//! Counting the leader before its flush is safe because nothing a commit
+//! makes visible leaves the leader before its flush:
+//! - the state machine applies an entry only once it is flushed here
+//!   ([`Durable`]), so no client is answered before;
+//! - the commit index sent to followers is held back to what is flushed
+//!   here (`network.rs`), so no follower applies before;
+//! - a member flushes everything before it saves a new vote, so it answers
+//!   no other leader, nor votes, with entries that are not on its disk.
+//!
+//! So an acknowledged entry is on the leader's disk and on a follower's
+//! (which flushes before it answers): a majority of three, as raft requires.
+//! Concurrent client writes are grouped into one entry before they reach
+//! raft (see `control::propose`). The most recent entries are also kept in
+//! memory, so that replication and the state machine read them without
+//! decoding.
 //!
 //! Entries are stored as a format byte and postcard. Databases from before
 //! the segment files held the log in redb (as JSON): it moves to the
@@ -18,6 +34,7 @@ use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -83,6 +100,97 @@ pub struct LogStore {
     recent: Arc<Mutex<Recent>>,
     /// When the commit index was last written (see `save_committed`).
     committed_saved: Arc<Mutex<Option<std::time::Instant>>>,
+    flush: Arc<Flush>,
+    /// This member's raft id, once it may flush its own appends as leader
+    /// in the background (see [`LogStore::leading_as`]).
+    node: Option<u64>,
+    /// Wakes the flusher thread; it ends when the last clone is dropped.
+    flusher: Option<Arc<std::sync::mpsc::Sender<()>>>,
+}
+
+/// What of the log is on disk, for the state machine and the network.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Durable {
+    /// The last entry flushed (with all before it).
+    pub log_id: Option<LogId>,
+    /// A flush failed: nothing after `log_id` may be applied.
+    pub failed: Option<String>,
+}
+
+/// Holds back the commit index a leader sends to what it has on disk.
+#[derive(Clone)]
+pub struct CommitGate {
+    flush: Arc<Flush>,
+}
+
+impl CommitGate {
+    /// The commit index to send to followers: `committed`, or the last entry
+    /// flushed here if that is older (a follower must not apply an entry
+    /// before the leader has it on disk). Notes when it held one back.
+    pub fn commit_to_send(&self, committed: Option<LogId>) -> Option<LogId> {
+        let durable = self.flush.durable.borrow().log_id;
+        if committed.map(|c| c.index) > durable.map(|d| d.index) {
+            self.flush.held_back.store(true, Ordering::SeqCst);
+            return durable;
+        }
+        committed
+    }
+
+    /// Whether a commit index was held back since the last call.
+    pub fn take_held_back(&self) -> bool {
+        self.flush.held_back.swap(false, Ordering::SeqCst)
+    }
+
+    /// How far the log is on disk, as it changes.
+    pub fn durable(&self) -> tokio::sync::watch::Receiver<Durable> {
+        self.flush.durable.subscribe()
+    }
+}
+
+/// The flushing of the log: who flushes, how far it is flushed.
+struct Flush {
+    /// Held while a flush runs, so that a flush in place waits for one in the
+    /// background (and sees everything flushed when it gets the lock).
+    running: Mutex<()>,
+    /// The last entry written (flushed or not). Changed under the log's lock.
+    written: Mutex<Option<LogId>>,
+    durable: tokio::sync::watch::Sender<Durable>,
+    /// The latest vote saved or read.
+    vote: Mutex<Option<Vote>>,
+    /// The network held back a commit index for want of a flush: when the
+    /// flush comes, followers should hear of it (see `network.rs`).
+    held_back: AtomicBool,
+}
+
+impl Flush {
+    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Flushes everything written so far (waiting for a flush under way)
+    /// and records how far the log is on disk.
+    fn flush(&self, wal: &Mutex<Wal>) -> std::io::Result<()> {
+        let _running = Flush::lock(&self.running);
+        let (files, upto) = {
+            let mut wal = Flush::lock(wal);
+            (wal.take_unflushed(), *Flush::lock(&self.written))
+        };
+        for file in files {
+            if let Err(e) = file.sync_data() {
+                let failed = format!("flushing the raft log: {e}");
+                self.durable.send_modify(|d| d.failed = Some(failed));
+                return Err(e);
+            }
+        }
+        self.durable.send_if_modified(|d| {
+            let newer = upto > d.log_id;
+            if newer {
+                d.log_id = upto;
+            }
+            newer
+        });
+        Ok(())
+    }
 }
 
 /// How often the commit index is written at most.
@@ -140,10 +248,103 @@ impl LogStore {
         let mut wal = Wal::open(&path.with_extension("wal"), purged.map(|l| l.index))?;
         Self::move_old_log(&db, &mut wal, purged.map_or(0, |l| l.index + 1))?;
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+        // What an earlier process wrote may still be only in the page cache.
+        for file in wal.take_unflushed() {
+            file.sync_data()?;
+        }
+        let written = Self::last_stored(&wal).map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?;
+        let written = written.or(purged);
         let db = Arc::new(Db { database: Some(db), closed: Some(closed_tx), last_committed: Default::default() });
-        let store =
-            LogStore { db, wal: Arc::new(Mutex::new(wal)), recent: Arc::default(), committed_saved: Arc::default() };
+        let flush = Flush {
+            running: Mutex::new(()),
+            written: Mutex::new(written),
+            durable: tokio::sync::watch::channel(Durable { log_id: written, failed: None }).0,
+            vote: Mutex::new(None),
+            held_back: AtomicBool::new(false),
+        };
+        let store = LogStore {
+            db,
+            wal: Arc::new(Mutex::new(wal)),
+            recent: Arc::default(),
+            committed_saved: Arc::default(),
+            flush: Arc::new(flush),
+            node: None,
+            flusher: None,
+        };
         Ok((store, closed_rx))
+    }
+
+    /// Lets this member, as raft member `node`, flush the appends it makes
+    /// as leader on a thread of its own (see the module's notes). Without
+    /// it every append is flushed before it returns.
+    pub fn leading_as(mut self, node: u64) -> std::io::Result<LogStore> {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (wal, flush) = (self.wal.clone(), self.flush.clone());
+        std::thread::Builder::new().name("raft-log-flush".into()).spawn(move || {
+            while rx.recv().is_ok() {
+                while rx.try_recv().is_ok() {}
+                if let Err(e) = flush.flush(&wal) {
+                    tracing::error!(error = %e, "flushing the raft log failed: this manager stops applying writes");
+                    return;
+                }
+            }
+        })?;
+        self.node = Some(node);
+        self.flusher = Some(Arc::new(tx));
+        Ok(self)
+    }
+
+    /// How far the log is on disk, as it changes, where appends may be
+    /// flushed in the background ([`LogStore::leading_as`]); otherwise
+    /// everything written is flushed already.
+    pub fn durable(&self) -> Option<tokio::sync::watch::Receiver<Durable>> {
+        self.node.map(|_| self.flush.durable.subscribe())
+    }
+
+    /// What the network needs to hold back commit indexes.
+    pub fn commit_gate(&self) -> CommitGate {
+        CommitGate { flush: self.flush.clone() }
+    }
+
+    /// The last entry in the segment files.
+    fn last_stored(wal: &Wal) -> Result<Option<LogId>, StorageError> {
+        let Some(index) = wal.last_index() else { return Ok(None) };
+        let stored = wal.read(index, index + 1).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Read))?;
+        match stored.first() {
+            Some((_, bytes)) => Ok(Some(decode_entry(bytes)?.log_id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `entries` are this member's own, appended as the leader of
+    /// the current vote: only those may be flushed in the background.
+    fn appending_as_leader(&self, entries: &[Entry]) -> bool {
+        let Some(node) = self.node else { return false };
+        let Some(vote) = *Flush::lock(&self.flush.vote) else { return false };
+        vote.committed
+            && vote.leader_id.node_id == node
+            && entries
+                .iter()
+                .all(|e| e.log_id.leader_id.node_id == node && e.log_id.leader_id.term == vote.leader_id.term)
+    }
+
+    /// Writes `entries` and flushes them: in the background if they are
+    /// this leader's own, in place otherwise.
+    pub(crate) fn write_and_flush(&self, entries: Vec<Entry>) -> Result<(), StorageError> {
+        let flusher = self.flusher.clone().filter(|_| self.appending_as_leader(&entries));
+        self.write_entries(entries)?;
+        match &flusher {
+            Some(flusher) => flusher.send(()).map_err(|_| {
+                let e = std::io::Error::other("the raft log's flusher thread has stopped");
+                wal_error(ErrorSubject::Logs, ErrorVerb::Write)(e)
+            }),
+            None => self.flush_now(),
+        }
+    }
+
+    /// Flushes everything written, in place.
+    fn flush_now(&self) -> Result<(), StorageError> {
+        self.flush.flush(&self.wal).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Write))
     }
 
     /// Moves a log kept in the database (before the segment files) to `wal`:
@@ -194,8 +395,16 @@ impl LogStore {
             .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, e))?
     }
 
-    /// Writes `entries` to disk and keeps them in memory.
+    /// Writes `entries` to disk, flushed, and keeps them in memory.
+    #[cfg(test)]
     pub(crate) fn append_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), StorageError> {
+        self.write_entries(entries.into_iter().collect())?;
+        self.flush_now()
+    }
+
+    /// Writes `entries` to the log files (not flushed) and keeps them in
+    /// memory.
+    fn write_entries(&self, entries: Vec<Entry>) -> Result<(), StorageError> {
         let mut bytes = Vec::new();
         let mut kept = Vec::new();
         for e in entries {
@@ -204,7 +413,13 @@ impl LogStore {
             bytes.push((e.log_id.index, encoded));
             kept.push((e, size));
         }
-        self.wal().append(&bytes).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Write))?;
+        {
+            let mut wal = self.wal();
+            wal.write(&bytes).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Write))?;
+            if let Some((last, _)) = kept.last() {
+                *Flush::lock(&self.flush.written) = Some(last.log_id);
+            }
+        }
         let mut recent = self.recent();
         for (e, size) in kept {
             recent.bytes += size;
@@ -352,12 +567,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
+    /// Flushes the log first: a member that answers another leader, or
+    /// votes, does so with its log on disk (see the module's notes).
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.write_json(KEY_VOTE, vote, ErrorSubject::Vote, true)
+        self.flush_now()?;
+        self.write_json(KEY_VOTE, vote, ErrorSubject::Vote, true)?;
+        *Flush::lock(&self.flush.vote) = Some(*vote);
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.blocking(|db| LogStore::read_json(db, KEY_VOTE, ErrorSubject::Vote)).await
+        let vote: Option<Vote> = self.blocking(|db| LogStore::read_json(db, KEY_VOTE, ErrorSubject::Vote)).await?;
+        *Flush::lock(&self.flush.vote) = vote;
+        Ok(vote)
     }
 
     /// The commit index is a hint (a restarted member learns it again from the
@@ -383,14 +605,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
     }
 
-    /// Writes the entries to disk before it returns: raft awaits the flush
-    /// anyway, so the callback is told at once.
+    /// A follower's entries are flushed before it returns (raft awaits the
+    /// flush anyway, so the callback is told at once); the leader's own are
+    /// written, reported flushed, and flushed in the background (see the
+    /// module's notes).
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        match self.append_entries(entries) {
+        let result = self.write_and_flush(entries.into_iter().collect());
+        match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
@@ -402,16 +627,37 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
     }
 
+    /// Flushes what is written first, so that what stays is on disk.
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        {
+        self.flush_now()?;
+        let _running = Flush::lock(&self.flush.running);
+        let last_recent = {
             let mut recent = self.recent();
             while recent.entries.back().is_some_and(|(e, _)| e.log_id.index >= log_id.index) {
                 if let Some((_, size)) = recent.entries.pop_back() {
                     recent.bytes -= size;
                 }
             }
+            recent.entries.back().map(|(e, _)| e.log_id)
+        };
+        let mut wal = self.wal();
+        wal.truncate(log_id.index).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Delete))?;
+        let last = match last_recent {
+            Some(l) => Some(l),
+            None => Self::last_stored(&wal)?,
+        };
+        let mut written = Flush::lock(&self.flush.written);
+        if written.is_some_and(|w| w.index >= log_id.index) {
+            *written = last;
         }
-        self.wal().truncate(log_id.index).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Delete))
+        self.flush.durable.send_if_modified(|d| {
+            let cut = d.log_id.is_some_and(|l| l.index >= log_id.index);
+            if cut {
+                d.log_id = last;
+            }
+            cut
+        });
+        Ok(())
     }
 
     /// Records the purge point first, then forgets the entries: a crash in

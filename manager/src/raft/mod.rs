@@ -155,4 +155,42 @@ mod tests {
         let mut sm = StateMachine::open(Store::new(), &log).expect("state machine");
         assert!(sm.applied_state().await.expect("applied").0.is_none());
     }
+
+    fn entry_of(term: u64, node: u64, index: u64) -> Entry {
+        Entry { log_id: log_id(term, node, index), payload: EntryPayload::Normal(RaftWrite::default()) }
+    }
+
+    /// A leader's own entries are flushed by the background thread; anyone
+    /// else's before the append returns; the commit index sent to followers
+    /// never passes what is flushed; a truncation takes the flushed mark back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leaders_own_appends_flush_in_the_background_and_hold_back_the_commit_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (log, _closed) = LogStore::open(&dir.path().join("raft.redb")).expect("open");
+        let mut log = log.leading_as(1).expect("flusher");
+        let mut durable = log.durable().expect("leading");
+        let gate = log.commit_gate();
+
+        log.save_vote(&Vote::new_committed(2, 1)).await.expect("vote");
+        log.write_and_flush(vec![entry_of(2, 1, 1), entry_of(2, 1, 2)]).expect("append");
+        let flushed = durable.wait_for(|d| d.log_id == Some(log_id(2, 1, 2)));
+        tokio::time::timeout(std::time::Duration::from_secs(5), flushed).await.expect("flushed in time").expect("open");
+
+        // Now a follower of node 2: flushed before the append returns.
+        log.save_vote(&Vote::new_committed(3, 2)).await.expect("vote");
+        log.write_and_flush(vec![entry_of(3, 2, 3)]).expect("append");
+        assert_eq!(durable.borrow().log_id, Some(log_id(3, 2, 3)));
+
+        assert!(!gate.take_held_back());
+        assert_eq!(gate.commit_to_send(Some(log_id(3, 2, 3))), Some(log_id(3, 2, 3)));
+        assert!(!gate.take_held_back());
+        let ahead = gate.commit_to_send(Some(log_id(3, 2, 9)));
+        assert_eq!(ahead, Some(log_id(3, 2, 3)), "held back to the flushed entry");
+        assert!(gate.take_held_back());
+        assert!(!gate.take_held_back());
+
+        log.truncate(log_id(3, 2, 3)).await.expect("truncate");
+        assert_eq!(durable.borrow().log_id, Some(log_id(2, 1, 2)));
+        assert_eq!(log.get_log_state().await.expect("state").last_log_id, Some(log_id(2, 1, 2)));
+    }
 }

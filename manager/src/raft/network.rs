@@ -17,17 +17,19 @@ use serde::Serialize;
 use shoal_proto::RaftPayload;
 use tonic::Status;
 
+use super::log_store::CommitGate;
 use super::{Raft, TypeConfig};
 
 /// Makes one [`Network`] client per raft peer, over mutual TLS.
 #[derive(Clone)]
 pub struct NetworkFactory {
     tls: crate::ca::NodeTls,
+    gate: CommitGate,
 }
 
 impl NetworkFactory {
-    pub fn new(tls: crate::ca::NodeTls) -> NetworkFactory {
-        NetworkFactory { tls }
+    pub fn new(tls: crate::ca::NodeTls, gate: CommitGate) -> NetworkFactory {
+        NetworkFactory { tls, gate }
     }
 }
 
@@ -35,7 +37,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = Network;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Network {
-        Network { target, addr: node.addr.clone(), tls: self.tls.clone(), client: None }
+        Network { target, addr: node.addr.clone(), tls: self.tls.clone(), client: None, gate: self.gate.clone() }
     }
 }
 
@@ -45,6 +47,7 @@ pub struct Network {
     addr: String,
     tls: crate::ca::NodeTls,
     client: Option<crate::ca::tls::RaftSender>,
+    gate: CommitGate,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
@@ -144,11 +147,14 @@ async fn unary(
 }
 
 impl RaftNetwork<TypeConfig> for Network {
+    /// Sends no commit index beyond what this leader has on disk (see
+    /// `log_store`).
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>> {
+        rpc.leader_commit = self.gate.commit_to_send(rpc.leader_commit);
         self.call(Method::Append, &rpc, option.hard_ttl()).await
     }
 

@@ -11,7 +11,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StoredMembership};
 use serde::{Deserialize, Serialize};
 
-use super::log_store::{Db, LogStore, KEY_SNAPSHOT_DATA, KEY_SNAPSHOT_META};
+use super::log_store::{Db, Durable, LogStore, KEY_SNAPSHOT_DATA, KEY_SNAPSHOT_META};
 use super::{io_error, Entry, LogId, StorageError, TypeConfig, WriteResult};
 use crate::store::Store;
 
@@ -30,6 +30,9 @@ pub struct StateMachine {
     store: Store,
     applied: Arc<std::sync::Mutex<Applied>>,
     db: Arc<Db>,
+    /// How far the log is on disk: an entry is applied only once it is
+    /// (None: the log flushes every append before it returns).
+    durable: Option<tokio::sync::watch::Receiver<Durable>>,
 }
 
 impl StateMachine {
@@ -49,7 +52,28 @@ impl StateMachine {
                 .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
             applied = Applied { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
         }
-        Ok(StateMachine { store, applied: Arc::new(std::sync::Mutex::new(applied)), db })
+        Ok(StateMachine { store, applied: Arc::new(std::sync::Mutex::new(applied)), db, durable: log.durable() })
+    }
+
+    /// Waits until the log is on disk up to `index`. A leader counts its own
+    /// entries before they are flushed (see `log_store`): applying one only
+    /// once it is flushed is what keeps any client from hearing of a write
+    /// that is on fewer than a majority of disks.
+    async fn flushed(&mut self, index: u64) -> Result<(), StorageError> {
+        let failed = |e: String| io_error(ErrorSubject::Logs, ErrorVerb::Write, std::io::Error::other(e));
+        let Some(rx) = self.durable.as_mut() else { return Ok(()) };
+        loop {
+            {
+                let durable = rx.borrow_and_update();
+                if let Some(e) = &durable.failed {
+                    return Err(failed(e.clone()));
+                }
+                if durable.log_id.is_some_and(|l| l.index >= index) {
+                    return Ok(());
+                }
+            }
+            rx.changed().await.map_err(|_| failed("the raft log was closed".into()))?;
+        }
     }
 
     fn applied(&self) -> std::sync::MutexGuard<'_, Applied> {
@@ -114,6 +138,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let Some(last) = entries.last() {
+            self.flushed(last.log_id.index).await?;
+        }
         let mut results = Vec::new();
         for entry in entries {
             let mut applied = self.applied();
@@ -157,5 +185,40 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         Ok(self.load_snapshot()?.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::log_id;
+    use shoal_proto::RaftWrite;
+
+    use super::*;
+
+    /// An entry is applied (and so answered) only once the log has it on
+    /// disk; a failed flush fails the apply instead.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn entries_are_applied_only_once_flushed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (log, _closed) = LogStore::open(&dir.path().join("raft.redb")).expect("open");
+        let mut sm = StateMachine::open(Store::new(), &log).expect("state machine");
+        let (tx, rx) = tokio::sync::watch::channel(Durable { log_id: Some(log_id(1, 1, 4)), failed: None });
+        sm.durable = Some(rx);
+        let entry = |i| Entry { log_id: log_id(1, 1, i), payload: EntryPayload::Normal(RaftWrite::default()) };
+
+        let mut applying = {
+            let mut sm = sm.clone();
+            tokio::spawn(async move { sm.apply(vec![entry(5), entry(6)]).await })
+        };
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(100), &mut applying).await;
+        assert!(waited.is_err(), "applied before the log was flushed");
+        assert!(sm.applied_state().await.expect("applied").0.is_none());
+        tx.send_replace(Durable { log_id: Some(log_id(1, 1, 6)), failed: None });
+        let applied = tokio::time::timeout(std::time::Duration::from_secs(5), applying).await.expect("applied in time");
+        assert_eq!(applied.expect("task").expect("apply").len(), 2);
+        assert_eq!(sm.applied_state().await.expect("applied").0, Some(log_id(1, 1, 6)));
+
+        tx.send_replace(Durable { log_id: Some(log_id(1, 1, 6)), failed: Some("disk gone".into()) });
+        assert!(sm.apply(vec![entry(7)]).await.is_err());
     }
 }

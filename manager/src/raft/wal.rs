@@ -1,5 +1,6 @@
 //! The raft log on disk: append-only segment files (`<data>/raft.wal/`), one
-//! write and one `fdatasync` per append.
+//! write per append and one `fdatasync` per flush ([`Wal::write`] then
+//! [`Wal::take_unflushed`]; [`Wal::append`] does both).
 //!
 //! A record is `length (u32 LE) · crc32 of index and payload (u32 LE) · index
 //! (u64 LE) · payload`. Segments are named by the first index written to
@@ -22,6 +23,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A segment is closed once it holds this many bytes.
 const SEGMENT_BYTES: u64 = 16 << 20;
@@ -38,9 +40,11 @@ struct Pos {
 
 struct Segment {
     first: u64,
-    file: File,
+    file: Arc<File>,
     /// Where the next record goes.
     end: u64,
+    /// Written since its last flush.
+    unflushed: bool,
 }
 
 /// The open log.
@@ -135,7 +139,7 @@ impl Wal {
                 file.sync_all()?;
                 ended = true;
             }
-            wal.segments.push(Segment { first, file, end: offset as u64 });
+            wal.segments.push(Segment { first, file: Arc::new(file), end: offset as u64, unflushed: false });
         }
         Ok(wal)
     }
@@ -159,6 +163,23 @@ impl Wal {
     /// Appends `entries` (index, payload), which must follow the last one,
     /// and flushes them to disk before returning.
     pub fn append(&mut self, entries: &[(u64, Vec<u8>)]) -> io::Result<()> {
+        self.write(entries)?;
+        for file in self.take_unflushed() {
+            file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// The files written since they were last taken, to be flushed (with
+    /// `fdatasync`, outside the lock that guards the log) by the taker.
+    pub fn take_unflushed(&mut self) -> Vec<Arc<File>> {
+        self.segments.iter_mut().filter_map(|s| std::mem::take(&mut s.unflushed).then(|| s.file.clone())).collect()
+    }
+
+    /// Appends `entries` (index, payload), which must follow the last one,
+    /// to the files without flushing them: readers (of this process) see
+    /// them at once, and [`Wal::take_unflushed`] names what to flush.
+    pub fn write(&mut self, entries: &[(u64, Vec<u8>)]) -> io::Result<()> {
         let Some((first_new, _)) = entries.first() else { return Ok(()) };
         if !self.positions.is_empty() && *first_new != self.next_index() {
             return Err(corrupt(format!(
@@ -183,7 +204,7 @@ impl Wal {
             buf.extend_from_slice(payload);
         }
         segment.file.write_all_at(&buf, segment.end)?;
-        segment.file.sync_data()?;
+        segment.unflushed = true;
         segment.end += buf.len() as u64;
         if self.positions.is_empty() {
             self.first = *first_new;
@@ -200,7 +221,7 @@ impl Wal {
         let _ = nix::fcntl::fallocate(&file, nix::fcntl::FallocateFlags::empty(), 0, self.segment_bytes as i64);
         file.sync_all()?;
         File::open(&self.dir)?.sync_all()?;
-        self.segments.push(Segment { first, file, end: 0 });
+        self.segments.push(Segment { first, file: Arc::new(file), end: 0, unflushed: false });
         Ok(())
     }
 
