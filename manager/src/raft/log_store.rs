@@ -525,10 +525,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let r = self.recent();
             let first = r.first_index().unwrap_or(u64::MAX);
             let from = start.max(first);
+            // Contiguous by index: the first wanted is `from - first` in.
+            let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX).min(r.entries.len());
             let taken: Vec<Entry> = r
                 .entries
-                .iter()
-                .skip_while(|(e, _)| e.log_id.index < from)
+                .range(skip..)
                 .take_while(|(e, _)| e.log_id.index < end)
                 .map(|(e, _)| e.clone())
                 .collect();
