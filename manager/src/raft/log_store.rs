@@ -527,12 +527,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let from = start.max(first);
             // Contiguous by index: the first wanted is `from - first` in.
             let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX).min(r.entries.len());
-            let taken: Vec<Entry> = r
-                .entries
-                .range(skip..)
-                .take_while(|(e, _)| e.log_id.index < end)
-                .map(|(e, _)| e.clone())
-                .collect();
+            let taken: Vec<Entry> =
+                r.entries.range(skip..).take_while(|(e, _)| e.log_id.index < end).map(|(e, _)| e.clone()).collect();
             (first, taken)
         };
         if start >= first_recent {
@@ -601,9 +597,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_json(KEY_COMMITTED, &committed, ErrorSubject::Store, false)
     }
 
+    /// Never past the last entry in the log: a leader counts its entries
+    /// before its flush, so after a power cut the commit index written then
+    /// may name entries that its disk never got (nobody was told of them).
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        self.blocking(|db| Ok(LogStore::read_json::<Option<LogId>>(db, KEY_COMMITTED, ErrorSubject::Store)?.flatten()))
-            .await
+        let committed: Option<LogId> = self
+            .blocking(|db| Ok(LogStore::read_json::<Option<LogId>>(db, KEY_COMMITTED, ErrorSubject::Store)?.flatten()))
+            .await?;
+        let written = *Flush::lock(&self.flush.written);
+        Ok(match (committed, written) {
+            (Some(c), Some(w)) if c.index > w.index => Some(w),
+            (Some(_), None) => None,
+            (c, _) => c,
+        })
     }
 
     /// A follower's entries are flushed before it returns (raft awaits the

@@ -166,7 +166,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_leaders_own_appends_flush_in_the_background_and_hold_back_the_commit_index() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (log, _closed) = LogStore::open(&dir.path().join("raft.redb")).expect("open");
+        let path = dir.path().join("raft.redb");
+        let (log, closed) = LogStore::open(&path).expect("open");
         let mut log = log.leading_as(1).expect("flusher");
         let mut durable = log.durable().expect("leading");
         let gate = log.commit_gate();
@@ -192,5 +193,13 @@ mod tests {
         log.truncate(log_id(3, 2, 3)).await.expect("truncate");
         assert_eq!(durable.borrow().log_id, Some(log_id(2, 1, 2)));
         assert_eq!(log.get_log_state().await.expect("state").last_log_id, Some(log_id(2, 1, 2)));
+
+        // A commit index saved past the log's end (the leader's unflushed
+        // entries lost to a power cut) reads back as the log's end.
+        log.save_committed(Some(log_id(3, 2, 7))).await.expect("committed");
+        drop((log, gate));
+        closed.await.expect("closed");
+        let (mut log, _closed) = LogStore::open(&path).expect("reopen");
+        assert_eq!(log.read_committed().await.expect("committed"), Some(log_id(2, 1, 2)));
     }
 }
