@@ -162,6 +162,39 @@ fn container_options_take_effect_inside() {
     node.ok(&["run", "-d", "--name", "box", "bb:1", "sleep", "600"]);
     assert_eq!(node.ok(&["exec", "box", "hostname"]).trim().len(), 12);
     assert_ne!(node.ok(&["exec", "box", "sh", "-c", "echo $$"]).trim(), "1", "exec must not be the container's pid 1");
+    // The docker CLI's `docker exec`: output on both streams, the exit code, env, user and
+    // workdir; -d runs it in the background; -it is refused with what to do instead.
+    let out = docker(&[
+        "exec",
+        "-e",
+        "X=1",
+        "-u",
+        "1000",
+        "-w",
+        "/bin",
+        "box",
+        "sh",
+        "-c",
+        "echo $X $(id -u) $PWD; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "docker exec: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1 1000 /bin\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    assert!(docker(&["exec", "-d", "box", "touch", "/detached"]).status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !docker(&["exec", "box", "test", "-e", "/detached"]).status.success() {
+        assert!(std::time::Instant::now() < deadline, "docker exec -d did not run its command");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = docker(&["exec", "-i", "box", "cat"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("without -i and -t"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = docker(&["exec", "nonexistent", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nonexistent"), "{}", String::from_utf8_lossy(&out.stderr));
     node.ok(&["container", "pause", "box"]);
     let state = node.json_plain(&["container", "inspect", "box"]);
     assert_eq!(state[0]["State"]["Paused"], true);

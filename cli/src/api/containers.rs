@@ -187,7 +187,7 @@ pub async fn list(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>)
     )))
 }
 
-fn strings(v: &Value, field: &str) -> ApiResult<Option<Vec<String>>> {
+pub(super) fn strings(v: &Value, field: &str) -> ApiResult<Option<Vec<String>>> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(vec![s.clone()])),
@@ -202,7 +202,7 @@ fn strings(v: &Value, field: &str) -> ApiResult<Option<Vec<String>>> {
     }
 }
 
-fn string(v: &Value, field: &str) -> ApiResult<Option<String>> {
+pub(super) fn string(v: &Value, field: &str) -> ApiResult<Option<String>> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) if s.is_empty() => Ok(None),

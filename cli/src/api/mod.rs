@@ -6,6 +6,7 @@
 mod attach;
 pub(crate) mod containers;
 pub mod docker;
+pub mod exec;
 mod filters;
 mod images;
 mod logs;
@@ -221,6 +222,10 @@ pub fn router(daemon: Arc<Daemon>) -> axum::Router {
         .route("/containers/{id}/kill", post(containers::kill))
         .route("/containers/{id}/wait", post(containers::wait))
         .route("/containers/{id}/attach", post(containers::attach))
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/json", get(exec::inspect))
+        .route("/exec/{id}/resize", post(exec::resize))
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/logs", get(containers::logs))
         .route("/containers/{id}/pause", post(containers::pause))

@@ -48,6 +48,8 @@ pub struct Daemon {
     /// How the latest `--rm` containers this daemon removed ended, for clients still waiting
     /// for them (`docker run --rm` waits for the removal and then reads the exit code).
     auto_removed: std::sync::Mutex<std::collections::VecDeque<ContainerInfo>>,
+    /// Exec instances made through Docker's exec API.
+    pub execs: crate::api::exec::Execs,
 }
 
 /// How many removed `--rm` containers' ends are remembered.
@@ -151,6 +153,7 @@ impl Daemon {
             swarm: RwLock::new(None),
             pending_attach: Default::default(),
             auto_removed: Default::default(),
+            execs: Default::default(),
         });
         // Containers that kept running while no daemon watched are re-adopted; exited ones
         // their policy wants running are started.
