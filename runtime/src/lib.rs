@@ -72,7 +72,7 @@ pub use container::{
 pub use error::Error;
 pub use images::{changes::CommitChanges, ImageDetails, ImageSummary};
 pub use logs::{LogEntry, LogStream};
-pub use process::exec_api::{ExecOutput, ExecSpec};
+pub use process::exec_api::{resize_terminal, ExecOutput, ExecProcess, ExecSpec};
 pub use volumes::VolumeInfo;
 
 /// How long to wait for a container to die after SIGKILL before giving up.
@@ -905,6 +905,22 @@ impl Runtime {
     /// Runs `spec.cmd` inside the running container `id_or_name` (its namespaces, cgroup,
     /// user, capabilities) and returns its exit code and output once it ends.
     pub fn exec(&self, id_or_name: &str, spec: &ExecSpec) -> Result<ExecOutput, Error> {
+        let (config, paths, request) = self.exec_request(id_or_name, spec)?;
+        process::exec_api::run(&self.inner.shim, &paths, &request, &config.name)
+    }
+
+    /// Starts `spec.cmd` inside the running container `id_or_name` and hands back its stdio
+    /// while it runs: a terminal's master with `spec.tty`, else pipes (stdin if `spec.stdin`).
+    pub fn exec_spawn(&self, id_or_name: &str, spec: &ExecSpec) -> Result<ExecProcess, Error> {
+        let (config, paths, request) = self.exec_request(id_or_name, spec)?;
+        process::exec_api::spawn(&self.inner.shim, &paths, &request, spec, &config.name)
+    }
+
+    fn exec_request(
+        &self,
+        id_or_name: &str,
+        spec: &ExecSpec,
+    ) -> Result<(ContainerConfig, container::ContainerPaths, process::exec::ExecRequest), Error> {
         let inner = &self.inner;
         let config = inner.containers.find(id_or_name)?;
         let paths = inner.containers.paths(&config.id);
@@ -918,7 +934,7 @@ impl Runtime {
             return Err(Error::conflict(format!("container {name} is paused: unpause it first")));
         }
         let request = process::exec_api::request(&config, started.init, spec)?;
-        process::exec_api::run(&inner.shim, &paths, &request, name)
+        Ok((config, paths, request))
     }
 
     fn observe(&self, id_or_name: &str) -> Result<Observed, Error> {

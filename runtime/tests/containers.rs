@@ -1117,7 +1117,7 @@ fn exec_joins_the_container(env: &Env) -> Result {
         env: strings(&["FOO=bar"]),
         user: Some("1000".into()),
         workdir: Some("/tmp".into()),
-        tty: false,
+        ..Default::default()
     };
     let out = env.rt.exec(&id, &exec).map_err(|e| e.to_string())?;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -1138,6 +1138,40 @@ fn exec_joins_the_container(env: &Env) -> Result {
 
     let missing = env.rt.exec(&id, &ExecSpec { cmd: strings(&["no-such-cmd"]), ..Default::default() });
     ensure!(matches!(missing, Err(Error::Exec { exit_code: 127, .. })), "missing command: {missing:?}");
+
+    // Spawned: stdin a pipe to its end; a terminal of the container's own /dev/pts, sized.
+    let mut cat = env
+        .rt
+        .exec_spawn(&id, &ExecSpec { cmd: strings(&["sh", "-c", "cat; exit 4"]), stdin: true, ..Default::default() })
+        .map_err(|e| e.to_string())?;
+    let mut input = cat.stdin.take().ok_or("no stdin pipe")?;
+    std::io::Write::write_all(&mut input, b"piped\n").map_err(|e| e.to_string())?;
+    drop(input);
+    let mut piped = String::new();
+    std::io::Read::read_to_string(&mut cat.stdout.take().ok_or("no stdout pipe")?, &mut piped)
+        .map_err(|e| e.to_string())?;
+    ensure!(piped == "piped\n", "stdin to stdout: {piped:?}");
+    ensure!(cat.wait().map_err(|e| e.to_string())? == 4, "exit code of the spawned exec");
+    let tty_spec = ExecSpec {
+        cmd: strings(&["sh", "-c", "tty; stty size; exit 3"]),
+        tty: true,
+        tty_size: Some((24, 77)),
+        ..Default::default()
+    };
+    let mut tty = env.rt.exec_spawn(&id, &tty_spec).map_err(|e| e.to_string())?;
+    let mut master = fs::File::from(tty.terminal.take().ok_or("no terminal")?);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    // The master reads EIO once the command is gone.
+    while let Ok(n) = std::io::Read::read(&mut master, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let seen = String::from_utf8_lossy(&seen).to_string();
+    ensure!(seen.contains("/dev/pts/") && seen.contains("24 77"), "exec terminal: {seen:?}");
+    ensure!(tty.wait().map_err(|e| e.to_string())? == 3, "exit code of the exec with a terminal");
     let leftovers: Vec<_> = fs::read_dir(env.root.join("containers").join(&id))
         .map_err(|e| e.to_string())?
         .flatten()

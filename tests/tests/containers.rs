@@ -186,10 +186,31 @@ fn container_options_take_effect_inside() {
         assert!(std::time::Instant::now() < deadline, "docker exec -d did not run its command");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let out = docker(&["exec", "-i", "box", "cat"]);
-    assert!(!out.status.success());
+    // -i: the client's input is the command's stdin, to its end.
+    let mut cat = std::process::Command::new("docker")
+        .args(["exec", "-i", "box", "sh", "-c", "cat; echo done"])
+        .env("DOCKER_HOST", node.host())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker exec -i");
+    std::io::Write::write_all(&mut cat.stdin.take().expect("stdin"), b"typed\n").expect("writing to docker exec -i");
+    let out = cat.wait_with_output().expect("docker exec -i");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "typed\ndone\n");
+    // -it: a terminal of the container's own, its size from the client, the exit code.
+    let out = std::process::Command::new("script")
+        .args(["-qec", "stty cols 91 rows 23; docker exec -it box sh -c 'tty; stty size; exit 5'", "/dev/null"])
+        .env("DOCKER_HOST", node.host())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux) runs docker exec -it in a terminal");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/") && text.contains("23 91"), "docker exec -it printed: {text}");
+    assert_eq!(out.status.code(), Some(5), "docker exec -it printed: {text}");
+    let out = docker(&["exec", "box", "no-such-program"]);
+    assert_eq!(out.status.code(), Some(127), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("without -i and -t"),
+        String::from_utf8_lossy(&out.stderr).contains("no-such-program"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

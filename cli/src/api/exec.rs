@@ -3,11 +3,11 @@
 //! runs it (on the connection, upgraded, or detached), `GET /exec/{id}/json`
 //! tells how it ended.
 //!
-//! The runtime runs an exec'd command to its end and hands back its output
-//! whole, so the output reaches the client when the command ends, in
-//! Docker's multiplexed frames. A terminal and stdin (`-i`, `-t`) are not
-//! supported yet: they are refused when the instance is made, with what to
-//! do instead.
+//! On an upgraded connection the command's output streams to the client as it
+//! comes (raw from a terminal with `-t`, in Docker's multiplexed frames
+//! without) and the client's bytes go to its stdin (`-i`); a terminal is
+//! resized through `/exec/{id}/resize`. Without an upgrade the output comes
+//! whole, in frames, when the command ends.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,8 +17,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use shoal_runtime::{attach as wire, ContainerState, ExecOutput, ExecSpec};
-use tokio::io::AsyncWriteExt;
+use shoal_runtime::{attach as wire, ContainerState, ExecOutput, ExecProcess, ExecSpec};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::containers::{blocking, string, strings};
 use super::{ApiError, ApiResult};
@@ -40,6 +40,8 @@ struct Exec {
     /// Made at (for forgetting the oldest first).
     seq: u64,
     state: Run,
+    /// The terminal's master while it runs with one (for resizing).
+    terminal: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -77,6 +79,15 @@ impl Execs {
     fn set(&self, id: &str, state: Run) {
         if let Some(e) = self.lock().get_mut(id) {
             e.state = state;
+            if state != Run::Running {
+                e.terminal = None;
+            }
+        }
+    }
+
+    fn set_terminal(&self, id: &str, terminal: Option<Arc<std::os::fd::OwnedFd>>) {
+        if let Some(e) = self.lock().get_mut(id) {
+            e.terminal = terminal;
         }
     }
 
@@ -89,6 +100,20 @@ impl Execs {
         }
         exec.state = Run::Running;
         Ok(exec.clone())
+    }
+}
+
+/// Docker's `ConsoleSize`: `[rows, columns]`, or nothing.
+fn console_size(v: &Value) -> ApiResult<Option<(u16, u16)>> {
+    let dim = |d: &Value| d.as_u64().and_then(|n| u16::try_from(n).ok());
+    match v {
+        Value::Null => Ok(None),
+        Value::Array(a) if a.len() == 2 => match (dim(&a[0]), dim(&a[1])) {
+            (Some(0), Some(0)) => Ok(None),
+            (Some(rows), Some(cols)) => Ok(Some((rows, cols))),
+            _ => Err(ApiError::bad_request(format!("ConsoleSize must be [rows, columns], not {v}"))),
+        },
+        _ => Err(ApiError::bad_request(format!("ConsoleSize must be [rows, columns], not {v}"))),
     }
 }
 
@@ -112,17 +137,14 @@ pub async fn create(
     let cmd = strings(&v["Cmd"], "Cmd")?
         .filter(|c| !c.is_empty())
         .ok_or_else(|| ApiError::bad_request("No exec command specified: give the command to run"))?;
-    if bool_field(&v["Tty"], "Tty")? || bool_field(&v["AttachStdin"], "AttachStdin")? {
-        return Err(ApiError::bad_request(
-            "exec with a terminal or stdin (-i, -t) is not supported yet: run the command without -i and -t",
-        ));
-    }
     let spec = ExecSpec {
         cmd,
         env: strings(&v["Env"], "Env")?.unwrap_or_default(),
         user: string(&v["User"], "User")?,
         workdir: string(&v["WorkingDir"], "WorkingDir")?,
-        ..Default::default()
+        tty: bool_field(&v["Tty"], "Tty")?,
+        tty_size: console_size(&v["ConsoleSize"])?,
+        stdin: bool_field(&v["AttachStdin"], "AttachStdin")?,
     };
     let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
     if c.state != ContainerState::Running {
@@ -143,6 +165,7 @@ pub async fn create(
         stderr: bool_field(&v["AttachStderr"], "AttachStderr")?,
         seq: SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         state: Run::Created,
+        terminal: None,
     };
     daemon.execs.insert(exec_id.clone(), exec);
     Ok((StatusCode::CREATED, Json(json!({ "Id": exec_id }))).into_response())
@@ -168,9 +191,10 @@ fn frames(exec: &Exec, out: &ExecOutput) -> Vec<u8> {
     buf
 }
 
-/// `POST /exec/{id}/start` `{Detach}`: detached, runs it in the background
-/// (`200`); otherwise upgrades the connection (`101`, as the docker CLI
-/// asks) or answers `200` with the output in multiplexed frames.
+/// `POST /exec/{id}/start` `{Detach, ConsoleSize}`: detached, runs it in the
+/// background (`200`); on an upgraded connection (`101`, as the docker CLI
+/// asks) streams its stdio; otherwise answers `200` with its output, in
+/// multiplexed frames, once it ends.
 pub async fn start(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
@@ -186,49 +210,179 @@ pub async fn start(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
-    if bool_field(&v["Tty"], "Tty")? {
-        return Err(ApiError::bad_request("exec with a terminal (-t) is not supported yet: run it without -t"));
+    let detach = bool_field(&v["Detach"], "Detach")?;
+    let size = console_size(&v["ConsoleSize"])?;
+    let mut exec = daemon.execs.begin(&id)?;
+    if size.is_some() {
+        exec.spec.tty_size = size;
     }
-    let exec = daemon.execs.begin(&id)?;
-    if bool_field(&v["Detach"], "Detach")? {
-        tokio::spawn(async move {
-            if let Err(e) = run(&daemon, &id, &exec).await {
-                tracing::warn!(exec = %id, "exec: {}", e.message);
+    let upgrade = match upgrade {
+        Some(upgrade) if !detach => upgrade,
+        _ => {
+            // Nobody to talk to: no terminal, no stdin.
+            exec.spec.tty = false;
+            exec.spec.stdin = false;
+            if detach {
+                tokio::spawn(async move {
+                    if let Err(e) = run(&daemon, &id, &exec).await {
+                        tracing::warn!(exec = %id, "exec: {}", e.message);
+                    }
+                });
+                return Ok(StatusCode::OK.into_response());
             }
-        });
-        return Ok(StatusCode::OK.into_response());
-    }
-    let Some(upgrade) = upgrade else {
-        let out = run(&daemon, &id, &exec).await?;
-        return Response::builder()
-            .status(StatusCode::OK)
-            .header("Content-Type", "application/vnd.docker.multiplexed-stream")
-            .body(axum::body::Body::from(frames(&exec, &out)))
-            .map_err(|e| ApiError::internal(e.to_string()));
+            let out = run(&daemon, &id, &exec).await?;
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header("Content-Type", "application/vnd.docker.multiplexed-stream")
+                .body(axum::body::Body::from(frames(&exec, &out)))
+                .map_err(|e| ApiError::internal(e.to_string()));
+        }
     };
+    let (container, spec) = (exec.container.clone(), exec.spec.clone());
+    let process = match blocking(&daemon.runtime, move |rt| rt.exec_spawn(&container, &spec)).await {
+        Ok(p) => p,
+        Err(e) => {
+            daemon.execs.set(&id, Run::Exited(126));
+            return Err(e);
+        }
+    };
+    daemon.execs.set_terminal(&id, process.terminal.as_ref().and_then(|t| t.try_clone().ok()).map(Arc::new));
+    let tty = exec.spec.tty;
     tokio::spawn(async move {
-        let out = run(&daemon, &id, &exec).await;
-        let mut client = match upgrade.await {
+        let client = match upgrade.await {
             Ok(upgraded) => hyper_util::rt::TokioIo::new(upgraded),
             Err(e) => {
                 tracing::warn!(exec = %id, "exec: the connection was not upgraded: {e}");
                 return;
             }
         };
-        let bytes = match out {
-            Ok(out) => frames(&exec, &out),
-            Err(e) => wire::frame(wire::STDERR, format!("{}\n", e.message).as_bytes()),
+        let (client_r, mut client_w) = tokio::io::split(client);
+        let mut process = process;
+        let streamed = stream(client_r, &mut client_w, &mut process, &exec).await;
+        let ended = tokio::task::spawn_blocking(move || process.wait()).await;
+        let (code, failure) = match ended {
+            Ok(Ok(code)) => (code, None),
+            Ok(Err(shoal_runtime::Error::Exec { message, exit_code, .. })) => (exit_code, Some(message)),
+            Ok(Err(e)) => (126, Some(e.to_string())),
+            Err(e) => (126, Some(e.to_string())),
         };
-        let _ = client.write_all(&bytes).await;
-        let _ = client.shutdown().await;
+        // Recorded before the connection closes: the client asks for it next.
+        daemon.execs.set(&id, Run::Exited(code));
+        if let Some(message) = failure {
+            let line = format!("{message}\n");
+            let bytes = if tty { line.into_bytes() } else { wire::frame(wire::STDERR, line.as_bytes()) };
+            let _ = client_w.write_all(&bytes).await;
+        }
+        if let Err(e) = streamed {
+            tracing::debug!(exec = %id, "exec stream ended: {e}");
+        }
+        let _ = client_w.shutdown().await;
     });
+    let content_type =
+        if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header("Content-Type", "application/vnd.docker.multiplexed-stream")
+        .header("Content-Type", content_type)
         .header("Connection", "Upgrade")
         .header("Upgrade", "tcp")
         .body(axum::body::Body::empty())
         .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// How a stream of the command's output goes to the client.
+#[derive(Clone, Copy)]
+enum Framing {
+    Raw,
+    Frame(u8),
+    Discard,
+}
+
+fn async_file(fd: impl Into<std::os::fd::OwnedFd>) -> tokio::fs::File {
+    tokio::fs::File::from_std(std::fs::File::from(fd.into()))
+}
+
+/// Copies the command's output to the client (raw from a terminal, else in
+/// frames, the streams asked for) and the client's bytes to its terminal or
+/// stdin, until its output ends.
+async fn stream<R, W>(mut client_r: R, client_w: &mut W, process: &mut ExecProcess, exec: &Exec) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let mut input: Option<tokio::fs::File> = None;
+    let forward = |source: tokio::fs::File, framing: Framing| {
+        let tx = tx.clone();
+        async move {
+            let mut source = source;
+            let mut buf = vec![0u8; 32 * 1024];
+            // A terminal's master reads EIO once the command and its children are gone.
+            while let Ok(n) = source.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let bytes = match framing {
+                    Framing::Raw => buf[..n].to_vec(),
+                    Framing::Frame(kind) => wire::frame(kind, &buf[..n]),
+                    // Read so that the command never blocks on it, and dropped.
+                    Framing::Discard => continue,
+                };
+                if tx.send(bytes).await.is_err() {
+                    break;
+                }
+            }
+        }
+    };
+    let mut readers = Vec::new();
+    if let Some(master) = process.terminal.take() {
+        input = Some(async_file(master.try_clone()?));
+        readers.push(tokio::spawn(forward(async_file(master), Framing::Raw)));
+    } else {
+        input = process.stdin.take().map(async_file).or(input);
+        if let Some(out) = process.stdout.take() {
+            let framing = if exec.stdout { Framing::Frame(wire::STDOUT) } else { Framing::Discard };
+            readers.push(tokio::spawn(forward(async_file(out), framing)));
+        }
+        if let Some(err) = process.stderr.take() {
+            let framing = if exec.stderr { Framing::Frame(wire::STDERR) } else { Framing::Discard };
+            readers.push(tokio::spawn(forward(async_file(err), framing)));
+        }
+    }
+    drop(tx);
+    let output = async {
+        while let Some(bytes) = rx.recv().await {
+            client_w.write_all(&bytes).await?;
+            client_w.flush().await?;
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    let from_client = async {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let n = client_r.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            if let Some(to) = input.as_mut() {
+                if to.write_all(&buf[..n]).await.and(to.flush().await).is_err() {
+                    break;
+                }
+            }
+        }
+        // The client's end of input closes the command's stdin (not a terminal: it stays).
+        if !exec.spec.tty {
+            drop(input.take());
+        }
+        std::future::pending::<()>().await;
+    };
+    let result = tokio::select! {
+        result = output => result,
+        () = from_client => Ok(()),
+    };
+    for reader in readers {
+        reader.abort();
+    }
+    result
 }
 
 /// `GET /exec/{id}/json`: whether it runs and how it ended.
@@ -245,13 +399,13 @@ pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) 
         "Running": running,
         "ExitCode": exit_code,
         "ProcessConfig": {
-            "tty": false,
+            "tty": exec.spec.tty,
             "entrypoint": entrypoint,
             "arguments": arguments,
             "privileged": false,
             "user": exec.spec.user.clone().unwrap_or_default(),
         },
-        "OpenStdin": false,
+        "OpenStdin": exec.spec.stdin,
         "OpenStderr": exec.stderr,
         "OpenStdout": exec.stdout,
         "CanRemove": false,
@@ -261,8 +415,26 @@ pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) 
     })))
 }
 
-/// `POST /exec/{id}/resize`: without a terminal there is nothing to resize.
-pub async fn resize(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    daemon.execs.get(&id)?;
+#[derive(serde::Deserialize)]
+pub struct ResizeQuery {
+    h: Option<u16>,
+    w: Option<u16>,
+}
+
+/// `POST /exec/{id}/resize?h=ROWS&w=COLUMNS`: resizes its terminal (without
+/// one there is nothing to resize).
+pub async fn resize(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ResizeQuery>,
+) -> ApiResult<StatusCode> {
+    let exec = daemon.execs.get(&id)?;
+    let (Some(rows), Some(cols)) = (q.h, q.w) else {
+        return Err(ApiError::bad_request("resize needs h (rows) and w (columns)"));
+    };
+    if let Some(master) = exec.terminal {
+        use std::os::fd::AsFd;
+        shoal_runtime::resize_terminal(master.as_fd(), rows, cols)?;
+    }
     Ok(StatusCode::OK)
 }

@@ -52,6 +52,11 @@ pub(crate) struct ExecRequest {
     pub env: Vec<String>,
     pub user: Option<String>,
     pub cwd: String,
+    /// A terminal: the helper's stdin is the socket to send its master over.
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub tty_size: Option<(u16, u16)>,
 }
 
 /// Written by the helper when the command could not be executed (`exec-<n>.result.json`).
@@ -151,8 +156,22 @@ fn enter_and_run(dir: &Path, request: &str) -> Result<i32, InitFailure> {
     }
 }
 
+/// Makes a terminal of the container's `/dev/pts` this process's stdio and controlling
+/// terminal (a new session), and sends its master over the socket that is stdin now.
+fn open_terminal(size: Option<(u16, u16)>) -> Result<(), Error> {
+    nix::unistd::setsid().context(|| "starting a session for the exec's terminal".to_string())?;
+    let console = nix::unistd::dup(std::io::stdin().as_fd()).context(|| "keeping the console socket".to_string())?;
+    super::terminal::open_in_container(&console, size)
+}
+
 fn child(config: &ContainerConfig, request: &ExecRequest, report: OwnedFd) -> i32 {
     let _ = prctl::set_pdeathsig(Signal::SIGKILL);
+    if request.tty {
+        if let Err(e) = open_terminal(request.tty_size) {
+            let _ = fs::File::from(report).write_all(format!("{e}").as_bytes());
+            return 126;
+        }
+    }
     init::close_inherited_fds();
     let mut host = config.host.clone();
     if request.user.is_some() {
