@@ -846,6 +846,15 @@ enum ContainerCmd {
 
 #[derive(clap::Args)]
 struct ExecArgs {
+    /// Keep stdin open: the command reads what you type or pipe in.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Give the command a terminal.
+    #[arg(short, long)]
+    tty: bool,
+    /// Run it in the background.
+    #[arg(short, long)]
+    detach: bool,
     #[arg(short, long = "env")]
     env: Vec<String>,
     #[arg(short, long)]
@@ -1014,9 +1023,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::container::logs(c, &l.container, l.follow, l.timestamps, l.tail, l.since, l.until).await
         }
         Command::Exec(e) | Command::Container(ContainerCmd::Exec(e)) => {
-            let code =
-                commands::container::exec(c, &e.container, &e.command, &e.env, e.user.as_deref(), e.workdir.as_deref())
-                    .await?;
+            let options = commands::container::ExecOptions {
+                cmd: &e.command,
+                env: &e.env,
+                user: e.user.as_deref(),
+                workdir: e.workdir.as_deref(),
+                interactive: e.interactive,
+                tty: e.tty,
+                detach: e.detach,
+            };
+            let code = commands::container::exec(c, &e.container, &options).await?;
             if code != 0 {
                 std::process::exit(code);
             }

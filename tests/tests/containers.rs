@@ -207,6 +207,25 @@ fn container_options_take_effect_inside() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/") && text.contains("23 91"), "docker exec -it printed: {text}");
     assert_eq!(out.status.code(), Some(5), "docker exec -it printed: {text}");
+    // shoal's own exec speaks the same API: -i, -t (from a terminal only), -d, the exit code.
+    let out = shoal_with_stdin(&node, &["exec", "-i", "box", "sh", "-c", "cat; exit 6"], "from shoal\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from shoal\n");
+    assert_eq!(out.status.code(), Some(6), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = shoal_with_stdin(&node, &["exec", "-t", "box", "true"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a TTY"), "{}", String::from_utf8_lossy(&out.stderr));
+    node.ok(&["exec", "-d", "box", "touch", "/detached2"]);
+    let out = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} exec -it box sh -c 'tty; exit 2'", shoal_tests::shoal_bin().display()),
+            "/dev/null",
+        ])
+        .env("SHOAL_HOST", node.host())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux) runs shoal exec -it in a terminal");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/") && out.status.code() == Some(2), "shoal exec -it: {text} {:?}", out.status);
     let out = docker(&["exec", "box", "no-such-program"]);
     assert_eq!(out.status.code(), Some(127), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(

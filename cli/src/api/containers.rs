@@ -690,30 +690,3 @@ pub async fn unpause(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) 
     blocking(&daemon.runtime, move |rt| rt.unpause_container(&id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
-
-/// `POST /shoal/v1/containers/{id}/exec` `{Cmd, Env, User, WorkingDir}`:
-/// runs a command in the container's namespaces and cgroup and returns its
-/// exit code and output.
-pub async fn exec(
-    State(daemon): State<Arc<Daemon>>,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
-    let v: Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    let cmd =
-        strings(&v["Cmd"], "Cmd")?.filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("Cmd is required"))?;
-    let spec = shoal_runtime::ExecSpec {
-        cmd,
-        env: strings(&v["Env"], "Env")?.unwrap_or_default(),
-        user: string(&v["User"], "User")?,
-        workdir: string(&v["WorkingDir"], "WorkingDir")?,
-        ..Default::default()
-    };
-    let out = blocking(&daemon.runtime, move |rt| rt.exec(&id, &spec)).await?;
-    Ok(Json(json!({
-        "ExitCode": out.exit_code,
-        "Stdout": String::from_utf8_lossy(&out.stdout),
-        "Stderr": String::from_utf8_lossy(&out.stderr),
-    })))
-}

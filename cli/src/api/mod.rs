@@ -230,7 +230,6 @@ pub fn router(daemon: Arc<Daemon>) -> axum::Router {
         .route("/containers/{id}/logs", get(containers::logs))
         .route("/containers/{id}/pause", post(containers::pause))
         .route("/containers/{id}/unpause", post(containers::unpause))
-        .route("/shoal/v1/containers/{id}/exec", post(containers::exec))
         .route("/containers/{id}", axum::routing::delete(containers::remove))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(headers))

@@ -12,10 +12,11 @@ use super::terminal;
 use crate::client::Client;
 
 /// Runs the session on the upgraded `stream` until the container's output
-/// ends.
+/// ends. `resize` is the API path that takes the terminal's size
+/// (`/containers/{id}/resize` or `/exec/{id}/resize`).
 pub async fn session(
     client: &Client,
-    id: &str,
+    resize: &str,
     stream: TokioIo<hyper::upgrade::Upgraded>,
     tty: bool,
     interactive: bool,
@@ -58,7 +59,7 @@ pub async fn session(
         loop {
             if let Some((rows, cols)) = terminal::size() {
                 // The container may be gone already; the output says so.
-                let _ = client.post(&format!("/containers/{id}/resize?h={rows}&w={cols}"), &Value::Null).await;
+                let _ = client.post(&format!("{resize}?h={rows}&w={cols}"), &Value::Null).await;
             }
             if changes.recv().await.is_none() {
                 return std::future::pending().await;

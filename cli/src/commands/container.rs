@@ -290,7 +290,7 @@ pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool)
         return Ok(0);
     }
     if let Some(stream) = attached {
-        attach::session(client, &id, stream, o.tty, o.interactive).await?;
+        attach::session(client, &format!("/containers/{id}/resize"), stream, o.tty, o.interactive).await?;
         let waited = client.post(&format!("/containers/{id}/wait"), &Value::Null).await?;
         if remove {
             remove_exited(client, &id).await?;
@@ -332,7 +332,7 @@ pub async fn start_attached(client: &Client, container: &str, interactive: bool)
     let path = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(interactive));
     let stream = client.upgrade(&path).await?;
     client.post(&format!("/containers/{id}/start"), &Value::Null).await?;
-    attach::session(client, &id, stream, tty, interactive).await?;
+    attach::session(client, &format!("/containers/{id}/resize"), stream, tty, interactive).await?;
     let waited = client.post(&format!("/containers/{id}/wait"), &Value::Null).await?;
     Ok(n(&waited, &["StatusCode"]) as i32)
 }
@@ -349,7 +349,7 @@ pub async fn attach(client: &Client, container: &str, no_stdin: bool) -> anyhow:
     let interactive = !no_stdin && c["Config"]["OpenStdin"].as_bool().unwrap_or(false);
     let path = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(interactive));
     let stream = client.upgrade(&path).await?;
-    attach::session(client, &id, stream, tty, interactive).await?;
+    attach::session(client, &format!("/containers/{id}/resize"), stream, tty, interactive).await?;
     let waited = client.post(&format!("/containers/{id}/wait"), &Value::Null).await?;
     Ok(n(&waited, &["StatusCode"]) as i32)
 }
@@ -430,18 +430,36 @@ pub async fn wait(client: &Client, containers: &[String]) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// `exec`: runs a command inside a running container; returns its exit code.
-pub async fn exec(
-    client: &Client,
-    container: &str,
-    cmd: &[String],
-    env: &[String],
-    user: Option<&str>,
-    workdir: Option<&str>,
-) -> anyhow::Result<i32> {
-    let body = json!({ "Cmd": cmd, "Env": env, "User": user, "WorkingDir": workdir });
-    let r = client.post(&format!("/shoal/v1/containers/{}/exec", encode(container)), &body).await?;
-    print!("{}", s(&r, &["Stdout"]));
-    eprint!("{}", s(&r, &["Stderr"]));
-    Ok(n(&r, &["ExitCode"]) as i32)
+/// What `exec` runs and how.
+pub struct ExecOptions<'a> {
+    pub cmd: &'a [String],
+    pub env: &'a [String],
+    pub user: Option<&'a str>,
+    pub workdir: Option<&'a str>,
+    pub interactive: bool,
+    pub tty: bool,
+    pub detach: bool,
+}
+
+/// `exec`: runs a command inside a running container, as `docker exec`
+/// does (the same API); returns its exit code (0 when detached).
+pub async fn exec(client: &Client, container: &str, o: &ExecOptions<'_>) -> anyhow::Result<i32> {
+    if o.tty && !o.detach && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        anyhow::bail!("the input device is not a TTY: run exec without -t, or from a terminal");
+    }
+    let body = json!({
+        "Cmd": o.cmd, "Env": o.env, "User": o.user, "WorkingDir": o.workdir,
+        "AttachStdin": o.interactive && !o.detach, "AttachStdout": !o.detach, "AttachStderr": !o.detach,
+        "Tty": o.tty, "ConsoleSize": o.tty.then(super::terminal::size).flatten().map(|(r, c)| [r, c]),
+    });
+    let r = client.post(&format!("/containers/{}/exec", encode(container)), &body).await?;
+    let id = s(&r, &["Id"]);
+    if o.detach {
+        client.post(&format!("/exec/{id}/start"), &json!({ "Detach": true })).await?;
+        return Ok(0);
+    }
+    let stream = client.upgrade(&format!("/exec/{id}/start")).await?;
+    attach::session(client, &format!("/exec/{id}/resize"), stream, o.tty, o.interactive).await?;
+    let ended = client.get(&format!("/exec/{id}/json")).await?;
+    Ok(n(&ended, &["ExitCode"]) as i32)
 }
