@@ -50,6 +50,12 @@ async fn state_survives_restarts_and_snapshots() {
         .await
         .expect("bootstrapping a one-manager cluster");
     let control = m.control();
+    // A secret: in the log and the snapshot, sealed on disk.
+    let marker = b"plaintext-marker-4711".to_vec();
+    let secret = control
+        .create_file_object::<shoal_proto::Secret>("pw".into(), Default::default(), marker.clone())
+        .await
+        .expect("creating a secret");
     let mut ids = Vec::new();
     for i in 0..30 {
         ids.push(control.create_service(spec(&format!("svc{i}"), 0)).await.expect("creating a service"));
@@ -62,6 +68,18 @@ async fn state_survives_restarts_and_snapshots() {
     assert!(m.snapshot_index().is_some(), "30 writes with a snapshot every 20 entries took no snapshot");
     m.shutdown().await;
     drop(m);
+    let mut files = vec![dir.path().to_path_buf()];
+    let mut read = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).expect("a state dir").map(|e| e.expect("an entry").path()));
+            continue;
+        }
+        let bytes = std::fs::read(&path).expect("a state file");
+        assert!(!bytes.windows(marker.len()).any(|w| w == marker), "the secret is in plain text in {}", path.display());
+        read += bytes.len();
+    }
+    assert!(read > 0, "no state files were read");
 
     // The restarted manager elects itself and has every object back.
     let m = Manager::start(config(dir.path(), 20)).await.expect("restarting the manager");
@@ -72,6 +90,8 @@ async fn state_survives_restarts_and_snapshots() {
         assert_eq!(state.services[&ids[0]].replicas(), Some(2));
         assert!(state.nodes.contains_key("node1"));
         assert!(state.cluster().is_some());
+        let data = state.secrets[&secret].spec.as_ref().map(|s| s.data.clone());
+        assert_eq!(data, Some(marker), "the secret's data after the restart");
     }
     // And it keeps accepting writes.
     m.control().remove_service(&ids[1]).await.expect("a write after the restart");

@@ -26,9 +26,11 @@
 //! memory, so that replication and the state machine read them without
 //! decoding.
 //!
-//! Entries are stored as a format byte and postcard. Databases from before
+//! Entries are stored as postcard, sealed with this manager's raft key
+//! ([`super::seal`]; entries written before sealing, a format byte and plain
+//! postcard, still read, until compaction drops them). Databases from before
 //! the segment files held the log in redb (as JSON): it moves to the
-//! segment files when such a database is opened.
+//! segment files, sealed, when such a database is opened.
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
@@ -41,6 +43,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, RaftLogReader};
 use redb::{Database, ReadableDatabase, TableDefinition};
 
+use super::seal::{Sealer, SEALED};
 use super::wal::Wal;
 
 use super::{io_error, Entry, LogId, StorageError, TypeConfig, Vote};
@@ -54,7 +57,10 @@ const KEY_COMMITTED: &str = "committed";
 const KEY_PURGED: &str = "last_purged";
 /// The latest snapshot, kept here too so that it survives a restart.
 pub(crate) const KEY_SNAPSHOT_META: &str = "snapshot_meta";
+/// The snapshot as written before raft's state was sealed (now empty).
 pub(crate) const KEY_SNAPSHOT_DATA: &str = "snapshot_data";
+/// The latest snapshot, sealed (see [`super::seal`]).
+pub(crate) const KEY_SNAPSHOT_SEALED: &str = "snapshot_sealed";
 
 /// The open database; tells whoever holds the [`Closed`] receiver once the
 /// database is closed (its file lock released), after the last user let go.
@@ -64,6 +70,8 @@ pub struct Db {
     /// The latest commit index (JSON), written durably when the database
     /// closes: `save_committed` writes it lazily while running.
     last_committed: std::sync::Mutex<Option<Vec<u8>>>,
+    /// Seals the log's entries and the snapshot (`<path>.key`).
+    pub(crate) sealer: Sealer,
 }
 
 impl std::ops::Deref for Db {
@@ -246,15 +254,24 @@ impl LogStore {
             None => None,
         };
         let mut wal = Wal::open(&path.with_extension("wal"), purged.map(|l| l.index))?;
-        Self::move_old_log(&db, &mut wal, purged.map_or(0, |l| l.index + 1))?;
+        let sealed_log = wal
+            .last_index()
+            .and_then(|i| wal.read(i, i + 1).ok())
+            .is_some_and(|last| last.first().is_some_and(|(_, bytes)| bytes.first() == Some(&SEALED)));
+        let sealed_snapshot = Self::get_meta(&db, KEY_SNAPSHOT_SEALED)?.is_some_and(|b| !b.is_empty());
+        let sealer = Sealer::open(&path.with_extension("key"), sealed_log || sealed_snapshot)
+            .map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?;
+        Self::move_old_log(&db, &mut wal, purged.map_or(0, |l| l.index + 1), &sealer)?;
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
         // What an earlier process wrote may still be only in the page cache.
         for file in wal.take_unflushed() {
             file.sync_data()?;
         }
-        let written = Self::last_stored(&wal).map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?;
+        let written =
+            Self::last_stored(&wal, &sealer).map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?;
         let written = written.or(purged);
-        let db = Arc::new(Db { database: Some(db), closed: Some(closed_tx), last_committed: Default::default() });
+        let db =
+            Arc::new(Db { database: Some(db), closed: Some(closed_tx), last_committed: Default::default(), sealer });
         let flush = Flush {
             running: Mutex::new(()),
             written: Mutex::new(written),
@@ -307,11 +324,11 @@ impl LogStore {
     }
 
     /// The last entry in the segment files.
-    fn last_stored(wal: &Wal) -> Result<Option<LogId>, StorageError> {
+    fn last_stored(wal: &Wal, sealer: &Sealer) -> Result<Option<LogId>, StorageError> {
         let Some(index) = wal.last_index() else { return Ok(None) };
         let stored = wal.read(index, index + 1).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Read))?;
         match stored.first() {
-            Some((_, bytes)) => Ok(Some(decode_entry(bytes)?.log_id)),
+            Some((index, bytes)) => Ok(Some(decode_entry(sealer, *index, bytes)?.log_id)),
             None => Ok(None),
         }
     }
@@ -349,7 +366,7 @@ impl LogStore {
 
     /// Moves a log kept in the database (before the segment files) to `wal`:
     /// its entries from index `from` on.
-    fn move_old_log(db: &Database, wal: &mut Wal, from: u64) -> Result<(), redb::Error> {
+    fn move_old_log(db: &Database, wal: &mut Wal, from: u64, sealer: &Sealer) -> Result<(), redb::Error> {
         let old: Vec<(u64, Vec<u8>)> = {
             let tx = db.begin_read()?;
             let table = tx.open_table(LOGS)?;
@@ -364,7 +381,15 @@ impl LogStore {
             return Ok(());
         }
         if wal.last_index().is_none() {
-            wal.append(&old)?;
+            let other = |e: StorageError| redb::Error::Io(std::io::Error::other(e.to_string()));
+            let mut sealed = Vec::with_capacity(old.len());
+            for (index, bytes) in &old {
+                sealed.push((
+                    *index,
+                    encode_entry(sealer, &decode_entry(sealer, *index, bytes).map_err(other)?).map_err(other)?,
+                ));
+            }
+            wal.append(&sealed)?;
         }
         let tx = db.begin_write()?;
         tx.open_table(LOGS)?.retain(|_, _| false)?;
@@ -408,7 +433,7 @@ impl LogStore {
         let mut bytes = Vec::new();
         let mut kept = Vec::new();
         for e in entries {
-            let encoded = encode_entry(&e)?;
+            let encoded = encode_entry(&self.db.sealer, &e)?;
             let size = encoded.len();
             bytes.push((e.log_id.index, encoded));
             kept.push((e, size));
@@ -477,17 +502,26 @@ impl LogStore {
     }
 }
 
-fn encode_entry(entry: &Entry) -> Result<Vec<u8>, StorageError> {
-    let mut bytes = vec![FORMAT_POSTCARD];
-    postcard::to_io(entry, &mut bytes).map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-    Ok(bytes)
+/// An entry as stored: postcard, sealed (see [`super::seal`]).
+fn encode_entry(sealer: &Sealer, entry: &Entry) -> Result<Vec<u8>, StorageError> {
+    let write = |e: &dyn std::fmt::Display| {
+        io_error(ErrorSubject::Logs, ErrorVerb::Write, std::io::Error::other(format!("a raft log entry: {e}")))
+    };
+    let plain = postcard::to_stdvec(entry).map_err(|e| write(&e))?;
+    sealer.seal_entry(entry.log_id.index, &plain).map_err(|e| write(&e))
 }
 
-fn decode_entry(bytes: &[u8]) -> Result<Entry, StorageError> {
+/// Reads entry `index` as stored: sealed, or from before sealing plain
+/// postcard or JSON.
+fn decode_entry(sealer: &Sealer, index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
     let read = |e: &dyn std::fmt::Display| {
         io_error(ErrorSubject::Logs, ErrorVerb::Read, std::io::Error::other(format!("a raft log entry: {e}")))
     };
     match bytes.split_first() {
+        Some((&SEALED, _)) => {
+            let plain = sealer.open_entry(index, bytes).map_err(|e| read(&e))?;
+            postcard::from_bytes(&plain).map_err(|e| read(&e))
+        }
         Some((&FORMAT_POSTCARD, rest)) => postcard::from_bytes(rest).map_err(|e| read(&e)),
         _ => {
             // An entry written as JSON, when an entry carried one batch.
@@ -536,7 +570,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         let stored =
             self.wal().read(start, end.min(first_recent)).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Read))?;
-        let mut out = stored.iter().map(|(_, bytes)| decode_entry(bytes)).collect::<Result<Vec<_>, _>>()?;
+        let sealer = &self.db.sealer;
+        let mut out =
+            stored.iter().map(|(index, bytes)| decode_entry(sealer, *index, bytes)).collect::<Result<Vec<_>, _>>()?;
         out.append(&mut recent);
         Ok(out)
     }
@@ -552,8 +588,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let wal = self.wal();
             if let Some(index) = wal.last_index() {
                 let stored = wal.read(index, index + 1).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Read))?;
-                if let Some((_, bytes)) = stored.first() {
-                    last = Some(decode_entry(bytes)?.log_id);
+                if let Some((index, bytes)) = stored.first() {
+                    last = Some(decode_entry(&self.db.sealer, *index, bytes)?.log_id);
                 }
             }
         }
@@ -651,7 +687,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         wal.truncate(log_id.index).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Delete))?;
         let last = match last_recent {
             Some(l) => Some(l),
-            None => Self::last_stored(&wal)?,
+            None => Self::last_stored(&wal, &self.db.sealer)?,
         };
         let mut written = Flush::lock(&self.flush.written);
         if written.is_some_and(|w| w.index >= log_id.index) {

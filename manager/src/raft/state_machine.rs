@@ -11,7 +11,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StoredMembership};
 use serde::{Deserialize, Serialize};
 
-use super::log_store::{Db, Durable, LogStore, KEY_SNAPSHOT_DATA, KEY_SNAPSHOT_META};
+use super::log_store::{Db, Durable, LogStore, KEY_SNAPSHOT_DATA, KEY_SNAPSHOT_META, KEY_SNAPSHOT_SEALED};
 use super::{io_error, Entry, LogId, StorageError, TypeConfig, WriteResult};
 use crate::store::Store;
 
@@ -40,13 +40,7 @@ impl StateMachine {
     pub fn open(store: Store, log: &LogStore) -> Result<StateMachine, StorageError> {
         let db = log.database();
         let mut applied = Applied::default();
-        let meta = LogStore::get_meta(&db, KEY_SNAPSHOT_META)
-            .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
-        let data = LogStore::get_meta(&db, KEY_SNAPSHOT_DATA)
-            .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
-        if let (Some(meta), Some(data)) = (meta, data) {
-            let meta: Meta =
-                serde_json::from_slice(&meta).map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+        if let Some((meta, data)) = read_snapshot(&db)? {
             store
                 .restore_snapshot(meta.last_log_id.map(|l| l.index).unwrap_or(0), &data)
                 .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
@@ -85,7 +79,10 @@ impl StateMachine {
             serde_json::to_vec(meta).map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
-            LogStore::put_meta(&db, &[(KEY_SNAPSHOT_META, &meta_bytes), (KEY_SNAPSHOT_DATA, &data)], true)
+            let sealed = db.sealer.seal_snapshot(&data).map_err(|e| redb::Error::Io(std::io::Error::other(e)))?;
+            let items: [(&str, &[u8]); 3] =
+                [(KEY_SNAPSHOT_META, &meta_bytes), (KEY_SNAPSHOT_SEALED, &sealed), (KEY_SNAPSHOT_DATA, &[])];
+            LogStore::put_meta(&db, &items, true)
         })
         .await
         .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?
@@ -93,18 +90,25 @@ impl StateMachine {
     }
 
     fn load_snapshot(&self) -> Result<Option<(Meta, Vec<u8>)>, StorageError> {
-        let read = |e: redb::Error| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e);
-        let meta = LogStore::get_meta(&self.db, KEY_SNAPSHOT_META).map_err(read)?;
-        let data = LogStore::get_meta(&self.db, KEY_SNAPSHOT_DATA).map_err(read)?;
-        match (meta, data) {
-            (Some(m), Some(d)) => {
-                let m: Meta = serde_json::from_slice(&m)
-                    .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
-                Ok(Some((m, d)))
-            }
-            _ => Ok(None),
-        }
+        read_snapshot(&self.db)
     }
+}
+
+/// The persisted snapshot: sealed, or as written before sealing.
+fn read_snapshot(db: &Db) -> Result<Option<(Meta, Vec<u8>)>, StorageError> {
+    let read = |e: &dyn std::fmt::Display| {
+        io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, std::io::Error::other(e.to_string()))
+    };
+    let Some(meta) = LogStore::get_meta(db, KEY_SNAPSHOT_META).map_err(|e| read(&e))? else { return Ok(None) };
+    let meta: Meta = serde_json::from_slice(&meta).map_err(|e| read(&e))?;
+    let data = match LogStore::get_meta(db, KEY_SNAPSHOT_SEALED).map_err(|e| read(&e))? {
+        Some(sealed) if !sealed.is_empty() => db.sealer.open_snapshot(&sealed).map_err(|e| read(&e))?,
+        _ => match LogStore::get_meta(db, KEY_SNAPSHOT_DATA).map_err(|e| read(&e))? {
+            Some(plain) => plain,
+            None => return Ok(None),
+        },
+    };
+    Ok(Some((meta, data)))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
