@@ -132,3 +132,17 @@ where
         () = from_client => Ok(()),
     }
 }
+
+/// The `101` answer that hands the connection over to a stdio stream: raw
+/// with a tty, Docker's multiplexed frames without.
+pub fn switching_protocols(tty: bool) -> super::ApiResult<axum::response::Response> {
+    let content_type =
+        if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    axum::response::Response::builder()
+        .status(axum::http::StatusCode::SWITCHING_PROTOCOLS)
+        .header("Content-Type", content_type)
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "tcp")
+        .body(axum::body::Body::empty())
+        .map_err(|e| super::ApiError::internal(e.to_string()))
+}

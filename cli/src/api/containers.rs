@@ -486,15 +486,7 @@ pub async fn attach(
             tracing::debug!(container = %c.name, "attach ended: {e}");
         }
     });
-    let content_type =
-        if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header("Content-Type", content_type)
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "tcp")
-        .body(axum::body::Body::empty())
-        .map_err(|e| ApiError::internal(e.to_string()))
+    attach::switching_protocols(tty)
 }
 
 #[derive(Deserialize)]
@@ -503,19 +495,25 @@ pub struct ResizeQuery {
     w: Option<String>,
 }
 
+impl ResizeQuery {
+    /// The rows and columns asked for.
+    pub(super) fn size(&self) -> ApiResult<(u16, u16)> {
+        let dim = |v: &Option<String>, what: &str| {
+            v.as_deref().unwrap_or("0").parse::<u16>().map_err(|_| {
+                ApiError::bad_request(format!("resize: {what} must be a number of {what} from 0 to 65535"))
+            })
+        };
+        Ok((dim(&self.h, "rows")?, dim(&self.w, "columns")?))
+    }
+}
+
 /// `POST /containers/{id}/resize?h=ROWS&w=COLUMNS`: the terminal's new size.
 pub async fn resize(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
     Query(q): Query<ResizeQuery>,
 ) -> ApiResult<StatusCode> {
-    let dim = |v: &Option<String>, what: &str| {
-        v.as_deref()
-            .unwrap_or("0")
-            .parse::<u16>()
-            .map_err(|_| ApiError::bad_request(format!("resize: {what} must be a number of {what} from 0 to 65535")))
-    };
-    let (rows, cols) = (dim(&q.h, "rows")?, dim(&q.w, "columns")?);
+    let (rows, cols) = q.size()?;
     let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
     if !c.tty {
         return Err(ApiError::bad_request(format!(

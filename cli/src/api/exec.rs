@@ -278,15 +278,7 @@ pub async fn start(
         }
         let _ = client_w.shutdown().await;
     });
-    let content_type =
-        if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header("Content-Type", content_type)
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "tcp")
-        .body(axum::body::Body::empty())
-        .map_err(|e| ApiError::internal(e.to_string()))
+    super::attach::switching_protocols(tty)
 }
 
 /// How a stream of the command's output goes to the client.
@@ -415,23 +407,15 @@ pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) 
     })))
 }
 
-#[derive(serde::Deserialize)]
-pub struct ResizeQuery {
-    h: Option<u16>,
-    w: Option<u16>,
-}
-
 /// `POST /exec/{id}/resize?h=ROWS&w=COLUMNS`: resizes its terminal (without
 /// one there is nothing to resize).
 pub async fn resize(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<ResizeQuery>,
+    axum::extract::Query(q): axum::extract::Query<super::containers::ResizeQuery>,
 ) -> ApiResult<StatusCode> {
     let exec = daemon.execs.get(&id)?;
-    let (Some(rows), Some(cols)) = (q.h, q.w) else {
-        return Err(ApiError::bad_request("resize needs h (rows) and w (columns)"));
-    };
+    let (rows, cols) = q.size()?;
     if let Some(master) = exec.terminal {
         use std::os::fd::AsFd;
         shoal_runtime::resize_terminal(master.as_fd(), rows, cols)?;
