@@ -256,9 +256,9 @@ pub async fn start(
                 return;
             }
         };
-        let (client_r, mut client_w) = tokio::io::split(client);
+        let (mut client_r, mut client_w) = tokio::io::split(client);
         let mut process = process;
-        let streamed = stream(client_r, &mut client_w, &mut process, &exec).await;
+        let streamed = stream(&mut client_r, &mut client_w, &mut process, &exec).await;
         let ended = tokio::task::spawn_blocking(move || process.wait()).await;
         let (code, failure) = match ended {
             Ok(Ok(code)) => (code, None),
@@ -277,6 +277,14 @@ pub async fn start(
             tracing::debug!(exec = %id, "exec stream ended: {e}");
         }
         let _ = client_w.shutdown().await;
+        // Closing with input unread would reset the connection, and the client could lose
+        // the end of the output: read what it still sends until it closes (a terminal
+        // client sends keys until it has seen the end).
+        let drain = async {
+            let mut buf = vec![0u8; 8192];
+            while matches!(client_r.read(&mut buf).await, Ok(n) if n > 0) {}
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
     });
     super::attach::switching_protocols(tty)
 }
@@ -296,7 +304,7 @@ fn async_file(fd: impl Into<std::os::fd::OwnedFd>) -> tokio::fs::File {
 /// Copies the command's output to the client (raw from a terminal, else in
 /// frames, the streams asked for) and the client's bytes to its terminal or
 /// stdin, until its output ends.
-async fn stream<R, W>(mut client_r: R, client_w: &mut W, process: &mut ExecProcess, exec: &Exec) -> std::io::Result<()>
+async fn stream<R, W>(client_r: &mut R, client_w: &mut W, process: &mut ExecProcess, exec: &Exec) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
