@@ -609,18 +609,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
-    /// The vote as saved, except that a leader's own vote comes back not
-    /// committed. openraft 0.9 restores a member whose saved vote made it
-    /// leader as leader at once; a restarted ex-leader then leads a term the
-    /// others have left behind, and when it hears of the newer one it
-    /// times out and calls an election that unseats the new leader. Not
-    /// committed, it starts as a follower of its own term (it still votes
-    /// for no one else in it) and follows whichever leader reaches it first,
-    /// or calls an election after its timeout, as every restarted member does.
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
         let vote: Option<Vote> = self.blocking(|db| LogStore::read_json(db, KEY_VOTE, ErrorSubject::Vote)).await?;
-        let own = |v: &Vote| self.node == Some(v.leader_id.node_id);
-        let vote = vote.map(|v| if own(&v) { Vote { committed: false, ..v } } else { v });
         *Flush::lock(&self.flush.vote) = vote;
         Ok(vote)
     }
