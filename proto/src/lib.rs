@@ -181,3 +181,41 @@ mod tests {
         }
     }
 }
+
+/// The rules for names users give to objects, checked wherever a name enters (the API, the
+/// CLI, compose files, mounts), so that every entry point refuses the same names.
+pub mod names {
+    /// The longest volume name accepted (a file name must fit in 255 bytes).
+    pub const VOLUME_NAME_MAX: usize = 255;
+
+    /// Checks `name` against Docker's rule for volume names, `[a-zA-Z0-9][a-zA-Z0-9_.-]+`
+    /// (at most 255 bytes). The error says what is wrong and what to use instead.
+    pub fn check_volume_name(name: &str) -> Result<(), String> {
+        let valid = name.len() >= 2
+            && name.len() <= VOLUME_NAME_MAX
+            && name.as_bytes()[0].is_ascii_alphanumeric()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if valid {
+            return Ok(());
+        }
+        Err(format!(
+            "\"{}\" is not a valid volume name: use 2 to {VOLUME_NAME_MAX} letters, digits, '_', '.' and '-', starting with a letter or digit",
+            name.escape_debug()
+        ))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn volume_names_follow_dockers_rule() {
+            for good in ["db", "app_data", "v.1", "9-lives", "a..", "x..."] {
+                assert!(check_volume_name(good).is_ok(), "{good}");
+            }
+            for bad in ["", "a", "..", ".x", "/etc", "a/b", "_x", "-x", "a b", "é1", &"a".repeat(256)] {
+                assert!(check_volume_name(bad).is_err(), "{bad}");
+            }
+        }
+    }
+}

@@ -28,6 +28,7 @@
 pub mod attach;
 mod cgroups;
 mod clock;
+pub mod confine;
 mod container;
 mod error;
 mod images;
