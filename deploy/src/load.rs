@@ -16,6 +16,7 @@ use crate::error::{Error, Warning};
 use crate::interpolate;
 use crate::merge::merge;
 use crate::model::{self, Any, Compose, Service};
+use crate::read::{read_text_bounded, MAX_TEXT_FILE};
 use crate::schema::{self, Keys, Support};
 use crate::yaml::{self, Entry, Mark, Node, Value};
 
@@ -90,7 +91,7 @@ impl Loader {
             None if settings.read_dotenv => (first.parent().unwrap_or(Path::new("")).join(".env"), false),
             None => return Ok(()),
         };
-        let text = match std::fs::read_to_string(&path) {
+        let text = match read_text_bounded(&path, MAX_TEXT_FILE, "an environment file") {
             Ok(text) => text,
             Err(err) if !required && err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(source) => return Err(Error::Io { file: path, source }),
@@ -121,7 +122,8 @@ impl Loader {
         self.files.push(path.clone());
         let text = match text {
             Some(text) => text,
-            None => std::fs::read_to_string(&path).map_err(|source| Error::Io { file: path.clone(), source })?,
+            None => read_text_bounded(&path, MAX_TEXT_FILE, "a compose file")
+                .map_err(|source| Error::Io { file: path.clone(), source })?,
         };
         let mut tree = yaml::parse(&text, id).map_err(|err| Error::Yaml {
             file: path.clone(),
@@ -419,7 +421,7 @@ impl Loader {
             let origin = item_marks.get(i).map_or(mark.file, |m| m.file);
             let dir = self.files.get(origin).and_then(|f| f.parent()).unwrap_or(Path::new(""));
             let file = PathBuf::from(normalize_path(&dir.join(&env_file.path).to_string_lossy()));
-            let text = match std::fs::read_to_string(&file) {
+            let text = match read_text_bounded(&file, MAX_TEXT_FILE, "an environment file") {
                 Ok(text) => text,
                 Err(err) if !env_file.required && err.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(err) => {

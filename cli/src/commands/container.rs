@@ -128,8 +128,8 @@ pub fn parse_cpus(s: &str) -> Result<i64, String> {
 /// Reads `--env-file` files: `KEY=VALUE` lines, `#` comments, and bare
 /// `KEY` taken from this environment (as Docker does).
 fn env_file_entries(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading env file {}: {e}", path.display()))?;
+    let text = shoal_deploy::read_text_bounded(path, shoal_deploy::MAX_TEXT_FILE, "an env file")
+        .map_err(|e| anyhow::anyhow!("reading env file {}: {e}", path.display()))?;
     let mut out = Vec::new();
     for line in text.lines() {
         let line = line.trim();
