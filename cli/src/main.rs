@@ -277,17 +277,11 @@ enum NodeCmd {
     },
 }
 
-/// How long a waiting command waits for convergence.
+/// A duration flag (`--timeout 5m`, `--raft-heartbeat 200ms`), read by the one duration
+/// parser (Go's grammar, as Docker's flags): at most about 292 years, never negative, so that no
+/// deadline computed from it overflows.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration \"{s}\": use e.g. 90s, 5m"))?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        "ms" => Ok(Duration::from_millis(n)),
-        _ => Err(format!("invalid duration \"{s}\": use e.g. 90s, 5m, 2h")),
-    }
+    shoal_deploy::units::Duration::parse(s).map(shoal_deploy::units::Duration::to_std)
 }
 
 #[derive(Subcommand)]
@@ -1241,4 +1235,22 @@ async fn run_daemon(data_root: PathBuf, socket: PathBuf) -> anyhow::Result<()> {
     daemon.shutdown().await;
     let _ = std::fs::remove_file(&socket);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_flags_follow_the_one_grammar_and_never_overflow() {
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h2m3.5s"), Ok(Duration::from_millis(3_723_500)));
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        for bad in ["999999999999h", "999999999999999999m", "18446744073709551615s", "-5m", "5", "5x", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        // The largest accepted duration still makes a deadline.
+        let longest = parse_duration("2562047h47m16.854775807s").expect("the longest duration");
+        assert!(std::time::Instant::now().checked_add(longest).is_some());
+    }
 }
