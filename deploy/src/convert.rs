@@ -377,6 +377,10 @@ fn mounts(compose: &Compose, name: &str, service: &Service, stack: &str) -> Resu
                             (None, true) => source.clone(),
                             (None, false) => format!("{stack}_{source}"),
                         };
+                        // The key and `name:` were checked at load; the stack's prefix can
+                        // still make the whole too long.
+                        shoal_proto::names::check_volume_name(&out.source)
+                            .map_err(|why| Unsupported::at(&["volumes", source], format!("in stack {stack}: {why}")))?;
                         if !declared.external {
                             let mut labels: HashMap<String, String> = declared.labels.into_iter().collect();
                             labels.insert(STACK_NAMESPACE_LABEL.to_owned(), stack.to_owned());

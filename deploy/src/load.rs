@@ -297,6 +297,7 @@ impl Loader {
         compose.secrets = self.top_level(root, "secrets", &schema::FILE_OBJECT)?;
         compose.configs = self.top_level(root, "configs", &schema::FILE_OBJECT)?;
         self.move_external_names(root, &mut compose);
+        self.check_volume_names(root, &compose)?;
         self.resolve_object_files(root, &mut compose);
 
         let services_node = root.get("services");
@@ -448,6 +449,40 @@ impl Loader {
         Ok(())
     }
 
+    /// Every top-level volume must make a volume name Docker's rule allows: its key is made
+    /// of name characters (the stack prefixes it), and a `name:` (or the key of an external
+    /// volume, used as it is) is a whole valid name.
+    fn check_volume_names(&self, root: &Node, compose: &Compose) -> Result<(), Error> {
+        let Some(entries) = root.get("volumes").and_then(Node::entries) else {
+            return Ok(());
+        };
+        for entry in entries {
+            let path = join("volumes", &entry.key);
+            if !model::is_volume_key(&entry.key) {
+                return Err(self.invalid(
+                    entry.key_mark,
+                    &path,
+                    format!(
+                        "{:?} is not a valid volume name: use letters, digits, '_', '.' and '-' (the stack's name and '_' go before it)",
+                        entry.key
+                    ),
+                ));
+            }
+            let Some(volume) = compose.volumes.get(&entry.key) else { continue };
+            let whole = match &volume.name {
+                Some(name) => {
+                    Some((name, entry.value.get("name").map_or(entry.key_mark, |n| n.mark), join(&path, "name")))
+                }
+                None if volume.external => Some((&entry.key, entry.key_mark, path.clone())),
+                None => None,
+            };
+            if let Some((name, mark, at)) = whole {
+                shoal_proto::names::check_volume_name(name).map_err(|why| self.invalid(mark, &at, why))?;
+            }
+        }
+        Ok(())
+    }
+
     fn top_level<T: serde::de::DeserializeOwned + Default>(
         &mut self,
         root: &Node,
@@ -584,12 +619,31 @@ impl Loader {
                     ));
                 }
             }
-            for mount in &service.volumes {
+            let items = match root.get("services").and_then(|s| s.get(name)).and_then(|n| n.get("volumes")) {
+                Some(Node { value: Value::Seq(items), .. }) => items.as_slice(),
+                _ => &[],
+            };
+            for (i, mount) in service.volumes.iter().enumerate() {
                 if let (model::MountKind::Volume, Some(source)) = (mount.kind, &mount.source) {
+                    let mark = items.get(i).map_or_else(|| locate(name, "volumes"), |item| item.mark);
+                    let at = format!("services.{name}.volumes[{i}]");
+                    if !model::is_volume_key(source) {
+                        let next = if source.starts_with(['/', '.', '~']) {
+                            format!("for the host path {source:?}, use type: bind")
+                        } else {
+                            "name a volume defined under the top-level \"volumes\" (letters, digits, '_', '.' and '-')"
+                                .to_owned()
+                        };
+                        return Err(self.invalid(
+                            mark,
+                            &at,
+                            format!("the source {source:?} is not a valid volume name: {next}"),
+                        ));
+                    }
                     if !compose.volumes.contains_key(source) {
                         return Err(self.invalid(
-                            locate(name, "volumes"),
-                            &path("volumes"),
+                            mark,
+                            &at,
                             format!("uses volume {source:?}, which is not defined under the top-level \"volumes\""),
                         ));
                     }
