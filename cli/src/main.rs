@@ -510,9 +510,17 @@ enum VolumeCmd {
         quiet: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Only volumes that match: dangling=true|false, driver=local, label=KEY[=VALUE], name=NAME.
+        #[arg(short, long = "filter")]
+        filter: Vec<String>,
     },
     /// Create a volume (without a name: an anonymous one).
-    Create { name: Option<String> },
+    Create {
+        name: Option<String>,
+        /// Set a label (KEY=VALUE).
+        #[arg(short, long = "label")]
+        label: Vec<String>,
+    },
     /// Show volumes in detail (JSON).
     Inspect {
         #[arg(required = true)]
@@ -530,6 +538,9 @@ enum VolumeCmd {
     Prune {
         #[arg(short, long)]
         all: bool,
+        /// Only volumes that match: label=KEY[=VALUE], label!=KEY[=VALUE].
+        #[arg(long = "filter")]
+        filter: Vec<String>,
     },
 }
 
@@ -610,6 +621,9 @@ struct CreateArgs {
     /// Mount a host path or a named volume: SRC:DST[:ro].
     #[arg(short, long = "volume")]
     volume: Vec<String>,
+    /// Mount a bind, volume or tmpfs, in Docker's syntax: type=bind,source=/srv,target=/data[,readonly].
+    #[arg(long, value_parser = commands::container::parse_mount)]
+    mount: Vec<serde_json::Value>,
     /// Mount a tmpfs: PATH[:OPTIONS].
     #[arg(long)]
     tmpfs: Vec<String>,
@@ -675,6 +689,7 @@ impl CreateArgs {
             labels: self.label,
             user: self.user,
             volumes: self.volume,
+            mounts: self.mount,
             tmpfs: self.tmpfs,
             read_only: self.read_only,
             memory: self.memory,
@@ -989,11 +1004,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::image::import(c, &source, &reference, &change).await
         }
         Command::Image(ImageCmd::Ls { quiet, format }) => commands::image::ls(c, quiet, format).await,
-        Command::Volume(VolumeCmd::Ls { quiet, format }) => commands::volume::ls(c, quiet, format).await,
-        Command::Volume(VolumeCmd::Create { name }) => commands::volume::create(c, name.as_deref()).await,
+        Command::Volume(VolumeCmd::Ls { quiet, format, filter }) => {
+            commands::volume::ls(c, quiet, format, &filter).await
+        }
+        Command::Volume(VolumeCmd::Create { name, label }) => {
+            commands::volume::create(c, name.as_deref(), &label).await
+        }
         Command::Volume(VolumeCmd::Inspect { names }) => commands::volume::inspect(c, &names).await,
         Command::Volume(VolumeCmd::Rm { force, names }) => commands::volume::rm(c, &names, force).await,
-        Command::Volume(VolumeCmd::Prune { all }) => commands::volume::prune(c, all).await,
+        Command::Volume(VolumeCmd::Prune { all, filter }) => commands::volume::prune(c, all, &filter).await,
         Command::Image(ImageCmd::Tag { source, target }) => commands::image::tag(c, &source, &target).await,
         Command::Image(ImageCmd::Rm { force, images }) => commands::image::rm(c, &images, force).await,
         Command::Image(ImageCmd::Inspect { images }) => commands::image::inspect(c, &images).await,
