@@ -139,6 +139,11 @@ fn hostile_volume_names_mounts_and_files_are_refused_and_touch_nothing() {
         docker(&node, &["run", "--rm", "--mount", &format!("{bind},readonly"), "bb:1", "sh", "-c", "touch /in/new"]);
     assert!(!out.status.success(), "a read-only bind was writable");
     assert!(!src.join("new").exists());
+    // shoal's own run --mount, in the same syntax.
+    assert_eq!(
+        node.ok(&["run", "--rm", "--mount", &format!("{bind},ro"), "bb:1", "cat", "/in/hello"]),
+        "from the host\n"
+    );
     let out = docker(
         &node,
         &["run", "--rm", "--mount", "type=tmpfs,dst=/t,tmpfs-mode=1770", "bb:1", "stat", "-c", "%a", "/t"],
@@ -159,6 +164,16 @@ fn hostile_volume_names_mounts_and_files_are_refused_and_touch_nothing() {
     assert!(!out.status.success() && text(&out.stderr).contains("rshared"), "{}", text(&out.stderr));
     let out = docker(&node, &["volume", "ls", "--filter", "colour=blue"]);
     assert!(!out.status.success() && text(&out.stderr).contains("colour"), "{}", text(&out.stderr));
+
+    // Filters narrow what is listed and pruned; a bad value is refused, not ignored.
+    node.ok(&["volume", "create", "--label", "tier=cache", "cache1"]);
+    node.ok(&["volume", "create", "--label", "tier=db", "db1"]);
+    assert_eq!(node.ok(&["volume", "ls", "-q", "--filter", "name=^cache"]), "cache1\n");
+    assert_eq!(node.ok(&["volume", "ls", "-q", "--filter", "label=tier"]), "cache1\ndb1\n");
+    let (status, body) = curl(&node, "GET", "/volumes?filters=%7B%22dangling%22%3A%5B%22maybe%22%5D%7D", None);
+    assert_eq!(status, 400, "dangling=maybe: {body}");
+    node.ok(&["volume", "prune", "--all", "--filter", "label=tier=cache"]);
+    assert_eq!(node.ok(&["volume", "ls", "-q"]), "db1\nkeep\nlabelled\n");
 
     // A secret file that never ends: refused at the limit, named in the message.
     let compose = node.write(
