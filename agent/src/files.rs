@@ -135,6 +135,7 @@ fn write_all(dir: &Path, spec: &ContainerSpec, store: &FileStore) -> Result<Vec<
             source: host.to_string_lossy().into_owned(),
             target: container_path(&file.name, relative_to),
             read_only: true,
+            ..Mount::default()
         });
     }
     Ok(mounts)

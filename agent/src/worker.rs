@@ -37,6 +37,8 @@ impl WorkerContext {
 
 /// The runtime mounts and tmpfs of a task's container spec. A bind source
 /// must exist on this node; an anonymous volume (no source) is left to the runtime.
+/// The spec came from another node: a volume name or a tmpfs mode the rules refuse is the
+/// task's error, not a path or a mount option on this node.
 fn container_mounts(
     spec: &shoal_proto::ContainerSpec,
     hostname: &str,
@@ -58,30 +60,30 @@ fn container_mounts(
                     source: m.source.clone(),
                     target: m.target.clone(),
                     read_only: m.read_only,
+                    ..Mount::default()
                 });
             }
             mount::Type::Volume => {
                 // No source: an anonymous volume, which the runtime names and removes with
                 // the task's container.
+                if !m.source.is_empty() {
+                    shoal_proto::names::check_volume_name(&m.source)
+                        .map_err(|why| format!("invalid mount config for type \"volume\" at {}: {why}", m.target))?;
+                }
                 mounts.push(Mount {
                     kind: MountKind::Volume,
                     source: m.source.clone(),
                     target: m.target.clone(),
                     read_only: m.read_only,
+                    no_copy: m.volume_nocopy,
+                    volume_labels: m.volume_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    ..Mount::default()
                 });
             }
             mount::Type::Tmpfs => {
-                let mut options = Vec::new();
-                if m.tmpfs_size > 0 {
-                    options.push(format!("size={}", m.tmpfs_size));
-                }
-                if m.tmpfs_mode > 0 {
-                    options.push(format!("mode={:o}", m.tmpfs_mode));
-                }
-                if m.read_only {
-                    options.push("ro".into());
-                }
-                tmpfs.insert(m.target.clone(), options.join(","));
+                let options = shoal_runtime::tmpfs_options_of(m.tmpfs_size, u64::from(m.tmpfs_mode), m.read_only)
+                    .map_err(|e| format!("invalid mount config for type \"tmpfs\" at {}: {e}", m.target))?;
+                tmpfs.insert(m.target.clone(), options);
             }
         }
     }
@@ -438,4 +440,42 @@ pub async fn remove_orphans(ctx: &WorkerContext, assigned: &HashSet<String>) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(mounts: Vec<shoal_proto::Mount>) -> shoal_proto::ContainerSpec {
+        shoal_proto::ContainerSpec { mounts, ..Default::default() }
+    }
+
+    fn volume(source: &str) -> shoal_proto::Mount {
+        let mut m = shoal_proto::Mount { source: source.into(), target: "/data".into(), ..Default::default() };
+        m.set_type(mount::Type::Volume);
+        m
+    }
+
+    #[test]
+    fn task_mounts_from_another_node_are_held_to_the_rules() {
+        for bad in ["..", "../../x", "/etc", "a/b", ".hidden"] {
+            let err = container_mounts(&spec(vec![volume(bad)]), "n1").expect_err(bad);
+            assert!(err.contains("not a valid volume name"), "{bad}: {err}");
+        }
+        let mut tmpfs = shoal_proto::Mount { target: "/t".into(), tmpfs_mode: 0o100777, ..Default::default() };
+        tmpfs.set_type(mount::Type::Tmpfs);
+        let err = container_mounts(&spec(vec![tmpfs.clone()]), "n1").expect_err("mode beyond 7777");
+        assert!(err.contains("beyond 0o7777"), "{err}");
+
+        tmpfs.tmpfs_mode = 0o1770;
+        tmpfs.tmpfs_size = 1 << 20;
+        let mut labelled = volume("app_data");
+        labelled.volume_labels.insert("com.docker.stack.namespace".into(), "app".into());
+        labelled.volume_nocopy = true;
+        let (mounts, tmpfs) = container_mounts(&spec(vec![labelled, volume(""), tmpfs]), "n1").expect("valid");
+        assert_eq!(tmpfs.get("/t").map(String::as_str), Some("size=1048576,mode=1770"));
+        assert_eq!((mounts[0].source.as_str(), mounts[0].no_copy), ("app_data", true));
+        assert_eq!(mounts[0].volume_labels.get("com.docker.stack.namespace").map(String::as_str), Some("app"));
+        assert_eq!(mounts[1].source, "");
+    }
 }

@@ -277,17 +277,11 @@ enum NodeCmd {
     },
 }
 
-/// How long a waiting command waits for convergence.
+/// A duration flag (`--timeout 5m`, `--raft-heartbeat 200ms`), read by the one duration
+/// parser (Go's grammar, as Docker's flags): at most about 292 years, never negative, so that no
+/// deadline computed from it overflows.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration \"{s}\": use e.g. 90s, 5m"))?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        "ms" => Ok(Duration::from_millis(n)),
-        _ => Err(format!("invalid duration \"{s}\": use e.g. 90s, 5m, 2h")),
-    }
+    shoal_deploy::units::Duration::parse(s).map(shoal_deploy::units::Duration::to_std)
 }
 
 #[derive(Subcommand)]
@@ -516,9 +510,17 @@ enum VolumeCmd {
         quiet: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// Only volumes that match: dangling=true|false, driver=local, label=KEY[=VALUE], name=NAME.
+        #[arg(short, long = "filter")]
+        filter: Vec<String>,
     },
     /// Create a volume (without a name: an anonymous one).
-    Create { name: Option<String> },
+    Create {
+        name: Option<String>,
+        /// Set a label (KEY=VALUE).
+        #[arg(short, long = "label")]
+        label: Vec<String>,
+    },
     /// Show volumes in detail (JSON).
     Inspect {
         #[arg(required = true)]
@@ -536,6 +538,9 @@ enum VolumeCmd {
     Prune {
         #[arg(short, long)]
         all: bool,
+        /// Only volumes that match: label=KEY[=VALUE], label!=KEY[=VALUE].
+        #[arg(long = "filter")]
+        filter: Vec<String>,
     },
 }
 
@@ -616,6 +621,9 @@ struct CreateArgs {
     /// Mount a host path or a named volume: SRC:DST[:ro].
     #[arg(short, long = "volume")]
     volume: Vec<String>,
+    /// Mount a bind, volume or tmpfs, in Docker's syntax: type=bind,source=/srv,target=/data[,readonly].
+    #[arg(long, value_parser = commands::container::parse_mount)]
+    mount: Vec<serde_json::Value>,
     /// Mount a tmpfs: PATH[:OPTIONS].
     #[arg(long)]
     tmpfs: Vec<String>,
@@ -681,6 +689,7 @@ impl CreateArgs {
             labels: self.label,
             user: self.user,
             volumes: self.volume,
+            mounts: self.mount,
             tmpfs: self.tmpfs,
             read_only: self.read_only,
             memory: self.memory,
@@ -995,11 +1004,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::image::import(c, &source, &reference, &change).await
         }
         Command::Image(ImageCmd::Ls { quiet, format }) => commands::image::ls(c, quiet, format).await,
-        Command::Volume(VolumeCmd::Ls { quiet, format }) => commands::volume::ls(c, quiet, format).await,
-        Command::Volume(VolumeCmd::Create { name }) => commands::volume::create(c, name.as_deref()).await,
+        Command::Volume(VolumeCmd::Ls { quiet, format, filter }) => {
+            commands::volume::ls(c, quiet, format, &filter).await
+        }
+        Command::Volume(VolumeCmd::Create { name, label }) => {
+            commands::volume::create(c, name.as_deref(), &label).await
+        }
         Command::Volume(VolumeCmd::Inspect { names }) => commands::volume::inspect(c, &names).await,
         Command::Volume(VolumeCmd::Rm { force, names }) => commands::volume::rm(c, &names, force).await,
-        Command::Volume(VolumeCmd::Prune { all }) => commands::volume::prune(c, all).await,
+        Command::Volume(VolumeCmd::Prune { all, filter }) => commands::volume::prune(c, all, &filter).await,
         Command::Image(ImageCmd::Tag { source, target }) => commands::image::tag(c, &source, &target).await,
         Command::Image(ImageCmd::Rm { force, images }) => commands::image::rm(c, &images, force).await,
         Command::Image(ImageCmd::Inspect { images }) => commands::image::inspect(c, &images).await,
@@ -1241,4 +1254,22 @@ async fn run_daemon(data_root: PathBuf, socket: PathBuf) -> anyhow::Result<()> {
     daemon.shutdown().await;
     let _ = std::fs::remove_file(&socket);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_flags_follow_the_one_grammar_and_never_overflow() {
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h2m3.5s"), Ok(Duration::from_millis(3_723_500)));
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        for bad in ["999999999999h", "999999999999999999m", "18446744073709551615s", "-5m", "5", "5x", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        // The largest accepted duration still makes a deadline.
+        let longest = parse_duration("2562047h47m16.854775807s").expect("the longest duration");
+        assert!(std::time::Instant::now().checked_add(longest).is_some());
+    }
 }

@@ -157,12 +157,19 @@ fn file_object(
 ) -> Result<(HashMap<String, String>, Vec<u8>), Unsupported> {
     let singular = kind.trim_end_matches('s');
     let (data, at) = if let Some(file) = &object.file {
-        let data = std::fs::read(file).map_err(|e| {
-            Unsupported::at(
-                &[kind, key, "file"],
-                format!("cannot read the {singular} file {file}: {e}; create it or fix the path"),
-            )
-        })?;
+        let data =
+            crate::read::read_bounded(std::path::Path::new(file), MAX_SECRET_SIZE as u64, &format!("a {singular}"))
+                .map_err(|e| {
+                    let next = if e.kind() == std::io::ErrorKind::FileTooLarge {
+                        "name a smaller file"
+                    } else {
+                        "create it or fix the path"
+                    };
+                    Unsupported::at(
+                        &[kind, key, "file"],
+                        format!("cannot read the {singular} file {file}: {e}; {next}"),
+                    )
+                })?;
         (data, "file")
     } else if let Some(variable) = &object.environment {
         let value = vars.get(variable).ok_or_else(|| {
@@ -370,6 +377,10 @@ fn mounts(compose: &Compose, name: &str, service: &Service, stack: &str) -> Resu
                             (None, true) => source.clone(),
                             (None, false) => format!("{stack}_{source}"),
                         };
+                        // The key and `name:` were checked at load; the stack's prefix can
+                        // still make the whole too long.
+                        shoal_proto::names::check_volume_name(&out.source)
+                            .map_err(|why| Unsupported::at(&["volumes", source], format!("in stack {stack}: {why}")))?;
                         if !declared.external {
                             let mut labels: HashMap<String, String> = declared.labels.into_iter().collect();
                             labels.insert(STACK_NAMESPACE_LABEL.to_owned(), stack.to_owned());
@@ -689,6 +700,15 @@ mod tests {
             load("services:\n  web: {image: x, secrets: [pw]}\nsecrets:\n  pw: {environment: UNSET_X}\n", &[], &[])
                 .expect_err("unset variable");
         assert!(err.to_string().contains("UNSET_X is not set"), "{err}");
+    }
+
+    #[test]
+    fn endless_secret_and_config_files_stop_at_the_limit() {
+        for kind in ["secrets", "configs"] {
+            let yaml = format!("services:\n  web: {{image: x, {kind}: [z]}}\n{kind}:\n  z: {{file: /dev/zero}}\n");
+            let text = load(&yaml, &[], &[]).expect_err("endless file").to_string();
+            assert!(text.contains(&format!("{kind}.z.file")) && text.contains("500 KiB (512000 bytes)"), "{text}");
+        }
     }
 
     #[test]

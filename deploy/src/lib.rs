@@ -10,7 +10,8 @@
 //! at `file:line:column`.
 //!
 //! Architecture invariant: no I/O beyond reading the compose files, the `.env` file and the
-//! files they name; the environment is a parameter; no other shoal crate but `proto`.
+//! files they name, each with a bound (`read`); the environment is a parameter; no other
+//! shoal crate but `proto`.
 
 mod convert;
 mod de;
@@ -19,10 +20,11 @@ mod interpolate;
 mod load;
 mod merge;
 pub mod model;
+mod read;
 mod render;
 mod schema;
 mod shell;
-mod units;
+pub mod units;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -30,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{Error, Warning};
 pub use model::Compose;
+pub use read::{read_bounded, read_text_bounded, MAX_TEXT_FILE};
 
 /// The objects of one stack, ready to send to a manager.
 #[derive(Clone, Debug, PartialEq)]

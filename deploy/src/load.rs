@@ -16,6 +16,7 @@ use crate::error::{Error, Warning};
 use crate::interpolate;
 use crate::merge::merge;
 use crate::model::{self, Any, Compose, Service};
+use crate::read::{read_text_bounded, MAX_TEXT_FILE};
 use crate::schema::{self, Keys, Support};
 use crate::yaml::{self, Entry, Mark, Node, Value};
 
@@ -90,7 +91,7 @@ impl Loader {
             None if settings.read_dotenv => (first.parent().unwrap_or(Path::new("")).join(".env"), false),
             None => return Ok(()),
         };
-        let text = match std::fs::read_to_string(&path) {
+        let text = match read_text_bounded(&path, MAX_TEXT_FILE, "an environment file") {
             Ok(text) => text,
             Err(err) if !required && err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(source) => return Err(Error::Io { file: path, source }),
@@ -121,7 +122,8 @@ impl Loader {
         self.files.push(path.clone());
         let text = match text {
             Some(text) => text,
-            None => std::fs::read_to_string(&path).map_err(|source| Error::Io { file: path.clone(), source })?,
+            None => read_text_bounded(&path, MAX_TEXT_FILE, "a compose file")
+                .map_err(|source| Error::Io { file: path.clone(), source })?,
         };
         let mut tree = yaml::parse(&text, id).map_err(|err| Error::Yaml {
             file: path.clone(),
@@ -295,6 +297,7 @@ impl Loader {
         compose.secrets = self.top_level(root, "secrets", &schema::FILE_OBJECT)?;
         compose.configs = self.top_level(root, "configs", &schema::FILE_OBJECT)?;
         self.move_external_names(root, &mut compose);
+        self.check_volume_names(root, &compose)?;
         self.resolve_object_files(root, &mut compose);
 
         let services_node = root.get("services");
@@ -419,7 +422,7 @@ impl Loader {
             let origin = item_marks.get(i).map_or(mark.file, |m| m.file);
             let dir = self.files.get(origin).and_then(|f| f.parent()).unwrap_or(Path::new(""));
             let file = PathBuf::from(normalize_path(&dir.join(&env_file.path).to_string_lossy()));
-            let text = match std::fs::read_to_string(&file) {
+            let text = match read_text_bounded(&file, MAX_TEXT_FILE, "an environment file") {
                 Ok(text) => text,
                 Err(err) if !env_file.required && err.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(err) => {
@@ -442,6 +445,40 @@ impl Loader {
         }
         for (name, value) in from_files {
             service.environment.entry(name).or_insert(Some(value));
+        }
+        Ok(())
+    }
+
+    /// Every top-level volume must make a volume name Docker's rule allows: its key is made
+    /// of name characters (the stack prefixes it), and a `name:` (or the key of an external
+    /// volume, used as it is) is a whole valid name.
+    fn check_volume_names(&self, root: &Node, compose: &Compose) -> Result<(), Error> {
+        let Some(entries) = root.get("volumes").and_then(Node::entries) else {
+            return Ok(());
+        };
+        for entry in entries {
+            let path = join("volumes", &entry.key);
+            if !model::is_volume_key(&entry.key) {
+                return Err(self.invalid(
+                    entry.key_mark,
+                    &path,
+                    format!(
+                        "{:?} is not a valid volume name: use letters, digits, '_', '.' and '-' (the stack's name and '_' go before it)",
+                        entry.key
+                    ),
+                ));
+            }
+            let Some(volume) = compose.volumes.get(&entry.key) else { continue };
+            let whole = match &volume.name {
+                Some(name) => {
+                    Some((name, entry.value.get("name").map_or(entry.key_mark, |n| n.mark), join(&path, "name")))
+                }
+                None if volume.external => Some((&entry.key, entry.key_mark, path.clone())),
+                None => None,
+            };
+            if let Some((name, mark, at)) = whole {
+                shoal_proto::names::check_volume_name(name).map_err(|why| self.invalid(mark, &at, why))?;
+            }
         }
         Ok(())
     }
@@ -582,12 +619,31 @@ impl Loader {
                     ));
                 }
             }
-            for mount in &service.volumes {
+            let items = match root.get("services").and_then(|s| s.get(name)).and_then(|n| n.get("volumes")) {
+                Some(Node { value: Value::Seq(items), .. }) => items.as_slice(),
+                _ => &[],
+            };
+            for (i, mount) in service.volumes.iter().enumerate() {
                 if let (model::MountKind::Volume, Some(source)) = (mount.kind, &mount.source) {
+                    let mark = items.get(i).map_or_else(|| locate(name, "volumes"), |item| item.mark);
+                    let at = format!("services.{name}.volumes[{i}]");
+                    if !model::is_volume_key(source) {
+                        let next = if source.starts_with(['/', '.', '~']) {
+                            format!("for the host path {source:?}, use type: bind")
+                        } else {
+                            "name a volume defined under the top-level \"volumes\" (letters, digits, '_', '.' and '-')"
+                                .to_owned()
+                        };
+                        return Err(self.invalid(
+                            mark,
+                            &at,
+                            format!("the source {source:?} is not a valid volume name: {next}"),
+                        ));
+                    }
                     if !compose.volumes.contains_key(source) {
                         return Err(self.invalid(
-                            locate(name, "volumes"),
-                            &path("volumes"),
+                            mark,
+                            &at,
                             format!("uses volume {source:?}, which is not defined under the top-level \"volumes\""),
                         ));
                     }

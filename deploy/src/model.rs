@@ -1172,6 +1172,12 @@ pub enum Any {
 
 /// Whether `name` may name a stack or a service: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, the rule
 /// Compose and Docker apply.
+/// A top-level volume's key (or a mount's source naming one): the characters Docker allows in
+/// a volume name, which the stack's `<stack>_` prefix then starts with a letter or digit.
+pub(crate) fn is_volume_key(key: &str) -> bool {
+    !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
 pub(crate) fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())

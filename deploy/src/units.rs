@@ -1,6 +1,10 @@
 //! The typed values compose writes as text: durations (`1m30s`, `500ms`), byte sizes (`512m`,
 //! `1g`) and CPU counts (`"0.5"`), each read from its text as written (never through a float)
 //! and written back in one canonical form, so `stack config` output reloads to the same values.
+//!
+//! The duration parser here is shoal's only one: the command line's durations (`--timeout`,
+//! `logs --since`, …) are read by it too, so every duration a user writes follows one grammar,
+//! Go's `time.ParseDuration` as Docker reads it.
 
 use serde::de::{self, Deserialize, Deserializer};
 use serde::{Serialize, Serializer};
@@ -19,57 +23,91 @@ pub struct ByteSize(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NanoCpus(pub u64);
 
-const UNITS: [(&str, u64); 7] = [
+const UNITS: [(&str, u64); 8] = [
     ("ns", 1),
     ("us", 1_000),
-    ("µs", 1_000),
+    // Go accepts both micro signs: U+00B5 and the Greek letter U+03BC.
+    ("\u{b5}s", 1_000),
+    ("\u{3bc}s", 1_000),
     ("ms", 1_000_000),
     ("s", 1_000_000_000),
     ("m", 60_000_000_000),
     ("h", 3_600_000_000_000),
 ];
 
+/// The longest duration, as Go's: `i64::MAX` nanoseconds (about 292 years).
+const MAX_NANOS: u128 = i64::MAX as u128;
+
+/// Parses a duration in Go's `time.ParseDuration` grammar, as Docker reads durations: an
+/// optional sign, then one or more numbers each with a unit (`1h2m3.5s`, `300ms`, `.5s`,
+/// `1.s`), the units `ns`, `us` (or `µs`), `ms`, `s`, `m`, `h`; `0` alone needs no unit.
+/// Returns nanoseconds; beyond `i64` either way is an error, never a wrapped value.
+pub fn parse_signed_duration(text: &str) -> Result<i64, String> {
+    let bad = || format!("invalid duration {text:?}: write a number and a unit, e.g. \"1m30s\" or \"500ms\"");
+    let (negative, unsigned) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if unsigned == "0" {
+        return Ok(0);
+    }
+    if unsigned.is_empty() {
+        return Err(bad());
+    }
+    let mut rest = unsigned;
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let (number, after) = rest.split_at(number_len);
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let scale = UNITS.iter().find(|(name, _)| *name == unit).map(|(_, scale)| *scale).ok_or_else(bad)?;
+        let too_long = || format!("duration {text:?} is too long: at most 2562047h47m16.854775807s");
+        let well_formed = number.matches('.').count() <= 1 && number.bytes().any(|b| b.is_ascii_digit());
+        let value = decimal(number, scale).ok_or_else(|| if well_formed { too_long() } else { bad() })?;
+        total = total.checked_add(value).filter(|t| *t <= MAX_NANOS + u128::from(negative)).ok_or_else(too_long)?;
+        rest = after;
+    }
+    let total = i128::try_from(total).map_err(|_| bad())?;
+    i64::try_from(if negative { -total } else { total }).map_err(|_| bad())
+}
+
 impl Duration {
-    /// Parses `1h2m3.5s`, `500ms`, `0`.
+    /// Parses a duration as [`parse_signed_duration`] does, where a negative one makes no
+    /// sense (a timeout, an interval, a grace period).
     pub fn parse(text: &str) -> Result<Duration, String> {
-        let text = text.trim();
-        let bad = || format!("invalid duration {text:?}: write a number and a unit, e.g. \"1m30s\" or \"500ms\"");
-        if text == "0" {
-            return Ok(Duration(0));
-        }
-        if text.is_empty() {
-            return Err(bad());
-        }
-        let mut rest = text;
-        let mut total: u128 = 0;
-        while !rest.is_empty() {
-            let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
-            let (number, after) = rest.split_at(number_len);
-            let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
-            let (unit, after) = after.split_at(unit_len);
-            let scale = UNITS.iter().find(|(name, _)| *name == unit).map(|(_, scale)| *scale).ok_or_else(bad)?;
-            total += decimal(number, scale).ok_or_else(bad)?;
-            rest = after;
-        }
-        u64::try_from(total).map(Duration).map_err(|_| format!("duration {text:?} is too long"))
+        let ns = parse_signed_duration(text)?;
+        u64::try_from(ns)
+            .map(Duration)
+            .map_err(|_| format!("duration {text:?} is negative: give a duration of 0 or more, e.g. \"30s\""))
+    }
+
+    /// The same span as a `std::time::Duration`.
+    pub fn to_std(self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.0)
     }
 }
 
-/// `number` (digits, maybe a fraction) times `scale`, truncated to an integer.
+/// `number` (digits, maybe a fraction) times `scale`, truncated to an integer; `None` for a
+/// malformed number or one beyond `u128`.
 fn decimal(number: &str, scale: u64) -> Option<u128> {
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     if whole.is_empty() && fraction.is_empty() {
         return None;
     }
-    if fraction.len() > 18 || !fraction.chars().all(|c| c.is_ascii_digit()) {
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
     let mut value = whole.checked_mul(u128::from(scale))?;
+    // Digits past the 18th change nothing a nanosecond can hold (18 digits times the largest
+    // scale stays within u128, as Go keeps what fits and reads the rest).
+    let fraction = &fraction[..fraction.len().min(18)];
     if !fraction.is_empty() {
         let numerator: u128 = fraction.parse().ok()?;
         let denominator = 10u128.pow(u32::try_from(fraction.len()).ok()?);
-        value += numerator * u128::from(scale) / denominator;
+        value = value.checked_add(numerator * u128::from(scale) / denominator)?;
     }
     Some(value)
 }
@@ -203,8 +241,38 @@ mod tests {
         for (text, ns) in cases {
             assert_eq!(Duration::parse(text), Ok(Duration(ns)), "{text}");
         }
-        for bad in ["", "10", "1x", "s", "1.2.3s", "-1s", "1 s"] {
+        for bad in ["", "10", "1x", "s", "1.2.3s", "-1s", "1 s", " 1s", ".s", "-", "+", "1h-1m", "1e3s", "0x10s"] {
             assert!(Duration::parse(bad).is_err(), "{bad}");
+        }
+        // Go's grammar: a sign, fractions without a whole or a fraction part, both micro signs.
+        for (text, ns) in [
+            ("+5s", 5_000_000_000),
+            (".5s", 500_000_000),
+            ("1.s", 1_000_000_000),
+            ("1h2m3.5s", 3_723_500_000_000),
+            ("300ms", 300_000_000),
+            ("3\u{b5}s", 3_000),
+            ("3\u{3bc}s", 3_000),
+            ("-0", 0),
+            ("1.0000000000000000000001s", 1_000_000_000),
+        ] {
+            assert_eq!(Duration::parse(text), Ok(Duration(ns)), "{text}");
+        }
+        assert_eq!(parse_signed_duration("-1m30s"), Ok(-90_000_000_000));
+        assert!(Duration::parse("-1m").expect_err("negative").contains("negative"));
+        // Beyond 2^63 - 1 ns is an error, never a wrapped or saturated value.
+        assert_eq!(parse_signed_duration("2562047h47m16.854775807s"), Ok(i64::MAX));
+        assert_eq!(parse_signed_duration("-2562047h47m16.854775808s"), Ok(i64::MIN));
+        for long in [
+            "2562047h47m16.854775808s",
+            "999999999999h",
+            "9223372036854775808ns",
+            &format!("{}h", u128::MAX),
+            &format!("{0}h{0}h", u64::MAX),
+            &format!("{}0.5h", u128::MAX),
+        ] {
+            let err = parse_signed_duration(long).expect_err(long);
+            assert!(err.contains("too long"), "{long}: {err}");
         }
         assert_eq!(Duration(90_000_000_000).to_string(), "1m30s");
         assert_eq!(Duration(500_000_000).to_string(), "500ms");
@@ -235,10 +303,19 @@ mod tests {
 
     proptest! {
         #[test]
-        fn canonical_forms_parse_back(ns in 0u64..u64::MAX / 2, bytes in 0u64..1 << 50, cpus in 0u64..1 << 40) {
+        fn canonical_forms_parse_back(ns in 0u64..=i64::MAX as u64, bytes in 0u64..1 << 50, cpus in 0u64..1 << 40) {
             prop_assert_eq!(Duration::parse(&Duration(ns).to_string()), Ok(Duration(ns)));
             prop_assert_eq!(ByteSize::parse(&ByteSize(bytes).to_string()), Ok(ByteSize(bytes)));
             prop_assert_eq!(NanoCpus::parse(&NanoCpus(cpus).to_string()), Ok(NanoCpus(cpus)));
+        }
+
+        #[test]
+        fn durations_never_panic_and_parse_back(text in "[-+]?([0-9]{0,22}(\\.[0-9]{0,22})?(ns|us|ms|s|m|h|x)?){1,4}") {
+            if let Ok(ns) = parse_signed_duration(&text) {
+                let d = Duration(ns.unsigned_abs());
+                let again = parse_signed_duration(&format!("{}{d}", if ns < 0 { "-" } else { "" }));
+                prop_assert_eq!(again, Ok(ns));
+            }
         }
     }
 }

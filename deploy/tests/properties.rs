@@ -109,6 +109,20 @@ fn composeish() -> impl Strategy<Value = String> {
     })
 }
 
+/// A top-level volume and a service mounting it, with hostile names among the plain ones.
+fn volume_case() -> impl Strategy<Value = (String, Option<String>, bool, String)> {
+    let name = || {
+        prop_oneof![
+            "[a-zA-Z0-9_./-]{1,12}",
+            prop::sample::select(vec!["..", ".", "/etc", "../../x", "a/../../b", "ok", "x", "-x", "_x", ".x", "a b"])
+                .prop_map(str::to_owned),
+            "[a-z]{250,256}",
+        ]
+    };
+    let stack = prop::sample::select(vec!["app", "a", "my-stack.2"]).prop_map(str::to_owned);
+    (name(), prop::option::of(name()), any::<bool>(), stack)
+}
+
 fn load_text(text: &str) -> Option<String> {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let file = dir.path().join("compose.yml");
@@ -140,6 +154,48 @@ proptest! {
             prop_assert_eq!(again.as_deref(), Some(rendered.as_str()));
             let reloaded = load_text(&rendered);
             prop_assert_eq!(reloaded.as_deref(), Some(rendered.as_str()), "from:\n{}", text);
+        }
+    }
+
+    #[test]
+    fn volume_names_are_valid_or_refused_where_they_are_written((key, name, external, stack) in volume_case()) {
+        let mut yaml = format!(
+            "services:\n  web:\n    image: x\n    volumes:\n      - type: volume\n        source: \"{key}\"\n        target: /data\nvolumes:\n  \"{key}\":\n"
+        );
+        if let Some(name) = &name {
+            yaml.push_str(&format!("    name: \"{name}\"\n"));
+        }
+        if external {
+            yaml.push_str("    external: true\n");
+        }
+        let whole = match (&name, external) {
+            (Some(name), _) => name.clone(),
+            (None, true) => key.clone(),
+            (None, false) => format!("{stack}_{key}"),
+        };
+        let key_chars = key.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        let valid = key_chars && shoal_proto::names::check_volume_name(&whole).is_ok();
+        match load_stack_from_str(Path::new("compose.yml"), &yaml, &stack) {
+            Ok(loaded) => {
+                prop_assert!(valid, "accepted the volume name {whole:?}:\n{yaml}");
+                for service in &loaded.stack.services {
+                    let container = service.task.as_ref().and_then(|t| t.container.as_ref()).expect("a container");
+                    for mount in &container.mounts {
+                        prop_assert_eq!(&mount.source, &whole);
+                        prop_assert!(shoal_proto::names::check_volume_name(&mount.source).is_ok());
+                    }
+                }
+            }
+            Err(err) => {
+                prop_assert!(!valid, "refused the valid volume name {whole:?}: {err}\n{yaml}");
+                // Where: compose.yml:LINE:COLUMN: …
+                let text = err.to_string();
+                let mut parts = text.splitn(4, ':');
+                prop_assert_eq!(parts.next(), Some("compose.yml"), "{}", text);
+                prop_assert!(parts.next().is_some_and(|l| l.parse::<u32>().is_ok()), "{}", text);
+                prop_assert!(parts.next().is_some_and(|c| c.parse::<u32>().is_ok()), "{}", text);
+                prop_assert!(text.contains("volume"), "{}", text);
+            }
         }
     }
 }

@@ -18,8 +18,9 @@
 //! containers/  names/<name> (symlink → <id>), .removed/ (removed containers' directories, deleted in the background)
 //!              <id>/ config.json state.json exit.json [restart.json] container.log shim.log lock upper/ work/ rootfs/ upper.boot
 //!                   hosts hostname resolv.conf (bound at /etc/… in the container)
-//! ../volumes/  <name>/_data (named volumes, kept after their containers; anonymous ones for an
-//!              image's VOLUMEs, named by a random id, removed with a disposable container)
+//! ../volumes/  <name>/_data, <name>/volume.json (named volumes, kept after their containers;
+//!              anonymous ones for an image's VOLUMEs, named by a random id, removed with a
+//!              disposable container), .creating-<id>/ (a volume being created)
 //! ```
 //!
 //! Each container also gets a cgroup (`shoal/<id>`, v1 or v2 as detected when the runtime
@@ -41,6 +42,7 @@ mod snapshot;
 mod volumes;
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     fs,
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
@@ -67,7 +69,7 @@ use snapshot::Snapshotter;
 
 pub use container::{
     restart::{Backoff, RestartOccasion, RestartPolicy},
-    spec::{ContainerSpec, Device, Mount, MountKind},
+    spec::{tmpfs_options_of, ContainerSpec, Device, Mount, MountKind, Propagation},
     ContainerInfo, ContainerState,
 };
 pub use error::Error;
@@ -116,6 +118,10 @@ impl Runtime {
                 root.display()
             )));
         }
+        let volumes_dir = root.parent().unwrap_or(&root).join("volumes");
+        if let Err(e) = volumes::remove_stale_staging(&volumes_dir) {
+            tracing::warn!("cleaning up volumes whose creation was interrupted: {}", e.report());
+        }
         Ok(Runtime {
             inner: Arc::new(Inner {
                 images: ImageStore::open(&root.join("images"))?,
@@ -123,7 +129,7 @@ impl Runtime {
                 containers: ContainerStore::open(&root.join("containers"))?,
                 shim: ShimCommand { exe: shim_exe, args: shim_args },
                 reaper: Reaper::default(),
-                volumes: root.parent().unwrap_or(&root).join("volumes"),
+                volumes: volumes_dir,
                 cgroups: Hierarchy::detect()?.and_then(Hierarchy::usable),
                 root,
             }),
@@ -371,7 +377,7 @@ impl Runtime {
                 || spec.tmpfs.keys().any(|t| volumes::same_path(t, &target));
             if !covered {
                 let volume = container::new_id();
-                spec.mounts.push(Mount { kind: MountKind::Volume, source: volume.clone(), target, read_only: false });
+                spec.mounts.push(Mount { kind: MountKind::Volume, source: volume.clone(), target, ..Mount::default() });
                 anonymous.push(volume);
             }
         }
@@ -395,9 +401,23 @@ impl Runtime {
             }
             None => {}
         }
+        let mut made = Vec::new();
+        let forget_made = |made: &[String]| {
+            for volume in made {
+                if let Err(e) = volumes::remove(&inner.volumes, volume) {
+                    tracing::warn!(volume, "removing an anonymous volume of a container not created: {}", e.report());
+                }
+            }
+        };
         for mount in spec.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
-            let data = container_spec::volume_data_dir(&inner.volumes, &mount.source);
-            fs::create_dir_all(&data).context(|| format!("creating volume {} at {}", mount.source, data.display()))?;
+            // The labels go to a volume this mount creates; an existing one keeps its own.
+            if let Err(e) = volumes::create(&inner.volumes, &mount.source, &mount.volume_labels) {
+                forget_made(&made);
+                return Err(e);
+            }
+            if host.anonymous_volumes.contains(&mount.source) {
+                made.push(mount.source.clone());
+            }
         }
         let hostname = process.hostname.clone();
         let config = ContainerConfig {
@@ -411,10 +431,13 @@ impl Runtime {
             layers: diff_ids,
             host,
         };
-        let paths = inner.containers.create(&config, |dir| {
-            inner.snapshots.prepare(dir)?;
-            container::etc::write(dir, &hostname)
-        })?;
+        let paths = inner
+            .containers
+            .create(&config, |dir| {
+                inner.snapshots.prepare(dir)?;
+                container::etc::write(dir, &hostname)
+            })
+            .inspect_err(|_| forget_made(&made))?;
         tracing::info!(container = %config.name, id = %config.id, image = %config.image, "created container");
         Ok(state::observe(&paths, &config)?.info)
     }
@@ -539,7 +562,7 @@ impl Runtime {
         // Volumes start with what the image has at their paths (see `volumes`).
         let rootfs = Snapshotter::rootfs(paths.dir());
         for mount in &config.host.mounts {
-            if let container_spec::MountConfig::Bind { source, target, .. } = mount {
+            if let container_spec::MountConfig::Bind { source, target, no_copy: false, .. } = mount {
                 if source.starts_with(&inner.volumes) {
                     volumes::fill_if_empty(source, &rootfs, target)?;
                 }
@@ -726,11 +749,9 @@ impl Runtime {
         inner.containers.discard(&paths)?;
         if config.host.disposable || volumes {
             for volume in &config.host.anonymous_volumes {
-                let dir = inner.volumes.join(volume);
-                if let Err(e) = fs::remove_dir_all(&dir) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(volume = %dir.display(), "removing an anonymous volume: {e}");
-                    }
+                // The name comes from the container's config on disk: held to the rule too.
+                if let Err(e) = volumes::remove(&inner.volumes, volume) {
+                    tracing::warn!(volume, "removing an anonymous volume: {}", e.report());
                 }
             }
         }
@@ -743,34 +764,56 @@ impl Runtime {
         volumes::list(&self.inner.volumes)
     }
 
-    /// One volume.
+    /// One volume. A name no volume can have (see `shoal_proto::names`) is refused as invalid,
+    /// never looked up.
     pub fn volume(&self, name: &str) -> Result<VolumeInfo, Error> {
-        volumes::info(&self.inner.volumes, name).ok_or_else(|| Error::volume_not_found(name))
+        volumes::info(&self.inner.volumes, name)?.ok_or_else(|| Error::volume_not_found(name))
     }
 
-    /// Creates the named volume `name` (nothing happens if it exists); an empty name makes
-    /// an anonymous one.
-    pub fn create_volume(&self, name: &str) -> Result<VolumeInfo, Error> {
+    /// Creates the named volume `name` with `labels` (an existing one is returned as it is);
+    /// an empty name makes an anonymous one.
+    pub fn create_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<VolumeInfo, Error> {
         let name = if name.is_empty() { container::new_id() } else { name.to_string() };
-        Mount { kind: MountKind::Volume, source: name.clone(), target: "/".into(), read_only: false }.check()?;
-        let data = container_spec::volume_data_dir(&self.inner.volumes, &name);
-        fs::create_dir_all(&data).context(|| format!("creating volume {name} at {}", data.display()))?;
-        self.volume(&name)
+        let volume = volumes::create(&self.inner.volumes, &name, labels)?;
+        tracing::info!(volume = name, "created volume");
+        Ok(volume)
+    }
+
+    /// The names of the volumes some container (even a stopped one) mounts.
+    pub fn volumes_in_use(&self) -> Result<BTreeSet<String>, Error> {
+        let mut used = BTreeSet::new();
+        for config in self.inner.containers.list()? {
+            for mount in &config.host.mounts {
+                if let container_spec::MountConfig::Bind { source, .. } = mount {
+                    if let Some(name) = self.volume_of(source) {
+                        used.insert(name);
+                    }
+                }
+            }
+        }
+        Ok(used)
+    }
+
+    /// The volume whose data directory `path` is, if it is one.
+    fn volume_of(&self, path: &Path) -> Option<String> {
+        let dir = path.parent()?;
+        (path.file_name()? == "_data" && dir.parent()? == self.inner.volumes)
+            .then(|| dir.file_name()?.to_str().map(str::to_string))
+            .flatten()
     }
 
     /// The containers (names) whose mounts use volume `name`.
     fn volume_users(&self, name: &str) -> Result<Vec<String>, Error> {
-        let data = container_spec::volume_data_dir(&self.inner.volumes, name);
         Ok(self
             .inner
             .containers
             .list()?
             .into_iter()
             .filter(|c| {
-                c.host
-                    .mounts
-                    .iter()
-                    .any(|m| matches!(m, container_spec::MountConfig::Bind { source, .. } if *source == data))
+                c.host.mounts.iter().any(|m| {
+                    matches!(m, container_spec::MountConfig::Bind { source, .. }
+                        if self.volume_of(source).as_deref() == Some(name))
+                })
             })
             .map(|c| c.name)
             .collect())
@@ -780,28 +823,35 @@ impl Runtime {
     /// uses it, unless `force`.
     pub fn remove_volume(&self, name: &str, force: bool) -> Result<(), Error> {
         let volume = self.volume(name)?;
-        let users = self.volume_users(name)?;
+        let users = self.volume_users(&volume.name)?;
         if !users.is_empty() && !force {
             return Err(Error::conflict(format!(
                 "volume {name} is in use by container {}: remove the container first, or remove the volume with force",
                 users.join(", ")
             )));
         }
-        let dir = self.inner.volumes.join(&volume.name);
-        fs::remove_dir_all(&dir).context(|| format!("removing volume {name} at {}", dir.display()))?;
+        if !volumes::remove(&self.inner.volumes, &volume.name)? {
+            return Err(Error::volume_not_found(name));
+        }
         tracing::info!(volume = name, "removed volume");
         Ok(())
     }
 
-    /// Removes the volumes no container uses (with `all`; else only anonymous ones, as
-    /// Docker's prune does); returns their names.
-    pub fn prune_volumes(&self, all: bool) -> Result<Vec<String>, Error> {
+    /// Removes the volumes no container uses that `select` picks: with `all`, named and
+    /// anonymous ones, else only anonymous ones (as Docker's prune does); returns their names.
+    pub fn prune_volumes(&self, all: bool, select: impl Fn(&VolumeInfo) -> bool) -> Result<Vec<String>, Error> {
+        let used = self.volumes_in_use()?;
         let mut removed = Vec::new();
         for volume in self.list_volumes()? {
             let anonymous = container::is_id(&volume.name);
-            if (all || anonymous) && self.volume_users(&volume.name)?.is_empty() {
-                self.remove_volume(&volume.name, false)?;
-                removed.push(volume.name);
+            if !(all || anonymous) || used.contains(&volume.name) || !select(&volume) {
+                continue;
+            }
+            match self.remove_volume(&volume.name, false) {
+                Ok(()) => removed.push(volume.name),
+                // Taken by a container created meanwhile, or removed by someone else.
+                Err(Error::Conflict { .. } | Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(removed)
@@ -952,9 +1002,61 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Error> + Send
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn runtime_is_shareable() {
         fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
         assert_send_sync::<super::Runtime>();
+    }
+
+    /// A data root with markers where the daemon keeps its state, and one beside it.
+    fn data_root_with_markers(tmp: &Path) -> (Runtime, Vec<PathBuf>) {
+        let data = tmp.join("data");
+        let mut markers = Vec::new();
+        for dir in [data.join("raft"), data.join("certificates"), tmp.join("x"), tmp.join("outside")] {
+            fs::create_dir_all(&dir).expect("mkdir");
+            fs::write(dir.join("marker"), "keep").expect("write marker");
+            markers.push(dir.join("marker"));
+        }
+        let rt = Runtime::open(&data.join("runtime"), PathBuf::from("/nonexistent/shim"), Vec::new()).expect("open");
+        (rt, markers)
+    }
+
+    #[test]
+    fn volume_names_cannot_reach_outside_the_volumes_directory() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (rt, markers) = data_root_with_markers(tmp.path());
+        rt.create_volume("kept", &BTreeMap::new()).expect("a valid name");
+        let outside = tmp.path().join("outside");
+        let absolute = outside.to_str().expect("UTF-8 temp path");
+        for bad in ["..", ".", "../../x", "../x", absolute, "/etc", "a/b", "", "-x", "a"] {
+            let refused = |what: &str, r: Result<(), Error>| match r {
+                Err(Error::InvalidArgument { message }) => {
+                    assert!(message.contains("invalid volume name"), "{what} {bad:?}: {message}")
+                }
+                other => panic!("{what} {bad:?} was not refused as an invalid name: {other:?}"),
+            };
+            refused("remove", rt.remove_volume(bad, true));
+            refused("inspect", rt.volume(bad).map(drop));
+            // An empty name asks for an anonymous volume.
+            if !bad.is_empty() {
+                refused("create", rt.create_volume(bad, &BTreeMap::new()).map(drop));
+            }
+        }
+        for marker in &markers {
+            assert!(marker.exists(), "{} was removed", marker.display());
+        }
+        assert_eq!(rt.list_volumes().expect("list").iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["kept"]);
+        let labelled = rt.create_volume("labelled", &BTreeMap::from([("a".into(), "1".into())])).expect("create");
+        assert_eq!(rt.volume("labelled").expect("inspect").labels, labelled.labels);
+        assert_eq!(labelled.labels.get("a").map(String::as_str), Some("1"));
+        rt.remove_volume("labelled", false).expect("remove");
+        assert!(matches!(rt.volume("labelled"), Err(Error::NotFound { .. })));
+        // A symlink planted in the volumes directory is no volume, and is not followed.
+        std::os::unix::fs::symlink(&outside, tmp.path().join("data/volumes/planted")).expect("symlink");
+        assert!(rt.remove_volume("planted", true).is_err());
+        assert!(rt.volume("planted").is_err());
+        assert!(outside.join("marker").exists());
     }
 }

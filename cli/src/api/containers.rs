@@ -271,16 +271,25 @@ fn apply_host_config(v: &Value, spec: &mut ContainerSpec) -> ApiResult<()> {
     let Some(host) = v.get("HostConfig").and_then(|h| h.as_object()) else { return Ok(()) };
     refuse_unsupported(host)?;
     let h = |k: &str| host.get(k).unwrap_or(&Value::Null);
+    // `Volumes` are only what the image or `-v /path` leaves anonymous: any other mount at the
+    // same target replaces one; two others at one target are a 400, as Docker answers.
+    let anonymous: Vec<String> = spec.mounts.iter().map(|m| m.target.clone()).collect();
     for bind in strings(h("Binds"), "HostConfig.Binds")?.unwrap_or_default() {
-        let mount = shoal_runtime::Mount::parse(&bind)?;
-        spec.mounts.retain(|m| !(m.source.is_empty() && m.target == mount.target));
-        spec.mounts.push(mount);
+        add_mount(spec, &anonymous, shoal_runtime::Mount::parse(&bind)?)?;
     }
-    if let Value::Object(t) = h("Tmpfs") {
-        for (path, opts) in t {
-            spec.tmpfs.insert(path.clone(), opts.as_str().unwrap_or_default().to_string());
+    match h("Tmpfs") {
+        Value::Null => {}
+        Value::Object(t) => {
+            for (path, opts) in t {
+                let opts = opts.as_str().ok_or_else(|| {
+                    ApiError::bad_request(format!("HostConfig.Tmpfs[\"{path}\"]: expected a string of options"))
+                })?;
+                add_tmpfs(spec, &anonymous, path, opts.to_string())?;
+            }
         }
+        _ => return Err(ApiError::bad_request("HostConfig.Tmpfs: expected an object of paths to options")),
     }
+    host_mounts(h("Mounts"), spec, &anonymous)?;
     spec.read_only = boolean(h("ReadonlyRootfs"));
     spec.privileged = boolean(h("Privileged"));
     spec.init = boolean(h("Init"));
@@ -303,6 +312,237 @@ fn apply_host_config(v: &Value, spec: &mut ContainerSpec) -> ApiResult<()> {
     }
     spec.console_size = console_size(h("ConsoleSize"))?;
     spec.auto_remove = boolean(h("AutoRemove"));
+    Ok(())
+}
+
+/// Whether `target` is already a mount's or a tmpfs's other than an anonymous volume's.
+fn check_free(spec: &mut ContainerSpec, anonymous: &[String], target: &str) -> ApiResult<()> {
+    let same = |a: &str| a.trim_end_matches('/') == target.trim_end_matches('/');
+    let taken = spec.mounts.iter().any(|m| same(&m.target) && !(m.source.is_empty() && anonymous.contains(&m.target)))
+        || spec.tmpfs.keys().any(|t| same(t));
+    if taken {
+        return Err(ApiError::bad_request(format!("Duplicate mount point: {target}")));
+    }
+    spec.mounts.retain(|m| !(m.source.is_empty() && anonymous.contains(&m.target) && same(&m.target)));
+    Ok(())
+}
+
+fn add_mount(spec: &mut ContainerSpec, anonymous: &[String], mount: shoal_runtime::Mount) -> ApiResult<()> {
+    check_free(spec, anonymous, &mount.target)?;
+    spec.mounts.push(mount);
+    Ok(())
+}
+
+fn add_tmpfs(spec: &mut ContainerSpec, anonymous: &[String], target: &str, options: String) -> ApiResult<()> {
+    check_free(spec, anonymous, target)?;
+    spec.tmpfs.insert(target.to_string(), options);
+    Ok(())
+}
+
+/// A boolean field: absent or `null` is false, anything but a boolean a 400.
+fn flag(v: &Value, field: &str) -> ApiResult<bool> {
+    match v {
+        Value::Null => Ok(false),
+        Value::Bool(b) => Ok(*b),
+        _ => Err(ApiError::bad_request(format!("{field}: expected true or false"))),
+    }
+}
+
+/// The object at `field` (absent or `null`: none), with only the `known` keys.
+fn options<'a>(v: &'a Value, field: &str, known: &[&str]) -> ApiResult<Option<&'a Map<String, Value>>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Object(o) => {
+            if let Some(key) = o.keys().find(|k| !known.contains(&k.as_str())) {
+                return Err(ApiError::bad_request(format!(
+                    "{field}.{key} is not supported by this daemon: known are {}",
+                    known.join(", ")
+                )));
+            }
+            Ok(Some(o))
+        }
+        _ => Err(ApiError::bad_request(format!("{field}: expected an object"))),
+    }
+}
+
+/// `HostConfig.Mounts`, what `docker run --mount` sends: `bind` (`BindOptions.Propagation`
+/// but the shared kinds, `NonRecursive`, `CreateMountpoint`), `volume` (no `Source`: an
+/// anonymous one; `VolumeOptions.NoCopy`, `Labels`) and `tmpfs` (`TmpfsOptions.SizeBytes`,
+/// `Mode`). A type or an option this daemon cannot honour is a 400 naming it, never ignored.
+fn host_mounts(v: &Value, spec: &mut ContainerSpec, anonymous: &[String]) -> ApiResult<()> {
+    let list = match v {
+        Value::Null => return Ok(()),
+        Value::Array(list) => list,
+        _ => return Err(ApiError::bad_request("HostConfig.Mounts: expected a list of mounts")),
+    };
+    const KEYS: &[&str] = &[
+        "Type",
+        "Source",
+        "Target",
+        "ReadOnly",
+        "Consistency",
+        "BindOptions",
+        "VolumeOptions",
+        "TmpfsOptions",
+        "ImageOptions",
+        "ClusterOptions",
+    ];
+    for (i, m) in list.iter().enumerate() {
+        let at = format!("HostConfig.Mounts[{i}]");
+        let Some(m) = options(m, &at, KEYS)? else {
+            return Err(ApiError::bad_request(format!("{at}: expected a mount")));
+        };
+        let field = |k: &str| m.get(k).unwrap_or(&Value::Null);
+        let kind = string(field("Type"), &format!("{at}.Type"))?.unwrap_or_default();
+        let source = string(field("Source"), &format!("{at}.Source"))?.unwrap_or_default();
+        let target = string(field("Target"), &format!("{at}.Target"))?.ok_or_else(|| {
+            ApiError::bad_request(format!("{at}.Target is required: the absolute path in the container"))
+        })?;
+        let read_only = flag(field("ReadOnly"), &format!("{at}.ReadOnly"))?;
+        let consistency = string(field("Consistency"), &format!("{at}.Consistency"))?.unwrap_or_default();
+        if !matches!(consistency.as_str(), "" | "default" | "consistent" | "cached" | "delegated") {
+            return Err(ApiError::bad_request(format!(
+                "{at}.Consistency \"{consistency}\" is unknown: use default, consistent, cached or delegated"
+            )));
+        }
+        // Options of another type are a mistake Docker refuses too.
+        let only = |allowed: &str| -> ApiResult<()> {
+            for other in ["BindOptions", "VolumeOptions", "TmpfsOptions", "ImageOptions", "ClusterOptions"] {
+                if other != allowed && !field(other).is_null() {
+                    return Err(ApiError::bad_request(format!(
+                        "{at}.{other} must not be given for a mount of type \"{kind}\""
+                    )));
+                }
+            }
+            Ok(())
+        };
+        let mount = match kind.as_str() {
+            "bind" => {
+                only("BindOptions")?;
+                let o = options(
+                    field("BindOptions"),
+                    &format!("{at}.BindOptions"),
+                    &[
+                        "Propagation",
+                        "NonRecursive",
+                        "CreateMountpoint",
+                        "ReadOnlyNonRecursive",
+                        "ReadOnlyForceRecursive",
+                    ],
+                )?;
+                let opt = |k: &str| o.and_then(|o| o.get(k)).unwrap_or(&Value::Null);
+                let propagation = string(opt("Propagation"), &format!("{at}.BindOptions.Propagation"))?
+                    .map(|p| shoal_runtime::Propagation::parse(&p))
+                    .transpose()?;
+                if flag(opt("ReadOnlyForceRecursive"), &format!("{at}.BindOptions.ReadOnlyForceRecursive"))? {
+                    return Err(ApiError::bad_request(format!(
+                        "{at}.BindOptions.ReadOnlyForceRecursive is not supported: read-only binds here make the mount itself read-only, not the mounts below it"
+                    )));
+                }
+                flag(opt("ReadOnlyNonRecursive"), &format!("{at}.BindOptions.ReadOnlyNonRecursive"))?;
+                let create = flag(opt("CreateMountpoint"), &format!("{at}.BindOptions.CreateMountpoint"))?;
+                if source.starts_with('/') && !create && !std::path::Path::new(&source).exists() {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid mount config for type \"bind\": bind source path does not exist: {source}"
+                    )));
+                }
+                shoal_runtime::Mount {
+                    kind: shoal_runtime::MountKind::Bind,
+                    source,
+                    target,
+                    read_only,
+                    propagation,
+                    non_recursive: flag(opt("NonRecursive"), &format!("{at}.BindOptions.NonRecursive"))?,
+                    ..Default::default()
+                }
+            }
+            "volume" => {
+                only("VolumeOptions")?;
+                let o = options(
+                    field("VolumeOptions"),
+                    &format!("{at}.VolumeOptions"),
+                    &["NoCopy", "Labels", "DriverConfig", "Subpath"],
+                )?;
+                let opt = |k: &str| o.and_then(|o| o.get(k)).unwrap_or(&Value::Null);
+                if let Some(sub) = string(opt("Subpath"), &format!("{at}.VolumeOptions.Subpath"))? {
+                    return Err(ApiError::bad_request(format!(
+                        "{at}.VolumeOptions.Subpath \"{sub}\" is not supported: mount the whole volume"
+                    )));
+                }
+                if let Some(d) =
+                    options(opt("DriverConfig"), &format!("{at}.VolumeOptions.DriverConfig"), &["Name", "Options"])?
+                {
+                    let name = string(
+                        d.get("Name").unwrap_or(&Value::Null),
+                        &format!("{at}.VolumeOptions.DriverConfig.Name"),
+                    )?;
+                    if name.as_deref().is_some_and(|n| n != "local") {
+                        return Err(ApiError::bad_request(format!(
+                            "{at}.VolumeOptions.DriverConfig.Name: volume driver \"{}\" is not available: the only driver is local",
+                            name.unwrap_or_default()
+                        )));
+                    }
+                    if d.get("Options").is_some_and(|o| !o.is_null() && o.as_object().is_none_or(|o| !o.is_empty())) {
+                        return Err(ApiError::bad_request(format!(
+                            "{at}.VolumeOptions.DriverConfig.Options are not supported: the local driver here makes a plain directory"
+                        )));
+                    }
+                }
+                shoal_runtime::Mount {
+                    kind: shoal_runtime::MountKind::Volume,
+                    source,
+                    target,
+                    read_only,
+                    no_copy: flag(opt("NoCopy"), &format!("{at}.VolumeOptions.NoCopy"))?,
+                    volume_labels: super::volumes::string_map(opt("Labels"), &format!("{at}.VolumeOptions.Labels"))?,
+                    ..Default::default()
+                }
+            }
+            "tmpfs" => {
+                only("TmpfsOptions")?;
+                if !source.is_empty() {
+                    return Err(ApiError::bad_request(format!("{at}.Source must not be given for a tmpfs mount")));
+                }
+                let o =
+                    options(field("TmpfsOptions"), &format!("{at}.TmpfsOptions"), &["SizeBytes", "Mode", "Options"])?;
+                let opt = |k: &str| o.and_then(|o| o.get(k)).unwrap_or(&Value::Null);
+                if opt("Options").as_array().is_some_and(|a| !a.is_empty())
+                    || !(opt("Options").is_null() || opt("Options").is_array())
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "{at}.TmpfsOptions.Options are not supported: use SizeBytes and Mode"
+                    )));
+                }
+                let size = int(opt("SizeBytes"), &format!("{at}.TmpfsOptions.SizeBytes"))?.unwrap_or(0);
+                let mode = match opt("Mode") {
+                    Value::Null => 0,
+                    v => v.as_u64().ok_or_else(|| {
+                        ApiError::bad_request(format!("{at}.TmpfsOptions.Mode: expected permission bits as a number"))
+                    })?,
+                };
+                let tmpfs = shoal_runtime::tmpfs_options_of(size, mode, read_only)
+                    .map_err(|e| ApiError::bad_request(format!("{at}.TmpfsOptions: {e}")))?;
+                if !target.starts_with('/') {
+                    return Err(ApiError::bad_request(format!("{at}.Target \"{target}\" must be an absolute path")));
+                }
+                add_tmpfs(spec, anonymous, &target, tmpfs)?;
+                continue;
+            }
+            "npipe" | "cluster" | "image" => {
+                return Err(ApiError::bad_request(format!(
+                    "{at}.Type \"{kind}\" is not supported by this daemon: use bind, volume or tmpfs"
+                )))
+            }
+            "" => return Err(ApiError::bad_request(format!("{at}.Type is required: bind, volume or tmpfs"))),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "{at}.Type \"{other}\" is unknown: use bind, volume or tmpfs"
+                )))
+            }
+        };
+        mount.check().map_err(|e| ApiError::bad_request(format!("{at}: {e}")))?;
+        add_mount(spec, anonymous, mount)?;
+    }
     Ok(())
 }
 
@@ -687,4 +927,113 @@ pub async fn pause(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) ->
 pub async fn unpause(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     blocking(&daemon.runtime, move |rt| rt.unpause_container(&id)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_runtime::{MountKind, Propagation};
+
+    fn spec_of(v: Value) -> ApiResult<ContainerSpec> {
+        let mut spec = ContainerSpec::default();
+        apply_host_config(&v, &mut spec).map(|()| spec)
+    }
+
+    fn mounts(list: Value) -> ApiResult<ContainerSpec> {
+        spec_of(json!({ "HostConfig": { "Mounts": list } }))
+    }
+
+    #[test]
+    fn host_config_mounts_are_honoured() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().to_str().expect("UTF-8 temp path");
+        let spec = mounts(json!([
+            {"Type": "bind", "Source": src, "Target": "/in", "ReadOnly": true,
+             "BindOptions": {"Propagation": "rslave", "NonRecursive": true}},
+            {"Type": "volume", "Source": "data", "Target": "/data",
+             "VolumeOptions": {"NoCopy": true, "Labels": {"a": "1"}, "DriverConfig": {"Name": "local"}}},
+            {"Type": "volume", "Target": "/anon"},
+            {"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 65536, "Mode": 0o1770}}
+        ]))
+        .expect("valid mounts");
+        let bind = &spec.mounts[0];
+        assert_eq!(
+            (bind.kind, bind.source.as_str(), bind.target.as_str(), bind.read_only),
+            (MountKind::Bind, src, "/in", true)
+        );
+        assert_eq!((bind.propagation, bind.non_recursive), (Some(Propagation::Rslave), true));
+        let volume = &spec.mounts[1];
+        assert_eq!((volume.kind, volume.source.as_str(), volume.no_copy), (MountKind::Volume, "data", true));
+        assert_eq!(volume.volume_labels.get("a").map(String::as_str), Some("1"));
+        assert_eq!((spec.mounts[2].kind, spec.mounts[2].source.as_str()), (MountKind::Volume, ""));
+        assert_eq!(spec.tmpfs.get("/t").map(String::as_str), Some("size=65536,mode=1770"));
+    }
+
+    #[test]
+    fn host_config_mounts_refuse_what_they_cannot_honour() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().to_str().expect("UTF-8 temp path");
+        let missing = dir.path().join("missing");
+        let missing = missing.to_str().expect("UTF-8 temp path");
+        let cases = [
+            (json!([{"Type": "npipe", "Source": "x", "Target": "/p"}]), "npipe"),
+            (json!([{"Type": "cluster", "Target": "/p"}]), "cluster"),
+            (json!([{"Type": "image", "Source": "busybox", "Target": "/p"}]), "image"),
+            (json!([{"Type": "weird", "Target": "/p"}]), "weird"),
+            (json!([{"Target": "/p"}]), "Type is required"),
+            (json!([{"Type": "bind", "Source": src, "Target": "/p", "Surprise": 1}]), "Surprise"),
+            (
+                json!([{"Type": "bind", "Source": src, "Target": "/p", "BindOptions": {"Propagation": "rshared"}}]),
+                "rshared",
+            ),
+            (
+                json!([{"Type": "bind", "Source": src, "Target": "/p", "BindOptions": {"ReadOnlyForceRecursive": true}}]),
+                "ReadOnlyForceRecursive",
+            ),
+            (json!([{"Type": "bind", "Source": src, "Target": "/p", "BindOptions": {"Unknown": true}}]), "Unknown"),
+            (json!([{"Type": "bind", "Source": missing, "Target": "/p"}]), "does not exist"),
+            (json!([{"Type": "bind", "Source": "relative", "Target": "/p"}]), "absolute host path"),
+            (
+                json!([{"Type": "bind", "Source": src, "Target": "/p", "VolumeOptions": {"NoCopy": true}}]),
+                "VolumeOptions",
+            ),
+            (json!([{"Type": "volume", "Source": "..", "Target": "/p"}]), "invalid volume name"),
+            (json!([{"Type": "volume", "Source": "/etc", "Target": "/p"}]), "invalid volume name"),
+            (json!([{"Type": "volume", "Source": "v1", "Target": "/p", "VolumeOptions": {"Subpath": "x"}}]), "Subpath"),
+            (
+                json!([{"Type": "volume", "Source": "v1", "Target": "/p", "VolumeOptions": {"DriverConfig": {"Name": "nfs"}}}]),
+                "nfs",
+            ),
+            (
+                json!([{"Type": "volume", "Source": "v1", "Target": "/p", "VolumeOptions": {"DriverConfig": {"Options": {"o": "x"}}}}]),
+                "Options",
+            ),
+            (json!([{"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"Mode": 0o10000}}]), "beyond 0o7777"),
+            (
+                json!([{"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"Mode": 4294967296u64 + 0o755}}]),
+                "beyond 0o7777",
+            ),
+            (json!([{"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"Mode": -1}}]), "Mode"),
+            (json!([{"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"Options": [["exec", ""]]}}]), "Options"),
+            (json!([{"Type": "tmpfs", "Source": "x", "Target": "/t"}]), "Source"),
+            (json!([{"Type": "volume", "Target": "/d"}, {"Type": "tmpfs", "Target": "/d/"}]), "Duplicate mount point"),
+        ];
+        for (list, expected) in cases {
+            let err = mounts(list.clone()).expect_err(&list.to_string());
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{list}");
+            assert!(err.message.contains(expected), "{list}: {}", err.message);
+        }
+        // A bind over a path the image's or `-v /path`'s anonymous volume would take replaces it.
+        let spec = spec_of(json!({"Volumes": {"/d": {}}, "HostConfig": {"Mounts": [
+            {"Type": "bind", "Source": src, "Target": "/d"}
+        ]}}))
+        .expect("a bind over an anonymous volume");
+        assert_eq!(spec.mounts.len(), 1);
+        assert_eq!(spec.mounts[0].source, src);
+        let err = spec_of(json!({"HostConfig": {"Binds": [format!("{src}:/d")], "Tmpfs": {"/d": ""}}}))
+            .expect_err("two mounts at one target");
+        assert!(err.message.contains("Duplicate mount point"), "{}", err.message);
+        let err = spec_of(json!({"HostConfig": {"Binds": ["../../x:/d"]}})).expect_err("a path as a volume name");
+        assert!(err.message.contains("volume"), "{}", err.message);
+    }
 }

@@ -825,12 +825,20 @@ fn parse_mount(v: &Value, f: &str) -> Result<Mount, SpecError> {
     };
     let vo = obj(get(m, "VolumeOptions"), &format!("{f}.VolumeOptions"))?;
     let to = obj(get(m, "TmpfsOptions"), &format!("{f}.TmpfsOptions"))?;
+    // Permission bits only: a larger mode is refused, not truncated to 32 bits or masked.
+    let mode_field = format!("{f}.TmpfsOptions.Mode");
+    let tmpfs_mode = match uint(get(to, "Mode"), &mode_field)? {
+        Some(mode) if mode > 0o7777 => {
+            return err(&mode_field, format!("{mode:#o} is beyond 0o7777: give only permission bits"))
+        }
+        mode => mode.unwrap_or(0) as u32,
+    };
     let mut out = Mount {
         source: string(get(m, "Source"), &format!("{f}.Source"))?,
         target: string(get(m, "Target"), &format!("{f}.Target"))?,
         read_only: boolean(get(m, "ReadOnly"), &format!("{f}.ReadOnly"))?.unwrap_or(false),
         tmpfs_size: int(get(to, "SizeBytes"), &format!("{f}.TmpfsOptions.SizeBytes"))?.unwrap_or(0),
-        tmpfs_mode: uint(get(to, "Mode"), &format!("{f}.TmpfsOptions.Mode"))?.unwrap_or(0) as u32,
+        tmpfs_mode,
         volume_labels: string_map(get(vo, "Labels"), &format!("{f}.VolumeOptions.Labels"))?,
         volume_nocopy: boolean(get(vo, "NoCopy"), &format!("{f}.VolumeOptions.NoCopy"))?.unwrap_or(false),
         ..Mount::default()
@@ -1160,5 +1168,17 @@ mod tests {
         ));
         let e = parse_service_spec(&json!({"Name": "x", "Mode": {"Replicated": {"Replicas": "three"}}})).unwrap_err();
         assert_eq!(e.to_string(), "Mode.Replicated.Replicas: expected an integer");
+    }
+
+    #[test]
+    fn tmpfs_modes_beyond_the_permission_bits_are_refused() {
+        // Not truncated to 32 bits or masked into 0o7777.
+        for mode in [0o10000u64, 0o100777, 1 << 32 | 0o755] {
+            let bad = json!({"Name": "w", "TaskTemplate": {"ContainerSpec": {"Image": "x", "Mounts": [
+                {"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"Mode": mode}}
+            ]}}});
+            let e = parse_service_spec(&bad).expect_err("mode beyond 0o7777");
+            assert!(e.to_string().contains("TmpfsOptions.Mode"), "{e}");
+        }
     }
 }

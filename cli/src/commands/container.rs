@@ -65,6 +65,129 @@ pub fn parse_device(s: &str) -> Result<shoal_runtime::Device, String> {
     shoal_runtime::Device::parse(s).map_err(|e| e.to_string())
 }
 
+/// The fields of one CSV record (Docker reads `--mount` as CSV): comma-separated, a field in
+/// double quotes may hold commas, and `""` in it is one quote.
+fn csv_fields(text: &str) -> Result<Vec<String>, String> {
+    let mut fields = vec![String::new()];
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        let field = fields.last_mut().expect("there is always a field being read");
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            '"' if quoted => quoted = false,
+            '"' if field.is_empty() => quoted = true,
+            ',' if !quoted => fields.push(String::new()),
+            c => field.push(c),
+        }
+    }
+    if quoted {
+        return Err(format!("invalid --mount \"{text}\": a quote is not closed"));
+    }
+    Ok(fields)
+}
+
+/// `--mount` in Docker's syntax (`type=bind,source=/srv,target=/data,readonly`,
+/// `type=volume,src=data,dst=/data,volume-nocopy,volume-label=k=v`,
+/// `type=tmpfs,dst=/run,tmpfs-size=64m,tmpfs-mode=1770`) as a `HostConfig.Mounts` entry; what
+/// the daemon cannot honour it refuses, naming the option.
+pub fn parse_mount(text: &str) -> Result<serde_json::Value, String> {
+    let bad = |why: String| format!("invalid --mount \"{text}\": {why}");
+    let flag = |key: &str, value: Option<&str>| match value {
+        None | Some("true" | "1") => Ok(true),
+        Some("false" | "0") => Ok(false),
+        Some(other) => Err(bad(format!("{key}={other}: use true or false"))),
+    };
+    let mut mount = serde_json::Map::new();
+    let (mut bind, mut volume, mut tmpfs) = (serde_json::Map::new(), serde_json::Map::new(), serde_json::Map::new());
+    let (mut labels, mut driver_options) = (serde_json::Map::new(), serde_json::Map::new());
+    let mut kind = "volume".to_string();
+    for field in csv_fields(text)? {
+        let (key, value) = match field.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.to_string())),
+            None => (field.trim().to_ascii_lowercase(), None),
+        };
+        let value_of = |key: &str| value.clone().ok_or_else(|| bad(format!("{key} needs a value ({key}=…)")));
+        match key.as_str() {
+            "type" => kind = value_of("type")?,
+            "source" | "src" => {
+                mount.insert("Source".into(), json!(value_of(&key)?));
+            }
+            "target" | "dst" | "destination" => {
+                mount.insert("Target".into(), json!(value_of(&key)?));
+            }
+            "readonly" | "ro" => {
+                mount.insert("ReadOnly".into(), json!(flag(&key, value.as_deref())?));
+            }
+            "consistency" => {
+                mount.insert("Consistency".into(), json!(value_of(&key)?));
+            }
+            "bind-propagation" => {
+                bind.insert("Propagation".into(), json!(value_of(&key)?));
+            }
+            "bind-nonrecursive" => {
+                bind.insert("NonRecursive".into(), json!(flag(&key, value.as_deref())?));
+            }
+            "bind-create-src" => {
+                bind.insert("CreateMountpoint".into(), json!(flag(&key, value.as_deref())?));
+            }
+            "volume-nocopy" => {
+                volume.insert("NoCopy".into(), json!(flag(&key, value.as_deref())?));
+            }
+            "volume-label" => {
+                let label = value_of(&key)?;
+                let (k, v) = label.split_once('=').unwrap_or((label.as_str(), ""));
+                labels.insert(k.to_string(), json!(v));
+            }
+            "volume-driver" => {
+                volume.insert("DriverConfig".into(), json!({ "Name": value_of(&key)? }));
+            }
+            "volume-opt" => {
+                let option = value_of(&key)?;
+                let (k, v) = option.split_once('=').unwrap_or((option.as_str(), ""));
+                driver_options.insert(k.to_string(), json!(v));
+            }
+            "volume-subpath" => {
+                volume.insert("Subpath".into(), json!(value_of(&key)?));
+            }
+            "tmpfs-size" => {
+                let size = value_of(&key)?;
+                tmpfs.insert("SizeBytes".into(), json!(parse_bytes(&size).map_err(&bad)?));
+            }
+            "tmpfs-mode" => {
+                let mode = value_of(&key)?;
+                let bits = u64::from_str_radix(&mode, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777 && !mode.starts_with('+'))
+                    .ok_or_else(|| bad(format!("tmpfs-mode={mode}: give permission bits in octal, at most 7777")))?;
+                tmpfs.insert("Mode".into(), json!(bits));
+            }
+            "" => return Err(bad("an empty option".into())),
+            other => return Err(bad(format!("unknown option \"{other}\""))),
+        }
+    }
+    if !mount.contains_key("Target") {
+        return Err(bad("the target is required (target=/path/in/container)".into()));
+    }
+    if !labels.is_empty() {
+        volume.insert("Labels".into(), serde_json::Value::Object(labels));
+    }
+    if !driver_options.is_empty() {
+        let config = volume.entry("DriverConfig").or_insert_with(|| json!({}));
+        config["Options"] = serde_json::Value::Object(driver_options);
+    }
+    mount.insert("Type".into(), json!(kind));
+    for (key, options) in [("BindOptions", bind), ("VolumeOptions", volume), ("TmpfsOptions", tmpfs)] {
+        if !options.is_empty() {
+            mount.insert(key.into(), serde_json::Value::Object(options));
+        }
+    }
+    Ok(serde_json::Value::Object(mount))
+}
+
 /// What `run` and `create` take.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -77,6 +200,8 @@ pub struct CreateOptions {
     pub labels: Vec<String>,
     pub user: Option<String>,
     pub volumes: Vec<String>,
+    /// `--mount`s, as `HostConfig.Mounts` entries.
+    pub mounts: Vec<serde_json::Value>,
     pub tmpfs: Vec<String>,
     pub read_only: bool,
     pub memory: Option<i64>,
@@ -128,8 +253,8 @@ pub fn parse_cpus(s: &str) -> Result<i64, String> {
 /// Reads `--env-file` files: `KEY=VALUE` lines, `#` comments, and bare
 /// `KEY` taken from this environment (as Docker does).
 fn env_file_entries(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading env file {}: {e}", path.display()))?;
+    let text = shoal_deploy::read_text_bounded(path, shoal_deploy::MAX_TEXT_FILE, "an env file")
+        .map_err(|e| anyhow::anyhow!("reading env file {}: {e}", path.display()))?;
     let mut out = Vec::new();
     for line in text.lines() {
         let line = line.trim();
@@ -211,6 +336,7 @@ async fn create_with(
     }
     body["HostConfig"] = json!({
         "Binds": o.volumes,
+        "Mounts": o.mounts,
         "Tmpfs": tmpfs,
         "ReadonlyRootfs": o.read_only,
         "Memory": o.memory.unwrap_or(0),
@@ -462,4 +588,38 @@ pub async fn exec(client: &Client, container: &str, o: &ExecOptions<'_>) -> anyh
     attach::session(client, &format!("/exec/{id}/resize"), stream, o.tty, o.interactive).await?;
     let ended = client.get(&format!("/exec/{id}/json")).await?;
     Ok(n(&ended, &["ExitCode"]) as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_flags_read_as_dockers() {
+        assert_eq!(
+            parse_mount("type=bind,source=/srv,target=/data,readonly,bind-propagation=rslave"),
+            Ok(json!({"Type": "bind", "Source": "/srv", "Target": "/data", "ReadOnly": true,
+                      "BindOptions": {"Propagation": "rslave"}}))
+        );
+        assert_eq!(
+            parse_mount("src=data,dst=/d,volume-nocopy,volume-label=a=1,\"volume-label=b=x,y\""),
+            Ok(json!({"Type": "volume", "Source": "data", "Target": "/d",
+                      "VolumeOptions": {"NoCopy": true, "Labels": {"a": "1", "b": "x,y"}}}))
+        );
+        assert_eq!(
+            parse_mount("type=tmpfs,destination=/run,tmpfs-size=64m,tmpfs-mode=1770"),
+            Ok(json!({"Type": "tmpfs", "Target": "/run", "TmpfsOptions": {"SizeBytes": 64 << 20, "Mode": 0o1770}}))
+        );
+        for bad in [
+            "type=bind,source=/srv",
+            "type=tmpfs,dst=/t,tmpfs-mode=17777",
+            "type=tmpfs,dst=/t,tmpfs-mode=9",
+            "dst=/t,readonly=maybe",
+            "dst=/t,bogus=1",
+            "dst=/t,\"unclosed",
+            "dst=/t,,",
+        ] {
+            assert!(parse_mount(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -7,49 +7,29 @@ use tokio::task::JoinHandle;
 use crate::client::Client;
 
 /// A `--since`/`--until` value as the API takes it (`seconds.nanoseconds`): a duration back
-/// from `now_ns` (`10m`, `1h30m`, `45s`, `500ms`), an RFC 3339 time, or a unix time.
+/// from `now_ns` (`10m`, `1h30m`, `45s`, `500ms`; the one duration grammar, where a negative
+/// duration is ahead of now, as Docker reads it), an RFC 3339 time, or a unix time.
 pub fn api_time(value: &str, now_ns: i64) -> anyhow::Result<String> {
-    let bad = || {
+    let bad = |why: &str| {
         anyhow::anyhow!(
-            "invalid time \"{value}\": use a duration back from now (10m, 1h30m, 45s), an RFC 3339 time (2026-11-22T10:00:00Z) or a unix time"
+            "invalid time \"{value}\"{why}: use a duration back from now (10m, 1h30m, 45s), an RFC 3339 time (2026-11-22T10:00:00Z) or a unix time"
         )
     };
     let ns = if let Ok(t) = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339) {
-        i64::try_from(t.unix_timestamp_nanos()).map_err(|_| bad())?
+        i64::try_from(t.unix_timestamp_nanos()).map_err(|_| bad(""))?
     } else if value.bytes().all(|b| b.is_ascii_digit() || b == b'.') && !value.is_empty() {
         let (secs, frac) = value.split_once('.').unwrap_or((value, ""));
         if frac.len() > 9 || frac.contains('.') {
-            return Err(bad());
+            return Err(bad(""));
         }
-        let secs: i64 = secs.parse().map_err(|_| bad())?;
-        let nanos: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().map_err(|_| bad())? };
-        secs.checked_mul(1_000_000_000).and_then(|n| n.checked_add(nanos)).ok_or_else(bad)?
+        let secs: i64 = secs.parse().map_err(|_| bad(""))?;
+        let nanos: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().map_err(|_| bad(""))? };
+        secs.checked_mul(1_000_000_000).and_then(|n| n.checked_add(nanos)).ok_or_else(|| bad(""))?
     } else {
-        now_ns.checked_sub(duration_ns(value).ok_or_else(bad)?).ok_or_else(bad)?
+        let back = shoal_deploy::units::parse_signed_duration(value).map_err(|e| bad(&format!(" ({e})")))?;
+        now_ns.checked_sub(back).ok_or_else(|| bad(" (too far from now)"))?
     };
     Ok(format!("{}.{:09}", ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000)))
-}
-
-/// A Go-style duration (`1h30m`, `10m`, `45s`, `500ms`) in nanoseconds.
-fn duration_ns(text: &str) -> Option<i64> {
-    let mut total: i64 = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
-        let number: i64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
-        let scale: i64 = match &rest[..unit] {
-            "h" => 3_600_000_000_000,
-            "m" => 60_000_000_000,
-            "s" => 1_000_000_000,
-            "ms" => 1_000_000,
-            _ => return None,
-        };
-        rest = &rest[unit..];
-        total = total.checked_add(number.checked_mul(scale)?)?;
-    }
-    (!text.is_empty()).then_some(total)
 }
 
 /// Reassembles Docker's multiplexed log stream (`stdcopy` frames) from
@@ -113,15 +93,18 @@ pub fn print_frame(stream: u8, text: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{api_time, duration_ns, Demux};
+    use super::{api_time, Demux};
 
     #[test]
     fn times_for_since_and_until() {
         let now = 1_700_000_000_000_000_000;
-        assert_eq!(duration_ns("1h30m"), Some(5_400_000_000_000));
-        assert_eq!(duration_ns("500ms"), Some(500_000_000));
-        assert_eq!(duration_ns(""), None);
-        assert_eq!(duration_ns("10x"), None);
+        assert_eq!(api_time("1h30m", now).ok().as_deref(), Some("1699994600.000000000"));
+        assert_eq!(api_time("1.5s", now).ok().as_deref(), Some("1699999998.500000000"));
+        assert_eq!(api_time("-1m", now).ok().as_deref(), Some("1700000060.000000000"));
+        assert_eq!(api_time("500ms", now).ok().as_deref(), Some("1699999999.500000000"));
+        assert!(api_time("", now).is_err());
+        assert!(api_time("10x", now).is_err());
+        assert!(api_time("999999999999h", now).is_err());
         assert_eq!(api_time("10m", now).ok().as_deref(), Some("1699999400.000000000"));
         assert_eq!(api_time("2023-11-14T22:13:20.5Z", now).ok().as_deref(), Some("1700000000.500000000"));
         assert_eq!(api_time("1700000000.25", now).ok().as_deref(), Some("1700000000.250000000"));

@@ -1,13 +1,32 @@
 //! `shoal volume …`.
+//!
+//! A name is held to Docker's rule here already, so that a path given as a name
+//! (`volume rm ../../x`) is refused with the rule before anything is sent.
 
+use anyhow::Context;
 use serde_json::{json, Value};
 
 use super::table::Table;
 use super::{print_json, s, Format};
-use crate::client::{encode, Client};
+use crate::client::{encode, filters, Client};
 
-pub async fn ls(client: &Client, quiet: bool, format: Format) -> anyhow::Result<()> {
-    let r = client.get("/volumes").await?;
+fn check_name(name: &str) -> anyhow::Result<()> {
+    shoal_proto::names::check_volume_name(name).map_err(|why| anyhow::anyhow!("invalid volume name: {why}"))
+}
+
+/// `--filter KEY=VALUE` flags as the `filters` query parameter (empty: none).
+fn filter_query(filter: &[String], keys: &str) -> anyhow::Result<String> {
+    let mut pairs = Vec::new();
+    for f in filter {
+        let (k, v) = f.split_once('=').with_context(|| format!("bad filter \"{f}\": write KEY=VALUE ({keys})"))?;
+        pairs.push((k, v));
+    }
+    Ok(if pairs.is_empty() { String::new() } else { format!("filters={}", filters(&pairs)) })
+}
+
+pub async fn ls(client: &Client, quiet: bool, format: Format, filter: &[String]) -> anyhow::Result<()> {
+    let query = filter_query(filter, "dangling, driver, label, name")?;
+    let r = client.get(&if query.is_empty() { "/volumes".to_string() } else { format!("/volumes?{query}") }).await?;
     let volumes = r["Volumes"].as_array().cloned().unwrap_or_default();
     if format == Format::Json {
         return print_json(&Value::Array(volumes));
@@ -26,8 +45,17 @@ pub async fn ls(client: &Client, quiet: bool, format: Format) -> anyhow::Result<
     Ok(())
 }
 
-pub async fn create(client: &Client, name: Option<&str>) -> anyhow::Result<()> {
-    let r = client.post("/volumes/create", &json!({ "Name": name.unwrap_or_default() })).await?;
+pub async fn create(client: &Client, name: Option<&str>, labels: &[String]) -> anyhow::Result<()> {
+    if let Some(name) = name {
+        check_name(name)?;
+    }
+    let mut label_map = serde_json::Map::new();
+    for l in labels {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        label_map.insert(k.to_string(), json!(v));
+    }
+    let body = json!({ "Name": name.unwrap_or_default(), "Labels": label_map });
+    let r = client.post("/volumes/create", &body).await?;
     println!("{}", s(&r, &["Name"]));
     Ok(())
 }
@@ -35,6 +63,7 @@ pub async fn create(client: &Client, name: Option<&str>) -> anyhow::Result<()> {
 pub async fn inspect(client: &Client, names: &[String]) -> anyhow::Result<()> {
     let mut out = Vec::new();
     for name in names {
+        check_name(name)?;
         out.push(client.get(&format!("/volumes/{}", encode(name))).await?);
     }
     print_json(&Value::Array(out))
@@ -44,7 +73,11 @@ pub async fn inspect(client: &Client, names: &[String]) -> anyhow::Result<()> {
 pub async fn rm(client: &Client, names: &[String], force: bool) -> anyhow::Result<()> {
     let mut failed = 0;
     for name in names {
-        match client.delete(&format!("/volumes/{}?force={}", encode(name), u8::from(force))).await {
+        let removed = match check_name(name) {
+            Ok(()) => client.delete(&format!("/volumes/{}?force={}", encode(name), u8::from(force))).await,
+            Err(e) => Err(e),
+        };
+        match removed {
             Ok(_) => println!("{name}"),
             Err(e) => {
                 eprintln!("Error: {e:#}");
@@ -58,9 +91,13 @@ pub async fn rm(client: &Client, names: &[String], force: bool) -> anyhow::Resul
     Ok(())
 }
 
-pub async fn prune(client: &Client, all: bool) -> anyhow::Result<()> {
-    let path =
-        if all { format!("/volumes/prune?filters={}", encode(r#"{"all":["true"]}"#)) } else { "/volumes/prune".into() };
+pub async fn prune(client: &Client, all: bool, filter: &[String]) -> anyhow::Result<()> {
+    let mut filter = filter.to_vec();
+    if all {
+        filter.push("all=true".into());
+    }
+    let query = filter_query(&filter, "label, label!, all")?;
+    let path = if query.is_empty() { "/volumes/prune".to_string() } else { format!("/volumes/prune?{query}") };
     let r = client.post(&path, &Value::Null).await?;
     let deleted = r["VolumesDeleted"].as_array().cloned().unwrap_or_default();
     if !deleted.is_empty() {

@@ -89,14 +89,19 @@ fn check_container(name: &str, c: &shoal_proto::ContainerSpec) -> Result<(), Con
             mount::Type::Bind if !m.source.starts_with('/') || !clean(&m.source) => {
                 return invalid(format!("{at}.Source \"{}\": a bind mount needs an absolute host path", m.source))
             }
-            mount::Type::Volume if !m.source.is_empty() && !volume_name(&m.source) => {
-                return invalid(format!(
-                    "{at}.Source \"{}\" is not a valid volume name: use letters, digits, '_', '.' and '-', starting with a letter or digit",
-                    m.source
-                ))
+            mount::Type::Volume if !m.source.is_empty() => {
+                if let Err(why) = shoal_proto::names::check_volume_name(&m.source) {
+                    return invalid(format!("{at}.Source: {why}"));
+                }
             }
             mount::Type::Tmpfs if !m.source.is_empty() => {
                 return invalid(format!("{at}.Source must be empty for a tmpfs mount"))
+            }
+            mount::Type::Tmpfs if m.tmpfs_mode > 0o7777 => {
+                return invalid(format!(
+                    "{at}.TmpfsOptions.Mode {:#o} is beyond 0o7777: give only permission bits",
+                    m.tmpfs_mode
+                ))
             }
             _ => {}
         }
@@ -124,14 +129,6 @@ fn check_container(name: &str, c: &shoal_proto::ContainerSpec) -> Result<(), Con
         }
     }
     Ok(())
-}
-
-/// Docker's rule for volume names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
-fn volume_name(name: &str) -> bool {
-    name.len() >= 2
-        && name.len() <= 255
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// Checks a service spec for what the cluster cannot run, naming the field.
@@ -234,4 +231,28 @@ pub(super) fn remove_tasks_actions(state: &crate::store::State, service_id: &str
             update(t)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod mount_tests {
+    use super::*;
+
+    #[test]
+    fn mount_sources_and_tmpfs_modes_are_held_to_the_rules() {
+        let check = |m: shoal_proto::Mount| {
+            check_container("web", &shoal_proto::ContainerSpec { mounts: vec![m], ..Default::default() })
+        };
+        for bad in ["..", "/etc", "a/b", ".x", "x"] {
+            let mut m = shoal_proto::Mount { source: bad.into(), target: "/d".into(), ..Default::default() };
+            m.set_type(mount::Type::Volume);
+            let err = check(m).expect_err(bad).to_string();
+            assert!(err.contains("Mounts[0].Source") && err.contains("not a valid volume name"), "{bad}: {err}");
+        }
+        let mut m = shoal_proto::Mount { target: "/t".into(), tmpfs_mode: 0o107777, ..Default::default() };
+        m.set_type(mount::Type::Tmpfs);
+        let err = check(m.clone()).expect_err("mode beyond 7777").to_string();
+        assert!(err.contains("TmpfsOptions.Mode"), "{err}");
+        m.tmpfs_mode = 0o1777;
+        assert!(check(m).is_ok());
+    }
 }

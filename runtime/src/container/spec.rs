@@ -154,28 +154,91 @@ fn is_device_permissions(s: &str) -> bool {
 }
 
 /// What a [`Mount`] puts at its target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MountKind {
     /// A host file or directory (`source` is an absolute host path).
+    #[default]
     Bind,
     /// A named volume (`source` is its name), created on first use and kept after the container.
     Volume,
 }
 
-/// A bind mount or named volume, as `-v source:target[:ro]` gives it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How mounts made later under a bind mount's source or target propagate between the host
+/// and the container (Docker's `bind-propagation`). The container's mounts are slaves of the
+/// host's, so the shared kinds, which would send the container's mounts back to the host,
+/// cannot be honoured and are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Propagation {
+    Private,
+    Rprivate,
+    Slave,
+    Rslave,
+}
+
+impl Propagation {
+    /// Docker's names: `private`, `rprivate`, `slave`, `rslave` (`shared` and `rshared` are
+    /// refused with the reason).
+    pub fn parse(text: &str) -> Result<Propagation, Error> {
+        match text {
+            "private" => Ok(Propagation::Private),
+            "rprivate" => Ok(Propagation::Rprivate),
+            "slave" => Ok(Propagation::Slave),
+            "rslave" => Ok(Propagation::Rslave),
+            "shared" | "rshared" => Err(Error::invalid(format!(
+                "bind propagation \"{text}\" is not supported: a container's mounts are slaves of the host's, so its own mounts cannot reach the host; use private, rprivate, slave or rslave"
+            ))),
+            other => Err(Error::invalid(format!(
+                "unknown bind propagation \"{}\": use private, rprivate, slave or rslave",
+                other.escape_debug()
+            ))),
+        }
+    }
+
+    /// The flags that give a mount this propagation.
+    pub(crate) fn flags(self) -> nix::mount::MsFlags {
+        use nix::mount::MsFlags;
+        match self {
+            Propagation::Private => MsFlags::MS_PRIVATE,
+            Propagation::Rprivate => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            Propagation::Slave => MsFlags::MS_SLAVE,
+            Propagation::Rslave => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        }
+    }
+}
+
+/// A bind mount or named volume, as `-v source:target[:ro]` or `--mount` gives it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mount {
     pub kind: MountKind,
     pub source: String,
     /// Absolute path inside the container.
     pub target: String,
     pub read_only: bool,
+    /// Bind only: the propagation of the mount point; `None` keeps the container root's, rslave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<Propagation>,
+    /// Bind only: the mounts under the source are not bound with it (`bind-nonrecursive`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub non_recursive: bool,
+    /// Volume only: the volume is not filled from the image's content (`volume-nocopy`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_copy: bool,
+    /// Volume only: the labels of the volume, if this mount creates it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volume_labels: BTreeMap<String, String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Mount {
-    /// Parses Docker's `-v` syntax: `/host:/ctr[:ro|rw]` (bind), `name:/ctr[:ro|rw]` (volume)
-    /// or `/ctr` (an anonymous volume: an empty source).
+    /// Parses Docker's `-v` syntax: `/host:/ctr[:opts]` (bind), `name:/ctr[:opts]` (volume)
+    /// or `/ctr` (an anonymous volume: an empty source); the options are `ro`, `rw`, a bind
+    /// propagation, `nocopy` for a volume, and `z`/`Z` (SELinux relabelling, which a host
+    /// without SELinux does without).
     pub fn parse(text: &str) -> Result<Mount, Error> {
         let bad = |why: &str| Error::invalid(format!("invalid volume \"{text}\": {why}"));
         let parts: Vec<&str> = text.split(':').collect();
@@ -185,24 +248,28 @@ impl Mount {
             [source, target, mode] => (*source, *target, Some(*mode)),
             _ => return Err(bad("expected source:target[:ro], or an absolute path for an anonymous volume")),
         };
-        let mut read_only = false;
+        let kind = if source.starts_with('/') { MountKind::Bind } else { MountKind::Volume };
+        let mut mount = Mount { kind, source: source.to_string(), target: target.to_string(), ..Mount::default() };
         for option in mode.unwrap_or("").split(',').filter(|o| !o.is_empty()) {
             match option {
-                "ro" => read_only = true,
-                "rw" => read_only = false,
-                // Propagation and SELinux labels are accepted and ignored, as on a host without them.
-                "z" | "Z" | "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" => {}
-                other => return Err(bad(&format!("unknown mode \"{other}\" (use ro or rw)"))),
+                "ro" => mount.read_only = true,
+                "rw" => mount.read_only = false,
+                "z" | "Z" => {}
+                "nocopy" => mount.no_copy = true,
+                "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" => {
+                    mount.propagation = Some(Propagation::parse(option).map_err(|e| bad(&e.to_string()))?)
+                }
+                other => {
+                    return Err(bad(&format!("unknown option \"{other}\" (use ro, rw, nocopy or a bind propagation)")))
+                }
             }
         }
-        let kind = if source.starts_with('/') { MountKind::Bind } else { MountKind::Volume };
-        let mount = Mount { kind, source: source.to_string(), target: target.to_string(), read_only };
         mount.validate()?;
         Ok(mount)
     }
 
     /// Checks the mount as [`Mount::parse`] does.
-    pub(crate) fn check(&self) -> Result<(), Error> {
+    pub fn check(&self) -> Result<(), Error> {
         self.validate()
     }
 
@@ -218,22 +285,18 @@ impl Mount {
             MountKind::Bind if !self.source.starts_with('/') || self.source.contains('\0') => {
                 Err(bad("a bind mount's source must be an absolute host path".to_string()))
             }
+            MountKind::Bind if self.no_copy || !self.volume_labels.is_empty() => {
+                Err(bad("nocopy and volume labels are options of a volume, not of a bind mount".to_string()))
+            }
+            MountKind::Volume if self.propagation.is_some() || self.non_recursive => {
+                Err(bad("propagation and non-recursive binds are options of a bind mount, not of a volume".to_string()))
+            }
             // Empty: an anonymous volume, named when the container is created.
-            MountKind::Volume if !self.source.is_empty() && !is_volume_name(&self.source) => Err(bad(format!(
-                "\"{}\" is not a valid volume name: use letters, digits, '_', '.' and '-', starting with a letter or digit",
-                self.source
-            ))),
+            MountKind::Volume if !self.source.is_empty() => shoal_proto::names::check_volume_name(&self.source)
+                .map_err(|why| Error::invalid(format!("invalid volume name: {why}"))),
             _ => Ok(()),
         }
     }
-}
-
-/// Docker's rule for volume names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
-fn is_volume_name(name: &str) -> bool {
-    name.len() >= 2
-        && name.len() <= 255
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// The process a container runs, fully resolved.
@@ -441,8 +504,30 @@ impl Resources {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub(crate) enum MountConfig {
-    Bind { source: PathBuf, target: String, read_only: bool },
-    Tmpfs { target: String, options: String },
+    Bind {
+        source: PathBuf,
+        target: String,
+        read_only: bool,
+        /// `None`: the container root's (rslave).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        propagation: Option<Propagation>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        non_recursive: bool,
+        /// A volume that is not filled from the image at start.
+        #[serde(default, skip_serializing_if = "is_false")]
+        no_copy: bool,
+    },
+    Tmpfs {
+        target: String,
+        options: String,
+    },
+}
+
+impl MountConfig {
+    /// A plain recursive, read-write bind.
+    fn bind(source: PathBuf, target: String) -> MountConfig {
+        MountConfig::Bind { source, target, read_only: false, propagation: None, non_recursive: false, no_copy: false }
+    }
 }
 
 /// The files a container gets at `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`, kept in
@@ -457,10 +542,8 @@ pub(crate) fn resolve_host(
     dir: &Path,
     volumes_dir: &Path,
 ) -> Result<HostConfig, Error> {
-    let mut mounts: Vec<MountConfig> = ETC_FILES
-        .iter()
-        .map(|file| MountConfig::Bind { source: dir.join(file), target: format!("/etc/{file}"), read_only: false })
-        .collect();
+    let mut mounts: Vec<MountConfig> =
+        ETC_FILES.iter().map(|file| MountConfig::bind(dir.join(file), format!("/etc/{file}"))).collect();
     for (target, options) in &spec.tmpfs {
         if !target.starts_with('/') || target.split('/').any(|c| c == "..") || target.contains('\0') {
             return Err(Error::invalid(format!(
@@ -476,9 +559,16 @@ pub(crate) fn resolve_host(
         mount.validate()?;
         let source = match mount.kind {
             MountKind::Bind => PathBuf::from(&mount.source),
-            MountKind::Volume => volume_data_dir(volumes_dir, &mount.source),
+            MountKind::Volume => crate::volumes::data_dir(volumes_dir, &mount.source)?,
         };
-        mounts.push(MountConfig::Bind { source, target: mount.target.clone(), read_only: mount.read_only });
+        mounts.push(MountConfig::Bind {
+            source,
+            target: mount.target.clone(),
+            read_only: mount.read_only,
+            propagation: mount.propagation,
+            non_recursive: mount.non_recursive,
+            no_copy: mount.no_copy,
+        });
     }
     let stop_signal =
         spec.stop_signal.as_deref().map(crate::process::signal::parse).transpose()?.map(|s| s.as_str().to_string());
@@ -526,17 +616,23 @@ pub(crate) fn resolve_host(
     })
 }
 
-/// `<volumes>/<name>/_data`, where a named volume's content lives.
-pub(crate) fn volume_data_dir(volumes_dir: &Path, name: &str) -> PathBuf {
-    volumes_dir.join(name).join("_data")
-}
+/// The highest permission bits a tmpfs can be given (setuid, setgid, sticky, rwx for all).
+const MODE_BITS: u32 = 0o7777;
 
 /// Splits tmpfs options into mount flags and the data string tmpfs understands. Docker's
-/// defaults are `noexec,nosuid,nodev`; `exec`, `suid` and `dev` lift them.
+/// defaults are `noexec,nosuid,nodev`; `exec`, `suid` and `dev` lift them. The values of the
+/// data options are checked here, as the kernel would read them, so that a bad one is refused
+/// at create rather than failing the start: `mode` octal up to 7777, `size` a number of bytes
+/// with an optional `k`, `m`, `g` or `%`, `nr_inodes`/`nr_blocks` with `k`, `m` or `g`, and
+/// `uid`/`gid` numbers.
 pub(crate) fn tmpfs_options(options: &str) -> Result<(nix::mount::MsFlags, String), String> {
     use nix::mount::MsFlags;
     let mut flags = MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     let mut data = Vec::new();
+    let number = |value: &str, suffixes: &[char]| {
+        let digits = value.strip_suffix(|c: char| suffixes.contains(&c.to_ascii_lowercase())).unwrap_or(value);
+        !digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit())
+    };
     for option in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
         match option {
             "ro" => flags |= MsFlags::MS_RDONLY,
@@ -548,15 +644,60 @@ pub(crate) fn tmpfs_options(options: &str) -> Result<(nix::mount::MsFlags, Strin
             "nodev" => flags |= MsFlags::MS_NODEV,
             "dev" => flags &= !MsFlags::MS_NODEV,
             "noatime" => flags |= MsFlags::MS_NOATIME,
-            _ => match option.split_once('=') {
-                Some(("size" | "mode" | "uid" | "gid" | "nr_inodes" | "nr_blocks", value)) if !value.is_empty() => {
-                    data.push(option.to_string())
+            _ => {
+                let valid = match option.split_once('=') {
+                    Some(("mode", value)) => parse_mode(value).map(|_| true)?,
+                    Some(("size", value)) => number(value, &['k', 'm', 'g', '%']),
+                    Some(("nr_inodes" | "nr_blocks", value)) => number(value, &['k', 'm', 'g']),
+                    Some(("uid" | "gid", value)) => value.parse::<u32>().is_ok(),
+                    _ => return Err(format!("unknown option \"{}\"", option.escape_debug())),
+                };
+                if !valid {
+                    return Err(format!("invalid value in \"{}\"", option.escape_debug()));
                 }
-                _ => return Err(format!("unknown option \"{option}\"")),
-            },
+                data.push(option.to_string())
+            }
         }
     }
     Ok((flags, data.join(",")))
+}
+
+/// A tmpfs `mode=` value: octal permission bits, at most 7777.
+fn parse_mode(value: &str) -> Result<u32, String> {
+    match u32::from_str_radix(value, 8) {
+        Ok(mode) if mode <= MODE_BITS && !value.starts_with('+') => Ok(mode),
+        Ok(_) => Err(format!("tmpfs mode {value} is beyond 7777: give permission bits in octal, e.g. 1777")),
+        Err(_) => {
+            Err(format!("invalid tmpfs mode \"{}\": give permission bits in octal, e.g. 1777", value.escape_debug()))
+        }
+    }
+}
+
+/// The tmpfs options (as [`ContainerSpec::tmpfs`] takes them) of Docker's `TmpfsOptions`:
+/// `size_bytes` (0: the kernel's default, half the memory), `mode` permission bits (0: the
+/// kernel's default, 1777; above 0o7777 refused, never truncated or masked), read-only.
+pub fn tmpfs_options_of(size_bytes: i64, mode: u64, read_only: bool) -> Result<String, Error> {
+    if size_bytes < 0 {
+        return Err(Error::invalid(format!(
+            "tmpfs size {size_bytes} is negative: give a size in bytes, or 0 for the default"
+        )));
+    }
+    if mode > u64::from(MODE_BITS) {
+        return Err(Error::invalid(format!(
+            "tmpfs mode {mode:#o} is beyond 0o7777: give only permission bits (e.g. 0o1777, which is 1023)"
+        )));
+    }
+    let mut options = Vec::new();
+    if size_bytes > 0 {
+        options.push(format!("size={size_bytes}"));
+    }
+    if mode > 0 {
+        options.push(format!("mode={mode:o}"));
+    }
+    if read_only {
+        options.push("ro".to_string());
+    }
+    Ok(options.join(","))
 }
 
 /// Resolves the process of container `name` (id `id`) from `spec` and the image's `config`.
@@ -700,15 +841,32 @@ mod tests {
         let m = Mount::parse("/srv/data:/data:ro").expect("bind");
         assert_eq!(
             m,
-            Mount { kind: MountKind::Bind, source: "/srv/data".into(), target: "/data".into(), read_only: true }
+            Mount {
+                kind: MountKind::Bind,
+                source: "/srv/data".into(),
+                target: "/data".into(),
+                read_only: true,
+                ..Mount::default()
+            }
         );
+        let m = Mount::parse("/srv/data:/data:rslave").expect("bind");
+        assert_eq!(m.propagation, Some(Propagation::Rslave));
+        let m = Mount::parse("cache:/var/cache:nocopy").expect("volume");
+        assert!(m.no_copy);
         let m = Mount::parse("cache:/var/cache").expect("volume");
         assert_eq!((m.kind, m.read_only), (MountKind::Volume, false));
         // A target alone: an anonymous volume.
         let m = Mount::parse("/data").expect("anonymous");
         assert_eq!((m.kind, m.source.as_str(), m.target.as_str()), (MountKind::Volume, "", "/data"));
-        for bad in ["a", "a:b", "x/y:/data", "/a:/b:rx", "/a:/b/../c", "a:b:c:d", "/a/../b"] {
+        for bad in
+            ["a", "a:b", "x/y:/data", "/a:/b:rx", "/a:/b/../c", "a:b:c:d", "/a/../b", "/a:/b:shared", "v:/b:rslave"]
+        {
             assert!(Mount::parse(bad).is_err(), "{bad}");
+        }
+        // Names that would leave the volumes directory are no volume names.
+        for bad in ["..:/data", ".:/data", "..%2F:/data", "-x:/data", "a:/data"] {
+            let err = Mount::parse(bad).expect_err(bad).to_string();
+            assert!(err.contains("invalid volume name") || err.contains("invalid volume"), "{bad}: {err}");
         }
     }
 
@@ -751,10 +909,7 @@ mod tests {
         };
         let host = resolve_host(&spec, "c", Path::new("/c"), Path::new("/vols")).expect("ok");
         assert_eq!(host.mounts.len(), 5);
-        assert_eq!(
-            host.mounts[0],
-            MountConfig::Bind { source: "/c/hosts".into(), target: "/etc/hosts".into(), read_only: false }
-        );
+        assert_eq!(host.mounts[0], MountConfig::bind("/c/hosts".into(), "/etc/hosts".into()));
         assert!(matches!(&host.mounts[4], MountConfig::Bind { source, .. } if source == Path::new("/vols/vol1/_data")));
         assert_eq!(host.stop_signal.as_deref(), Some("SIGQUIT"));
         assert_eq!(host.resources.pids, None);
@@ -762,6 +917,20 @@ mod tests {
         assert!(!flags.contains(nix::mount::MsFlags::MS_NOEXEC) && flags.contains(nix::mount::MsFlags::MS_NOSUID));
         assert_eq!(data, "size=1m");
         assert!(tmpfs_options("bogus").is_err());
+        assert_eq!(
+            tmpfs_options("mode=1777,size=64m,uid=1000").map(|(_, d)| d),
+            Ok("mode=1777,size=64m,uid=1000".into())
+        );
+        for bad in ["mode=17777", "mode=8", "mode=", "mode=-1", "mode=+7", "size=1x", "size=", "uid=x", "nr_inodes=1%"]
+        {
+            assert!(tmpfs_options(bad).is_err(), "{bad}");
+        }
+        assert_eq!(tmpfs_options_of(1 << 20, 0o1770, true).ok().as_deref(), Some("size=1048576,mode=1770,ro"));
+        assert_eq!(tmpfs_options_of(0, 0, false).ok().as_deref(), Some(""));
+        // Beyond the permission bits: refused, not truncated to what fits or masked.
+        for (size, mode) in [(0, 0o10000), (0, 0o107777), (0, 1 << 32), (-1, 0)] {
+            assert!(tmpfs_options_of(size, mode, false).is_err(), "{size} {mode:o}");
+        }
         let tiny = ContainerSpec { memory: Some(1024), ..Default::default() };
         assert!(resolve_host(&tiny, "c", Path::new("/c"), Path::new("/v")).is_err());
     }

@@ -31,7 +31,7 @@ pub(crate) fn mount(rootfs: &Path, m: &MountConfig) -> Result<(), Error> {
             mount2(Some("tmpfs"), &path, Some("tmpfs"), flags, Some(data.as_str()))
                 .context(|| format!("mounting a tmpfs on {target}"))
         }
-        MountConfig::Bind { source, target, read_only } => {
+        MountConfig::Bind { source, target, read_only, propagation, non_recursive, .. } => {
             let is_dir = match fs::metadata(source) {
                 Ok(meta) => meta.is_dir(),
                 // As `docker run -v` does, a missing host directory is created.
@@ -43,13 +43,19 @@ pub(crate) fn mount(rootfs: &Path, m: &MountConfig) -> Result<(), Error> {
             };
             let path = resolve_in_root(rootfs, target)?;
             create_mount_point(&path, is_dir)?;
-            mount2(Some(source.as_path()), &path, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
+            let recursive = if *non_recursive { MsFlags::empty() } else { MsFlags::MS_REC };
+            mount2(Some(source.as_path()), &path, NONE, MsFlags::MS_BIND | recursive, NONE)
                 .context(|| format!("bind-mounting {} on {target}", source.display()))?;
             if *read_only {
-                let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC;
+                let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | recursive;
                 mount2(NONE, &path, NONE, flags, NONE).context(|| format!("making {target} read-only"))?;
             }
-            Ok(())
+            // Unless asked, the mount keeps the rslave propagation of the container's root.
+            match propagation {
+                Some(propagation) => mount2(NONE, &path, NONE, propagation.flags(), NONE)
+                    .context(|| format!("setting the propagation of {target} to {propagation:?}")),
+                None => Ok(()),
+            }
         }
     }
 }
