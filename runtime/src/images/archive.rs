@@ -587,9 +587,8 @@ mod tests {
         append(&mut layer, "etc/hostname", 4, &b"box\n"[..]).expect("append");
         let layer = layer.into_inner().expect("tar");
         let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&layer)));
-        let config = format!(
-            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#
-        );
+        let config =
+            format!(r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#);
         for name in ["shoal-manifest-0", "manifest-0", "made/manifest-0"] {
             let manifest = serde_json::json!([{ "Config": "c.json", "RepoTags": ["clash:1"], "Layers": [name] }]);
             let archive = docker_archive(&manifest, &[("c.json", config.as_bytes()), (name, &layer[..])]);

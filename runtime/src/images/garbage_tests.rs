@@ -4,7 +4,6 @@
 
 use std::{
     fs,
-    io::Write,
     path::{Path, PathBuf},
 };
 
@@ -139,7 +138,7 @@ fn prune_sweeps_leftovers_but_not_what_a_load_under_way_uses() {
 
     // An upload being received holds the store: nothing is swept meanwhile.
     let mut upload = rt.upload().expect("upload");
-    upload.write_all(b"part of an archive").expect("write");
+    upload.append(b"part of an archive").expect("write");
     let pruned = rt.prune_images_where(true, |_| true).expect("prune");
     assert!(pruned.deleted.is_empty());
     for path in &leftovers {
@@ -168,7 +167,7 @@ fn loads_import_and_prune_by_filters() {
 
     // An upload of a saved image loads; then prune -a with a filter takes only what it selects.
     let mut upload = rt.upload().expect("upload");
-    upload.write_all(&archive).expect("write");
+    upload.append(&archive).expect("write");
     upload.finish().expect("flush");
     assert_eq!(rt.load_upload(&upload).expect("load"), ["one:1"]);
     drop(upload);

@@ -500,19 +500,14 @@ impl Upload {
         &self.path
     }
 
-    /// Flushes what was written to the file.
-    pub fn finish(&mut self) -> io::Result<()> {
-        self.file.get_mut().flush()
-    }
-}
-
-impl Write for Upload {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
+    /// Appends `data`; refused once the store's spare space would be eaten into.
+    pub fn append(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.file.write_all(data).map_err(|e| space::io_error(e, || format!("writing {}", self.path.display())))
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+    /// Flushes what was appended, before the upload is read back.
+    pub fn finish(&mut self) -> Result<(), Error> {
+        self.file.flush().context(|| format!("writing {}", self.path.display()))
     }
 }
 
