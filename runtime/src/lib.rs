@@ -211,32 +211,41 @@ impl Runtime {
         self.inner.images.upload()
     }
 
-    /// [`Runtime::import_image_with`] for a root filesystem tar sent as an [`Upload`].
+    /// [`Runtime::import_image_with`] for a root filesystem tar sent as an [`Upload`] (which is
+    /// deleted once read).
     pub fn import_upload(
         &self,
-        upload: &Upload,
+        upload: Upload,
         reference: &str,
         changes: &CommitChanges,
     ) -> Result<ImageSummary, Error> {
         let reference = Reference::parse(reference)?;
-        let image = images::import::import(
+        let imported = images::import::import(
             &self.inner.images,
             &self.inner.snapshots,
             upload.path(),
             "the upload",
             &reference,
             changes,
-        )
-        .inspect_err(|e| self.clean_up_after(e))?;
+        );
+        // The upload's lease would keep the clean-up from running.
+        drop(upload);
+        let image = imported.inspect_err(|e| self.clean_up_after(e))?;
         tracing::info!(image = %image.id, %reference, "imported image from an upload");
         Ok(image.summary())
     }
 
-    /// [`Runtime::load_images`] for an archive sent as an [`Upload`].
-    pub fn load_upload(&self, upload: &Upload) -> Result<Vec<String>, Error> {
+    /// [`Runtime::load_images`] for an archive sent as an [`Upload`] (which is deleted once
+    /// read).
+    pub fn load_upload(&self, upload: Upload) -> Result<Vec<String>, Error> {
         let path = upload.path();
-        let mut file = fs::File::open(path).context(|| format!("opening the upload {}", path.display()))?;
-        self.load_images(&mut file)
+        let loaded = fs::File::open(path)
+            .context(|| format!("opening the upload {}", path.display()))
+            .and_then(|mut file| images::archive::load(&self.inner.images, &self.inner.snapshots, &mut file));
+        drop(upload);
+        let loaded = loaded.inspect_err(|e| self.clean_up_after(e))?;
+        tracing::info!(?loaded, "loaded images from an upload");
+        Ok(loaded)
     }
 
     /// All images, newest first.

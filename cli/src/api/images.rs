@@ -104,7 +104,7 @@ pub async fn create(
     // Checked before the upload is stored.
     let changes = changes(raw.as_deref())?;
     let upload = receive(&daemon.runtime, body).await?;
-    let summary = blocking(&daemon.runtime, move |rt| rt.import_upload(&upload, &reference, &changes)).await?;
+    let summary = blocking(&daemon.runtime, move |rt| rt.import_upload(upload, &reference, &changes)).await?;
     Ok(Json(json!({ "status": summary.id })))
 }
 
@@ -616,7 +616,7 @@ pub async fn save(
 /// `POST /images/load` with an archive (`docker save` or OCI) as the body.
 pub async fn load(State(daemon): State<Arc<Daemon>>, body: Body) -> ApiResult<Json<Value>> {
     let upload = receive(&daemon.runtime, body).await?;
-    let loaded = blocking(&daemon.runtime, move |rt| rt.load_upload(&upload)).await?;
+    let loaded = blocking(&daemon.runtime, move |rt| rt.load_upload(upload)).await?;
     let text: String = loaded.iter().map(|r| format!("Loaded image: {r}\n")).collect();
     Ok(Json(json!({ "stream": text })))
 }

@@ -112,6 +112,22 @@ fn a_failed_import_leaves_nothing_and_is_a_bad_request() {
     assert!(err.to_string().contains("not a tar archive"), "{err}");
 
     assert_only(&rt, &root, &["keep:1"]);
+
+    // The same as uploads: refused, and nothing left once the upload is gone.
+    for (data, reference) in [(truncated_tar(), "broken:2"), (b"not a tar at all\n".repeat(60_000), "text:2")] {
+        let mut upload = rt.upload().expect("upload");
+        upload.append(&data).expect("append");
+        upload.finish().expect("flush");
+        let err = rt.import_upload(upload, reference, &Default::default()).expect_err("no image");
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+        assert!(err.to_string().contains("the upload"), "{err}");
+        let mut upload = rt.upload().expect("upload");
+        upload.append(&data).expect("append");
+        upload.finish().expect("flush");
+        let err = rt.load_upload(upload).expect_err("no archive");
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+    }
+    assert_only(&rt, &root, &["keep:1"]);
 }
 
 #[test]
@@ -169,8 +185,7 @@ fn loads_import_and_prune_by_filters() {
     let mut upload = rt.upload().expect("upload");
     upload.append(&archive).expect("write");
     upload.finish().expect("flush");
-    assert_eq!(rt.load_upload(&upload).expect("load"), ["one:1"]);
-    drop(upload);
+    assert_eq!(rt.load_upload(upload).expect("load"), ["one:1"]);
     let pruned = rt.prune_images_where(false, |i| i.references.iter().any(|r| r.starts_with("two"))).expect("prune");
     assert_eq!(pruned.untagged, ["two:1"]);
     assert_eq!(pruned.deleted.len(), 1);
