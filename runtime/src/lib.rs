@@ -31,6 +31,8 @@ mod clock;
 pub mod confine;
 mod container;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod images;
 mod jsonfile;
 mod logs;

@@ -601,6 +601,25 @@ mod tests {
     }
 
     #[test]
+    fn the_fuzz_seeds_load_or_are_refused_as_meant() {
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/image_archive");
+        for (file, names) in [
+            ("saved-tiny.tar", vec!["tiny:1"]),
+            ("docker-classic.tar", vec!["seed:1"]),
+            ("docker-classic.tar.gz", vec!["seed:1"]),
+            ("oci-whiteouts.tar", vec!["seed/oci:2"]),
+        ] {
+            let f = fixture();
+            let data = fs::read(seeds.join(file)).expect("a committed seed");
+            assert_eq!(load(&f.store, &f.snapshots, &mut &data[..]).expect(file), names, "{file}");
+        }
+        let f = fixture();
+        let data = fs::read(seeds.join("escaping-paths.tar")).expect("a committed seed");
+        let err = load(&f.store, &f.snapshots, &mut &data[..]).expect_err("escaping paths");
+        assert!(err.to_string().contains("refused"), "{err}");
+    }
+
+    #[test]
     fn files_named_by_digest_must_hold_it() {
         let digest = Digest::from_str(&format!("sha256:{}", "a".repeat(64))).expect("digest");
         let other = "b".repeat(64);
