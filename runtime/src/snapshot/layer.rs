@@ -197,11 +197,17 @@ fn make_parent(root: &Path, rel: &Path) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// `root/rel` for a hard link's target: reached without a symlink ([`confine::beneath`]),
-/// existing, and not a directory (which no hard link may name).
+/// `root/rel` for a hard link's target: its directory reached without a symlink
+/// ([`confine::beneath`]), the target itself existing and not a directory (which no hard link
+/// may name). It may be a symlink: `link` does not follow it, the link is to the symlink.
 fn link_target(root: &Path, rel: &Path, raw: &Path) -> io::Result<PathBuf> {
-    let path =
-        confine::beneath(root, rel, "hard link target").map_err(|e| invalid(format!("{}: {e}", raw.display())))?;
+    let refused = |e: &dyn std::fmt::Display| invalid(format!("{}: {e}", raw.display()));
+    let name = rel.file_name().ok_or_else(|| refused(&"a hard link must name a file"))?;
+    let dir = match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => confine::beneath(root, parent, "hard link target").map_err(|e| refused(&e))?,
+        None => root.to_path_buf(),
+    };
+    let path = dir.join(confine::component(name, "hard link target").map_err(|e| refused(&e))?);
     match fs::symlink_metadata(&path) {
         Ok(meta) if meta.is_dir() => {
             Err(invalid(format!("{}: hard link to the directory {}", raw.display(), rel.display())))
@@ -337,6 +343,23 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{target} ({why}): {err}");
             others_intact(dir.path());
         }
+    }
+
+    #[test]
+    fn hard_links_may_name_a_symlink_but_not_pass_one() {
+        let (dir, result) = unpack_beside_others(&[
+            ("target", EntryType::Symlink, "/etc/passwd", b""),
+            ("link", EntryType::Link, "target", b""),
+        ]);
+        result.expect("a hard link to a symlink is the symlink again");
+        let link = fs::symlink_metadata(dir.path().join("layers/new/link")).expect("the link");
+        assert!(link.file_type().is_symlink());
+        let (dir, result) = unpack_beside_others(&[
+            ("up", EntryType::Symlink, "..", b""),
+            ("link", EntryType::Link, "up/other/etc/passwd", b""),
+        ]);
+        assert_eq!(result.expect_err("through a symlink").kind(), io::ErrorKind::InvalidData);
+        others_intact(dir.path());
     }
 
     #[test]
