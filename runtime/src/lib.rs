@@ -13,7 +13,7 @@
 //!
 //! On-disk layout under the root (`<data-root>/runtime`):
 //! ```text
-//! images/      oci-layout, index.json, blobs/sha256/<hex>, ingest/ (blobs being written, archives being loaded)
+//! images/      oci-layout, index.json, lock, blobs/sha256/<hex>, ingest/ (blobs being written, uploads, archives being loaded)
 //! layers/      <diff id hex>/ (unpacked layers), init/ and init-noetc/ (mount points, the topmost lower layer)
 //! containers/  names/<name> (symlink → <id>), .removed/ (removed containers' directories, deleted in the background)
 //!              <id>/ config.json state.json exit.json [restart.json] container.log shim.log lock upper/ work/ rootfs/ upper.boot
@@ -32,6 +32,8 @@ mod clock;
 pub mod confine;
 mod container;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod images;
 mod jsonfile;
 mod logs;
@@ -73,7 +75,7 @@ pub use container::{
     ContainerInfo, ContainerState,
 };
 pub use error::Error;
-pub use images::{changes::CommitChanges, ImageDetails, ImageSummary};
+pub use images::{changes::CommitChanges, store::Upload, ImageDetails, ImageSummary};
 pub use logs::{LogEntry, LogStream};
 pub use process::exec_api::{resize_terminal, ExecOutput, ExecProcess, ExecSpec};
 pub use volumes::VolumeInfo;
@@ -82,6 +84,17 @@ pub use volumes::VolumeInfo;
 const KILL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Exit code recorded when the shim itself failed to start the container (Docker's 128).
 const SHIM_FAILED_EXIT_CODE: i32 = 128;
+
+/// What [`Runtime::prune_images_where`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImagesPruned {
+    /// Names taken off the images deleted.
+    pub untagged: Vec<String>,
+    /// Ids of the images deleted.
+    pub deleted: Vec<String>,
+    /// Bytes freed: the deleted images' layers and what the sweep removed.
+    pub reclaimed: u64,
+}
 
 /// The runtime of one node: cheap to clone, safe to share between threads.
 #[derive(Debug, Clone)]
@@ -122,7 +135,7 @@ impl Runtime {
         if let Err(e) = volumes::remove_stale_staging(&volumes_dir) {
             tracing::warn!("cleaning up volumes whose creation was interrupted: {}", e.report());
         }
-        Ok(Runtime {
+        let runtime = Runtime {
             inner: Arc::new(Inner {
                 images: ImageStore::open(&root.join("images"))?,
                 snapshots: Snapshotter::open(&root.join("layers"))?,
@@ -133,7 +146,43 @@ impl Runtime {
                 cgroups: Hierarchy::detect()?.and_then(Hierarchy::usable),
                 root,
             }),
-        })
+        };
+        // What a killed load, import or upload left: nothing else can ever remove it. A store
+        // that cannot be swept still opens (the next prune tries again).
+        match runtime.collect_garbage() {
+            Ok(0) => {}
+            Ok(freed) => tracing::info!(freed, "removed what interrupted image loads and imports left"),
+            Err(e) => tracing::warn!(error = %e.report(), "cleaning up the image store"),
+        }
+        Ok(runtime)
+    }
+
+    /// Removes, unless an image load, import, upload or commit is under way (in this process
+    /// or another on the same root): everything in the store's `ingest/` (uploads, staging
+    /// directories, blobs being written), every blob no image names, and every unpacked layer
+    /// no image or container uses. Returns the bytes freed (0 when something was under way).
+    fn collect_garbage(&self) -> Result<u64, Error> {
+        let inner = &self.inner;
+        let Some(exclusive) = inner.images.try_exclusive()? else {
+            tracing::debug!("an image load or import is under way: the image store is swept another time");
+            return Ok(0);
+        };
+        let mut freed = inner.images.sweep(&exclusive)?;
+        let mut in_use: std::collections::HashSet<String> =
+            inner.containers.list()?.into_iter().flat_map(|c| c.layers).collect();
+        for image in inner.images.list()? {
+            in_use.extend(image.config.rootfs().diff_ids().iter().cloned());
+        }
+        freed += inner.snapshots.sweep(&in_use)?;
+        Ok(freed)
+    }
+
+    /// After a failed load, import or commit: what it wrote before failing goes now rather
+    /// than at the next prune, unless another one is under way.
+    fn clean_up_after(&self, failed: &Error) {
+        if let Err(e) = self.collect_garbage() {
+            tracing::warn!(error = %e.report(), after = %failed, "cleaning up the image store after a failure");
+        }
     }
 
     /// The (canonical) root directory of this runtime.
@@ -155,9 +204,56 @@ impl Runtime {
         changes: &CommitChanges,
     ) -> Result<ImageSummary, Error> {
         let reference = Reference::parse(reference)?;
-        let image = images::import::import(&self.inner.images, &self.inner.snapshots, src, &reference, changes)?;
+        let shown = src.display().to_string();
+        let image = images::import::import(&self.inner.images, &self.inner.snapshots, src, &shown, &reference, changes)
+            .inspect_err(|e| self.clean_up_after(e))?;
         tracing::info!(image = %image.id, %reference, src = %src.display(), "imported image");
         Ok(image.summary())
+    }
+
+    /// A new file in the image store for an archive or root filesystem sent to this node, to
+    /// be written and then given to [`Runtime::load_upload`] or [`Runtime::import_upload`]. It
+    /// is deleted when dropped, and removed at the next open if the process dies first; it may
+    /// not grow into the store's spare space.
+    pub fn upload(&self) -> Result<Upload, Error> {
+        self.inner.images.upload()
+    }
+
+    /// [`Runtime::import_image_with`] for a root filesystem tar sent as an [`Upload`] (which is
+    /// deleted once read).
+    pub fn import_upload(
+        &self,
+        upload: Upload,
+        reference: &str,
+        changes: &CommitChanges,
+    ) -> Result<ImageSummary, Error> {
+        let reference = Reference::parse(reference)?;
+        let imported = images::import::import(
+            &self.inner.images,
+            &self.inner.snapshots,
+            upload.path(),
+            "the upload",
+            &reference,
+            changes,
+        );
+        // The upload's lease would keep the clean-up from running.
+        drop(upload);
+        let image = imported.inspect_err(|e| self.clean_up_after(e))?;
+        tracing::info!(image = %image.id, %reference, "imported image from an upload");
+        Ok(image.summary())
+    }
+
+    /// [`Runtime::load_images`] for an archive sent as an [`Upload`] (which is deleted once
+    /// read).
+    pub fn load_upload(&self, upload: Upload) -> Result<Vec<String>, Error> {
+        let path = upload.path();
+        let loaded = fs::File::open(path)
+            .context(|| format!("opening the upload {}", path.display()))
+            .and_then(|mut file| images::archive::load(&self.inner.images, &self.inner.snapshots, &mut file));
+        drop(upload);
+        let loaded = loaded.inspect_err(|e| self.clean_up_after(e))?;
+        tracing::info!(?loaded, "loaded images from an upload");
+        Ok(loaded)
     }
 
     /// All images, newest first.
@@ -231,14 +327,38 @@ impl Runtime {
 
     /// Deletes every image that has no name and no container; returns their ids.
     pub fn prune_images(&self) -> Result<Vec<String>, Error> {
-        let mut deleted = Vec::new();
+        Ok(self.prune_images_where(true, |_| true)?.deleted)
+    }
+
+    /// Deletes the images no container uses that have no name (all of them, named or not,
+    /// unless `dangling_only`) and for which `select` holds, then sweeps the store (see
+    /// [`Runtime::open`]): uploads and staging left by killed loads, blobs and unpacked layers
+    /// nothing uses.
+    pub fn prune_images_where(
+        &self,
+        dangling_only: bool,
+        select: impl Fn(&ImageSummary) -> bool,
+    ) -> Result<ImagesPruned, Error> {
+        let mut pruned = ImagesPruned::default();
         for image in self.inner.images.list()? {
-            if image.references.is_empty() && self.image_users(&image.id)?.is_empty() {
-                self.delete_image(&image)?;
-                deleted.push(image.id);
+            let summary = image.summary();
+            if (dangling_only && !image.references.is_empty()) || !select(&summary) {
+                continue;
             }
+            if !self.image_users(&image.id)?.is_empty() {
+                continue;
+            }
+            for name in &image.references {
+                self.inner.images.untag(name)?;
+                pruned.untagged.push(name.clone());
+            }
+            self.delete_image(&image)?;
+            pruned.reclaimed += summary.size;
+            pruned.deleted.push(image.id);
         }
-        Ok(deleted)
+        pruned.reclaimed += self.collect_garbage()?;
+        tracing::info!(deleted = ?pruned.deleted, reclaimed = pruned.reclaimed, "pruned images");
+        Ok(pruned)
     }
 
     /// Writes the images named by `references` (names or ids) to `out` as one archive that
@@ -260,7 +380,8 @@ impl Runtime {
     /// tool (gzipped or not). Every blob is checked first: a damaged archive loads nothing.
     /// Returns the names loaded (the id of an image without one).
     pub fn load_images(&self, input: &mut impl std::io::Read) -> Result<Vec<String>, Error> {
-        let loaded = images::archive::load(&self.inner.images, &self.inner.snapshots, input)?;
+        let loaded = images::archive::load(&self.inner.images, &self.inner.snapshots, input)
+            .inspect_err(|e| self.clean_up_after(e))?;
         tracing::info!(?loaded, "loaded images");
         Ok(loaded)
     }
@@ -314,7 +435,7 @@ impl Runtime {
         if let Some(cgroup) = freeze {
             cgroup.freeze(false)?;
         }
-        let image = result?;
+        let image = result.inspect_err(|e| self.clean_up_after(e))?;
         tracing::info!(container = %config.name, image = %image.id, "committed container");
         Ok(image.summary())
     }
@@ -359,10 +480,19 @@ impl Runtime {
                 format!("image {} lists {} layers but {} diff ids", image.id, layers.len(), diff_ids.len()),
             ));
         }
+        // A layer unpacked again (its directory lost) is unnamed until then: leased.
+        let mut lease = None;
         for (layer, diff_id) in layers.iter().zip(&diff_ids) {
+            if inner.snapshots.has_layer(diff_id)? {
+                continue;
+            }
+            if lease.is_none() {
+                lease = Some(inner.images.lease()?);
+            }
             let blob = inner.images.blob_path(layer)?;
             inner.snapshots.ensure_layer(diff_id, &blob, layer.media_type())?;
         }
+        drop(lease);
         // Anonymous volumes: the mounts without a source, and the image's VOLUMEs that no
         // mount covers.
         let mut spec = spec.clone();

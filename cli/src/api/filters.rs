@@ -1,5 +1,7 @@
 //! Docker's `filters` query parameter: JSON of `{"key": {"value": true}}`
-//! (or the legacy `{"key": ["value"]}`).
+//! (or the legacy `{"key": ["value"]}`). Anything else (a plain string, a value that is not
+//! a boolean, a list item that is not a string) is a 400, as Docker's JSON decoding refuses
+//! it, rather than read as "no filter".
 
 use std::collections::BTreeMap;
 
@@ -26,16 +28,44 @@ impl Filters {
             if !accepted.contains(&k.as_str()) {
                 return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
             }
+            let wrong = |what: &str| {
+                ApiError::bad_request(format!(
+                    "invalid filter '{k}': {what}; give {{\"{k}\": {{\"value\": true}}}} or {{\"{k}\": [\"value\"]}}"
+                ))
+            };
             let values: Vec<String> = match v {
+                // A value mapped to false is given but switched off, as before.
                 Value::Object(vals) => {
-                    vals.into_iter().filter(|(_, b)| b.as_bool() == Some(true)).map(|(s, _)| s).collect()
+                    let mut values = Vec::new();
+                    for (s, b) in vals {
+                        match b {
+                            Value::Bool(true) => values.push(s),
+                            Value::Bool(false) => {}
+                            _ => return Err(wrong(&format!("the value \"{s}\" maps to {b}, not to true or false"))),
+                        }
+                    }
+                    values
                 }
-                Value::Array(vals) => vals.into_iter().filter_map(|s| s.as_str().map(String::from)).collect(),
-                _ => return Err(ApiError::bad_request(format!("invalid filter '{k}': expected an object"))),
+                Value::Array(vals) => {
+                    let mut values = Vec::new();
+                    for s in vals {
+                        match s {
+                            Value::String(s) => values.push(s),
+                            other => return Err(wrong(&format!("{other} is not a string"))),
+                        }
+                    }
+                    values
+                }
+                other => return Err(wrong(&format!("{other} is neither an object nor a list"))),
             };
             out.insert(k, values);
         }
         Ok(Filters(out))
+    }
+
+    /// Whether `key` was given at all (perhaps with no value switched on).
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.contains_key(key)
     }
 
     /// The values given for `key` (empty: no filter on that key).
@@ -74,5 +104,23 @@ mod tests {
         let f = Filters::parse(Some(r#"{"label":["a=2"]}"#), &["label"]).unwrap();
         assert!(!f.labels_match(labels));
         assert!(Filters::parse(Some(r#"{"nope":{"x":true}}"#), &["label"]).is_err());
+    }
+
+    #[test]
+    fn wrong_types_are_refused_not_ignored() {
+        for raw in [
+            r#"{"dangling":"true"}"#,
+            r#"{"dangling":true}"#,
+            r#"{"dangling":{"true":"yes"}}"#,
+            r#"{"dangling":{"true":1}}"#,
+            r#"{"dangling":[true]}"#,
+            r#"{"dangling":null}"#,
+        ] {
+            let err = Filters::parse(Some(raw), &["dangling"]).expect_err(raw);
+            assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST, "{raw}");
+            assert!(err.message.contains("dangling"), "{raw}: {}", err.message);
+        }
+        let f = Filters::parse(Some(r#"{"dangling":{"true":false}}"#), &["dangling"]).expect("a switched-off value");
+        assert!(f.contains("dangling") && f.get("dangling").is_empty());
     }
 }

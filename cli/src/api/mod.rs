@@ -31,6 +31,7 @@ use shoal_proto::{Config, Secret};
 use crate::daemon::Daemon;
 
 pub use filters::Filters;
+pub use images::remove_old_uploads;
 
 /// The highest Engine API version served (what Docker 28.x speaks).
 pub const API_VERSION: &str = "1.51";

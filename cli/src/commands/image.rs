@@ -132,12 +132,27 @@ pub async fn prune(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes the archive to `output` as it arrives (never whole in memory); a failed save
+/// leaves no partial file behind.
 pub async fn save(client: &Client, images: &[String], output: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
     let q: Vec<String> = images.iter().map(|i| format!("names={}", encode(i))).collect();
-    let mut tar = Vec::new();
-    client.get_stream(&format!("/images/get?{}", q.join("&")), |chunk| tar.extend_from_slice(chunk)).await?;
-    std::fs::write(output, tar).with_context(|| format!("writing {}", output.display()))?;
-    Ok(())
+    let mut file = std::fs::File::create(output).with_context(|| format!("creating {}", output.display()))?;
+    let mut written: std::io::Result<()> = Ok(());
+    let received = client
+        .get_stream(&format!("/images/get?{}", q.join("&")), |chunk| {
+            if written.is_ok() {
+                written = file.write_all(chunk);
+            }
+        })
+        .await;
+    let result = received
+        .and_then(|()| written.with_context(|| format!("writing {}", output.display())))
+        .and_then(|()| file.sync_all().with_context(|| format!("writing {}", output.display())));
+    if result.is_err() {
+        let _ = std::fs::remove_file(output);
+    }
+    result
 }
 
 pub async fn load(client: &Client, input: &Path) -> anyhow::Result<()> {

@@ -143,6 +143,7 @@ impl Daemon {
             .with_context(|| format!("creating the data root {}", config.data_root.display()))?;
         let runtime = Runtime::open(&config.data_root.join("runtime"), shim_binary()?, Vec::new())
             .with_context(|| format!("opening the runtime under {}", config.data_root.display()))?;
+        crate::api::remove_old_uploads(&config.data_root);
         let runtime = Arc::new(runtime);
         let restarts = restart::Supervisor::new(runtime.clone());
         let daemon = Arc::new(Daemon {

@@ -7,11 +7,17 @@
 //! Loading is all or nothing: the archive is unpacked into a staging directory under the store's
 //! `ingest/`, every blob is checked against its digest and every layer against its diff id
 //! (by unpacking it), and only then are blobs moved into the store and names written.
+//!
+//! Every path an archive names (its entries, `manifest.json`'s `Config` and `Layers`, blobs
+//! named by digests) is made by [`crate::confine`] beneath the staging directory, so an archive
+//! can neither write nor take anything outside it; what the loader writes itself (the
+//! manifests it makes for `docker save` images) lives beside the unpacked archive, never in it.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     fs,
     io::{self, BufRead, BufReader, Read, Write},
+    os::unix::fs::OpenOptionsExt,
     path::{Component, Path, PathBuf},
     str::FromStr,
 };
@@ -25,12 +31,17 @@ use sha2::{Digest as _, Sha256};
 
 use super::{
     reference::Reference,
-    store::{Image, ImageStore},
+    store::{sha256_hex, Image, ImageStore},
 };
 use crate::{
+    confine,
     error::{Error, IoContext},
     snapshot::Snapshotter,
 };
+
+/// The largest JSON document (manifest, index, config) an archive may hold: real ones are a
+/// few KiB, and each is read whole into memory.
+const MAX_DOCUMENT: u64 = 16 << 20;
 
 /// The annotation containerd (and Docker 25+) put the full image name in; `ref.name` then holds
 /// only the tag.
@@ -58,7 +69,7 @@ pub(crate) fn save(store: &ImageStore, images: &[(Image, Vec<String>)], out: imp
             if written.insert(d.digest().to_string()) {
                 let path = store.blob_path(d)?;
                 let file = fs::File::open(&path).context(|| format!("opening blob {}", path.display()))?;
-                append(&mut tar, &blob_name(d.digest()), d.size(), file)?;
+                append(&mut tar, &blob_name(d.digest())?, d.size(), file)?;
             }
         }
         if names.is_empty() {
@@ -74,9 +85,9 @@ pub(crate) fn save(store: &ImageStore, images: &[(Image, Vec<String>)], out: imp
             index_entries.push(d);
         }
         docker.push(DockerManifest {
-            config: blob_name(config.digest()),
+            config: blob_name(config.digest())?,
             repo_tags: Some(names.clone()),
-            layers: image.manifest.layers().iter().map(|l| blob_name(l.digest())).collect(),
+            layers: image.manifest.layers().iter().map(|l| blob_name(l.digest())).collect::<Result<_, _>>()?,
         });
     }
     let index = ImageIndexBuilder::default()
@@ -97,8 +108,9 @@ pub(crate) fn save(store: &ImageStore, images: &[(Image, Vec<String>)], out: imp
     out.flush().context(|| "writing the image archive".to_string())
 }
 
-fn blob_name(digest: &Digest) -> String {
-    format!("blobs/sha256/{}", digest.digest())
+/// Where an OCI layout keeps the blob `digest`; only sha256 digests (64 hex digits) make one.
+fn blob_name(digest: &Digest) -> Result<String, Error> {
+    Ok(format!("blobs/sha256/{}", sha256_hex(digest)?))
 }
 
 fn append(tar: &mut tar::Builder<impl Write>, name: &str, size: u64, data: impl Read) -> Result<(), Error> {
@@ -123,13 +135,19 @@ struct Planned {
 /// Reads an image archive from `input` into the store; returns the names loaded (the id for an
 /// image without a name).
 pub(crate) fn load(store: &ImageStore, snapshots: &Snapshotter, input: &mut dyn Read) -> Result<Vec<String>, Error> {
-    let staging = store.staging_dir()?;
-    let dir = staging.path();
-    unpack_archive(input, dir)?;
+    let lease = store.lease()?;
+    let staging = store.staging_dir(&lease)?;
+    // The archive's own files, and apart from them what this loader makes.
+    let dir = &staging.path().join("archive");
+    let made = &staging.path().join("made");
+    for d in [dir, made] {
+        fs::create_dir(d).context(|| format!("creating {}", d.display()))?;
+    }
+    unpack_archive(store, input, dir)?;
     let plans = if dir.join("index.json").is_file() {
         plan_oci(dir)?
     } else if dir.join("manifest.json").is_file() {
-        plan_docker(dir)?
+        plan_docker(dir, made)?
     } else {
         return Err(Error::invalid(
             "the archive has neither index.json nor manifest.json: it is not an image archive (make one with image save or docker save)",
@@ -186,9 +204,9 @@ fn damaged(e: impl std::fmt::Display) -> Error {
     Error::invalid(format!("the image archive is damaged or truncated: {e}"))
 }
 
-/// Unpacks the (possibly gzipped) outer tar: regular files and directories only, nothing
-/// outside `dir`.
-fn unpack_archive(input: &mut dyn Read, dir: &Path) -> Result<(), Error> {
+/// Unpacks the (possibly gzipped) outer tar: regular files and directories only, each made by
+/// [`confine::beneath`] `dir`, none twice, and none beyond the space the store may stage.
+fn unpack_archive(store: &ImageStore, input: &mut dyn Read, dir: &Path) -> Result<(), Error> {
     let mut reader = BufReader::with_capacity(256 * 1024, input);
     let head = reader.fill_buf().context(|| "reading the image archive".to_string())?;
     if head.is_empty() {
@@ -203,30 +221,34 @@ fn unpack_archive(input: &mut dyn Read, dir: &Path) -> Result<(), Error> {
     for entry in archive.entries().map_err(damaged)? {
         let mut entry = entry.map_err(damaged)?;
         let raw = entry.path().map_err(damaged)?.into_owned();
-        let mut rel = PathBuf::new();
-        for c in raw.components() {
-            match c {
-                Component::Normal(part) => rel.push(part),
-                Component::CurDir => {}
-                _ => {
-                    return Err(Error::invalid(format!("the image archive entry {} leaves the archive", raw.display())))
-                }
+        if raw.components().all(|c| c == Component::CurDir) {
+            continue; // "./", the archive's root
+        }
+        let dest = confine::beneath(dir, &raw, "image archive entry")?;
+        let clash = |e: io::Error| match e.kind() {
+            io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory => {
+                Error::invalid(format!(
+                    "the image archive entry {} clashes with another of its entries: {e}",
+                    raw.display()
+                ))
             }
-        }
-        if rel.as_os_str().is_empty() {
-            continue;
-        }
-        let dest = dir.join(&rel);
+            _ => Error::io(format!("staging {} from the image archive", raw.display()), e),
+        };
         match entry.header().entry_type() {
-            tar::EntryType::Directory => {
-                fs::create_dir_all(&dest).context(|| format!("creating {}", dest.display()))?
-            }
+            tar::EntryType::Directory => fs::create_dir_all(&dest).map_err(clash)?,
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                if let Some(parent) = dest.parent() {
-                    fs::create_dir_all(parent).context(|| format!("creating {}", parent.display()))?;
-                }
                 let size = entry.header().size().map_err(damaged)?;
-                let mut file = fs::File::create(&dest).context(|| format!("creating {}", dest.display()))?;
+                store.ensure_space(size, "the image archive")?;
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent).map_err(clash)?;
+                }
+                let mut file = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .mode(0o600)
+                    .open(&dest)
+                    .map_err(clash)?;
                 let copied = io::copy(&mut entry, &mut file).map_err(damaged)?;
                 if copied != size {
                     return Err(damaged(format!("{} ends after {copied} of its {size} bytes", raw.display())));
@@ -241,10 +263,13 @@ fn unpack_archive(input: &mut dyn Read, dir: &Path) -> Result<(), Error> {
 
 /// Hashes the staged file `rel` and checks it against `expected` (and `size`, when known).
 fn verify(dir: &Path, rel: &str, expected: &Digest, size: Option<u64>) -> Result<PathBuf, Error> {
-    let path = dir.join(rel);
-    let mut file = fs::File::open(&path).map_err(|_| {
-        Error::invalid(format!("the image archive lacks blob {rel} ({expected}): it is incomplete or truncated"))
-    })?;
+    let path = confine::beneath(dir, rel, "blob")?;
+    let lacks =
+        || Error::invalid(format!("the image archive lacks blob {rel} ({expected}): it is incomplete or truncated"));
+    if !path.is_file() {
+        return Err(lacks());
+    }
+    let mut file = fs::File::open(&path).map_err(|_| lacks())?;
     let mut hasher = Sha256::new();
     let n = io::copy(&mut file, &mut hasher).context(|| format!("reading {}", path.display()))?;
     let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
@@ -268,6 +293,12 @@ fn sha256_of(path: &Path) -> Result<Digest, Error> {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T, Error> {
+    let size = fs::metadata(path).context(|| format!("reading {}", path.display()))?.len();
+    if size > MAX_DOCUMENT {
+        return Err(Error::invalid(format!(
+            "{what} in the image archive has {size} bytes, more than any image document needs ({MAX_DOCUMENT})"
+        )));
+    }
     let data = fs::read(path).context(|| format!("reading {}", path.display()))?;
     serde_json::from_slice(&data).map_err(|e| Error::invalid(format!("{what} in the image archive is not valid: {e}")))
 }
@@ -288,10 +319,10 @@ fn plan_oci(dir: &Path) -> Result<Vec<Planned>, Error> {
     }
     let mut plans = Vec::new();
     for (_, (mut descriptor, names)) in by_digest {
-        let rel = blob_name(descriptor.digest());
+        let rel = blob_name(descriptor.digest())?;
         let manifest_path = verify(dir, &rel, descriptor.digest(), Some(descriptor.size()))?;
         let manifest: ImageManifest = read_json(&manifest_path, &rel)?;
-        let config_rel = blob_name(manifest.config().digest());
+        let config_rel = blob_name(manifest.config().digest())?;
         let config_path = verify(dir, &config_rel, manifest.config().digest(), Some(manifest.config().size()))?;
         let config: ImageConfiguration = read_json(&config_path, &config_rel)?;
         let diff_ids = config.rootfs().diff_ids();
@@ -306,7 +337,7 @@ fn plan_oci(dir: &Path) -> Result<Vec<Planned>, Error> {
             vec![(manifest_path, descriptor.digest().clone()), (config_path, manifest.config().digest().clone())];
         let mut layers = Vec::new();
         for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
-            let layer_rel = blob_name(layer.digest());
+            let layer_rel = blob_name(layer.digest())?;
             let path = verify(dir, &layer_rel, layer.digest(), Some(layer.size()))?;
             blobs.push((path.clone(), layer.digest().clone()));
             layers.push((diff_id.clone(), path, layer.media_type().clone(), layer_rel));
@@ -327,7 +358,7 @@ fn collect_manifests(dir: &Path, entries: &[Descriptor], out: &mut Vec<Descripto
     for d in entries {
         match d.media_type() {
             MediaType::ImageIndex => {
-                let rel = blob_name(d.digest());
+                let rel = blob_name(d.digest())?;
                 let path = verify(dir, &rel, d.digest(), Some(d.size()))?;
                 let nested: ImageIndex = read_json(&path, &rel)?;
                 let before = out.len();
@@ -359,11 +390,13 @@ fn go_arch(arch: &str) -> &str {
     }
 }
 
-fn plan_docker(dir: &Path) -> Result<Vec<Planned>, Error> {
+/// Plans the images of a classic `docker save` archive unpacked in `dir`; the manifests made
+/// for them are written to `made`.
+fn plan_docker(dir: &Path, made: &Path) -> Result<Vec<Planned>, Error> {
     let entries: Vec<DockerManifest> = read_json(&dir.join("manifest.json"), "manifest.json")?;
     let mut plans = Vec::new();
     for (n, entry) in entries.iter().enumerate() {
-        let config_path = dir.join(&entry.config);
+        let config_path = confine::beneath(dir, &entry.config, "manifest.json's Config")?;
         if !config_path.is_file() {
             return Err(Error::invalid(format!(
                 "the image archive lacks {}, which manifest.json names: it is incomplete or truncated",
@@ -387,7 +420,7 @@ fn plan_docker(dir: &Path) -> Result<Vec<Planned>, Error> {
         let mut layers = Vec::new();
         let mut layer_descriptors = Vec::new();
         for (rel, diff_id) in entry.layers.iter().zip(diff_ids) {
-            let path = dir.join(rel);
+            let path = confine::beneath(dir, rel, "manifest.json's layer")?;
             if !path.is_file() {
                 return Err(Error::invalid(format!(
                     "the image archive lacks layer {rel}, which manifest.json names: it is incomplete or truncated"
@@ -412,7 +445,7 @@ fn plan_docker(dir: &Path) -> Result<Vec<Planned>, Error> {
             .build()
             .expect("a manifest with schema version, config and layers is complete");
         let data = serde_json::to_vec(&manifest).expect("manifests always serialize");
-        let manifest_path = dir.join(format!("shoal-manifest-{n}"));
+        let manifest_path = made.join(format!("manifest-{n}"));
         fs::write(&manifest_path, &data).context(|| format!("writing {}", manifest_path.display()))?;
         let digest = sha256_of(&manifest_path)?;
         blobs.push((manifest_path, digest.clone()));
@@ -443,6 +476,149 @@ fn check_named_digest(rel: &str, actual: &Digest) -> Result<(), Error> {
 mod tests {
     use super::*;
 
+    /// A store and snapshotter in a fresh temp dir, with a marker file next to them.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        store: ImageStore,
+        snapshots: Snapshotter,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ImageStore::open(&dir.path().join("images")).expect("store");
+        let snapshots = Snapshotter::open(&dir.path().join("layers")).expect("snapshots");
+        Fixture { dir, store, snapshots }
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// A config with no layers, as JSON: enough for a one-image archive.
+    fn empty_config() -> Vec<u8> {
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec()
+    }
+
+    fn docker_archive(manifest: &serde_json::Value, files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        let manifest = serde_json::to_vec(manifest).expect("json");
+        append(&mut tar, "manifest.json", manifest.len() as u64, &manifest[..]).expect("append");
+        for (name, data) in files {
+            append(&mut tar, name, data.len() as u64, *data).expect("append");
+        }
+        tar.into_inner().expect("tar")
+    }
+
+    #[test]
+    fn docker_manifest_paths_never_leave_the_archive() {
+        let f = fixture();
+        // Host files an archive might name: a JSON file that reads as a config, and an empty
+        // tar that is a valid layer.
+        let config_marker = f.dir.path().join("important.json");
+        fs::write(&config_marker, empty_config()).expect("marker");
+        let layer_marker = f.dir.path().join("important.tar");
+        fs::write(&layer_marker, [0u8; 1024]).expect("marker");
+        let layer_diff_id = format!("sha256:{}", hex::encode(Sha256::digest([0u8; 1024])));
+        let layer_config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{layer_diff_id}"]}}}}"#
+        );
+        let staging_depth = "../../../"; // ingest/stage-…/ → images/ingest → images → temp root
+        type Files<'a> = Vec<(&'a str, &'a [u8])>;
+        let cases: Vec<(serde_json::Value, Files)> = vec![
+            (
+                serde_json::json!([{ "Config": config_marker.display().to_string(), "RepoTags": ["evil:1"], "Layers": [] }]),
+                vec![],
+            ),
+            (
+                serde_json::json!([{ "Config": format!("{staging_depth}important.json"), "RepoTags": ["evil:2"], "Layers": [] }]),
+                vec![],
+            ),
+            (
+                serde_json::json!([{ "Config": "c.json", "RepoTags": ["evil:3"], "Layers": [layer_marker.display().to_string()] }]),
+                vec![("c.json", layer_config.as_bytes())],
+            ),
+            (
+                serde_json::json!([{ "Config": "c.json", "RepoTags": ["evil:4"], "Layers": [format!("{staging_depth}important.tar")] }]),
+                vec![("c.json", layer_config.as_bytes())],
+            ),
+        ];
+        for (manifest, files) in cases {
+            let archive = docker_archive(&manifest, &files);
+            let err = load(&f.store, &f.snapshots, &mut &archive[..]).expect_err("an escaping path must be refused");
+            assert!(err.to_string().contains("refused"), "{err}");
+            assert_eq!(fs::read(&config_marker).expect("the config marker stays"), empty_config(), "{manifest}");
+            assert_eq!(fs::read(&layer_marker).expect("the layer marker stays"), [0u8; 1024], "{manifest}");
+            assert!(entries(&f.dir.path().join("images/blobs/sha256")).is_empty(), "{manifest}");
+            assert!(entries(&f.dir.path().join("images/ingest")).is_empty(), "{manifest}");
+            assert!(f.store.list().expect("list").is_empty(), "{manifest}");
+        }
+    }
+
+    #[test]
+    fn oci_digests_make_no_path_but_a_sha256_one() {
+        let f = fixture();
+        let sha512 = format!("sha512:{}", "a".repeat(128));
+        let other = "other:../../../../important.json";
+        for digest in [sha512.as_str(), other] {
+            let index = format!(
+                r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{digest}","size":2}}]}}"#
+            );
+            let mut tar = tar::Builder::new(Vec::new());
+            append(&mut tar, "index.json", index.len() as u64, index.as_bytes()).expect("append");
+            let archive = tar.into_inner().expect("tar");
+            let err = load(&f.store, &f.snapshots, &mut &archive[..]).expect_err(digest);
+            let text = err.to_string();
+            assert!(matches!(err, Error::InvalidArgument { .. }), "{digest}: {text}");
+            assert!(text.contains("sha256") || text.contains("index.json"), "{digest}: {text}");
+            assert!(entries(&f.dir.path().join("images/ingest")).is_empty());
+        }
+    }
+
+    #[test]
+    fn what_the_loader_makes_never_overwrites_an_archive_file() {
+        // A classic archive whose layer file has the name the loader once gave the manifests it
+        // makes: the layer must be stored as itself, and the image must be whole.
+        let f = fixture();
+        let mut layer = tar::Builder::new(Vec::new());
+        append(&mut layer, "etc/hostname", 4, &b"box\n"[..]).expect("append");
+        let layer = layer.into_inner().expect("tar");
+        let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&layer)));
+        let config =
+            format!(r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#);
+        for name in ["shoal-manifest-0", "manifest-0", "made/manifest-0"] {
+            let manifest = serde_json::json!([{ "Config": "c.json", "RepoTags": ["clash:1"], "Layers": [name] }]);
+            let archive = docker_archive(&manifest, &[("c.json", config.as_bytes()), (name, &layer[..])]);
+            assert_eq!(load(&f.store, &f.snapshots, &mut &archive[..]).expect(name), ["clash:1"]);
+            let image = f.store.resolve("clash:1").expect("resolve").expect("loaded");
+            let stored = fs::read(f.store.blob_path(&image.manifest.layers()[0]).expect("path")).expect("layer blob");
+            assert_eq!(stored, layer, "{name}");
+            assert_eq!(f.store.list().expect("the store is whole").len(), 1);
+        }
+    }
+
+    #[test]
+    fn the_fuzz_seeds_load_or_are_refused_as_meant() {
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/image_archive");
+        for (file, names) in [
+            ("saved-tiny.tar", vec!["tiny:1"]),
+            ("docker-classic.tar", vec!["seed:1"]),
+            ("docker-classic.tar.gz", vec!["seed:1"]),
+            ("oci-whiteouts.tar", vec!["seed/oci:2"]),
+        ] {
+            let f = fixture();
+            let data = fs::read(seeds.join(file)).expect("a committed seed");
+            assert_eq!(load(&f.store, &f.snapshots, &mut &data[..]).expect(file), names, "{file}");
+        }
+        let f = fixture();
+        let data = fs::read(seeds.join("escaping-paths.tar")).expect("a committed seed");
+        let err = load(&f.store, &f.snapshots, &mut &data[..]).expect_err("escaping paths");
+        assert!(err.to_string().contains("refused"), "{err}");
+    }
+
     #[test]
     fn files_named_by_digest_must_hold_it() {
         let digest = Digest::from_str(&format!("sha256:{}", "a".repeat(64))).expect("digest");
@@ -465,15 +641,16 @@ mod tests {
         header.set_cksum();
         tar.append(&header, &b"x"[..]).expect("append");
         let data = tar.into_inner().expect("tar");
-        let err = unpack_archive(&mut &data[..], dir.path()).expect_err("escape");
-        assert!(err.to_string().contains("leaves the archive"), "{err}");
+        let store = ImageStore::open(&dir.path().join("images")).expect("store");
+        let err = unpack_archive(&store, &mut &data[..], dir.path()).expect_err("escape");
+        assert!(err.to_string().contains("refused"), "{err}");
         assert!(!dir.path().parent().expect("parent").join("escape").exists());
 
-        assert!(unpack_archive(&mut &b""[..], dir.path()).is_err());
+        assert!(unpack_archive(&store, &mut &b""[..], dir.path()).is_err());
         let mut tar = tar::Builder::new(Vec::new());
         append(&mut tar, "index.json", 4000, &[b'{'; 4000][..]).expect("append");
         let data = tar.into_inner().expect("tar");
-        let err = unpack_archive(&mut &data[..2000], dir.path()).expect_err("cut");
+        let err = unpack_archive(&store, &mut &data[..2000], dir.path()).expect_err("cut");
         assert!(err.to_string().contains("truncated"), "{err}");
     }
 }

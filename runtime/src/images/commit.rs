@@ -27,7 +27,8 @@ pub(crate) fn commit(
     changes: &CommitChanges,
     reference: Option<&Reference>,
 ) -> Result<Image, Error> {
-    let writer = import::archive_overlay_upper(upper, store.blob_writer()?, mount_points)?;
+    let lease = store.lease()?;
+    let writer = import::archive_overlay_upper(upper, store.blob_writer(&lease)?, mount_points)?;
     let layer = writer.commit(MediaType::ImageLayer)?;
     let diff_id = layer.digest().to_string();
     snapshots.ensure_layer(&diff_id, &store.blob_path(&layer)?, layer.media_type())?;
@@ -53,8 +54,11 @@ pub(crate) fn commit(
     let mut process = config.config().clone().unwrap_or_default();
     changes.apply(&mut process);
     config.set_config(Some(process));
-    let config = store
-        .write_blob(MediaType::ImageConfig, &serde_json::to_vec(&config).expect("image configs always serialize"))?;
+    let config = store.write_blob(
+        &lease,
+        MediaType::ImageConfig,
+        &serde_json::to_vec(&config).expect("image configs always serialize"),
+    )?;
     let mut layers = parent.manifest.layers().clone();
     layers.push(layer);
     let manifest = ImageManifestBuilder::default()
@@ -64,8 +68,11 @@ pub(crate) fn commit(
         .layers(layers)
         .build()
         .expect("a manifest with schema version, config and layers is complete");
-    let manifest = store
-        .write_blob(MediaType::ImageManifest, &serde_json::to_vec(&manifest).expect("manifests always serialize"))?;
+    let manifest = store.write_blob(
+        &lease,
+        MediaType::ImageManifest,
+        &serde_json::to_vec(&manifest).expect("manifests always serialize"),
+    )?;
     match reference {
         Some(reference) => store.tag(reference, &manifest)?,
         None => store.add_nameless(&manifest)?,

@@ -18,6 +18,7 @@ use oci_spec::image::{
 use super::{
     changes::CommitChanges,
     reference::Reference,
+    space,
     store::{Image, ImageStore},
 };
 use crate::{
@@ -26,31 +27,37 @@ use crate::{
     snapshot::Snapshotter,
 };
 
-/// Imports `src` as a one-layer image named `reference`, its config set by `changes`.
+/// Imports `src` (called `shown` in errors: its path, or "the upload") as a one-layer image
+/// named `reference`, its config set by `changes`.
 pub(crate) fn import(
     store: &ImageStore,
     snapshots: &Snapshotter,
     src: &Path,
+    shown: &str,
     reference: &Reference,
     changes: &CommitChanges,
 ) -> Result<Image, Error> {
     let meta = fs::metadata(src).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
-            Error::invalid(format!("cannot import {}: no such file or directory", src.display()))
+            Error::invalid(format!("cannot import {shown}: no such file or directory"))
         } else {
-            Error::io(format!("reading {}", src.display()), e)
+            Error::io(format!("reading {shown}"), e)
         }
     })?;
+    let lease = store.lease()?;
     let layer = if meta.is_dir() {
-        let writer = archive_directory(src, store.blob_writer()?)?;
+        let writer = archive_directory(src, store.blob_writer(&lease)?)?;
         writer.commit(MediaType::ImageLayer)?
     } else {
-        let mut writer = store.blob_writer()?;
-        copy_tar(src, &mut writer)?;
+        let mut writer = store.blob_writer(&lease)?;
+        copy_tar(src, shown, &mut writer)?;
         writer.commit(MediaType::ImageLayer)?
     };
     let diff_id = layer.digest().to_string();
-    snapshots.ensure_layer(&diff_id, &store.blob_path(&layer)?, layer.media_type())?;
+    snapshots.ensure_layer(&diff_id, &store.blob_path(&layer)?, layer.media_type()).map_err(|e| match e {
+        Error::InvalidArgument { message } => Error::invalid(format!("cannot import {shown}: {message}")),
+        other => other,
+    })?;
 
     let created = clock::format_rfc3339(clock::now_ns());
     let mut process = Config::default();
@@ -73,8 +80,11 @@ pub(crate) fn import(
             .expect("history entries have no required fields")])
         .build()
         .expect("image configs have no required fields");
-    let config = store
-        .write_blob(MediaType::ImageConfig, &serde_json::to_vec(&config).expect("image configs always serialize"))?;
+    let config = store.write_blob(
+        &lease,
+        MediaType::ImageConfig,
+        &serde_json::to_vec(&config).expect("image configs always serialize"),
+    )?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
@@ -82,22 +92,82 @@ pub(crate) fn import(
         .layers(vec![layer])
         .build()
         .expect("a manifest with schema version, config and layers is complete");
-    let manifest = store
-        .write_blob(MediaType::ImageManifest, &serde_json::to_vec(&manifest).expect("manifests always serialize"))?;
+    let manifest = store.write_blob(
+        &lease,
+        MediaType::ImageManifest,
+        &serde_json::to_vec(&manifest).expect("manifests always serialize"),
+    )?;
     store.tag(reference, &manifest)?;
     store.resolve(&reference.to_string())?.ok_or_else(|| Error::ImageNotFound { reference: reference.to_string() })
 }
 
-/// Copies a tar (decompressing gzip, detected by its magic bytes) into `out`.
-fn copy_tar(src: &Path, out: &mut impl Write) -> Result<(), Error> {
-    let file = fs::File::open(src).context(|| format!("opening {}", src.display()))?;
+/// Copies a tar (decompressing gzip, detected by its magic bytes) into `out`. What is not a
+/// tar at all is refused at its first block, before it is copied; a stream that breaks off
+/// later is refused when the layer is unpacked.
+fn copy_tar(src: &Path, shown: &str, out: &mut impl Write) -> Result<(), Error> {
+    let file = fs::File::open(src).context(|| format!("opening {shown}"))?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let head = reader.fill_buf().context(|| format!("reading {}", src.display()))?;
+    let head = reader.fill_buf().context(|| format!("reading {shown}"))?;
+    if head.is_empty() {
+        return Err(Error::invalid(format!("cannot import {shown}: it is empty, not a tar archive")));
+    }
     let gzipped = head.starts_with(&[0x1f, 0x8b]);
     let mut reader: Box<dyn Read> =
         if gzipped { Box::new(flate2::bufread::MultiGzDecoder::new(reader)) } else { Box::new(reader) };
-    io::copy(&mut reader, out).context(|| format!("reading {}", src.display()))?;
-    Ok(())
+    let not_tar = |why: String| {
+        Error::invalid(format!(
+            "cannot import {shown}: {why}; give a root filesystem as a directory or a tar archive (optionally gzipped)"
+        ))
+    };
+    let mut first = [0u8; 512];
+    let mut filled = 0;
+    while filled < first.len() {
+        match reader.read(&mut first[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(not_tar(format!("its gzip stream is damaged ({e})"))),
+        }
+    }
+    if filled < first.len() || !is_tar_header(&first) {
+        return Err(not_tar("it is not a tar archive (its first block is no tar header)".to_string()));
+    }
+    let write_err = |e: io::Error| space::io_error(e, || format!("storing {shown} in the image store"));
+    out.write_all(&first).map_err(write_err)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if gzipped => return Err(not_tar(format!("its gzip stream is damaged ({e})"))),
+            Err(e) => return Err(Error::io(format!("reading {shown}"), e)),
+        };
+        out.write_all(&buf[..n]).map_err(write_err)?;
+    }
+}
+
+/// Whether `block` is a tar header (its checksum holds, as tar readers check it) or the zero
+/// block that ends an archive (an empty one).
+fn is_tar_header(block: &[u8; 512]) -> bool {
+    if block.iter().all(|&b| b == 0) {
+        return true;
+    }
+    let field = &block[148..156];
+    let digits: Vec<u8> =
+        field.iter().copied().skip_while(|&b| b == b' ').take_while(|b| (b'0'..=b'7').contains(b)).collect();
+    let Some(stored) =
+        std::str::from_utf8(&digits).ok().filter(|d| !d.is_empty()).and_then(|d| u32::from_str_radix(d, 8).ok())
+    else {
+        return false;
+    };
+    // The checksum is computed with its own field taken as spaces; some old writers summed
+    // signed bytes.
+    let unsigned: u32 =
+        block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) }).sum();
+    let signed: i64 =
+        block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { i64::from(b as i8) }).sum();
+    stored == unsigned || i64::from(stored) == signed
 }
 
 /// Archives the contents of `root` (not `root` itself) as a tar with entries sorted by path,

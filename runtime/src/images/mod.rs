@@ -1,13 +1,18 @@
 //! Images on this node: the OCI image-layout store ([`store`]), reference parsing
 //! ([`reference`]) and the ways images enter and leave the store ([`import`], [`archive`] for save and
-//! load, [`commit`]; build and pull come later); [`changes`] is `--change` for import and commit.
+//! load, [`commit`]; build and pull come later); [`changes`] is `--change` for import and commit;
+//! [`space`] keeps what they stage from filling the disk.
 
 pub(crate) mod archive;
 pub(crate) mod changes;
 pub(crate) mod commit;
 pub(crate) mod import;
 pub(crate) mod reference;
+pub(crate) mod space;
 pub(crate) mod store;
+
+#[cfg(test)]
+mod garbage_tests;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +27,9 @@ pub struct ImageSummary {
     pub size: u64,
     /// When the image was created, unix nanoseconds.
     pub created_at: i64,
+    /// The image's labels (its config's `Labels`).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// What `image inspect` shows: the summary plus the config a container starts from.

@@ -58,10 +58,20 @@ impl Reference {
 
 /// Docker Hub names in the short form users type (and Docker stores): `docker.io/library/web`
 /// is `web`, `docker.io/me/web` is `me/web`. The docker CLI sends the long form.
+///
+/// A name whose short form would begin with what reads as a registry host
+/// (`docker.io/docker.io/x`) stays long: shortened, it would name another image when parsed
+/// again.
 fn familiar(name: &str) -> &str {
-    let short = ["docker.io/", "index.docker.io/"].iter().find_map(|hub| name.strip_prefix(hub)).unwrap_or(name);
+    let Some(short) = ["docker.io/", "index.docker.io/"].iter().find_map(|hub| name.strip_prefix(hub)) else {
+        return name;
+    };
+    let first = short.split('/').next().unwrap_or_default();
+    if short.contains('/') && (first.contains(['.', ':']) || first == "localhost") {
+        return name;
+    }
     match short.strip_prefix("library/") {
-        Some(rest) if !rest.contains('/') && short.len() != name.len() => rest,
+        Some(rest) if !rest.contains('/') => rest,
         _ => short,
     }
 }
@@ -91,6 +101,17 @@ mod tests {
         assert_eq!(norm("docker.io/library/web:1"), "web:1");
         assert_eq!(norm("docker.io/me/web"), "me/web:latest");
         assert_eq!(norm("index.docker.io/library/web:1"), "web:1");
+    }
+
+    #[test]
+    fn the_stored_form_parses_to_itself() {
+        for text in
+            ["docker.io/docker.io/library/4-", "docker.io/localhost/web", "docker.io/a.b/c", "docker.io/web", "web"]
+        {
+            let stored = norm(text);
+            assert_eq!(norm(&stored), stored, "{text}");
+        }
+        assert_eq!(norm("docker.io/docker.io/library/web"), "docker.io/docker.io/library/web:latest");
     }
 
     #[test]

@@ -4,25 +4,39 @@
 //! content-addressed `blobs/sha256/<hex>`. Blobs are written to `ingest/` while being hashed and
 //! renamed into place, so a blob path always holds exactly the bytes its name promises.
 //!
+//! `ingest/` also holds uploads and the staging directories of archives being loaded. All of
+//! it, and every blob no image names, is garbage once nobody works on it: whoever writes such
+//! things holds a [`Lease`] (a shared `flock` on `<root>/images/lock`, so it counts across
+//! processes too), and [`ImageStore::sweep`] runs only under the exclusive lock
+//! ([`ImageStore::try_exclusive`]), so it never removes what a load, import or commit in
+//! progress still needs, and removes everything a crashed one left.
+//!
 //! Architecture invariant: the store only knows blobs, manifests, configs and names; unpacking
 //! layers is the snapshotter's job.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     fs,
     io::{self, Write},
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     str::FromStr,
-    sync::Mutex,
+    sync::{Mutex, MutexGuard, PoisonError},
+};
+
+use nix::{
+    errno::Errno,
+    fcntl::{Flock, FlockArg},
 };
 
 use oci_spec::image::{
-    Descriptor, Digest, ImageConfiguration, ImageIndex, ImageManifest, MediaType, ANNOTATION_REF_NAME,
+    Descriptor, Digest, DigestAlgorithm, ImageConfiguration, ImageIndex, ImageManifest, MediaType, ANNOTATION_REF_NAME,
 };
 use sha2::{Digest as _, Sha256};
 
-use super::{reference::Reference, ImageSummary};
+use super::{reference::Reference, space, ImageSummary};
 use crate::{
+    confine,
     error::{Error, IoContext},
     jsonfile,
 };
@@ -46,6 +60,14 @@ impl Image {
             references: self.references.clone(),
             size: self.manifest.layers().iter().map(|l| l.size()).sum(),
             created_at: self.config.created().as_deref().and_then(crate::clock::parse_rfc3339_ns).unwrap_or(0),
+            labels: self
+                .config
+                .config()
+                .as_ref()
+                .and_then(|c| c.labels().clone())
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
         }
     }
 }
@@ -59,14 +81,14 @@ pub(crate) struct ImageStore {
 }
 
 impl ImageStore {
-    /// Opens (creating if needed) the layout at `dir`, discarding long-interrupted ingests.
+    /// Opens (creating if needed) the layout at `dir`. What crashed loads left in `ingest/` is
+    /// removed by the next [`ImageStore::sweep`] (the runtime sweeps when it opens).
     pub(crate) fn open(dir: &Path) -> Result<ImageStore, Error> {
         let store = ImageStore { dir: dir.to_path_buf(), index_lock: Mutex::new(()) };
         fs::create_dir_all(store.dir.join("blobs/sha256"))
             .context(|| format!("creating the image store in {}", dir.display()))?;
-        let ingest = store.dir.join("ingest");
+        let ingest = store.ingest();
         fs::create_dir_all(&ingest).context(|| format!("creating {}", ingest.display()))?;
-        crate::jsonfile::remove_stale(&ingest, |_| true)?;
         let layout = store.dir.join("oci-layout");
         if !layout.exists() {
             jsonfile::write_bytes(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -81,39 +103,152 @@ impl ImageStore {
         self.dir.join("index.json")
     }
 
-    /// Where the blob with this descriptor's digest lives (only sha256 is supported).
-    pub(crate) fn blob_path(&self, descriptor: &Descriptor) -> Result<PathBuf, Error> {
-        let hex = descriptor.as_digest_sha256().ok_or_else(|| {
-            Error::corrupt(self.index_path(), format!("digest {} is not sha256", descriptor.digest()))
-        })?;
-        Ok(self.dir.join("blobs/sha256").join(hex))
+    fn ingest(&self) -> PathBuf {
+        self.dir.join("ingest")
     }
 
-    /// Starts writing a new blob; its digest is known when it is committed.
-    pub(crate) fn blob_writer(&self) -> Result<BlobWriter, Error> {
-        let path = self.dir.join("ingest").join(format!("{:016x}", rand::random::<u64>()));
+    fn blobs(&self) -> PathBuf {
+        self.dir.join("blobs/sha256")
+    }
+
+    /// Serializes read-modify-write cycles of `index.json` in this process. The mutex guards
+    /// no data of its own and the file is replaced atomically, so a panic while it was held
+    /// leaves nothing half-done: a poisoned lock is taken over, as everywhere in the runtime.
+    fn index_guard(&self) -> MutexGuard<'_, ()> {
+        self.index_lock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_file(&self) -> Result<fs::File, Error> {
+        let path = self.dir.join("lock");
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .context(|| format!("opening {}", path.display()))
+    }
+
+    /// Holds the store's garbage collection off until dropped: taken by whatever writes
+    /// blobs, staging directories, uploads or layers that no image names yet.
+    pub(crate) fn lease(&self) -> Result<Lease, Error> {
+        let flock = Flock::lock(self.lock_file()?, FlockArg::LockShared).map_err(|(_, errno)| {
+            Error::io(format!("locking {} shared", self.dir.join("lock").display()), errno.into())
+        })?;
+        Ok(Lease { _flock: flock })
+    }
+
+    /// The right to [`ImageStore::sweep`], unless a lease is held (here or in another process).
+    pub(crate) fn try_exclusive(&self) -> Result<Option<Exclusive>, Error> {
+        match Flock::lock(self.lock_file()?, FlockArg::LockExclusiveNonblock) {
+            Ok(flock) => Ok(Some(Exclusive { _flock: flock })),
+            Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, errno)) => {
+                Err(Error::io(format!("locking {} exclusively", self.dir.join("lock").display()), errno.into()))
+            }
+        }
+    }
+
+    /// Removes everything in `ingest/` (uploads, staging directories and blobs of loads and
+    /// imports that ended without cleaning up: a crash, a kill) and every blob that no image
+    /// in the index names. Returns the bytes freed.
+    pub(crate) fn sweep(&self, _exclusive: &Exclusive) -> Result<u64, Error> {
+        let mut freed = 0;
+        let ingest = self.ingest();
+        for entry in fs::read_dir(&ingest).context(|| format!("listing {}", ingest.display()))? {
+            let entry = entry.context(|| format!("listing {}", ingest.display()))?;
+            freed += remove_entry(&entry.path())?;
+        }
+        let Some(referenced) = self.referenced_blobs()? else {
+            return Ok(freed);
+        };
+        let blobs = self.blobs();
+        for entry in fs::read_dir(&blobs).context(|| format!("listing {}", blobs.display()))? {
+            let entry = entry.context(|| format!("listing {}", blobs.display()))?;
+            if !referenced.contains(entry.file_name().to_string_lossy().as_ref()) {
+                freed += remove_entry(&entry.path())?;
+            }
+        }
+        Ok(freed)
+    }
+
+    /// The hex digests of every blob an image in the index needs; `None` when a manifest
+    /// cannot be read, so that what it names is not known (nothing may then be swept).
+    fn referenced_blobs(&self) -> Result<Option<HashSet<String>>, Error> {
+        let mut referenced = HashSet::new();
+        for d in self.read_index()?.manifests() {
+            referenced.insert(d.digest().digest().to_string());
+            let manifest: ImageManifest = match self.read_json_blob(d) {
+                Ok(manifest) => manifest,
+                Err(e) => {
+                    tracing::warn!(error = %e.report(), "an image manifest cannot be read: blobs no image names are kept");
+                    return Ok(None);
+                }
+            };
+            referenced.insert(manifest.config().digest().digest().to_string());
+            referenced.extend(manifest.layers().iter().map(|l| l.digest().digest().to_string()));
+        }
+        Ok(Some(referenced))
+    }
+
+    /// Where the blob with this descriptor's digest lives (only sha256 is supported).
+    pub(crate) fn blob_path(&self, descriptor: &Descriptor) -> Result<PathBuf, Error> {
+        self.digest_path(descriptor.digest())
+    }
+
+    /// Where the blob `digest` lives: only a sha256 digest (64 hex digits, as [`Digest`]
+    /// checks) names a blob; any other is refused rather than made into a path.
+    fn digest_path(&self, digest: &Digest) -> Result<PathBuf, Error> {
+        let hex = sha256_hex(digest)?;
+        confine::child(&self.blobs(), hex, "blob digest")
+    }
+
+    /// Starts writing a new blob under `lease`; its digest is known when it is committed.
+    pub(crate) fn blob_writer(&self, _lease: &Lease) -> Result<BlobWriter, Error> {
+        let path = self.ingest().join(format!("{:016x}", rand::random::<u64>()));
         let file = fs::File::create(&path).context(|| format!("creating {}", path.display()))?;
         Ok(BlobWriter {
-            file,
+            file: space::Metered::new(file, &self.ingest(), "a new image blob"),
             tmp: path,
-            blobs: self.dir.join("blobs/sha256"),
+            blobs: self.blobs(),
             hasher: Sha256::new(),
             size: 0,
             committed: false,
         })
     }
 
-    /// A fresh directory under `ingest/` for staging an archive; deleted when dropped.
-    pub(crate) fn staging_dir(&self) -> Result<StagingDir, Error> {
-        let path = self.dir.join("ingest").join(format!("stage-{:016x}", rand::random::<u64>()));
+    /// A fresh directory under `ingest/` for staging an archive, under `lease`; deleted when
+    /// dropped.
+    pub(crate) fn staging_dir(&self, _lease: &Lease) -> Result<StagingDir, Error> {
+        let path = self.ingest().join(format!("stage-{:016x}", rand::random::<u64>()));
         fs::create_dir(&path).context(|| format!("creating {}", path.display()))?;
         Ok(StagingDir(path))
+    }
+
+    /// A new file under `ingest/` for an image archive or root filesystem sent to the daemon;
+    /// it holds its own lease and is deleted when dropped.
+    pub(crate) fn upload(&self) -> Result<Upload, Error> {
+        let lease = self.lease()?;
+        let path = self.ingest().join(format!("upload-{:016x}", rand::random::<u64>()));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .context(|| format!("creating {}", path.display()))?;
+        Ok(Upload { file: space::Metered::new(file, &self.ingest(), "the upload"), path, _lease: lease })
+    }
+
+    /// Makes free space for `needed` more bytes of staged `what`, or refuses (see [`space`]).
+    pub(crate) fn ensure_space(&self, needed: u64, what: &str) -> Result<(), Error> {
+        space::ensure(&self.ingest(), needed, what)
     }
 
     /// Moves the verified file at `src` into the store as the blob `digest` (kept as is if the
     /// store already has it).
     pub(crate) fn adopt_blob(&self, src: &Path, digest: &Digest) -> Result<(), Error> {
-        let dest = self.dir.join("blobs/sha256").join(digest.digest());
+        let dest = self.digest_path(digest)?;
         if !dest.exists() {
             fs::rename(src, &dest).context(|| format!("storing blob {}", dest.display()))?;
         }
@@ -122,7 +257,7 @@ impl ImageStore {
 
     /// Adds `manifest` to the index without a name, unless it is there already.
     pub(crate) fn add_nameless(&self, manifest: &Descriptor) -> Result<(), Error> {
-        let _guard = self.index_lock.lock().expect("index lock is never poisoned: no panics while held");
+        let _guard = self.index_guard();
         let mut index = self.read_index()?;
         if index.manifests().iter().any(|d| d.digest() == manifest.digest()) {
             return Ok(());
@@ -135,10 +270,10 @@ impl ImageStore {
         self.write_index(&index)
     }
 
-    /// Stores `data` as a blob and returns its descriptor.
-    pub(crate) fn write_blob(&self, media_type: MediaType, data: &[u8]) -> Result<Descriptor, Error> {
-        let mut writer = self.blob_writer()?;
-        writer.write_all(data).context(|| "writing a blob to the image store".to_string())?;
+    /// Stores `data` as a blob (under `lease`) and returns its descriptor.
+    pub(crate) fn write_blob(&self, lease: &Lease, media_type: MediaType, data: &[u8]) -> Result<Descriptor, Error> {
+        let mut writer = self.blob_writer(lease)?;
+        writer.write_all(data).map_err(|e| space::io_error(e, || "writing a blob to the image store".to_string()))?;
         writer.commit(media_type)
     }
 
@@ -161,7 +296,7 @@ impl ImageStore {
     /// Points `reference` at `manifest`. A manifest that loses its last name stays in the index
     /// without one (a dangling image), as Docker keeps `<none>` images.
     pub(crate) fn tag(&self, reference: &Reference, manifest: &Descriptor) -> Result<(), Error> {
-        let _guard = self.index_lock.lock().expect("index lock is never poisoned: no panics while held");
+        let _guard = self.index_guard();
         let mut index = self.read_index()?;
         let name = reference.to_string();
         let mut manifests = Vec::new();
@@ -193,7 +328,7 @@ impl ImageStore {
     /// Removes the name `reference`; an image losing its last name stays, nameless. Returns
     /// whether the name existed.
     pub(crate) fn untag(&self, reference: &str) -> Result<bool, Error> {
-        let _guard = self.index_lock.lock().expect("index lock is never poisoned: no panics while held");
+        let _guard = self.index_guard();
         let mut index = self.read_index()?;
         let mut manifests = index.manifests().clone();
         let Some(pos) = manifests.iter().position(|d| ref_name(d) == Some(reference)) else {
@@ -213,7 +348,7 @@ impl ImageStore {
     /// manifest, config and layer blobs unless another image still names them.
     pub(crate) fn delete(&self, image: &Image) -> Result<(), Error> {
         {
-            let _guard = self.index_lock.lock().expect("index lock is never poisoned: no panics while held");
+            let _guard = self.index_guard();
             let mut index = self.read_index()?;
             let mut manifests = index.manifests().clone();
             manifests.retain(|d| d.digest() != image.descriptor.digest());
@@ -279,15 +414,112 @@ impl ImageStore {
         if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        let mut matches =
-            images.into_iter().filter(|i| i.id.strip_prefix("sha256:").is_some_and(|hex| hex.starts_with(prefix)));
-        match (matches.next(), matches.next()) {
-            (Some(image), None) => Ok(Some(image)),
-            (Some(_), Some(_)) => Err(Error::invalid(format!(
-                "image id prefix \"{reference_or_id}\" matches several images: give more digits"
-            ))),
-            (None, _) => Ok(None),
+        let mut matches: Vec<Image> = images
+            .into_iter()
+            .filter(|i| i.id.strip_prefix("sha256:").is_some_and(|hex| hex.starts_with(prefix)))
+            .collect();
+        match matches.len() {
+            0 => Ok(None),
+            1 => Ok(matches.pop()),
+            n => {
+                let ids: Vec<&str> = matches
+                    .iter()
+                    .map(|i| i.id.strip_prefix("sha256:").unwrap_or(&i.id))
+                    .map(|hex| &hex[..12])
+                    .collect();
+                Err(Error::invalid(format!(
+                    "image ID prefix {reference_or_id} matches {n} images ({}): give more of the ID",
+                    ids.join(", ")
+                )))
+            }
         }
+    }
+}
+
+/// The hex part of a sha256 digest; other algorithms are refused (the store names blobs by
+/// sha256 only).
+pub(crate) fn sha256_hex(digest: &Digest) -> Result<&str, Error> {
+    match digest.algorithm() {
+        DigestAlgorithm::Sha256 => Ok(digest.digest()),
+        other => Err(Error::invalid(format!(
+            "digest {digest} uses {other}, but only sha256 digests name blobs here: re-create the image with sha256"
+        ))),
+    }
+}
+
+/// Removes a file or directory tree; returns the bytes it held (roughly: file sizes).
+pub(crate) fn remove_entry(path: &Path) -> Result<u64, Error> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    let size = if meta.is_dir() { tree_size(path) } else { meta.len() };
+    match if meta.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) } {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(format!("removing {}", path.display()), e)),
+        _ => Ok(size),
+    }
+}
+
+/// The sizes of the files under `dir`, not following symlinks.
+fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(_) => total += entry.metadata().map(|m| m.len()).unwrap_or(0),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// A shared hold on the store's lock: no sweep runs while it lives ([`ImageStore::lease`]).
+pub(crate) struct Lease {
+    _flock: Flock<fs::File>,
+}
+
+/// The exclusive hold on the store's lock that [`ImageStore::sweep`] needs.
+pub(crate) struct Exclusive {
+    _flock: Flock<fs::File>,
+}
+
+/// A file under `ingest/` receiving an upload; removed (and its lease let go) when dropped.
+pub struct Upload {
+    file: space::Metered<fs::File>,
+    path: PathBuf,
+    _lease: Lease,
+}
+
+impl Upload {
+    /// Where the upload is, to read it back once written.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `data`; refused once the store's spare space would be eaten into.
+    pub fn append(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.file.write_all(data).map_err(|e| space::io_error(e, || format!("writing {}", self.path.display())))
+    }
+
+    /// Flushes what was appended, before the upload is read back.
+    pub fn finish(&mut self) -> Result<(), Error> {
+        self.file.flush().context(|| format!("writing {}", self.path.display()))
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload").field("path", &self.path).finish()
     }
 }
 
@@ -312,7 +544,7 @@ impl Drop for StagingDir {
 
 /// A blob being written: hashed as it goes, renamed to its digest on commit, deleted if dropped.
 pub(crate) struct BlobWriter {
-    file: fs::File,
+    file: space::Metered<fs::File>,
     tmp: PathBuf,
     blobs: PathBuf,
     hasher: Sha256,
@@ -337,7 +569,7 @@ impl BlobWriter {
     /// Moves the blob into place under its digest and describes it.
     pub(crate) fn commit(mut self, media_type: MediaType) -> Result<Descriptor, Error> {
         let hex = hex::encode(self.hasher.clone().finalize());
-        self.file.sync_all().context(|| format!("flushing {}", self.tmp.display()))?;
+        self.file.get_mut().sync_all().context(|| format!("flushing {}", self.tmp.display()))?;
         let dest = self.blobs.join(&hex);
         if dest.exists() {
             // Same digest, same bytes: keep the existing blob.
@@ -370,10 +602,12 @@ mod tests {
     }
 
     fn manifest(store: &ImageStore, created: &str) -> Descriptor {
+        let lease = store.lease().expect("lease");
         let config =
             oci_spec::image::ImageConfigurationBuilder::default().created(created.to_string()).build().expect("config");
-        let config =
-            store.write_blob(MediaType::ImageConfig, &serde_json::to_vec(&config).expect("json")).expect("config blob");
+        let config = store
+            .write_blob(&lease, MediaType::ImageConfig, &serde_json::to_vec(&config).expect("json"))
+            .expect("config blob");
         let manifest = oci_spec::image::ImageManifestBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)
@@ -382,7 +616,7 @@ mod tests {
             .build()
             .expect("manifest");
         store
-            .write_blob(MediaType::ImageManifest, &serde_json::to_vec(&manifest).expect("json"))
+            .write_blob(&lease, MediaType::ImageManifest, &serde_json::to_vec(&manifest).expect("json"))
             .expect("manifest blob")
     }
 

@@ -1,13 +1,17 @@
 //! Applying one layer tar to an empty directory, safely: no entry may land outside the
-//! directory (`..` components are refused, absolute paths are taken as relative to it, and no
-//! entry is written through a symlink that an earlier entry created). Modes, ownership, mtimes,
-//! symlinks, hard links and device nodes are kept, and OCI whiteouts become overlayfs whiteouts
-//! (`.wh.NAME` → a 0/0 character device, `.wh..wh..opq` → the `trusted.overlay.opaque` xattr).
+//! directory. Every path an entry names (its own, a hard link's target, a whiteout's) is made
+//! by [`crate::confine`]: `..` components are refused, absolute paths are taken as relative to
+//! the layer root, and nothing is written through a symlink that an earlier entry created.
+//! Modes, ownership, mtimes, symlinks, hard links and device nodes are kept, and OCI whiteouts
+//! become overlayfs whiteouts (`.wh.NAME` → a 0/0 character device, `.wh..wh..opq` → the
+//! `trusted.overlay.opaque` xattr). A layer whose content cannot be what it claims (a
+//! whiteout of `.` or `..`, a hard link to a directory, a damaged tar stream) is refused with
+//! an `InvalidData` error naming the entry.
 
 use std::{
     ffi::{CString, OsStr},
     fs,
-    io::{self, Read},
+    io::{self, Read, Write},
     os::unix::{
         ffi::OsStrExt,
         fs::{symlink, OpenOptionsExt, PermissionsExt},
@@ -17,26 +21,43 @@ use std::{
 
 use tar::EntryType;
 
+use crate::confine;
+
+/// What an entry is called in refusals.
+const ENTRY: &str = "layer entry";
+/// The whiteout prefix, and aufs's metadata prefix (`.wh..wh.`), of which only the opaque
+/// marker means anything to overlayfs.
+const WHITEOUT: &[u8] = b".wh.";
+const WHITEOUT_META: &[u8] = b".wh..wh.";
+const OPAQUE: &[u8] = b".wh..wh..opq";
+
 /// Unpacks the tar stream `reader` into `root`, which should be empty.
 pub(crate) fn unpack<R: Read>(reader: R, root: &Path) -> io::Result<()> {
     let mut archive = tar::Archive::new(reader);
     let mut dir_mtimes = Vec::new();
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let raw = entry.path()?.into_owned();
-        let Some(rel) = sanitize(&raw)? else {
+    for entry in archive.entries().map_err(damaged)? {
+        let mut entry = entry.map_err(damaged)?;
+        let raw = entry.path().map_err(damaged)?.into_owned();
+        let Some(rel) = entry_path(&raw)? else {
             continue; // the layer root itself
         };
-        let name = rel.file_name().expect("a sanitized path ends in a normal component").to_owned();
+        let name = rel.file_name().expect("a confined relative path ends in a normal component").to_owned();
         let parent = make_parent(root, &rel)?;
         let dest = parent.join(&name);
 
-        if name.as_bytes() == b".wh..wh..opq" {
+        let bytes = name.as_bytes();
+        if bytes == OPAQUE {
             set_xattr(&parent, "trusted.overlay.opaque", b"y")?;
             continue;
         }
-        if let Some(hidden) = name.as_bytes().strip_prefix(b".wh.") {
-            let target = parent.join(OsStr::from_bytes(hidden));
+        if bytes.starts_with(WHITEOUT_META) {
+            continue; // aufs's own bookkeeping (`.wh..wh.plnk`, …), as Docker skips it
+        }
+        if let Some(hidden) = bytes.strip_prefix(WHITEOUT) {
+            // `.wh..` or `.wh...` would "delete" the directory itself or its parent.
+            let hidden = confine::component(OsStr::from_bytes(hidden), "whiteout")
+                .map_err(|e| invalid(format!("{}: {e}", raw.display())))?;
+            let target = parent.join(hidden);
             remove_any(&target)?;
             mknod(&target, libc::S_IFCHR, 0)?;
             continue;
@@ -68,7 +89,7 @@ pub(crate) fn unpack<R: Read>(reader: R, root: &Path) -> io::Result<()> {
                     .custom_flags(libc::O_NOFOLLOW)
                     .mode(0o600)
                     .open(&dest)?;
-                io::copy(&mut entry, &mut file)?;
+                copy_content(&mut entry, &mut file, &raw)?;
             }
             EntryType::Symlink => {
                 let target = entry
@@ -80,9 +101,9 @@ pub(crate) fn unpack<R: Read>(reader: R, root: &Path) -> io::Result<()> {
                 let target = entry
                     .link_name()?
                     .ok_or_else(|| invalid(format!("{}: hard link without a target", raw.display())))?;
-                let target_rel = sanitize(&target)?
+                let target_rel = entry_path(&target)?
                     .ok_or_else(|| invalid(format!("{}: hard link to the layer root", raw.display())))?;
-                fs::hard_link(existing_path(root, &target_rel)?, &dest)?;
+                fs::hard_link(link_target(root, &target_rel, &raw)?, &dest)?;
                 continue; // a hard link shares its target's metadata
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
@@ -125,34 +146,46 @@ fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
-/// The entry's path relative to the layer root; `None` for the root itself.
-fn sanitize(path: &Path) -> io::Result<Option<PathBuf>> {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::Normal(part) => out.push(part),
-            Component::CurDir | Component::RootDir => {}
-            Component::ParentDir | Component::Prefix(_) => {
-                return Err(invalid(format!("{}: entry refers outside the layer", path.display())))
-            }
-        }
-    }
-    Ok((!out.as_os_str().is_empty()).then_some(out))
+/// An error reading the tar stream: the layer's content is at fault, not the host.
+fn damaged(e: io::Error) -> io::Error {
+    invalid(format!("the layer is not a valid tar stream: {e}"))
 }
 
-/// Creates the missing parent directories of `rel` under `root`, refusing to pass a symlink.
+/// Copies an entry's content, telling a damaged stream (invalid data) from a failed write.
+fn copy_content(entry: &mut impl Read, file: &mut fs::File, raw: &Path) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match entry.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(invalid(format!("{}: the layer ends inside this entry or is damaged: {e}", raw.display())))
+            }
+        };
+        file.write_all(&buf[..n])?;
+    }
+}
+
+/// The entry's path relative to the layer root (by [`confine::relative`], a leading `/`
+/// taken as the layer root, as tar tools do); `None` for the root itself.
+fn entry_path(path: &Path) -> io::Result<Option<PathBuf>> {
+    let below_root: PathBuf =
+        path.components().skip_while(|c| matches!(c, Component::RootDir | Component::CurDir)).collect();
+    if below_root.components().all(|c| c == Component::CurDir) {
+        return Ok(None);
+    }
+    Ok(Some(confine::relative(&below_root, ENTRY)?))
+}
+
+/// Creates the missing parent directories of `rel` under `root`, each made by
+/// [`confine::child`] (so never a symlink); an existing non-directory parent is refused.
 fn make_parent(root: &Path, rel: &Path) -> io::Result<PathBuf> {
     let mut dir = root.to_path_buf();
     for part in rel.parent().into_iter().flat_map(Path::components) {
-        dir.push(part);
+        dir = confine::child(&dir, part.as_os_str(), ENTRY).map_err(|e| invalid(format!("{}: {e}", rel.display())))?;
         match fs::symlink_metadata(&dir) {
             Ok(meta) if meta.is_dir() => {}
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(invalid(format!(
-                    "{}: a parent directory is a symlink; refusing to write through it",
-                    rel.display()
-                )))
-            }
             Ok(_) => return Err(invalid(format!("{}: a parent is not a directory", rel.display()))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir(&dir)?;
@@ -164,19 +197,24 @@ fn make_parent(root: &Path, rel: &Path) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// `root/rel`, which must exist and be reached without passing a symlink.
-fn existing_path(root: &Path, rel: &Path) -> io::Result<PathBuf> {
-    let mut path = root.to_path_buf();
-    let parts: Vec<_> = rel.components().collect();
-    for (i, part) in parts.iter().enumerate() {
-        path.push(part);
-        let meta =
-            fs::symlink_metadata(&path).map_err(|e| invalid(format!("hard link target {}: {e}", rel.display())))?;
-        if i + 1 < parts.len() && !meta.is_dir() {
-            return Err(invalid(format!("hard link target {}: a parent is not a plain directory", rel.display())));
+/// `root/rel` for a hard link's target: its directory reached without a symlink
+/// ([`confine::beneath`]), the target itself existing and not a directory (which no hard link
+/// may name). It may be a symlink: `link` does not follow it, the link is to the symlink.
+fn link_target(root: &Path, rel: &Path, raw: &Path) -> io::Result<PathBuf> {
+    let refused = |e: &dyn std::fmt::Display| invalid(format!("{}: {e}", raw.display()));
+    let name = rel.file_name().ok_or_else(|| refused(&"a hard link must name a file"))?;
+    let dir = match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => confine::beneath(root, parent, "hard link target").map_err(|e| refused(&e))?,
+        None => root.to_path_buf(),
+    };
+    let path = dir.join(confine::component(name, "hard link target").map_err(|e| refused(&e))?);
+    match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_dir() => {
+            Err(invalid(format!("{}: hard link to the directory {}", raw.display(), rel.display())))
         }
+        Ok(_) => Ok(path),
+        Err(e) => Err(invalid(format!("{}: hard link target {}: {e}", raw.display(), rel.display()))),
     }
-    Ok(path)
 }
 
 fn remove_any(path: &Path) -> io::Result<()> {
@@ -254,6 +292,74 @@ mod tests {
         fs::create_dir(dir.path().join("root")).expect("mkdir");
         let result = unpack(&bytes[..], &dir.path().join("root"));
         (dir, result)
+    }
+
+    /// Unpacks into `<tmp>/layers/new` next to an unpacked layer `<tmp>/layers/other` and a
+    /// marker `<tmp>/marker`; returns the temp dir and the result.
+    fn unpack_beside_others(entries: &[(&str, EntryType, &str, &[u8])]) -> (tempfile::TempDir, io::Result<()>) {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, kind, link, data) in entries {
+            raw_entry(&mut tar, name, *kind, link, data);
+        }
+        let bytes = tar.into_inner().expect("tar");
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir_all(dir.path().join("layers/other/etc")).expect("mkdir");
+        fs::write(dir.path().join("layers/other/etc/passwd"), b"root").expect("write");
+        fs::write(dir.path().join("marker"), b"keep").expect("write");
+        fs::create_dir(dir.path().join("layers/new")).expect("mkdir");
+        let result = unpack(&bytes[..], &dir.path().join("layers/new"));
+        (dir, result)
+    }
+
+    fn others_intact(dir: &Path) {
+        assert_eq!(fs::read(dir.join("layers/other/etc/passwd")).expect("the other layer stays"), b"root");
+        assert_eq!(fs::read(dir.join("marker")).expect("the marker stays"), b"keep");
+    }
+
+    #[test]
+    fn whiteouts_of_the_directory_itself_are_refused() {
+        for name in [".wh...", "sub/.wh...", ".wh..", "sub/.wh..", ".wh.", "sub/.wh."] {
+            let (dir, result) = unpack_beside_others(&[
+                ("sub/", EntryType::Directory, "", b""),
+                ("sub/file", EntryType::Regular, "", b"x"),
+                (name, EntryType::Regular, "", b""),
+            ]);
+            let err = result.expect_err(name);
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{name}: {err}");
+            assert!(err.to_string().contains(name), "{name}: {err}");
+            others_intact(dir.path());
+            assert!(dir.path().join("layers/new").is_dir(), "{name}");
+        }
+    }
+
+    #[test]
+    fn hard_links_stay_inside_and_to_files() {
+        for (target, why) in [("../other/etc/passwd", "outside"), ("/../../marker", "outside"), ("sub", "directory")] {
+            let (dir, result) = unpack_beside_others(&[
+                ("sub/", EntryType::Directory, "", b""),
+                ("link", EntryType::Link, target, b""),
+            ]);
+            let err = result.expect_err(target);
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{target} ({why}): {err}");
+            others_intact(dir.path());
+        }
+    }
+
+    #[test]
+    fn hard_links_may_name_a_symlink_but_not_pass_one() {
+        let (dir, result) = unpack_beside_others(&[
+            ("target", EntryType::Symlink, "/etc/passwd", b""),
+            ("link", EntryType::Link, "target", b""),
+        ]);
+        result.expect("a hard link to a symlink is the symlink again");
+        let link = fs::symlink_metadata(dir.path().join("layers/new/link")).expect("the link");
+        assert!(link.file_type().is_symlink());
+        let (dir, result) = unpack_beside_others(&[
+            ("up", EntryType::Symlink, "..", b""),
+            ("link", EntryType::Link, "up/other/etc/passwd", b""),
+        ]);
+        assert_eq!(result.expect_err("through a symlink").kind(), io::ErrorKind::InvalidData);
+        others_intact(dir.path());
     }
 
     #[test]

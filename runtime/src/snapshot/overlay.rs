@@ -80,6 +80,27 @@ impl Snapshotter {
         }
     }
 
+    /// Removes every unpacked layer whose diff id is not in `in_use`, and what unpacks that
+    /// ended without cleaning up left (`.tmp-<diff id>…`). The caller holds the image
+    /// store's exclusive lock, so no unpack is under way (an init layer's `.tmp-init…` is made
+    /// without it, and only removed once stale). Returns the bytes freed.
+    pub(crate) fn sweep(&self, in_use: &std::collections::HashSet<String>) -> Result<u64, Error> {
+        let mut freed = 0;
+        let context = || format!("listing {}", self.dir.display());
+        for entry in fs::read_dir(&self.dir).context(context)? {
+            let entry = entry.context(context)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_layer = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            let unused_layer = is_layer && !in_use.contains(&format!("sha256:{name}"));
+            let interrupted = name.starts_with(".tmp-") && !name.starts_with(".tmp-init");
+            if unused_layer || interrupted {
+                freed += crate::images::store::remove_entry(&entry.path())?;
+            }
+        }
+        crate::jsonfile::remove_stale(&self.dir, |name| name.starts_with(".tmp-init"))?;
+        Ok(freed)
+    }
+
     /// Whether the layer `diff_id` is unpacked already.
     pub(crate) fn has_layer(&self, diff_id: &str) -> Result<bool, Error> {
         Ok(self.layer_dir(diff_id)?.is_dir())
