@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 /// The `shoal` binary under test: `$SHOAL_BIN`, or the one cargo built next
-/// to this test.
+/// to this test (with the runtime's `shoal-shim`, which the daemon runs
+/// from the same directory).
 pub fn shoal_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("SHOAL_BIN") {
         return PathBuf::from(p);
@@ -18,9 +19,15 @@ pub fn shoal_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary has a path");
     // target/<profile>/deps/<test> → target/<profile>/shoal
     let dir = exe.parent().and_then(|d| d.parent()).expect("the test binary lives in target/<profile>/deps");
-    let bin = dir.join("shoal");
-    assert!(bin.exists(), "{} is missing: build it first with `cargo build -p shoal`", bin.display());
-    bin
+    for bin in ["shoal", "shoal-shim"] {
+        let path = dir.join(bin);
+        assert!(
+            path.exists(),
+            "{} is missing: build the binaries first with `cargo build -p shoal -p shoal-runtime`",
+            path.display()
+        );
+    }
+    dir.join("shoal")
 }
 
 /// A free TCP port on loopback.

@@ -99,7 +99,7 @@ pub fn shim_binary() -> anyhow::Result<PathBuf> {
     let shim = exe.with_file_name(SHIM_BINARY);
     if !shim.is_file() {
         anyhow::bail!(
-            "the container shim {} is missing: install {SHIM_BINARY} next to {} (`cargo build -p shoal` builds both)",
+            "the container shim {} is missing: install {SHIM_BINARY} next to {} (`cargo build -p shoal -p shoal-runtime` builds both)",
             shim.display(),
             exe.display()
         );
