@@ -19,7 +19,6 @@ mod session;
 mod worker;
 
 pub use session::{run, AgentConfig, Told};
-pub use worker::error_chain;
 
 /// Labels every task container carries, as Docker's swarm containers do.
 pub mod labels {

@@ -93,24 +93,11 @@ fn container_name(task: &Task) -> String {
     format!("{}.{}", task.name(), task.id)
 }
 
-/// An error with its causes, `outer: inner: …` (runtime errors keep the OS
-/// error as their source).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, shoal_runtime::Error> + Send + 'static,
 ) -> Result<T, String> {
     match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(|e| error_chain(&e)),
+        Ok(r) => r.map_err(|e| e.report()),
         Err(e) => Err(format!("runtime call panicked or was cancelled: {e}")),
     }
 }

@@ -93,7 +93,7 @@ impl From<shoal_runtime::Error> for ApiError {
             E::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError::new(status, shoal_agent::error_chain(&e))
+        ApiError::new(status, e.report())
     }
 }
 
