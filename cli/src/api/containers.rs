@@ -46,7 +46,7 @@ fn state_name(s: ContainerState) -> &'static str {
 
 fn since(ns: Option<i64>) -> String {
     let now = shoal_proto::now_ns();
-    crate::commands::human_duration(now - ns.unwrap_or(now))
+    docker::human_duration(now - ns.unwrap_or(now))
 }
 
 /// `docker ps`'s STATUS column: `Up 5 seconds`, `Exited (0) 2 minutes ago`.
@@ -55,12 +55,12 @@ fn status_text(c: &ContainerInfo) -> String {
     match c.state {
         ContainerState::Created => "Created".into(),
         ContainerState::Running => {
-            format!("Up {}", crate::commands::human_duration(now - c.started_at.unwrap_or(now)))
+            format!("Up {}", docker::human_duration(now - c.started_at.unwrap_or(now)))
         }
         ContainerState::Exited => format!(
             "Exited ({}) {} ago",
             c.exit_code.unwrap_or(-1),
-            crate::commands::human_duration(now - c.finished_at.unwrap_or(now))
+            docker::human_duration(now - c.finished_at.unwrap_or(now))
         ),
     }
 }
