@@ -126,6 +126,25 @@ impl Node {
         bail!("the daemon did not answer within 20s; its log:\n{}", self.daemon_log())
     }
 
+    /// Stops the daemon as a service manager does, with SIGTERM, and waits for it to exit
+    /// (at most 30 s, then it is killed and the test fails); returns whether it exited 0.
+    pub fn stop_daemon(&mut self) -> bool {
+        let Some(mut child) = self.daemon.take() else { return true };
+        let pid = i32::try_from(child.id()).expect("pids fit in i32");
+        // SAFETY: kill(2) on our own child, which has not been waited for yet.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the daemon did not stop within 30s of SIGTERM; its log:\n{}", tail(&self.daemon_log(), 40));
+    }
+
     /// Kills the daemon with SIGKILL (containers keep running).
     pub fn kill_daemon(&mut self) {
         if let Some(mut c) = self.daemon.take() {
