@@ -1,6 +1,5 @@
-//! Link settings for the `shoal`, `shoal-shim` and `shoal-rt` binaries (the
-//! shim is executed at every container start, `shoal-rt run` at every
-//! runtime-only one).
+//! Link settings for the `shoal` binary (the runtime crate's build script
+//! gives its binaries, `shoal-shim` and `shoal-rt`, the same ones).
 
 fn main() {
     // Relative relocations packed (RELR, glibc 2.36+): at each start the

@@ -20,7 +20,7 @@ if [ "${1:-}" = down ]; then
 fi
 
 command -v busybox >/dev/null || { apt-get update -qq && apt-get install -y -qq busybox-static; }
-cargo build --release -p shoal
+cargo build --release -p shoal -p shoal-runtime
 
 if ! "$shoal" info >/dev/null 2>&1; then
   echo "starting shoal daemon (log: /var/log/shoal.log)"

@@ -150,7 +150,7 @@ async fn probe(runtime: &Arc<Runtime>, id: &str, check: &Check) -> Result<(), St
     match tokio::time::timeout(check.timeout, exec).await {
         Err(_) => Err(format!("timed out after {:?}", check.timeout)),
         Ok(Err(e)) => Err(format!("the check could not run: {e}")),
-        Ok(Ok(Err(e))) => Err(crate::worker::error_chain(&e)),
+        Ok(Ok(Err(e))) => Err(e.report()),
         Ok(Ok(Ok(out))) if out.exit_code == 0 => Ok(()),
         Ok(Ok(Ok(out))) => {
             let mut text = String::from_utf8_lossy(&out.stdout).into_owned();

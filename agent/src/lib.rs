@@ -10,7 +10,9 @@
 //!
 //! Architecture invariant: the agent decides no placement and keeps no state
 //! the managers own; after a restart it re-adopts its running containers from
-//! the runtime and carries on from the assignments it is sent.
+//! the runtime and carries on from the assignments it is sent. It stops when
+//! its [`tokio_util::sync::CancellationToken`] is cancelled, once its workers
+//! have ended, leaving the containers running.
 
 mod files;
 mod health;
@@ -19,7 +21,6 @@ mod session;
 mod worker;
 
 pub use session::{run, AgentConfig, Told};
-pub use worker::error_chain;
 
 /// Labels every task container carries, as Docker's swarm containers do.
 pub mod labels {

@@ -10,6 +10,8 @@ use shoal_proto::dispatcher_client::DispatcherClient;
 use shoal_proto::{HeartbeatRequest, NodeDescription, SessionRequest, Task};
 use shoal_runtime::Runtime;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::files::FileStore;
@@ -37,18 +39,20 @@ pub struct AgentConfig {
     pub tls: ClientTlsConfig,
 }
 
-/// Runs the agent until `shutdown` turns true. Containers keep running
-/// when the agent stops: a restarted agent re-adopts them. `told` follows
-/// what the managers tell this node about itself and the swarm.
-pub async fn run(config: AgentConfig, runtime: Arc<Runtime>, mut shutdown: watch::Receiver<bool>, told: Told) {
+/// Runs the agent until `shutdown` is cancelled, and returns once its
+/// workers have ended too. Containers keep running when the agent stops: a
+/// restarted agent re-adopts them. `told` follows what the managers tell
+/// this node about itself and the swarm.
+pub async fn run(config: AgentConfig, runtime: Arc<Runtime>, shutdown: CancellationToken, told: Told) {
     let reporter = Reporter::default();
     let files = FileStore::default();
     let mut workers: HashMap<String, watch::Sender<Task>> = HashMap::new();
+    let running = TaskTracker::new();
     let mut managers = config.managers.clone();
     let mut next = 0usize;
     let mut backoff = Duration::from_millis(100);
     loop {
-        if *shutdown.borrow() {
+        if shutdown.is_cancelled() {
             break;
         }
         let addr = managers[next % managers.len().max(1)].clone();
@@ -59,9 +63,10 @@ pub async fn run(config: AgentConfig, runtime: Arc<Runtime>, mut shutdown: watch
             node_id: config.node_id.clone(),
             hostname: config.description.hostname.clone(),
             files: files.clone(),
+            shutdown: shutdown.clone(),
         };
         tokio::select! {
-            result = session(&config, &addr, &ctx, &mut workers, &mut managers, &told) => {
+            result = session(&config, &addr, &ctx, &mut workers, &running, &mut managers, &told) => {
                 match result {
                     Ok(()) => backoff = Duration::from_millis(100),
                     // A live manager that does not lead: try the next one at once.
@@ -69,14 +74,18 @@ pub async fn run(config: AgentConfig, runtime: Arc<Runtime>, mut shutdown: watch
                     Err(SessionEnd::Failed(e)) => tracing::warn!(manager = %addr, error = %e, "session with manager ended"),
                 }
             }
-            _ = shutdown.changed() => break,
+            _ = shutdown.cancelled() => break,
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => break,
+            _ = shutdown.cancelled() => break,
         }
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
+    // The workers see the same cancellation and end without touching their containers.
+    drop(workers);
+    running.close();
+    running.wait().await;
 }
 
 async fn connect(addr: &str, tls: &ClientTlsConfig) -> Result<DispatcherClient<Channel>, String> {
@@ -108,6 +117,7 @@ async fn session(
     addr: &str,
     ctx: &WorkerContext,
     workers: &mut HashMap<String, watch::Sender<Task>>,
+    running: &TaskTracker,
     managers: &mut Vec<String>,
     told: &Told,
 ) -> Result<(), SessionEnd> {
@@ -150,7 +160,7 @@ async fn session(
             }
             told.desired_role.send_if_modified(|r| std::mem::replace(r, msg.desired_role) != msg.desired_role);
             ctx.files.replace(msg.secrets, msg.configs);
-            apply_assignments(ctx, workers, msg.tasks, first_assignment).await;
+            apply_assignments(ctx, workers, running, msg.tasks, first_assignment).await;
             first_assignment = false;
         }
         tokio::select! {
@@ -178,13 +188,14 @@ async fn session(
     }
 }
 
-/// Starts a worker for each new task, passes changes to existing workers,
-/// and stops the workers (removing the containers) of tasks no longer
-/// assigned. On the first assignment of a session it also removes task
-/// containers that belong to no assigned task.
+/// Starts a worker for each new task (on `running`), passes changes to
+/// existing workers, and stops the workers (removing the containers) of
+/// tasks no longer assigned. On the first assignment of a session it also
+/// removes task containers that belong to no assigned task.
 async fn apply_assignments(
     ctx: &WorkerContext,
     workers: &mut HashMap<String, watch::Sender<Task>>,
+    running: &TaskTracker,
     tasks: Vec<Task>,
     first: bool,
 ) {
@@ -205,7 +216,7 @@ async fn apply_assignments(
             }
             None => {
                 let (tx, rx) = watch::channel(task.clone());
-                tokio::spawn(worker::run(ctx.clone(), rx));
+                running.spawn(worker::run(ctx.clone(), rx));
                 workers.insert(task.id, tx);
             }
         }

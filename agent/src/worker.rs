@@ -12,6 +12,7 @@ use std::time::Duration;
 use shoal_proto::{mount, ContainerStatus, Task, TaskState, TaskStatus, DEFAULT_STOP_GRACE_PERIOD_NS};
 use shoal_runtime::{ContainerInfo, ContainerSpec, ContainerState, Mount, MountKind, Runtime};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::files::{self, FileStore};
 use crate::health::{self, Check, Monitor};
@@ -27,6 +28,9 @@ pub struct WorkerContext {
     pub hostname: String,
     /// The secrets and configs the managers sent for this node's tasks.
     pub files: FileStore,
+    /// The agent's: once cancelled, workers end and leave their containers running (a
+    /// restarted agent re-adopts them), which an unassigned task's worker would remove.
+    pub shutdown: CancellationToken,
 }
 
 impl WorkerContext {
@@ -95,24 +99,11 @@ fn container_name(task: &Task) -> String {
     format!("{}.{}", task.name(), task.id)
 }
 
-/// An error with its causes, `outer: inner: …` (runtime errors keep the OS
-/// error as their source).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, shoal_runtime::Error> + Send + 'static,
 ) -> Result<T, String> {
     match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(|e| error_chain(&e)),
+        Ok(r) => r.map_err(|e| e.report()),
         Err(e) => Err(format!("runtime call panicked or was cancelled: {e}")),
     }
 }
@@ -320,12 +311,16 @@ fn health_check(task: &Task) -> Option<Check> {
 }
 
 /// Drives one task until it is no longer assigned (its sender is dropped),
-/// then removes its container.
+/// then removes its container; or until the agent stops, leaving the
+/// container as it is.
 pub async fn run(ctx: WorkerContext, mut rx: watch::Receiver<Task>) {
     let first = rx.borrow().clone();
     let mut w = Worker { ctx, task_id: first.id.clone(), reported: first.state() };
     let mut monitor: Option<Monitor> = None;
     loop {
+        if w.ctx.shutdown.is_cancelled() {
+            return;
+        }
         let task = rx.borrow_and_update().clone();
         let current = w.reported.max(task.state());
         let desired = task.desired_state();
@@ -379,8 +374,13 @@ pub async fn run(ctx: WorkerContext, mut rx: watch::Receiver<Task>) {
             }
         };
         tokio::select! {
+            // The agent dropping its senders as it stops is no unassignment.
+            () = w.ctx.shutdown.cancelled() => return,
             changed = rx.changed() => {
                 if changed.is_err() {
+                    if w.ctx.shutdown.is_cancelled() {
+                        return;
+                    }
                     break;
                 }
             }

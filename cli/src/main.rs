@@ -1239,7 +1239,7 @@ async fn run_daemon(data_root: PathBuf, socket: PathBuf) -> anyhow::Result<()> {
         tokio::net::UnixListener::bind(&socket).with_context(|| format!("listening on {}", socket.display()))?;
     std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o660))?;
     tracing::info!(socket = %socket.display(), "API listening");
-    let shutdown = async {
+    let signalled = async {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
             Err(_) => return std::future::pending().await,
@@ -1249,11 +1249,19 @@ async fn run_daemon(data_root: PathBuf, socket: PathBuf) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    api::serve(listener, daemon.clone(), shutdown).await.context("serving the API")?;
+    // The server is one of the daemon's tasks: its shutdown stops it with the others.
+    let mut server = daemon.track(api::serve(listener, daemon.clone(), daemon.stopping()));
+    let served = tokio::select! {
+        () = signalled => None,
+        served = &mut server => Some(served),
+    };
     tracing::info!("shutting down: containers keep running and are re-adopted at the next start");
     daemon.shutdown().await;
     let _ = std::fs::remove_file(&socket);
-    Ok(())
+    match served {
+        Some(served) => served.context("the API server stopped")?.context("serving the API"),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

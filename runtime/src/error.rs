@@ -48,8 +48,9 @@ impl Error {
         Error::Io { context: context.into(), source }
     }
 
-    /// The message with every underlying cause appended, for logs and pipes that carry text.
-    pub(crate) fn report(&self) -> String {
+    /// The message with every underlying cause appended (`outer: inner: …`, the OS error
+    /// last), for logs, answers and pipes that carry text.
+    pub fn report(&self) -> String {
         let mut out = self.to_string();
         let mut source = std::error::Error::source(self);
         while let Some(cause) = source {

@@ -27,6 +27,7 @@
 //! opens: `cgroups`) for its limits, pause and OOM record.
 
 pub mod attach;
+mod capabilities;
 mod cgroups;
 mod clock;
 pub mod confine;
@@ -38,8 +39,10 @@ mod images;
 mod jsonfile;
 mod logs;
 mod process;
+mod procfs;
 mod rootfs;
 pub mod shim;
+mod signal;
 mod snapshot;
 mod volumes;
 
@@ -64,7 +67,8 @@ use container::{
 use error::IoContext;
 use images::{reference::Reference, store::ImageStore};
 use process::{
-    launch::{self, Handshake, Reaper, ShimCommand},
+    handshake::Handshake,
+    launch::{self, Reaper, ShimCommand},
     pidfd::PidFd,
 };
 use snapshot::Snapshotter;
@@ -519,7 +523,7 @@ impl Runtime {
             // The image's STOPSIGNAL, when the caller chose none.
             let image_signal = image.config.config().as_ref().and_then(|c| c.stop_signal().clone());
             if let Some(signal) = image_signal.filter(|s| !s.is_empty()) {
-                host.stop_signal = Some(process::signal::parse(&signal)?.as_str().to_string());
+                host.stop_signal = Some(signal::parse(&signal)?.as_str().to_string());
             }
         }
         match &inner.cgroups {
@@ -733,7 +737,7 @@ impl Runtime {
         self.record_user_stop(&self.inner.containers.find(id_or_name)?)?;
         let observed = self.observe(id_or_name)?;
         let signal = signal.unwrap_or(&observed.info.stop_signal);
-        let signal = process::signal::parse(signal)?;
+        let signal = signal::parse(signal)?;
         self.stop_observed(&observed, signal, timeout)
     }
 
@@ -742,7 +746,7 @@ impl Runtime {
     pub fn stop_container_default(&self, id_or_name: &str) -> Result<(), Error> {
         self.record_user_stop(&self.inner.containers.find(id_or_name)?)?;
         let observed = self.observe(id_or_name)?;
-        let signal = process::signal::parse(&observed.info.stop_signal)?;
+        let signal = signal::parse(&observed.info.stop_signal)?;
         self.stop_observed(&observed, signal, Duration::from_secs(observed.info.stop_timeout))
     }
 
@@ -825,7 +829,7 @@ impl Runtime {
     /// SIGKILL or the container's stop signal counts as a stop by a user (as in Docker): its
     /// restart policy does not start it again.
     pub fn kill_container(&self, id_or_name: &str, signal: &str) -> Result<(), Error> {
-        let signal = process::signal::parse(signal)?;
+        let signal = signal::parse(signal)?;
         let observed = self.observe(id_or_name)?;
         let name = &observed.info.name;
         let not_running = || Error::conflict(format!("container {name} is not running"));

@@ -22,7 +22,7 @@ use std::{
     fs,
     io::{self, Read, Write},
     os::{
-        fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd},
+        fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
         unix::net::{UnixListener, UnixStream},
     },
     path::Path,
@@ -37,15 +37,14 @@ use nix::{
         socket::{socketpair, AddressFamily, SockFlag, SockType},
         wait::{waitpid, WaitStatus},
     },
-    unistd::{dup2_stdin, dup2_stdout, fork, getpid, pipe2, read, setsid, write, ForkResult, Pid},
+    unistd::{dup2_stdout, fork, getpid, pipe2, read, setsid, write, ForkResult, Pid},
 };
 
 use crate::{
     attach::{self, FrameReader},
-    cgroups::CgroupPaths,
     clock,
     container::{
-        spec::ContainerConfig,
+        spec::{CgroupPaths, ContainerConfig},
         state::{ExitFile, Started, StateFile},
         ContainerPaths,
     },
@@ -54,12 +53,11 @@ use crate::{
     logs::{LogStream, LogWriter},
     process::{
         exec,
+        handshake::{self, Handshake},
         init::{self, InitFailure, InitStdio},
-        launch::Handshake,
-        memory, namespaces,
-        procfs::ProcessIdentity,
-        terminal,
+        memory, namespaces, terminal,
     },
+    procfs::ProcessIdentity,
     snapshot::Snapshotter,
 };
 
@@ -90,10 +88,6 @@ pub fn main(container_dir: &Path) -> ! {
 /// How long after the container's start the shim gives back the memory it needed only to
 /// start it ([`memory::release_startup_pages`]): a container that ends sooner never pays for it.
 const RELEASE_STARTUP_PAGES_AFTER: Duration = Duration::from_secs(1);
-
-/// The environment variable naming the fd of a client attached from the start (see
-/// [`crate::attach`]), set by the daemon's side of the launch.
-pub(crate) const ATTACH_FD_ENV: &str = "SHOAL_SHIM_ATTACH_FD";
 
 /// What the shim knows of a started container: its own identity, the init's, and its ends of
 /// the container's stdio.
@@ -129,8 +123,8 @@ fn run(dir: &Path) -> Result<(), Error> {
     // were started apart anyway.
     let _ = setsid();
     let mut clients = Vec::new();
-    if let Some(fd) = std::env::var(ATTACH_FD_ENV).ok().and_then(|v| v.parse::<RawFd>().ok()) {
-        clients.push(Client { stream: take_attached(fd)?, frames: FrameReader::default() });
+    if let Some(stream) = handshake::attached_client()? {
+        clients.push(Client { stream, frames: FrameReader::default() });
     }
     let (container, mut log, listener) = match start(&paths) {
         Ok(started) => started,
@@ -162,25 +156,6 @@ fn run(dir: &Path) -> Result<(), Error> {
         &paths.exit(),
         &ExitFile { exit_code, finished_at: clock::now_ns(), error: None, oom_killed },
     )
-}
-
-/// The stream of the client attached from the start, passed to us as fd `fd` (our stdin, as
-/// [`crate::process::launch`] does it, which then becomes /dev/null).
-fn take_attached(fd: RawFd) -> Result<UnixStream, Error> {
-    if fd != 0 {
-        // SAFETY: the starter passed this fd to us for this purpose alone; nothing else owns it.
-        return Ok(UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) }));
-    }
-    // SAFETY: fd 0 is open (the starter made it the stream); F_DUPFD_CLOEXEC only reads it.
-    let moved = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) };
-    if moved < 0 {
-        return Err(Error::io("taking the attached client from stdin", io::Error::last_os_error()));
-    }
-    // SAFETY: `moved` was just made by F_DUPFD_CLOEXEC and nothing else owns it.
-    let stream = UnixStream::from(unsafe { OwnedFd::from_raw_fd(moved) });
-    let null = fs::File::open("/dev/null").context(|| "opening /dev/null".to_string())?;
-    dup2_stdin(null.as_fd()).context(|| "pointing stdin at /dev/null".to_string())?;
-    Ok(stream)
 }
 
 /// The attach socket, bound through the container directory's fd: the directory's full path
@@ -321,8 +296,7 @@ fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), Error> {
 /// Writes the report line to stdout (the daemon's pipe), then points stdout at /dev/null so
 /// nothing else ever lands in that pipe.
 fn report(handshake: &Handshake) {
-    let mut line = serde_json::to_vec(handshake).expect("a handshake always serializes");
-    line.push(b'\n');
+    let line = handshake.line();
     let mut stdout = io::stdout().lock();
     // The daemon may be gone; the container runs on regardless.
     let _ = stdout.write_all(&line).and_then(|()| stdout.flush());

@@ -12,7 +12,7 @@ def shoal_bin():
     """$SHOAL, or target/release/shoal built now."""
     if os.environ.get("SHOAL"):
         return os.environ["SHOAL"]
-    subprocess.run(["cargo", "build", "--release", "-p", "shoal"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-p", "shoal", "-p", "shoal-runtime"], cwd=ROOT, check=True)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     return os.path.join(target, "release", "shoal")
 

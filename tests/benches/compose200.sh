@@ -14,7 +14,7 @@ RUNS=${RUNS:-30}
 DOCKER=${DOCKER:-docker}
 command -v hyperfine >/dev/null || { echo "compose200: needs hyperfine (apt-get install hyperfine)" >&2; exit 1; }
 if [ -z "${SHOAL:-}" ]; then
-    (cd "$ROOT" && cargo build --release -p shoal >&2)
+    (cd "$ROOT" && cargo build --release -p shoal -p shoal-runtime >&2)
     SHOAL=$ROOT/target/release/shoal
 fi
 TMP=$(mktemp -d /tmp/compose200.XXXXXX)

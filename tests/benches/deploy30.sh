@@ -25,7 +25,7 @@ BUSYBOX=$(command -v busybox || true)
 [ -n "$BUSYBOX" ] || { echo "deploy30: busybox not found (apt-get install busybox-static)" >&2; exit 1; }
 
 if [ -z "${SHOAL:-}" ]; then
-    (cd "$ROOT" && cargo build --release -p shoal >&2)
+    (cd "$ROOT" && cargo build --release -p shoal -p shoal-runtime >&2)
     SHOAL=$ROOT/target/release/shoal
 fi
 

@@ -59,12 +59,12 @@ BUSYBOX=$(command -v busybox || true)
 [ -n "$BUSYBOX" ] || { echo "start: busybox not found (apt-get install busybox-static)" >&2; exit 1; }
 
 if [ -z "${SHOAL:-}" ]; then
-    (cd "$ROOT" && cargo build --release -p shoal >&2)
+    (cd "$ROOT" && cargo build --release -p shoal -p shoal-runtime >&2)
     SHOAL=${CARGO_TARGET_DIR:-$ROOT/target}/release/shoal
 fi
 for b in shoal-shim shoal-rt; do
     [ -x "$(dirname "$SHOAL")/$b" ] ||
-        { echo "start: $(dirname "$SHOAL")/$b not found: it is built with shoal (cargo build --release -p shoal)" >&2; exit 1; }
+        { echo "start: $(dirname "$SHOAL")/$b not found: it is built with the runtime (cargo build --release -p shoal -p shoal-runtime)" >&2; exit 1; }
 done
 SHOAL_RT=$(dirname "$SHOAL")/shoal-rt
 

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 /// The `shoal` binary under test: `$SHOAL_BIN`, or the one cargo built next
-/// to this test.
+/// to this test (with the runtime's `shoal-shim`, which the daemon runs
+/// from the same directory).
 pub fn shoal_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("SHOAL_BIN") {
         return PathBuf::from(p);
@@ -18,9 +19,15 @@ pub fn shoal_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary has a path");
     // target/<profile>/deps/<test> → target/<profile>/shoal
     let dir = exe.parent().and_then(|d| d.parent()).expect("the test binary lives in target/<profile>/deps");
-    let bin = dir.join("shoal");
-    assert!(bin.exists(), "{} is missing: build it first with `cargo build -p shoal`", bin.display());
-    bin
+    for bin in ["shoal", "shoal-shim"] {
+        let path = dir.join(bin);
+        assert!(
+            path.exists(),
+            "{} is missing: build the binaries first with `cargo build -p shoal -p shoal-runtime`",
+            path.display()
+        );
+    }
+    dir.join("shoal")
 }
 
 /// A free TCP port on loopback.
@@ -117,6 +124,25 @@ impl Node {
             std::thread::sleep(Duration::from_millis(50));
         }
         bail!("the daemon did not answer within 20s; its log:\n{}", self.daemon_log())
+    }
+
+    /// Stops the daemon as a service manager does, with SIGTERM, and waits for it to exit
+    /// (at most 30 s, then it is killed and the test fails); returns whether it exited 0.
+    pub fn stop_daemon(&mut self) -> bool {
+        let Some(mut child) = self.daemon.take() else { return true };
+        let pid = i32::try_from(child.id()).expect("pids fit in i32");
+        // SAFETY: kill(2) on our own child, which has not been waited for yet.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the daemon did not stop within 30s of SIGTERM; its log:\n{}", tail(&self.daemon_log(), 40));
     }
 
     /// Kills the daemon with SIGKILL (containers keep running).

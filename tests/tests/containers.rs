@@ -463,6 +463,38 @@ fn live_restore_of_a_standalone_container() {
 }
 
 #[test]
+fn the_daemon_stops_while_a_client_waits_for_a_container() {
+    use std::io::{Read, Write};
+
+    let mut node = Node::start().expect("starting the daemon");
+    node.import_busybox("bb:1");
+    node.ok(&["run", "-d", "--name", "sleeper", "bb:1", "sleep", "1000"]);
+    let pid = restart_state(&node, "sleeper").2;
+    // A client waiting for the exit (`docker wait`, `docker run`): the answer's headers come at
+    // once, its body only when the container exits.
+    let mut client = std::os::unix::net::UnixStream::connect(node.socket()).expect("connecting to the API");
+    client
+        .write_all(b"POST /containers/sleeper/wait HTTP/1.1\r\nHost: shoal\r\nContent-Length: 0\r\n\r\n")
+        .expect("sending the wait request");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = client.read(&mut buf).expect("reading the wait answer's headers");
+        assert!(n > 0, "the daemon closed the wait request: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(seen.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&seen));
+
+    // The pending answer does not keep the daemon from stopping, nor does the stop end the
+    // container.
+    assert!(node.stop_daemon(), "the daemon failed to stop; its log:\n{}", node.daemon_log());
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "the container died with the daemon");
+    node.start_daemon().expect("restarting the daemon");
+    assert_eq!(restart_state(&node, "sleeper"), ("running".to_string(), 0, pid));
+    node.ok(&["container", "rm", "-f", "sleeper"]);
+}
+
+#[test]
 fn devices_are_given_only_when_asked() {
     let node = Node::start().expect("starting the daemon");
     node.import_busybox("bb:1");

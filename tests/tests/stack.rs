@@ -1,5 +1,6 @@
 //! A one-node swarm running a real stack, end to end: deploy, namespaces,
-//! scale, crash and replacement, daemon restart, removal without leftovers.
+//! scale, crash and replacement, daemon restarts (killed and stopped),
+//! removal without leftovers.
 
 use std::time::Duration;
 
@@ -106,6 +107,19 @@ fn a_stack_runs_scales_heals_survives_a_restart_and_goes_away_cleanly() {
     assert!(std::path::Path::new(&format!("/proc/{}", replacement.1)).exists(), "the container died with the daemon");
     node.start_daemon().expect("restarting the daemon");
     eventually(Duration::from_secs(30), "the service to report 1/1 after the restart", || {
+        (replicas(&node, "app_web") == (1, 1)).then_some(())
+    });
+    assert_eq!(web_containers(&node), vec![replacement.clone()], "the container was not re-adopted as it was");
+
+    // A graceful stop (SIGTERM) leaves it running too: an agent that stops is no task
+    // unassigned, and the next daemon re-adopts the container as it was.
+    assert!(node.stop_daemon(), "the daemon failed to stop; its log:\n{}", node.daemon_log());
+    assert!(
+        std::path::Path::new(&format!("/proc/{}", replacement.1)).exists(),
+        "the container died with the daemon's graceful stop"
+    );
+    node.start_daemon().expect("restarting the daemon");
+    eventually(Duration::from_secs(30), "the service to report 1/1 after the graceful restart", || {
         (replicas(&node, "app_web") == (1, 1)).then_some(())
     });
     assert_eq!(web_containers(&node), vec![replacement.clone()], "the container was not re-adopted as it was");

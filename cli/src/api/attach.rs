@@ -1,15 +1,10 @@
-//! The daemon's side of attaching a client to a container's stdio: getting a stream to the
-//! container's shim (now, or when the container starts) and copying between it and the
-//! client's upgraded connection, in the shapes Docker's API uses (raw with a tty, multiplexed
-//! frames without).
+//! Attach streams on upgraded connections: copying between a stream to the container's shim
+//! (which the daemon hands over, now or when the container starts: `daemon::containers`) and
+//! the client's connection, in the shapes Docker's API uses (raw with a tty, multiplexed
+//! frames without), and the `101` answer that hands the connection over.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use shoal_runtime::{attach as wire, ContainerInfo, ContainerState};
+use shoal_runtime::attach as wire;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-use crate::daemon::Daemon;
 
 /// Which streams the client asked for.
 #[derive(Debug, Clone, Copy)]
@@ -17,57 +12,6 @@ pub struct Wanted {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
-}
-
-/// Registers a client for the container's next start, before the connection is upgraded, so
-/// that a start the client sends as soon as it is attached finds it waiting.
-pub fn register(daemon: &Daemon, c: &ContainerInfo) -> Option<Waiting> {
-    if c.state != ContainerState::Created {
-        return None;
-    }
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    daemon.pending_attach.lock().ok()?.entry(c.id.clone()).or_default().push(tx);
-    Some(rx)
-}
-
-/// A registered client's end: receives the stream when the container starts.
-pub type Waiting = tokio::sync::oneshot::Receiver<std::os::unix::net::UnixStream>;
-
-/// A stream to the container's shim: from its start if `waiting` (see [`register`]), else at
-/// once if it runs; `None` once it has exited. A waiting client also checks now and then
-/// whether the container started without it (a start racing with the registration).
-pub async fn shim_stream(
-    daemon: &Arc<Daemon>,
-    c: &ContainerInfo,
-    mut waiting: Option<Waiting>,
-) -> Option<std::os::unix::net::UnixStream> {
-    loop {
-        if let Some(rx) = waiting.as_mut() {
-            tokio::select! {
-                got = rx => return got.ok(),
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
-        let rt = daemon.runtime.clone();
-        let id = c.id.clone();
-        let state = tokio::task::spawn_blocking(move || rt.container(&id)).await.ok()?.ok()?.state;
-        match state {
-            ContainerState::Exited => return None,
-            ContainerState::Running => {
-                let rt = daemon.runtime.clone();
-                let id = c.id.clone();
-                return match tokio::task::spawn_blocking(move || rt.attach_container(&id)).await.ok()? {
-                    Ok(stream) => Some(stream),
-                    Err(e) => {
-                        tracing::warn!(container = %c.name, "attach: {e}");
-                        None
-                    }
-                };
-            }
-            ContainerState::Created if waiting.is_none() => waiting = register(daemon, c),
-            ContainerState::Created => {}
-        }
-    }
 }
 
 /// Copies the container's output to the client and the client's input to the container until

@@ -1,5 +1,8 @@
-//! `/containers`: standalone containers on this node, straight from the
-//! runtime (no swarm needed), in the Docker Engine API's shapes.
+//! `/containers`: standalone containers on this node (no swarm needed), in
+//! the Docker Engine API's shapes: requests parsed into calls of the runtime
+//! or, where the daemon has a policy (start, restart, create, wait, attach
+//! hand-off), of the daemon (`daemon::containers`), and what they return
+//! rendered.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,24 +19,15 @@ use shoal_runtime::{ContainerInfo, ContainerSpec, ContainerState, RestartPolicy,
 use super::attach;
 use super::logs::{LogQuery, LogSource};
 use super::{docker, ApiError, ApiResult};
+use crate::daemon::containers::Start;
 use crate::daemon::Daemon;
-
-/// Whether the container exited and waits out its restart back-off (a container a user
-/// started meanwhile is running, whatever its old watcher thinks).
-fn restarting(daemon: &Daemon, c: &ContainerInfo) -> bool {
-    c.state != ContainerState::Running && daemon.restarts.is_restarting(&c.id)
-}
 
 /// Runs a blocking runtime call on the blocking pool.
 pub async fn blocking<T: Send + 'static>(
     rt: &Arc<Runtime>,
     f: impl FnOnce(&Runtime) -> Result<T, shoal_runtime::Error> + Send + 'static,
 ) -> ApiResult<T> {
-    let rt = rt.clone();
-    tokio::task::spawn_blocking(move || f(&rt))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(Into::into)
+    Ok(crate::daemon::containers::blocking(rt, f).await?)
 }
 
 fn state_name(s: ContainerState) -> &'static str {
@@ -46,7 +40,7 @@ fn state_name(s: ContainerState) -> &'static str {
 
 fn since(ns: Option<i64>) -> String {
     let now = shoal_proto::now_ns();
-    crate::commands::human_duration(now - ns.unwrap_or(now))
+    docker::human_duration(now - ns.unwrap_or(now))
 }
 
 /// `docker ps`'s STATUS column: `Up 5 seconds`, `Exited (0) 2 minutes ago`.
@@ -55,12 +49,12 @@ fn status_text(c: &ContainerInfo) -> String {
     match c.state {
         ContainerState::Created => "Created".into(),
         ContainerState::Running => {
-            format!("Up {}", crate::commands::human_duration(now - c.started_at.unwrap_or(now)))
+            format!("Up {}", docker::human_duration(now - c.started_at.unwrap_or(now)))
         }
         ContainerState::Exited => format!(
             "Exited ({}) {} ago",
             c.exit_code.unwrap_or(-1),
-            crate::commands::human_duration(now - c.finished_at.unwrap_or(now))
+            docker::human_duration(now - c.finished_at.unwrap_or(now))
         ),
     }
 }
@@ -174,7 +168,7 @@ pub async fn list(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>)
             .filter(|c| filters.any("name", |n| c.name.contains(n.trim_start_matches('/'))))
             .filter(|c| filters.any("id", |i| c.id.starts_with(i)))
             .filter(|c| {
-                let is_restarting = restarting(&daemon, c);
+                let is_restarting = daemon.containers.is_restarting(c);
                 filters.any("status", |s| match s {
                     "restarting" => is_restarting,
                     "paused" => c.paused,
@@ -182,7 +176,7 @@ pub async fn list(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>)
                     other => !is_restarting && state_name(c.state) == other,
                 })
             })
-            .map(|c| summary(c, restarting(&daemon, c)))
+            .map(|c| summary(c, daemon.containers.is_restarting(c)))
             .collect(),
     )))
 }
@@ -304,12 +298,6 @@ fn apply_host_config(v: &Value, spec: &mut ContainerSpec) -> ApiResult<()> {
     spec.pids_limit = int(h("PidsLimit"), "HostConfig.PidsLimit")?.filter(|p| *p > 0);
     spec.devices = devices(h("Devices"))?;
     spec.restart_policy = restart_policy(h("RestartPolicy"))?;
-    if boolean(h("AutoRemove")) && spec.restart_policy != RestartPolicy::No {
-        return Err(ApiError::bad_request(format!(
-            "HostConfig.AutoRemove cannot go with restart policy {}: a container removed when it exits cannot be restarted",
-            spec.restart_policy
-        )));
-    }
     spec.console_size = console_size(h("ConsoleSize"))?;
     spec.auto_remove = boolean(h("AutoRemove"));
     Ok(())
@@ -630,59 +618,16 @@ pub async fn create(
         ..Default::default()
     };
     apply_host_config(&v, &mut spec)?;
-    let c = blocking(&daemon.runtime, move |rt| rt.create_container(&spec)).await?;
+    let c = daemon.containers.create(spec).await?;
     Ok((StatusCode::CREATED, Json(json!({ "Id": c.id, "Warnings": [] }))).into_response())
 }
 
+/// `POST /containers/{id}/start`: `304` when it runs already.
 pub async fn start(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
-    if c.state == ContainerState::Running {
-        return Ok(StatusCode::NOT_MODIFIED);
-    }
-    let waiting = daemon.pending_attach.lock().map(|mut p| p.remove(&c.id)).ok().flatten().unwrap_or_default();
-    if waiting.is_empty() {
-        start_watched(&daemon, c).await?;
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    // A start that failed leaves the container for its client to remove (and to read its
-    // exit code from first), as Docker does.
-    // The first client waiting gets the stream attached before the command runs; any other
-    // attaches as the container runs.
-    let id = c.id.clone();
-    let started = blocking(&daemon.runtime, move |rt| rt.start_container_attached(&id)).await;
-    if c.restart_policy != RestartPolicy::No {
-        daemon.restarts.watch(&c.id);
-    }
-    let (_, stream) = started?;
-    if c.auto_remove {
-        crate::daemon::remove_when_exited(&daemon, c.id.clone());
-    }
-    let mut waiting = waiting.into_iter();
-    if let Some(first) = waiting.next() {
-        let _ = first.send(stream);
-    }
-    for other in waiting {
-        let id = c.id.clone();
-        if let Ok(stream) = blocking(&daemon.runtime, move |rt| rt.attach_container(&id)).await {
-            let _ = other.send(stream);
-        }
-    }
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Starts a container as a user does, and hands it to its restart policy, or, with
-/// `AutoRemove`, to removal once it exits.
-async fn start_watched(daemon: &Arc<Daemon>, c: ContainerInfo) -> ApiResult<()> {
-    let id = c.id.clone();
-    let started = blocking(&daemon.runtime, move |rt| rt.start_container(&id)).await;
-    // Even a start that failed is an exit the policy acts on.
-    if c.restart_policy != RestartPolicy::No {
-        daemon.restarts.watch(&c.id);
-    }
-    if started.is_ok() && c.auto_remove {
-        crate::daemon::remove_when_exited(daemon, c.id.clone());
-    }
-    started.map(drop)
+    Ok(match daemon.containers.start(&id).await? {
+        Start::AlreadyRunning => StatusCode::NOT_MODIFIED,
+        Start::Started => StatusCode::NO_CONTENT,
+    })
 }
 
 #[derive(Deserialize)]
@@ -711,9 +656,10 @@ pub async fn attach(
     }
     let want = attach::Wanted { stdin: truthy(&q.stdin), stdout: truthy(&q.stdout), stderr: truthy(&q.stderr) };
     let upgrade = hyper::upgrade::on(&mut req);
-    let waiting = attach::register(&daemon, &c);
+    let waiting = daemon.containers.register_attach(&c);
     let tty = c.tty;
-    tokio::spawn(async move {
+    let streaming = daemon.clone();
+    daemon.spawn(async move {
         let client = match upgrade.await {
             Ok(upgraded) => hyper_util::rt::TokioIo::new(upgraded),
             Err(e) => {
@@ -721,7 +667,7 @@ pub async fn attach(
                 return;
             }
         };
-        let Some(stream) = attach::shim_stream(&daemon, &c, waiting).await else { return };
+        let Some(stream) = streaming.containers.attach_stream(&c, waiting).await else { return };
         if let Err(e) = attach::pump(client, stream, c.tty, want).await {
             tracing::debug!(container = %c.name, "attach ended: {e}");
         }
@@ -794,11 +740,7 @@ pub async fn restart(
     Path(id): Path<String>,
     Query(q): Query<StopQuery>,
 ) -> ApiResult<StatusCode> {
-    let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
-    let timeout = std::time::Duration::from_secs(q.t.unwrap_or(c.stop_timeout));
-    let key = c.id.clone();
-    blocking(&daemon.runtime, move |rt| rt.stop_container(&key, q.signal.as_deref(), timeout)).await?;
-    start_watched(&daemon, c).await?;
+    daemon.containers.restart(&id, q.signal, q.t.map(std::time::Duration::from_secs)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -840,28 +782,13 @@ pub async fn wait(
         }
     };
     let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
-    let rt = daemon.runtime.clone();
     let body = futures::stream::once(async move {
-        // A `--rm` container the daemon removed as this waited ended as the daemon saw it.
-        let done = match rt.wait_container(&c.id).await.map_err(|e| (daemon.auto_removed(&c.id), e)) {
-            Ok(done) | Err((Some(done), _)) => done,
-            Err((None, e)) => {
+        let done = match daemon.containers.wait_exit(&c.id, removed).await {
+            Ok(done) => done,
+            Err(e) => {
                 return Ok(Bytes::from(json!({ "StatusCode": -1, "Error": { "Message": e.to_string() } }).to_string()))
             }
         };
-        if removed {
-            // Removal follows the exit closely (`AutoRemove`), or waits for a user.
-            let mut pause = std::time::Duration::from_millis(2);
-            loop {
-                let rt = rt.clone();
-                let id = c.id.clone();
-                match tokio::task::spawn_blocking(move || rt.container(&id)).await {
-                    Ok(Ok(_)) => tokio::time::sleep(pause).await,
-                    _ => break,
-                }
-                pause = (pause * 2).min(std::time::Duration::from_millis(100));
-            }
-        }
         let error = done.error.map(|m| json!({ "Message": m }));
         Ok::<_, std::io::Error>(Bytes::from(
             json!({ "StatusCode": done.exit_code.unwrap_or(-1), "Error": error }).to_string(),
@@ -900,7 +827,7 @@ pub async fn remove(
 
 pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
-    Ok(Json(inspect_json(&c, restarting(&daemon, &c))))
+    Ok(Json(inspect_json(&c, daemon.containers.is_restarting(&c))))
 }
 
 /// `GET /containers/{id}/logs`: with `follow`, the stream ends when the

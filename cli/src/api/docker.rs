@@ -25,6 +25,44 @@ pub fn time(ns: i64) -> String {
         .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
 }
 
+/// Docker's `units.HumanDuration`: "5 seconds", "About a minute", "2 hours".
+pub fn human_duration(ns: i64) -> String {
+    let secs = ns / 1_000_000_000;
+    if secs < 1 {
+        return "Less than a second".into();
+    }
+    if secs == 1 {
+        return "1 second".into();
+    }
+    if secs < 60 {
+        return format!("{secs} seconds");
+    }
+    let mins = secs / 60;
+    if mins == 1 {
+        return "About a minute".into();
+    }
+    if mins < 60 {
+        return format!("{mins} minutes");
+    }
+    let hours = (secs as f64 / 3600.0).round() as i64;
+    if hours == 1 {
+        return "About an hour".into();
+    }
+    if hours < 48 {
+        return format!("{hours} hours");
+    }
+    if hours < 24 * 7 * 2 {
+        return format!("{} days", hours / 24);
+    }
+    if hours < 24 * 30 * 2 {
+        return format!("{} weeks", hours / 24 / 7);
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{} months", hours / 24 / 30);
+    }
+    format!("{} years", hours / 24 / 365)
+}
+
 fn meta(m: &Option<shoal_proto::Meta>) -> (Value, Value, Value) {
     let m = m.unwrap_or_default();
     (json!({ "Index": m.version }), json!(time(m.created_at)), json!(time(m.updated_at)))
@@ -1101,6 +1139,14 @@ pub fn parse_node_spec(v: &Value) -> Result<shoal_proto::NodeSpec, SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn human_durations_match_docker() {
+        assert_eq!(human_duration(500_000_000), "Less than a second");
+        assert_eq!(human_duration(5_000_000_000), "5 seconds");
+        assert_eq!(human_duration(90_000_000_000), "About a minute");
+        assert_eq!(human_duration(3 * 3600 * 1_000_000_000), "3 hours");
+    }
 
     #[test]
     fn service_spec_round_trips() {

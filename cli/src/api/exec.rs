@@ -7,101 +7,23 @@
 //! comes (raw from a terminal with `-t`, in Docker's multiplexed frames
 //! without) and the client's bytes go to its stdin (`-i`); a terminal is
 //! resized through `/exec/{id}/resize`. Without an upgrade the output comes
-//! whole, in frames, when the command ends.
+//! whole, in frames, when the command ends. The instances themselves, and
+//! what running one means, are the daemon's (`daemon::exec`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use shoal_runtime::{attach as wire, ContainerState, ExecOutput, ExecProcess, ExecSpec};
+use shoal_runtime::{attach as wire, ExecOutput, ExecProcess, ExecSpec};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::containers::{blocking, string, strings};
+use super::containers::{string, strings};
 use super::{ApiError, ApiResult};
+use crate::daemon::exec::{Exec, Run};
 use crate::daemon::Daemon;
-
-/// How many exec instances are remembered; the oldest ended ones go first.
-const KEPT: usize = 256;
-
-/// The daemon's exec instances, by id.
-#[derive(Default)]
-pub struct Execs(Mutex<HashMap<String, Exec>>);
-
-#[derive(Clone)]
-struct Exec {
-    container: String,
-    spec: ExecSpec,
-    stdout: bool,
-    stderr: bool,
-    /// Made at (for forgetting the oldest first).
-    seq: u64,
-    state: Run,
-    /// The terminal's master while it runs with one (for resizing).
-    terminal: Option<Arc<std::os::fd::OwnedFd>>,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Run {
-    Created,
-    Running,
-    Exited(i32),
-}
-
-impl Execs {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Exec>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn insert(&self, id: String, exec: Exec) {
-        let mut execs = self.lock();
-        while execs.len() >= KEPT {
-            let oldest = execs
-                .iter()
-                .filter(|(_, e)| e.state != Run::Running)
-                .min_by_key(|(_, e)| e.seq)
-                .map(|(id, _)| id.clone());
-            match oldest {
-                Some(id) => execs.remove(&id),
-                None => break,
-            };
-        }
-        execs.insert(id, exec);
-    }
-
-    fn get(&self, id: &str) -> ApiResult<Exec> {
-        self.lock().get(id).cloned().ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))
-    }
-
-    fn set(&self, id: &str, state: Run) {
-        if let Some(e) = self.lock().get_mut(id) {
-            e.state = state;
-            if state != Run::Running {
-                e.terminal = None;
-            }
-        }
-    }
-
-    fn set_terminal(&self, id: &str, terminal: Option<Arc<std::os::fd::OwnedFd>>) {
-        if let Some(e) = self.lock().get_mut(id) {
-            e.terminal = terminal;
-        }
-    }
-
-    /// Marks `id` running unless it ran already (an instance runs once).
-    fn begin(&self, id: &str) -> ApiResult<Exec> {
-        let mut execs = self.lock();
-        let exec = execs.get_mut(id).ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))?;
-        if exec.state != Run::Created {
-            return Err(ApiError::new(StatusCode::CONFLICT, format!("exec instance {id} has already been started")));
-        }
-        exec.state = Run::Running;
-        Ok(exec.clone())
-    }
-}
 
 /// Docker's `ConsoleSize`: `[rows, columns]`, or nothing.
 fn console_size(v: &Value) -> ApiResult<Option<(u16, u16)>> {
@@ -146,37 +68,10 @@ pub async fn create(
         tty_size: console_size(&v["ConsoleSize"])?,
         stdin: bool_field(&v["AttachStdin"], "AttachStdin")?,
     };
-    let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
-    if c.state != ContainerState::Running {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("container {} is not running: start it first", c.name),
-        ));
-    }
-    if c.paused {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("container {} is paused: unpause it first", c.name)));
-    }
-    let exec_id: String = (0..4).map(|_| format!("{:016x}", rand::random::<u64>())).collect();
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let exec = Exec {
-        container: c.id,
-        spec,
-        stdout: bool_field(&v["AttachStdout"], "AttachStdout")?,
-        stderr: bool_field(&v["AttachStderr"], "AttachStderr")?,
-        seq: SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        state: Run::Created,
-        terminal: None,
-    };
-    daemon.execs.insert(exec_id.clone(), exec);
+    let stdout = bool_field(&v["AttachStdout"], "AttachStdout")?;
+    let stderr = bool_field(&v["AttachStderr"], "AttachStderr")?;
+    let exec_id = daemon.execs.create(&id, spec, stdout, stderr).await?;
     Ok((StatusCode::CREATED, Json(json!({ "Id": exec_id }))).into_response())
-}
-
-/// Runs the instance to its end and records its exit code.
-async fn run(daemon: &Arc<Daemon>, id: &str, exec: &Exec) -> ApiResult<ExecOutput> {
-    let (container, spec) = (exec.container.clone(), exec.spec.clone());
-    let out = blocking(&daemon.runtime, move |rt| rt.exec(&container, &spec)).await;
-    daemon.execs.set(id, Run::Exited(out.as_ref().map(|o| o.exit_code).unwrap_or(126)));
-    out
 }
 
 /// The output in Docker's multiplexed frames, the streams asked for.
@@ -223,14 +118,15 @@ pub async fn start(
             exec.spec.tty = false;
             exec.spec.stdin = false;
             if detach {
-                tokio::spawn(async move {
-                    if let Err(e) = run(&daemon, &id, &exec).await {
-                        tracing::warn!(exec = %id, "exec: {}", e.message);
+                let running = daemon.clone();
+                daemon.spawn(async move {
+                    if let Err(e) = running.execs.run(&id, &exec).await {
+                        tracing::warn!(exec = %id, "exec: {e}");
                     }
                 });
                 return Ok(StatusCode::OK.into_response());
             }
-            let out = run(&daemon, &id, &exec).await?;
+            let out = daemon.execs.run(&id, &exec).await?;
             return Response::builder()
                 .status(StatusCode::OK)
                 .header("Content-Type", "application/vnd.docker.multiplexed-stream")
@@ -238,17 +134,10 @@ pub async fn start(
                 .map_err(|e| ApiError::internal(e.to_string()));
         }
     };
-    let (container, spec) = (exec.container.clone(), exec.spec.clone());
-    let process = match blocking(&daemon.runtime, move |rt| rt.exec_spawn(&container, &spec)).await {
-        Ok(p) => p,
-        Err(e) => {
-            daemon.execs.set(&id, Run::Exited(126));
-            return Err(e);
-        }
-    };
-    daemon.execs.set_terminal(&id, process.terminal.as_ref().and_then(|t| t.try_clone().ok()).map(Arc::new));
+    let process = daemon.execs.spawn(&id, &exec).await?;
     let tty = exec.spec.tty;
-    tokio::spawn(async move {
+    let streaming = daemon.clone();
+    daemon.spawn(async move {
         let client = match upgrade.await {
             Ok(upgraded) => hyper_util::rt::TokioIo::new(upgraded),
             Err(e) => {
@@ -259,15 +148,8 @@ pub async fn start(
         let (mut client_r, mut client_w) = tokio::io::split(client);
         let mut process = process;
         let streamed = stream(&mut client_r, &mut client_w, &mut process, &exec).await;
-        let ended = tokio::task::spawn_blocking(move || process.wait()).await;
-        let (code, failure) = match ended {
-            Ok(Ok(code)) => (code, None),
-            Ok(Err(shoal_runtime::Error::Exec { message, exit_code, .. })) => (exit_code, Some(message)),
-            Ok(Err(e)) => (126, Some(e.to_string())),
-            Err(e) => (126, Some(e.to_string())),
-        };
         // Recorded before the connection closes: the client asks for it next.
-        daemon.execs.set(&id, Run::Exited(code));
+        let (_, failure) = streaming.execs.finish(&id, process).await;
         if let Some(message) = failure {
             let line = format!("{message}\n");
             let bytes = if tty { line.into_bytes() } else { wire::frame(wire::STDERR, line.as_bytes()) };
@@ -422,11 +304,9 @@ pub async fn resize(
     Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<super::containers::ResizeQuery>,
 ) -> ApiResult<StatusCode> {
-    let exec = daemon.execs.get(&id)?;
+    // An unknown instance is that, whatever the size asked for.
+    daemon.execs.get(&id)?;
     let (rows, cols) = q.size()?;
-    if let Some(master) = exec.terminal {
-        use std::os::fd::AsFd;
-        shoal_runtime::resize_terminal(master.as_fd(), rows, cols)?;
-    }
+    daemon.execs.resize(&id, rows, cols)?;
     Ok(StatusCode::OK)
 }

@@ -6,7 +6,7 @@
 mod attach;
 pub(crate) mod containers;
 pub mod docker;
-pub mod exec;
+mod exec;
 mod filters;
 mod images;
 mod logs;
@@ -28,6 +28,7 @@ use serde_json::json;
 use shoal_manager::control::ControlError;
 use shoal_proto::{Config, Secret};
 
+use crate::daemon::containers::ContainerError;
 use crate::daemon::Daemon;
 
 pub use filters::Filters;
@@ -94,7 +95,20 @@ impl From<shoal_runtime::Error> for ApiError {
             E::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError::new(status, shoal_agent::error_chain(&e))
+        ApiError::new(status, e.report())
+    }
+}
+
+impl From<ContainerError> for ApiError {
+    fn from(e: ContainerError) -> Self {
+        let (status, message) = match e {
+            ContainerError::Runtime(e) => return e.into(),
+            ContainerError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ContainerError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ContainerError::InvalidArgument(m) => (StatusCode::BAD_REQUEST, m),
+            ContainerError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
+        };
+        ApiError::new(status, message)
     }
 }
 

@@ -19,6 +19,9 @@ pub mod volume;
 
 use serde_json::Value;
 
+// Docker's rendering of durations, shared with the API's container status.
+use crate::api::docker::human_duration;
+
 /// How list commands print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum Format {
@@ -72,61 +75,10 @@ pub fn parse_time(s: &str) -> Option<i64> {
         .map(|t| t.unix_timestamp_nanos() as i64)
 }
 
-/// Docker's `units.HumanDuration`: "5 seconds", "About a minute", "2 hours".
-pub fn human_duration(ns: i64) -> String {
-    let secs = ns / 1_000_000_000;
-    if secs < 1 {
-        return "Less than a second".into();
-    }
-    if secs == 1 {
-        return "1 second".into();
-    }
-    if secs < 60 {
-        return format!("{secs} seconds");
-    }
-    let mins = secs / 60;
-    if mins == 1 {
-        return "About a minute".into();
-    }
-    if mins < 60 {
-        return format!("{mins} minutes");
-    }
-    let hours = (secs as f64 / 3600.0).round() as i64;
-    if hours == 1 {
-        return "About an hour".into();
-    }
-    if hours < 48 {
-        return format!("{hours} hours");
-    }
-    if hours < 24 * 7 * 2 {
-        return format!("{} days", hours / 24);
-    }
-    if hours < 24 * 30 * 2 {
-        return format!("{} weeks", hours / 24 / 7);
-    }
-    if hours < 24 * 365 * 2 {
-        return format!("{} months", hours / 24 / 30);
-    }
-    format!("{} years", hours / 24 / 365)
-}
-
 /// "5 seconds ago" for a time given as RFC 3339.
 pub fn ago(rfc3339: &str) -> String {
     match parse_time(rfc3339) {
         Some(t) => format!("{} ago", human_duration(shoal_proto::now_ns() - t)),
         None => String::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn human_durations_match_docker() {
-        assert_eq!(human_duration(500_000_000), "Less than a second");
-        assert_eq!(human_duration(5_000_000_000), "5 seconds");
-        assert_eq!(human_duration(90_000_000_000), "About a minute");
-        assert_eq!(human_duration(3 * 3600 * 1_000_000_000), "3 hours");
     }
 }

@@ -1,14 +1,22 @@
-//! The node daemon's wiring: the runtime, the restart policies of standalone
-//! containers ([`restart`]), the swarm membership (a manager and the agent
-//! once the node is in a swarm), and the HTTP API.
+//! The node daemon: the runtime, the policy for standalone containers
+//! ([`containers`]: starts, auto-removal, attach hand-off; [`restart`]: the
+//! restart policies), exec instances ([`exec`]), the swarm membership (a
+//! manager and the agent once the node is in a swarm), and how it all stops
+//! ([`shutdown`]).
+//!
+//! Architecture invariant: the HTTP API calls into the daemon, never the
+//! reverse; nothing here knows HTTP.
 
+pub mod containers;
+pub mod exec;
 mod identity;
-pub mod restart;
+mod restart;
+mod shutdown;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use shoal_manager::{Manager, ManagerConfig};
@@ -16,10 +24,13 @@ use shoal_proto::{
     Annotations, CaConfig, Cluster, ClusterSpec, DispatcherConfig, JoinTokens, ManagerStatus, Node, NodeDescription,
     NodeRole, NodeSpec, NodeStatus, OrchestrationConfig, Platform, RaftConfig, Reachability, Resources,
 };
-use shoal_runtime::{ContainerInfo, Runtime};
+use shoal_runtime::Runtime;
 use tokio::sync::{watch, RwLock};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 pub use identity::{NodeIdentity, RaftTuning};
+use shutdown::Shutdown;
 
 /// What `shoal daemon` runs with.
 #[derive(Debug, Clone)]
@@ -31,32 +42,43 @@ pub struct DaemonConfig {
 pub struct Member {
     pub identity: NodeIdentity,
     pub manager: Option<Arc<Manager>>,
-    agent_stop: watch::Sender<bool>,
+    /// Stops the agent (a child of the daemon's shutdown token).
+    agent_stop: CancellationToken,
+    agent: JoinHandle<()>,
+}
+
+/// How long stopping waits for the agent to end (its workers finish what they are doing).
+const AGENT_STOP_WAIT: Duration = Duration::from_secs(10);
+/// How long the daemon's shutdown waits for its tasks once cancelled.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
+impl Member {
+    /// Stops the agent and the manager, and waits for the agent to end: containers keep
+    /// running.
+    async fn stop(self) {
+        self.agent_stop.cancel();
+        if let Some(m) = self.manager {
+            m.shutdown().await;
+        }
+        if tokio::time::timeout(AGENT_STOP_WAIT, self.agent).await.is_err() {
+            tracing::warn!("the agent did not stop within {AGENT_STOP_WAIT:?}; going on without it");
+        }
+    }
 }
 
 /// The daemon: shared by every API handler.
 pub struct Daemon {
     pub config: DaemonConfig,
     pub runtime: Arc<Runtime>,
-    /// Restarts standalone containers per their restart policy.
-    pub restarts: Arc<restart::Supervisor>,
+    /// The standalone containers' policy: starts, restarts, auto-removal, attach hand-off.
+    pub containers: containers::Containers,
+    /// Exec instances made through Docker's exec API.
+    pub execs: exec::Execs,
     pub hostname: String,
     pub swarm: RwLock<Option<Member>>,
-    /// Clients attached to containers that are not started yet, by container id: the next
-    /// start hands them the container's stdio.
-    pub pending_attach: std::sync::Mutex<HashMap<String, Vec<PendingAttach>>>,
-    /// How the latest `--rm` containers this daemon removed ended, for clients still waiting
-    /// for them (`docker run --rm` waits for the removal and then reads the exit code).
-    auto_removed: std::sync::Mutex<std::collections::VecDeque<ContainerInfo>>,
-    /// Exec instances made through Docker's exec API.
-    pub execs: crate::api::exec::Execs,
+    /// The stop signal and the tasks it stops.
+    shutdown: Shutdown,
 }
-
-/// How many removed `--rm` containers' ends are remembered.
-const AUTO_REMOVED_KEPT: usize = 256;
-
-/// A client waiting for a container to start, to be handed its attach stream.
-pub type PendingAttach = tokio::sync::oneshot::Sender<std::os::unix::net::UnixStream>;
 
 /// Why `swarm init` was refused.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +121,7 @@ pub fn shim_binary() -> anyhow::Result<PathBuf> {
     let shim = exe.with_file_name(SHIM_BINARY);
     if !shim.is_file() {
         anyhow::bail!(
-            "the container shim {} is missing: install {SHIM_BINARY} next to {} (`cargo build -p shoal` builds both)",
+            "the container shim {} is missing: install {SHIM_BINARY} next to {} (`cargo build -p shoal -p shoal-runtime` builds both)",
             shim.display(),
             exe.display()
         );
@@ -107,36 +129,7 @@ pub fn shim_binary() -> anyhow::Result<PathBuf> {
     Ok(shim)
 }
 
-/// Removes the `--rm` container `id` once it has exited, remembering how it ended.
-pub fn remove_when_exited(daemon: &Arc<Daemon>, id: String) {
-    let daemon = daemon.clone();
-    tokio::spawn(async move {
-        let Ok(done) = daemon.runtime.wait_container(&id).await else { return };
-        {
-            let mut kept = daemon.auto_removed.lock().unwrap_or_else(|p| p.into_inner());
-            if kept.len() >= AUTO_REMOVED_KEPT {
-                kept.pop_front();
-            }
-            kept.push_back(done);
-        }
-        let runtime = daemon.runtime.clone();
-        let removed = tokio::task::spawn_blocking(move || runtime.remove_container(&id, true)).await;
-        match removed {
-            // Removed already: by a user, or by its client (`run --rm` removes it too).
-            Ok(Err(shoal_runtime::Error::NotFound { .. })) | Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "removing a --rm container that exited"),
-            Err(e) => tracing::warn!(error = %e, "removing a --rm container that exited"),
-        }
-    });
-}
-
 impl Daemon {
-    /// How the `--rm` container `id`, removed by this daemon, ended.
-    pub fn auto_removed(&self, id: &str) -> Option<ContainerInfo> {
-        let kept = self.auto_removed.lock().unwrap_or_else(|p| p.into_inner());
-        kept.iter().rev().find(|c| c.id == id).cloned()
-    }
-
     /// Opens the runtime and, if this node was in a swarm, rejoins it.
     pub async fn start(config: DaemonConfig) -> anyhow::Result<Arc<Daemon>> {
         std::fs::create_dir_all(&config.data_root)
@@ -145,36 +138,17 @@ impl Daemon {
             .with_context(|| format!("opening the runtime under {}", config.data_root.display()))?;
         crate::api::remove_old_uploads(&config.data_root);
         let runtime = Arc::new(runtime);
-        let restarts = restart::Supervisor::new(runtime.clone());
+        let shutdown = Shutdown::default();
         let daemon = Arc::new(Daemon {
             config,
+            containers: containers::Containers::new(runtime.clone(), shutdown.clone()),
+            execs: exec::Execs::new(runtime.clone()),
             runtime,
-            restarts,
             hostname: hostname(),
             swarm: RwLock::new(None),
-            pending_attach: Default::default(),
-            auto_removed: Default::default(),
-            execs: Default::default(),
+            shutdown,
         });
-        // Containers that kept running while no daemon watched are re-adopted; exited ones
-        // their policy wants running are started.
-        let resuming = daemon.restarts.clone();
-        tokio::spawn(async move { resuming.resume().await });
-        // `--rm` containers started before: removed once they exit (now, if they have), as
-        // if this daemon had watched them all along.
-        let watching = daemon.clone();
-        tokio::spawn(async move {
-            let runtime = watching.runtime.clone();
-            let listed = tokio::task::spawn_blocking(move || runtime.list_containers()).await;
-            match listed {
-                Ok(Ok(containers)) => containers
-                    .into_iter()
-                    .filter(|c| c.auto_remove && c.started_at.is_some())
-                    .for_each(|c| remove_when_exited(&watching, c.id)),
-                Ok(Err(e)) => tracing::warn!(error = %e, "listing containers to remove the --rm ones that exited"),
-                Err(e) => tracing::warn!(error = %e, "listing containers to remove the --rm ones that exited"),
-            }
-        });
+        daemon.containers.resume();
         if let Some(identity) = NodeIdentity::load(&daemon.config.data_root)? {
             tracing::info!(node = %identity.node_id, "rejoining the swarm this node was in");
             let member = daemon.start_member(identity, None).await?;
@@ -197,7 +171,7 @@ impl Daemon {
         } else {
             None
         };
-        let (agent_stop, stop_rx) = watch::channel(false);
+        let agent_stop = self.shutdown.token().child_token();
         let agent_config = shoal_agent::AgentConfig {
             node_id: identity.node_id.clone(),
             addr: identity
@@ -213,10 +187,11 @@ impl Daemon {
         let (role_tx, role_rx) = watch::channel(role as i32);
         let (managers_tx, managers_rx) = watch::channel(identity.managers.clone());
         let told = shoal_agent::Told { desired_role: role_tx, managers: managers_tx };
-        tokio::spawn(shoal_agent::run(agent_config, self.runtime.clone(), stop_rx, told));
-        tokio::spawn(self.clone().follow_role(identity.node_id.clone(), role, role_rx));
-        tokio::spawn(self.clone().follow_managers(identity.node_id.clone(), managers_rx));
-        Ok(Member { identity, manager, agent_stop })
+        let agent = self.shutdown.track(shoal_agent::run(agent_config, self.runtime.clone(), agent_stop.clone(), told));
+        // Both end with the agent, which holds the other ends of their channels.
+        self.shutdown.spawn(self.clone().follow_role(identity.node_id.clone(), role, role_rx));
+        self.shutdown.spawn(self.clone().follow_managers(identity.node_id.clone(), managers_rx));
+        Ok(Member { identity, manager, agent_stop, agent })
     }
 
     /// `swarm init`: creates a one-manager swarm with this node in it.
@@ -621,10 +596,7 @@ impl Daemon {
             "the manager did not send the CA key a manager needs"
         );
         let Some(old) = swarm.take() else { return Ok(()) };
-        old.agent_stop.send_replace(true);
-        if let Some(m) = old.manager {
-            m.shutdown().await;
-        }
+        old.stop().await;
         if was_manager == becomes_manager {
             // Same role, new certificate: restart with it.
             let tls = shoal_manager::ca::NodeTls {
@@ -684,10 +656,7 @@ impl Daemon {
             }
         }
         let Some(member) = swarm.take() else { return Ok(()) };
-        member.agent_stop.send_replace(true);
-        if let Some(m) = member.manager {
-            m.shutdown().await;
-        }
+        member.stop().await;
         let rt = self.runtime.clone();
         let removed = tokio::task::spawn_blocking(move || -> Result<(), shoal_runtime::Error> {
             for c in rt.list_containers()? {
@@ -708,14 +677,37 @@ impl Daemon {
         Ok(())
     }
 
-    /// Stops the agent and the manager; containers keep running.
+    /// Stops the agent and the manager, then every task the daemon started (restart
+    /// watchers, auto-removals, role followers, the API server and its attached streams),
+    /// waiting for them at most [`SHUTDOWN_WAIT`]; containers keep running.
     pub async fn shutdown(&self) {
         if let Some(member) = self.swarm.write().await.take() {
-            member.agent_stop.send_replace(true);
-            if let Some(m) = member.manager {
-                m.shutdown().await;
-            }
+            member.stop().await;
         }
+        self.shutdown.stop(SHUTDOWN_WAIT).await;
+    }
+
+    /// Runs `task` until it ends or the daemon stops (see [`Shutdown::spawn`]).
+    pub fn spawn<F>(&self, task: F) -> JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.shutdown.spawn(task)
+    }
+
+    /// Runs `task`, which ends on its own once [`Daemon::stopping`] resolves; the daemon's
+    /// shutdown waits for it (see [`Shutdown::track`]).
+    pub fn track<F>(&self, task: F) -> JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.shutdown.track(task)
+    }
+
+    /// Resolves once the daemon stops.
+    pub fn stopping(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.shutdown.requested()
     }
 
     /// The data root.

@@ -15,16 +15,20 @@ use std::time::Duration;
 
 use shoal_runtime::{Backoff, ContainerInfo, ContainerState, RestartOccasion, RestartPolicy, Runtime};
 
+use super::shutdown::Shutdown;
+
 /// Watches the standalone containers that have a restart policy.
 pub struct Supervisor {
     runtime: Arc<Runtime>,
     /// Container id → whether it is waiting out its back-off (Docker's "restarting").
     watched: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    /// The watchers run until the daemon stops.
+    shutdown: Shutdown,
 }
 
 impl Supervisor {
-    pub fn new(runtime: Arc<Runtime>) -> Arc<Supervisor> {
-        Arc::new(Supervisor { runtime, watched: Mutex::new(HashMap::new()) })
+    pub fn new(runtime: Arc<Runtime>, shutdown: Shutdown) -> Arc<Supervisor> {
+        Arc::new(Supervisor { runtime, watched: Mutex::new(HashMap::new()), shutdown })
     }
 
     /// At daemon start: watches the running containers with a policy and starts the exited
@@ -83,7 +87,7 @@ impl Supervisor {
         }
         let restarting = Arc::new(AtomicBool::new(false));
         watched.insert(id.to_string(), restarting.clone());
-        tokio::spawn(self.clone().supervise(id.to_string(), restarting));
+        self.shutdown.spawn(self.clone().supervise(id.to_string(), restarting));
     }
 
     /// Whether container `id` exited and is waiting to be restarted.

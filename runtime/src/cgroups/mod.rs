@@ -9,7 +9,9 @@
 //! because v2 forbids enabling controllers below a cgroup that holds processes.
 //!
 //! Architecture invariant: each version's file writes live in its own module ([`v1`], [`v2`])
-//! as functions of a directory, so they can be checked against a fake directory.
+//! as functions of a directory, so they can be checked against a fake directory. This module
+//! reads the container's config types (`container::spec`: limits, devices, the cgroup's
+//! directories); the config never depends on it.
 
 mod bpf;
 pub(crate) mod v1;
@@ -23,10 +25,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::{Deserialize, Serialize};
-
 use crate::{
-    container::spec::{DeviceConfig, Resources},
+    container::spec::{CgroupPaths, DeviceConfig, Resources},
     error::{Error, IoContext},
 };
 
@@ -174,14 +174,9 @@ fn own_cgroup(text: &str, controller: Option<&str>) -> Option<String> {
     })
 }
 
-/// The directories of one container's cgroup.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "version", rename_all = "lowercase")]
-pub(crate) enum CgroupPaths {
-    V1 { dirs: BTreeMap<String, PathBuf> },
-    V2 { mount: PathBuf, dir: PathBuf },
-}
-
+/// The operations on one container's cgroup. Its directories are data of the container's
+/// config ([`CgroupPaths`], defined with the config it belongs to, which this module reads);
+/// what is done with them is here.
 impl CgroupPaths {
     /// Creates the cgroup (if needed) and writes its limits and its device rules: on v1 in
     /// `devices.allow`, on v2 (which has no device files) as a `BPF_CGROUP_DEVICE` program

@@ -10,9 +10,8 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    cgroups::CgroupPaths,
+    capabilities,
     error::{Error, IoContext},
-    process::capabilities,
 };
 
 pub use super::restart::RestartPolicy;
@@ -376,6 +375,15 @@ pub(crate) struct HostConfig {
     pub anonymous_volumes: Vec<String>,
 }
 
+/// The directories of one container's cgroup, fixed at create (see [`crate::cgroups`], which
+/// makes, joins, freezes and removes them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "version", rename_all = "lowercase")]
+pub(crate) enum CgroupPaths {
+    V1 { dirs: BTreeMap<String, PathBuf> },
+    V2 { mount: PathBuf, dir: PathBuf },
+}
+
 /// Character or block device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -571,7 +579,7 @@ pub(crate) fn resolve_host(
         });
     }
     let stop_signal =
-        spec.stop_signal.as_deref().map(crate::process::signal::parse).transpose()?.map(|s| s.as_str().to_string());
+        spec.stop_signal.as_deref().map(crate::signal::parse).transpose()?.map(|s| s.as_str().to_string());
     for (what, value) in [("memory", spec.memory), ("cpus", spec.nano_cpus)] {
         if value.is_some_and(|v| v <= 0) {
             return Err(Error::invalid(format!("the {what} limit of container {name} must be positive")));

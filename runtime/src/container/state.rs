@@ -14,7 +14,7 @@ use super::{
     spec::{ContainerConfig, DEFAULT_STOP_TIMEOUT},
     ContainerInfo, ContainerPaths, ContainerState,
 };
-use crate::{error::Error, jsonfile, process::procfs::ProcessIdentity};
+use crate::{error::Error, jsonfile, procfs::ProcessIdentity};
 
 /// Exit code for a container whose shim vanished without recording one (as Docker uses).
 const LOST_EXIT_CODE: i32 = 255;
@@ -55,7 +55,7 @@ pub(crate) struct ExitFile {
 pub(crate) struct Observed {
     pub info: ContainerInfo,
     pub started: Option<Started>,
-    pub cgroup: Option<crate::cgroups::CgroupPaths>,
+    pub cgroup: Option<super::spec::CgroupPaths>,
 }
 
 /// Derives the current state of the container `config` whose files are at `paths`.

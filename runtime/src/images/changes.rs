@@ -120,7 +120,7 @@ impl CommitChanges {
             }
             "STOPSIGNAL" => {
                 needs_value("a signal")?;
-                crate::process::signal::parse(rest).map_err(|e| bad(e.to_string()))?;
+                crate::signal::parse(rest).map_err(|e| bad(e.to_string()))?;
                 self.stop_signal = Some(rest.to_string());
             }
             "ONBUILD" | "HEALTHCHECK" | "SHELL" => {

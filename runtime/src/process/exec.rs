@@ -31,12 +31,12 @@ use serde::{Deserialize, Serialize};
 use super::{
     init::{self, InitFailure},
     namespaces,
-    procfs::ProcessIdentity,
 };
 use crate::{
     container::{spec::ContainerConfig, ContainerPaths},
     error::{Error, IoContext},
     jsonfile,
+    procfs::ProcessIdentity,
 };
 
 /// The environment variable that turns the shim into the exec helper; its value is the

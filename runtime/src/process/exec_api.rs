@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 use super::{
     exec::{result_name, ExecRequest, ExecResult, EXEC_ENV},
     launch::ShimCommand,
-    procfs::ProcessIdentity,
 };
 use crate::{
     container::{spec::ContainerConfig, ContainerPaths},
     error::{Error, IoContext},
     jsonfile,
+    procfs::ProcessIdentity,
 };
 
 /// A process to run in a running container.

@@ -34,8 +34,9 @@ use nix::{
     },
 };
 
-use super::{capabilities, namespaces, seccomp, terminal, user};
+use super::{namespaces, seccomp, terminal, user};
 use crate::{
+    capabilities,
     container::spec::{ContainerConfig, HostConfig, DEFAULT_PATH},
     error::{Error, IoContext},
     rootfs,

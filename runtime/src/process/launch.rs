@@ -1,7 +1,7 @@
 //! The daemon's side of starting a container: spawn the shim (`shim_exe shim_args… <dir>`),
 //! stdin from /dev/null (or the attached client), stderr appended to `shim.log`, and read the
-//! one line it writes to its stdout once the command has been executed, or has failed to be.
-//! The shim puts itself in its own session.
+//! one line it writes to its stdout once the command has been executed, or has failed to be
+//! (the wire of both is [`super::handshake`]'s). The shim puts itself in its own session.
 //!
 //! The shim stays a child of the process that started it, kept in a [`Reaper`]: the runtime's
 //! wait paths reap a shim once they have seen it exit, and each launch reaps any others that
@@ -10,34 +10,21 @@
 
 use std::{
     fs,
-    io::{self, Read},
-    os::fd::{AsRawFd, OwnedFd},
+    os::fd::OwnedFd,
     path::PathBuf,
-    process::{Child, ChildStdout, Command, Stdio},
+    process::{Child, Command, Stdio},
     sync::Mutex,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use serde::{Deserialize, Serialize};
-
+use super::handshake::{self, Handshake, ATTACH_FD_ENV};
 use crate::{
     container::ContainerPaths,
     error::{Error, IoContext},
-    shim::ATTACH_FD_ENV,
 };
 
 /// How long a shim may take to report that the command started.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The one line a shim writes to its stdout.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum Handshake {
-    /// The command was executed; `pid` is the container's init on the host.
-    Started { pid: i32 },
-    /// The command could not be executed; the container has already been recorded as exited.
-    Failed { error: String, exit_code: i32 },
-}
 
 /// How to run a shim: the executable and the arguments before the container directory.
 #[derive(Debug, Clone)]
@@ -80,60 +67,13 @@ pub(crate) fn launch(
     drop(command);
     let mut child = spawned?;
     let stdout = child.stdout.take().expect("the shim's stdout is piped");
-    let line = read_line(stdout, HANDSHAKE_TIMEOUT);
+    let line = handshake::read_line(stdout, HANDSHAKE_TIMEOUT);
     if line.is_err() {
         let _ = child.kill();
     }
     reaper.adopt(child);
     let line = line.context(|| "reading the shim's report".to_string())?;
-    if line.is_empty() {
-        return Err(Error::io("the shim exited without reporting", io::Error::from(io::ErrorKind::UnexpectedEof)));
-    }
-    serde_json::from_slice(&line).map_err(|e| {
-        Error::io(
-            format!("the shim reported {:?}", String::from_utf8_lossy(&line)),
-            io::Error::new(io::ErrorKind::InvalidData, e),
-        )
-    })
-}
-
-/// Reads up to the first newline (or EOF), giving up after `timeout`.
-fn read_line(mut pipe: ChildStdout, timeout: Duration) -> io::Result<Vec<u8>> {
-    let deadline = Instant::now() + timeout;
-    let mut line = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, format!("no report within {}s", timeout.as_secs())));
-        }
-        let mut pfd = libc::pollfd { fd: pipe.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: one valid pollfd for the duration of the call.
-        if unsafe { libc::poll(&mut pfd, 1, ms) } < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if pfd.revents == 0 {
-            continue;
-        }
-        let n = match pipe.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            return Ok(line);
-        }
-        line.extend_from_slice(&buf[..n]);
-        if let Some(end) = line.iter().position(|&b| b == b'\n') {
-            line.truncate(end);
-            return Ok(line);
-        }
-    }
+    Handshake::parse(&line)
 }
 
 /// The shims this process started and has not reaped yet (an exited child stays a zombie until
@@ -174,21 +114,5 @@ impl Reaper {
     fn lock(&self) -> std::sync::MutexGuard<'_, Children> {
         // The list stays consistent whatever panicked while holding it.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn handshake_lines() {
-        let started: Handshake = serde_json::from_str(r#"{"pid":42}"#).expect("started");
-        assert_eq!(started, Handshake::Started { pid: 42 });
-        let failed: Handshake =
-            serde_json::from_str(r#"{"error":"exec \"x\": no such file or directory","exit_code":127}"#)
-                .expect("failed");
-        assert!(matches!(failed, Handshake::Failed { exit_code: 127, .. }));
-        assert_eq!(serde_json::to_string(&Handshake::Started { pid: 7 }).expect("json"), r#"{"pid":7}"#);
     }
 }

@@ -11,7 +11,7 @@ use std::{
 use nix::sys::signal::Signal;
 use tokio::io::{unix::AsyncFd, Interest};
 
-use super::procfs::ProcessIdentity;
+use crate::procfs::ProcessIdentity;
 
 /// A pidfd on a process known by its [`ProcessIdentity`].
 #[derive(Debug)]

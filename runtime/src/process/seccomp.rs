@@ -15,7 +15,7 @@
 
 use std::io;
 
-use super::capabilities::has;
+use crate::capabilities::has;
 
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
@@ -640,7 +640,7 @@ mod tests {
     #[test]
     fn decisions_follow_dockers_profile() {
         let eperm = SECCOMP_RET_ERRNO | libc::EPERM as u32;
-        let default = program(&caps(&super::super::capabilities::DEFAULT));
+        let default = program(&caps(&crate::capabilities::DEFAULT));
         let x86 = AUDIT_ARCH_X86_64;
         let nr = |n: libc::c_long| n as u32;
         assert_eq!(run(&default, nr(libc::SYS_read), x86, 0), SECCOMP_RET_ALLOW);
@@ -668,8 +668,8 @@ mod tests {
 
     #[test]
     fn the_search_decides_as_the_list_does() {
-        let every: Vec<&str> = super::super::capabilities::NAMES.to_vec();
-        let sets = [caps(&super::super::capabilities::DEFAULT), caps(&[]), caps(&["CAP_SYS_ADMIN"]), caps(&every)];
+        let every: Vec<&str> = crate::capabilities::NAMES.to_vec();
+        let sets = [caps(&crate::capabilities::DEFAULT), caps(&[]), caps(&["CAP_SYS_ADMIN"]), caps(&every)];
         let args = [0, libc::SIGCHLD as u32, libc::CLONE_NEWUSER as u32, 0x8, 0x0040000, 0xffff_ffff];
         for set in &sets {
             let searched = searched_program(set).expect("the search fits in 8-bit jumps");

@@ -117,7 +117,7 @@ fn shim_binary() -> anyhow::Result<PathBuf> {
     let shim = exe.with_file_name("shoal-shim");
     if !shim.is_file() {
         anyhow::bail!(
-            "the container shim {} is missing: install shoal-shim next to {} (`cargo build -p shoal` builds both)",
+            "the container shim {} is missing: install shoal-shim next to {} (`cargo build -p shoal-runtime` builds both)",
             shim.display(),
             exe.display()
         );
