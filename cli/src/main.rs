@@ -4,20 +4,15 @@
 //! `agent`, `runtime`, `deploy`). `shoal daemon` runs a node; every other
 //! command is a client of a daemon's HTTP API on its Unix socket.
 
-mod api;
-mod client;
-mod commands;
-mod daemon;
-mod lab;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::client::Client;
-use crate::commands::Format;
+use shoal::client::Client;
+use shoal::commands::Format;
+use shoal::{api, client, commands, daemon, lab};
 
 const DEFAULT_HOST: &str = "unix:///run/shoal/shoal.sock";
 

@@ -262,6 +262,128 @@ fn the_stock_docker_client_lists_nodes_and_services() {
     node.ok(&["stack", "rm", "app"]);
 }
 
+/// `docker` (the stock client) against `node`; its standard output.
+fn docker(node: &Node, args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", node.host())
+        .output()
+        .expect("the docker CLI is on this machine (it is a documented part of the dev and CI machines)");
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn inspected(node: &Node, args: &[&str]) -> serde_json::Value {
+    let out = docker(node, args);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("docker {args:?} ({e}): {out}"));
+    list[0].clone()
+}
+
+#[test]
+fn the_stock_docker_client_creates_and_changes_services_nodes_networks_secrets_and_configs() {
+    let node = Node::start().expect("starting the daemon");
+    node.swarm_init();
+    node.import_busybox("demo:1");
+    docker(&node, &["network", "create", "--driver", "overlay", "--attachable", "--label", "tier=front", "front"]);
+    let data = node.write("secret.txt", "s3cret");
+    let data = data.to_str().expect("UTF-8");
+    docker(&node, &["secret", "create", "pw", data]);
+    docker(&node, &["config", "create", "--label", "kind=conf", "conf", data]);
+    docker(
+        &node,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--no-resolve-image",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "--network",
+            "front",
+            "--secret",
+            "source=pw,target=pw,mode=0400",
+            "--config",
+            "source=conf,target=/etc/conf",
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "1s",
+            "--update-max-failure-ratio",
+            "0.1",
+            "--rollback-failure-action",
+            "rollback",
+            "--mount",
+            "type=tmpfs,target=/scratch,tmpfs-size=1048576",
+            "--limit-pids",
+            "100",
+            "--env",
+            "A=1",
+            "--stop-grace-period",
+            "1s",
+            "demo:1",
+            "sleep",
+            "3600",
+        ],
+    );
+    let running = |n: &str| {
+        eventually(Duration::from_secs(60), &format!("web to run {n} healthy tasks"), || {
+            let out = docker(&node, &["service", "ls", "--filter", "name=web"]);
+            out.lines().any(|l| l.contains(" web ") && l.contains(n)).then_some(())
+        })
+    };
+    running("2/2");
+
+    // What the client sent reads back as it sent it.
+    let spec = inspected(&node, &["service", "inspect", "web"])["Spec"].clone();
+    let container = &spec["TaskTemplate"]["ContainerSpec"];
+    assert_eq!(container["Healthcheck"]["Test"], serde_json::json!(["CMD-SHELL", "true"]), "{spec}");
+    assert_eq!(container["Secrets"][0]["File"]["Mode"], 0o400, "{spec}");
+    assert_eq!(container["Mounts"][0]["TmpfsOptions"]["SizeBytes"], 1_048_576, "{spec}");
+    assert_eq!(spec["TaskTemplate"]["Resources"]["Limits"]["Pids"], 100, "{spec}");
+    assert_eq!(spec["RollbackConfig"]["FailureAction"], "rollback", "{spec}");
+    // The API renders the ratio as Docker does, not as the float32's exact value.
+    let (code, raw) = node.http("GET", "/services/web", "");
+    assert_eq!(code, 200, "{raw}");
+    let raw: serde_json::Value = serde_json::from_str(&raw).expect("service JSON");
+    assert_eq!(raw["Spec"]["UpdateConfig"]["MaxFailureRatio"].as_f64(), Some(0.1), "{raw}");
+
+    // Updates post the whole spec back, changed.
+    docker(&node, &["service", "update", "--detach", "--env-add", "B=2", "web"]);
+    let spec = inspected(&node, &["service", "inspect", "web"])["Spec"].clone();
+    let mut env: Vec<_> = spec["TaskTemplate"]["ContainerSpec"]["Env"].as_array().cloned().unwrap_or_default();
+    env.sort_by_key(|e| e.to_string());
+    assert_eq!(env, ["A=1", "B=2"], "{spec}");
+    docker(&node, &["service", "scale", "--detach", "web=1"]);
+    running("1/1");
+
+    let id = docker(&node, &["node", "ls", "-q"]);
+    docker(&node, &["node", "update", "--label-add", "zone=a", id.trim()]);
+    let n = inspected(&node, &["node", "inspect", "self"]);
+    assert_eq!((n["Spec"]["Labels"]["zone"].clone(), n["Spec"]["Role"].clone()), ("a".into(), "manager".into()));
+    docker(&node, &["swarm", "update", "--task-history-limit", "3"]);
+    let swarm: serde_json::Value = serde_json::from_str(&node.http("GET", "/swarm", "").1).expect("swarm JSON");
+    assert_eq!(swarm["Spec"]["Orchestration"]["TaskHistoryRetentionLimit"], 3, "{swarm}");
+
+    let net = inspected(&node, &["network", "inspect", "front"]);
+    assert_eq!((net["Driver"].clone(), net["Scope"].clone()), ("overlay".into(), "swarm".into()), "{net}");
+    assert_eq!((net["Labels"]["tier"].clone(), net["Attachable"].clone()), ("front".into(), true.into()), "{net}");
+    let conf = inspected(&node, &["config", "inspect", "conf"]);
+    assert_eq!(
+        (conf["Spec"]["Labels"]["kind"].clone(), conf["Spec"]["Data"].clone()),
+        ("conf".into(), "czNjcmV0".into())
+    );
+    let secret = inspected(&node, &["secret", "inspect", "pw"]);
+    assert_eq!((secret["Spec"]["Name"].clone(), secret["Spec"].get("Data")), ("pw".into(), None), "{secret}");
+
+    docker(&node, &["service", "rm", "web"]);
+    docker(&node, &["secret", "rm", "pw"]);
+    docker(&node, &["config", "rm", "conf"]);
+    docker(&node, &["network", "rm", "front"]);
+    assert_eq!(docker(&node, &["service", "ls", "-q"]).trim(), "");
+}
+
 #[test]
 fn redeploys_change_only_what_changed() {
     let node = Node::start().expect("starting the daemon");

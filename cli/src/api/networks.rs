@@ -24,7 +24,7 @@ pub async fn list(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>)
     // Outside a swarm there are no networks to list (not an error: `network ls` works anywhere).
     let Ok(m) = manager(&daemon).await else { return Ok(Json(json!([]))) };
     let state = m.store().read();
-    let out: Vec<Value> = state
+    let out: Vec<_> = state
         .networks
         .values()
         .filter(|n| f.any("id", |v| n.id.starts_with(v)))
@@ -35,21 +35,20 @@ pub async fn list(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>)
         .filter(|n| f.labels_match(|k| n.labels().and_then(|l| l.get(k)).map(|v| v.as_str())))
         .map(docker::network)
         .collect();
-    Ok(Json(Value::Array(out)))
+    Ok(Json(docker::json(&out)))
 }
 
 pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let m = manager(&daemon).await?;
     let state = m.store().read();
-    Ok(Json(docker::network(state.find_network(&id)?)))
+    Ok(Json(docker::json(&docker::network(state.find_network(&id)?))))
 }
 
 pub async fn create(State(daemon): State<Arc<Daemon>>, body: axum::body::Bytes) -> ApiResult<Response> {
     let m = manager(&daemon).await?;
     let v: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    let spec =
-        docker::parse_network_create(&v).map_err(|e| ApiError::bad_request(format!("invalid network spec: {e}")))?;
+    let spec = docker::parse_network_create(&v).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let id = m.control().create_network(spec).await?;
     Ok((StatusCode::CREATED, Json(json!({ "Id": id, "Warning": "" }))).into_response())
 }

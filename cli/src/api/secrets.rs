@@ -26,13 +26,13 @@ pub trait Rendered: FileObject {
 
 impl Rendered for shoal_proto::Secret {
     fn render(&self) -> Value {
-        docker::secret(self)
+        docker::json(&docker::secret(self))
     }
 }
 
 impl Rendered for shoal_proto::Config {
     fn render(&self) -> Value {
-        docker::config(self)
+        docker::json(&docker::config(self))
     }
 }
 
@@ -68,7 +68,7 @@ pub async fn inspect<T: Rendered>(State(daemon): State<Arc<Daemon>>, Path(id): P
 fn parse(body: &[u8], kind: &str) -> ApiResult<docker::FileObjectSpec> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    docker::parse_file_object_spec(&v).map_err(|e| ApiError::bad_request(format!("invalid {kind} spec: {e}")))
+    docker::parse_file_object_spec(&v).map_err(|e| ApiError::bad_request(format!("{kind}: {e}")))
 }
 
 pub async fn create<T: Rendered>(State(daemon): State<Arc<Daemon>>, body: axum::body::Bytes) -> ApiResult<Response> {

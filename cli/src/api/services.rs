@@ -55,7 +55,7 @@ pub async fn list(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>)
     let f = Filters::parse(q.filters.as_deref(), &["id", "name", "label", "mode", "runtime"])?;
     let state = m.store().read();
     let counts = truthy(&q.status).then(|| counts(&state));
-    let services: Vec<Value> = state
+    let services: Vec<_> = state
         .services
         .values()
         .filter(|s| f.any("id", |v| s.id.starts_with(v)))
@@ -63,8 +63,8 @@ pub async fn list(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>)
         .filter(|s| f.labels_match(|k| service_labels(s).and_then(|l| l.get(k)).map(|v| v.as_str())))
         .filter(|s| f.any("mode", |v| (v == "replicated") == s.replicas().is_some()))
         .map(|s| docker::service(s, counts.as_ref().map(|c| c.get(s.id.as_str()).copied().unwrap_or_default())))
-        .collect();
-    Ok(Json(Value::Array(services)))
+        .collect::<Vec<_>>();
+    Ok(Json(docker::json(&services)))
 }
 
 pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -72,13 +72,13 @@ pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) 
     let state = m.store().read();
     let s = state.find_service(&id)?;
     let c = counts(&state).get(s.id.as_str()).copied();
-    Ok(Json(docker::service(s, c)))
+    Ok(Json(docker::json(&docker::service(s, c))))
 }
 
 fn parse_body(body: &[u8]) -> ApiResult<shoal_proto::ServiceSpec> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    docker::parse_service_spec(&v).map_err(|e| ApiError::bad_request(format!("invalid service spec: {e}")))
+    docker::parse_service_spec(&v).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 pub async fn create(State(daemon): State<Arc<Daemon>>, body: axum::body::Bytes) -> ApiResult<Response> {
@@ -146,14 +146,14 @@ pub async fn list_tasks(State(daemon): State<Arc<Daemon>>, Query(q): Query<TaskQ
         &["id", "name", "label", "service", "node", "desired-state", "runtime", "_up-to-date"],
     )?;
     let state = m.store().read();
-    let tasks: Vec<Value> = state.tasks.values().filter(|t| task_matches(&state, &f, t)).map(docker::task).collect();
-    Ok(Json(Value::Array(tasks)))
+    let tasks: Vec<_> = state.tasks.values().filter(|t| task_matches(&state, &f, t)).map(docker::task).collect();
+    Ok(Json(docker::json(&tasks)))
 }
 
 pub async fn inspect_task(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let m = manager(&daemon).await?;
     let state = m.store().read();
-    Ok(Json(docker::task(state.find_task(&id)?)))
+    Ok(Json(docker::json(&docker::task(state.find_task(&id)?))))
 }
 
 /// The logs of a service's (or one task's) containers on this node, oldest
@@ -232,6 +232,11 @@ fn names(v: &Value, field: &str) -> ApiResult<Vec<String>> {
     }
 }
 
+/// An object of a stack's list `key`, at `index`: its errors name it.
+fn within<T>(read: Result<T, docker::SpecError>, key: &str, index: usize) -> ApiResult<T> {
+    read.map_err(|e| ApiError::bad_request(e.within(&format!("{key}[{index}]")).to_string()))
+}
+
 /// Reads the body of a stack deploy: `{Services, Networks, Secrets, Configs,
 /// External: {Networks, Secrets, Configs}}`, every object in Docker's shape.
 fn parse_stack(v: &Value) -> ApiResult<shoal_manager::control::StackSpec> {
@@ -242,20 +247,19 @@ fn parse_stack(v: &Value) -> ApiResult<shoal_manager::control::StackSpec> {
     let services = list
         .iter()
         .enumerate()
-        .map(|(i, s)| docker::parse_service_spec(s).map_err(|e| ApiError::bad_request(format!("Services[{i}]: {e}"))))
+        .map(|(i, s)| within(docker::parse_service_spec(s), "Services", i))
         .collect::<ApiResult<Vec<_>>>()?;
     let networks = items("Networks")
         .iter()
         .enumerate()
-        .map(|(i, n)| docker::parse_network_create(n).map_err(|e| ApiError::bad_request(format!("Networks[{i}]: {e}"))))
+        .map(|(i, n)| within(docker::parse_network_create(n), "Networks", i))
         .collect::<ApiResult<Vec<_>>>()?;
     let file_objects = |key: &str| -> ApiResult<Vec<(shoal_proto::Annotations, Vec<u8>)>> {
         items(key)
             .iter()
             .enumerate()
             .map(|(i, o)| {
-                let spec =
-                    docker::parse_file_object_spec(o).map_err(|e| ApiError::bad_request(format!("{key}[{i}]: {e}")))?;
+                let spec = within(docker::parse_file_object_spec(o), key, i)?;
                 Ok((shoal_proto::Annotations { name: spec.name, labels: spec.labels }, spec.data.unwrap_or_default()))
             })
             .collect()

@@ -94,7 +94,7 @@ pub async fn inspect(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<Value>
     let m = manager(&daemon).await?;
     let state = m.store().read();
     let cluster = state.cluster().ok_or_else(|| ApiError::internal("the swarm has no cluster object yet"))?;
-    Ok(Json(docker::cluster(cluster)))
+    Ok(Json(docker::json(&docker::cluster(cluster))))
 }
 
 #[derive(Deserialize)]
@@ -107,7 +107,7 @@ pub async fn list_nodes(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQ
     let f = Filters::parse(q.filters.as_deref(), &["id", "name", "label", "node.label", "role", "membership"])?;
     let leader = m.current_leader();
     let state = m.store().read();
-    let nodes: Vec<Value> = state
+    let nodes: Vec<_> = state
         .nodes
         .values()
         .filter(|n| f.any("id", |v| n.id.starts_with(v)))
@@ -117,14 +117,14 @@ pub async fn list_nodes(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQ
         })
         .map(|n| docker::node(n, leader))
         .collect();
-    Ok(Json(Value::Array(nodes)))
+    Ok(Json(docker::json(&nodes)))
 }
 
 pub async fn inspect_node(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let m = manager(&daemon).await?;
     let leader = m.current_leader();
     let state = m.store().read();
-    Ok(Json(docker::node(state.find_node(&id)?, leader)))
+    Ok(Json(docker::json(&docker::node(state.find_node(&id)?, leader))))
 }
 
 #[derive(Deserialize)]
@@ -142,7 +142,7 @@ pub async fn update_node(
     let version = super::required_version(q.version.as_deref(), "node")?;
     let v: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    let spec = docker::parse_node_spec(&v).map_err(|e| ApiError::bad_request(format!("invalid node spec: {e}")))?;
+    let spec = docker::parse_node_spec(&v).map_err(|e| ApiError::bad_request(e.to_string()))?;
     m.control().update_node(&id, version, spec).await?;
     Ok(StatusCode::OK)
 }
@@ -199,31 +199,7 @@ pub async fn update(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
-    let num = |path: &[&str]| -> ApiResult<Option<i64>> {
-        let mut cur = &v;
-        for p in path {
-            cur = &cur[*p];
-        }
-        match cur {
-            Value::Null => Ok(None),
-            Value::Number(n) => n
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| ApiError::bad_request(format!("{}: expected an integer", path.join(".")))),
-            _ => Err(ApiError::bad_request(format!("{}: expected an integer", path.join(".")))),
-        }
-    };
-    let spec = shoal_proto::ClusterSpec {
-        orchestration: num(&["Orchestration", "TaskHistoryRetentionLimit"])?
-            .map(|l| shoal_proto::OrchestrationConfig { task_history_retention_limit: l }),
-        dispatcher: num(&["Dispatcher", "HeartbeatPeriod"])?
-            .filter(|p| *p != 0)
-            .map(|p| shoal_proto::DispatcherConfig { heartbeat_period: p }),
-        ca: num(&["CAConfig", "NodeCertExpiry"])?
-            .filter(|e| *e != 0)
-            .map(|e| shoal_proto::CaConfig { node_cert_expiry: e }),
-        ..Default::default()
-    };
+    let spec = docker::parse_swarm_spec(&v).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let truthy = |o: &Option<String>| matches!(o.as_deref(), Some("1") | Some("true") | Some("True"));
     let rotate = shoal_manager::control::Rotate {
         worker: truthy(&q.rotate_worker_token),

@@ -87,7 +87,7 @@ pub async fn info(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<Value>> {
                     .map(|n| json!({ "NodeID": n.id, "Addr": n.manager_status.as_ref().map(|m| m.addr.as_str()).unwrap_or("") }))
                     .collect::<Vec<_>>());
                 if let Some(c) = state.cluster() {
-                    s["Cluster"] = docker::cluster(c);
+                    s["Cluster"] = docker::json(&docker::cluster(c));
                 }
                 // shoal's own: this manager's view of raft.
                 s["Raft"] = json!({

@@ -5,10 +5,11 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::Context;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::table::Table;
 use super::{ago, print_json, s, short, Format};
+use crate::api::docker;
 use crate::client::{encode, filters, Client};
 
 /// Which of the two kinds a command works on.
@@ -55,18 +56,13 @@ pub async fn create(client: &Client, kind: Kind, name: &str, file: &Path, labels
     if data.len() as u64 > MAX_SIZE {
         anyhow::bail!("the {noun} data is larger than {MAX_SIZE} bytes (500 KiB), the most a {noun} may hold");
     }
-    let mut label_map = serde_json::Map::new();
-    for l in labels {
-        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
-        label_map.insert(k.to_string(), json!(v));
-    }
-    let spec = crate::api::docker::file_object_spec(
-        &Some(shoal_proto::Annotations { name: name.to_string(), ..Default::default() }),
-        &data,
-    );
-    let mut spec = spec;
-    spec["Labels"] = Value::Object(label_map);
-    let r = client.post(&format!("{}/create", kind.path()), &spec).await?;
+    let labels = labels
+        .iter()
+        .map(|l| l.split_once('=').unwrap_or((l.as_str(), "")))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let spec = docker::file_object_spec(&Some(shoal_proto::Annotations { name: name.to_string(), labels }), &data);
+    let r = client.post(&format!("{}/create", kind.path()), &docker::json(&spec)).await?;
     println!("{}", s(&r, &["ID"]));
     Ok(())
 }
