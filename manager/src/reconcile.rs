@@ -1,11 +1,12 @@
 //! The shape every leader-only control loop shares: run a full,
 //! level-triggered pass on start, then again whenever the store changes or a
-//! deadline the last pass asked for arrives, until shutdown.
+//! deadline the last pass asked for arrives, until its term of leadership
+//! (or the manager) ends.
 
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
 
@@ -14,19 +15,16 @@ use crate::store::Store;
 const COALESCE: Duration = Duration::from_millis(5);
 const MAX_COALESCE: Duration = Duration::from_millis(50);
 
-/// Runs `pass` until `shutdown` turns true. `pass` returns how long it may
+/// Runs `pass` until `stop` is cancelled. `pass` returns how long it may
 /// sleep at most before it wants to run again (`None`: until a change).
-pub async fn run_loop<F, Fut>(name: &'static str, store: Store, mut shutdown: watch::Receiver<bool>, mut pass: F)
+pub async fn run_loop<F, Fut>(name: &'static str, store: Store, stop: CancellationToken, mut pass: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<Duration>>,
 {
     let mut changes = store.subscribe();
     tracing::debug!(loop_name = name, "control loop started");
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
+    while !stop.is_cancelled() {
         changes.mark_unchanged();
         let started = tokio::time::Instant::now();
         let wake = pass().await;
@@ -41,7 +39,7 @@ where
                 tokio::time::sleep((took * 4).clamp(COALESCE, MAX_COALESCE)).await;
             }
             _ = sleep => {}
-            _ = shutdown.changed() => {}
+            _ = stop.cancelled() => {}
         }
     }
     tracing::debug!(loop_name = name, "control loop stopped");
@@ -54,13 +52,13 @@ pub async fn run_writer<F>(
     name: &'static str,
     store: Store,
     proposer: crate::control::Proposer,
-    shutdown: watch::Receiver<bool>,
+    stop: CancellationToken,
     pass: F,
 ) where
     F: Fn(&crate::store::State, i64) -> (Vec<shoal_proto::StoreAction>, Option<Duration>),
 {
     let s = store.clone();
-    run_loop(name, store, shutdown, move || {
+    run_loop(name, store, stop, move || {
         let (actions, wake) = pass(&s.read(), shoal_proto::now_ns());
         let proposer = proposer.clone();
         async move {

@@ -496,6 +496,7 @@ pub fn node(n: &Node, leader_raft_id: Option<u64>) -> Value {
 pub fn cluster(c: &Cluster) -> Value {
     let (version, created, updated) = meta(&c.meta);
     let spec = c.spec.clone().unwrap_or_default();
+    let limits = shoal_manager::control::limits::Limits::of_spec(&spec);
     let tokens = c.join_tokens.clone().unwrap_or_default();
     let raft = spec.raft.unwrap_or_default();
     json!({
@@ -510,6 +511,8 @@ pub fn cluster(c: &Cluster) -> Value {
             "Raft": { "SnapshotInterval": raft.snapshot_interval, "KeepOldSnapshots": 0, "HeartbeatTick": 1, "ElectionTick": 10 },
             "Dispatcher": { "HeartbeatPeriod": spec.dispatcher.map(|d| d.heartbeat_period).unwrap_or(0) },
             "CAConfig": { "NodeCertExpiry": spec.ca.map(|c| c.node_cert_expiry).unwrap_or(0) },
+            // shoal's own: what one request may ask of the swarm.
+            "Limits": { "MaxReplicas": limits.max_replicas },
             "TaskDefaults": {},
             "EncryptionConfig": { "AutoLockManagers": false },
         },

@@ -35,6 +35,14 @@ pub struct InitRequest {
 #[serde(rename_all = "PascalCase", default)]
 pub struct InitSpec {
     raft: InitRaft,
+    limits: InitLimits,
+}
+
+/// shoal's own: what one request may ask of the swarm (0: the default).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct InitLimits {
+    max_replicas: u64,
 }
 
 /// Docker's `SnapshotInterval`, and shoal's own timing in milliseconds
@@ -59,7 +67,7 @@ pub async fn init(State(daemon): State<Arc<Daemon>>, body: axum::body::Bytes) ->
         heartbeat_ms: r.heartbeat_ms,
         election_timeout_ms: r.election_timeout_ms,
     };
-    match daemon.swarm_init(&req.listen_addr, &req.advertise_addr, tuning).await {
+    match daemon.swarm_init(&req.listen_addr, &req.advertise_addr, tuning, req.spec.limits.max_replicas).await {
         Ok(id) => Ok(Json(id)),
         Err(e @ InitError::AlreadyInSwarm) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
         Err(e @ InitError::InvalidArgument(_)) => Err(ApiError::bad_request(e.to_string())),
@@ -186,7 +194,8 @@ pub struct SwarmUpdateQuery {
 }
 
 /// `POST /swarm/update?version=N[&rotateWorkerToken=true]…` with the
-/// cluster `Spec`: task history, heartbeat period, certificate expiry.
+/// cluster `Spec`: task history, heartbeat period, certificate expiry, and
+/// shoal's `Limits.MaxReplicas`.
 pub async fn update(
     State(daemon): State<Arc<Daemon>>,
     Query(q): Query<SwarmUpdateQuery>,
@@ -222,6 +231,10 @@ pub async fn update(
         ca: num(&["CAConfig", "NodeCertExpiry"])?
             .filter(|e| *e != 0)
             .map(|e| shoal_proto::CaConfig { node_cert_expiry: e }),
+        limits: num(&["Limits", "MaxReplicas"])?
+            .map(|m| u64::try_from(m).map_err(|_| ApiError::bad_request("Limits.MaxReplicas: must not be negative")))
+            .transpose()?
+            .map(|max_replicas| shoal_proto::LimitsConfig { max_replicas }),
         ..Default::default()
     };
     let truthy = |o: &Option<String>| matches!(o.as_deref(), Some("1") | Some("true") | Some("True"));

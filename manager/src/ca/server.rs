@@ -13,14 +13,11 @@ use shoal_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{parse_token, RootCa};
+use super::{parse_token, RootCa, DEFAULT_CERT_LIFETIME};
 use crate::control::propose::{create, update};
 use crate::control::{Proposer, WriteError};
 use crate::identity::new_id;
 use crate::store::{Store, StoreError};
-
-/// Node certificates live 90 days unless the cluster says otherwise.
-const DEFAULT_CERT_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// The CA service of a manager.
 pub struct NodeCaService {

@@ -5,6 +5,7 @@
 //! the versions it read so that a concurrent change fails it cleanly.
 
 mod cluster;
+pub mod limits;
 mod network;
 mod node;
 pub(crate) mod propose;

@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 
 use shoal_proto::{NodeState, TaskState};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::control::propose::update;
 use crate::control::{Proposer, WriteError};
+use crate::leadership::Leadership;
 use crate::store::{Store, StoreError};
 
 /// The heartbeat period when the cluster sets none (DESIGN: 2 s).
@@ -29,15 +32,26 @@ const GRACE_MULTIPLIER: u32 = 3;
 pub struct Dispatcher {
     store: Store,
     proposer: Proposer,
-    leader: watch::Receiver<bool>,
+    leadership: watch::Receiver<Leadership>,
     heartbeats: Arc<Mutex<HashMap<String, Instant>>>,
     /// This manager's raft member ID.
     raft_id: u64,
+    /// Where each agent's session task is tracked, so that the manager
+    /// waits for them when it stops.
+    tasks: TaskTracker,
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, proposer: Proposer, leader: watch::Receiver<bool>, raft_id: u64) -> Dispatcher {
-        Dispatcher { store, proposer, leader, heartbeats: Arc::default(), raft_id }
+    /// A dispatcher that serves sessions while `leadership` says this
+    /// manager leads, their tasks tracked by `tasks`.
+    pub fn new(
+        store: Store,
+        proposer: Proposer,
+        leadership: watch::Receiver<Leadership>,
+        raft_id: u64,
+        tasks: TaskTracker,
+    ) -> Dispatcher {
+        Dispatcher { store, proposer, leadership, heartbeats: Arc::default(), raft_id, tasks }
     }
 
     /// The cluster's heartbeat period.
@@ -55,11 +69,6 @@ impl Dispatcher {
         } else {
             DEFAULT_HEARTBEAT_PERIOD
         }
-    }
-
-    /// Whether this manager leads, as the dispatcher sees it.
-    pub fn leader_watch(&self) -> watch::Receiver<bool> {
-        self.leader.clone()
     }
 
     /// The caller must present a certificate of this cluster for the node it
@@ -85,7 +94,7 @@ impl Dispatcher {
     }
 
     fn check_leader(&self) -> Result<(), tonic::Status> {
-        if *self.leader.borrow() {
+        if self.leadership.borrow().is_leader() {
             Ok(())
         } else {
             Err(tonic::Status::unavailable("this manager is not the leader; try another manager"))
@@ -138,10 +147,10 @@ impl Dispatcher {
     }
 }
 
-/// Marks nodes `down` when they miss three heartbeats, until `shutdown`.
-/// Runs on the leader only; a new leader gives every node a full grace
-/// period before judging it.
-pub async fn run_liveness(dispatcher: Dispatcher, mut shutdown: watch::Receiver<bool>) {
+/// Marks nodes `down` when they miss three heartbeats, until `stop` (the
+/// end of this term of leadership). Runs on the leader only; a new leader
+/// gives every node a full grace period before judging it.
+pub async fn run_liveness(dispatcher: Dispatcher, stop: CancellationToken) {
     let started = Instant::now();
     loop {
         let grace = dispatcher.heartbeat_period() * GRACE_MULTIPLIER;
@@ -169,10 +178,7 @@ pub async fn run_liveness(dispatcher: Dispatcher, mut shutdown: watch::Receiver<
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return;
+            _ = stop.cancelled() => return,
         }
     }
 }

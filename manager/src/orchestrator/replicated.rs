@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shoal_proto::{DependencyCondition, NodeAvailability, NodeState, Service, StoreAction, Task, TaskState};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::new_task;
 use super::restart::{restart_delay, should_restart};
@@ -18,9 +18,9 @@ use crate::control::Proposer;
 use crate::reconcile::run_writer;
 use crate::store::{State, Store};
 
-/// Runs the replicated orchestrator until `shutdown`.
-pub async fn run(store: Store, proposer: Proposer, shutdown: watch::Receiver<bool>) {
-    run_writer("orchestrator", store, proposer, shutdown, |state, now| {
+/// Runs the replicated orchestrator until `stop` is cancelled.
+pub async fn run(store: Store, proposer: Proposer, stop: CancellationToken) {
+    run_writer("orchestrator", store, proposer, stop, |state, now| {
         let (actions, wake) = reconcile(state, now);
         (actions, wake.map(|ns| Duration::from_nanos(ns.max(0) as u64)))
     })
