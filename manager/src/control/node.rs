@@ -14,6 +14,9 @@ impl Control {
     /// for the last manager, or when the rest would lose quorum).
     pub async fn update_node(&self, key: &str, version: u64, spec: NodeSpec) -> Result<(), ControlError> {
         let mut node = self.store.read().find_node(key)?.clone();
+        if let Some(a) = &spec.annotations {
+            super::limits::check_labels("node", node.hostname(), &a.labels)?;
+        }
         let old_role = node.spec.as_ref().map(|s| s.desired_role()).unwrap_or(node.role());
         if node.version() != version {
             return Err(StoreError::VersionConflict {

@@ -2,6 +2,7 @@
 
 use shoal_proto::{mount, service_mode, Config, Network, Secret, Service, ServiceSpec, TaskState};
 
+use super::limits::{self, Limits};
 use super::propose::{create, delete, update};
 use super::{Control, ControlError};
 use crate::identity::new_id;
@@ -134,8 +135,9 @@ fn volume_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
-/// Checks a service spec for what the cluster cannot run, naming the field.
-pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), ControlError> {
+/// Checks a service spec for what the cluster cannot run, or what is more
+/// than `limits` allow, naming the field.
+pub fn validate_service_spec(spec: &ServiceSpec, limits: &Limits) -> Result<(), ControlError> {
     let invalid = |m: String| Err(ControlError::InvalidArgument(m));
     let name = spec.annotations.as_ref().map(|a| a.name.as_str()).unwrap_or("");
     if name.is_empty() {
@@ -153,6 +155,7 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), ControlError> {
     if image.is_empty() {
         return invalid(format!("service {name}: TaskTemplate.ContainerSpec.Image is required"));
     }
+    limits::check_service(name, spec, limits)?;
     if let Some(c) = spec.task.as_ref().and_then(|t| t.container.as_ref()) {
         check_container(name, c)?;
     }
@@ -171,7 +174,7 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), ControlError> {
 impl Control {
     /// Creates a service; returns its ID.
     pub async fn create_service(&self, mut spec: ServiceSpec) -> Result<String, ControlError> {
-        validate_service_spec(&spec)?;
+        validate_service_spec(&spec, &Limits::of(&self.store.read()))?;
         resolve_references(&self.store.read(), &mut spec, &Pending::default())?;
         let service = Service { id: new_id(), spec: Some(spec), ..Default::default() };
         let id = service.id.clone();
@@ -181,7 +184,7 @@ impl Control {
 
     /// Replaces a service's spec, if the service is still at `version`.
     pub async fn update_service(&self, key: &str, version: u64, mut spec: ServiceSpec) -> Result<(), ControlError> {
-        validate_service_spec(&spec)?;
+        validate_service_spec(&spec, &Limits::of(&self.store.read()))?;
         resolve_references(&self.store.read(), &mut spec, &Pending::default())?;
         let mut service = self.store.read().find_service(key)?.clone();
         if let Some(meta) = service.meta.as_mut() {
