@@ -142,8 +142,8 @@ pub struct Bootstrap {
 /// Why a manager could not start or bootstrap.
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
-    #[error("opening the raft database {path}: {source}")]
-    Database { path: PathBuf, source: redb::Error },
+    #[error("opening this manager's raft state: {0}")]
+    Open(#[from] crate::raft::log_store::OpenError),
     #[error("raft storage: {0}")]
     Storage(#[from] crate::raft::StorageError),
     #[error("raft configuration: {0}")]
@@ -183,11 +183,10 @@ impl Manager {
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|source| ManagerError::Io { path: config.state_dir.clone(), source })?;
         let db_path = config.state_dir.join("raft.redb");
-        let (log, closed) =
-            LogStore::open(&db_path).map_err(|source| ManagerError::Database { path: db_path.clone(), source })?;
+        let (log, closed) = LogStore::open(&db_path)?;
         let log = log
             .leading_as(config.raft_id)
-            .map_err(|e| ManagerError::Database { path: db_path, source: redb::Error::Io(e) })?;
+            .map_err(|e| ManagerError::Raft(format!("starting the raft log's flush thread: {e}")))?;
         let gate = log.commit_gate();
         let store = Store::new();
         let sm = StateMachine::open(store.clone(), &log)?;

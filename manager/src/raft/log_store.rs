@@ -35,7 +35,7 @@
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -44,7 +44,7 @@ use openraft::{ErrorSubject, ErrorVerb, RaftLogReader};
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::seal::{Sealer, SEALED};
-use super::wal::Wal;
+use super::wal::{Wal, WalError};
 
 use super::{io_error, Entry, LogId, StorageError, TypeConfig, Vote};
 
@@ -239,36 +239,56 @@ fn wal_error(subject: ErrorSubject<u64>, verb: ErrorVerb) -> impl Fn(std::io::Er
     move |e| io_error(subject.clone(), verb, e)
 }
 
+/// Why the raft state could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the raft database {path}: {source}")]
+    Database { path: PathBuf, source: redb::Error },
+    #[error("{0}")]
+    Log(#[from] WalError),
+    #[error("{0}")]
+    Key(#[from] super::seal::SealError),
+    #[error("the raft state in {path}: {what}")]
+    Damaged { path: PathBuf, what: String },
+}
+
 impl LogStore {
     /// Opens (or creates) the raft database at `path` and the log next to
     /// it (`<path without extension>.wal/`).
-    pub fn open(path: &Path) -> Result<(LogStore, Closed), redb::Error> {
-        let db = Database::create(path)?;
-        let tx = db.begin_write()?;
-        tx.open_table(LOGS)?;
-        tx.open_table(META)?;
-        tx.commit()?;
-        let purged: Option<LogId> = match Self::get_meta(&db, KEY_PURGED)? {
+    pub fn open(path: &Path) -> Result<(LogStore, Closed), OpenError> {
+        let database = |source: redb::Error| OpenError::Database { path: path.to_path_buf(), source };
+        let damaged = |what: String| OpenError::Damaged { path: path.to_path_buf(), what };
+        let db = Database::create(path).map_err(|e| database(e.into()))?;
+        let tx = db.begin_write().map_err(|e| database(e.into()))?;
+        tx.open_table(LOGS).map_err(|e| database(e.into()))?;
+        tx.open_table(META).map_err(|e| database(e.into()))?;
+        tx.commit().map_err(|e| database(e.into()))?;
+        let purged: Option<LogId> = match Self::get_meta(&db, KEY_PURGED).map_err(database)? {
             Some(bytes) => serde_json::from_slice::<Option<LogId>>(&bytes)
-                .map_err(|e| redb::Error::Io(std::io::Error::other(format!("the raft purge point: {e}"))))?,
+                .map_err(|e| damaged(format!("the purge point does not read: {e}")))?,
             None => None,
         };
-        let mut wal = Wal::open(&path.with_extension("wal"), purged.map(|l| l.index))?;
-        let sealed_log = wal
-            .last_index()
-            .and_then(|i| wal.read(i, i + 1).ok())
-            .is_some_and(|last| last.first().is_some_and(|(_, bytes)| bytes.first() == Some(&SEALED)));
-        let sealed_snapshot = Self::get_meta(&db, KEY_SNAPSHOT_SEALED)?.is_some_and(|b| !b.is_empty());
-        let sealer = Sealer::open(&path.with_extension("key"), sealed_log || sealed_snapshot)
-            .map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?;
-        Self::move_old_log(&db, &mut wal, purged.map_or(0, |l| l.index + 1), &sealer)?;
+        let wal_dir = path.with_extension("wal");
+        let mut wal = Wal::open(&wal_dir, purged.map(|l| l.index))?;
+        // A log entry that does not read is an error here, not "unsealed":
+        // taking it for that would make a new key where one is missing.
+        let sealed_log = match wal.last_index() {
+            Some(i) => {
+                let last = wal.read(i, i + 1).map_err(|e| damaged(format!("its last entry, {i}: {e}")))?;
+                last.first().is_some_and(|(_, bytes)| bytes.first() == Some(&SEALED))
+            }
+            None => false,
+        };
+        let sealed_snapshot =
+            Self::get_meta(&db, KEY_SNAPSHOT_SEALED).map_err(database)?.is_some_and(|b| !b.is_empty());
+        let sealer = Sealer::open(&path.with_extension("key"), sealed_log || sealed_snapshot)?;
+        Self::move_old_log(&db, &mut wal, purged.map_or(0, |l| l.index + 1), &sealer).map_err(database)?;
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
         // What an earlier process wrote may still be only in the page cache.
         for file in wal.take_unflushed() {
-            file.sync_data()?;
+            file.sync_data().map_err(|source| WalError::Io { path: wal_dir.clone(), source })?;
         }
-        let written =
-            Self::last_stored(&wal, &sealer).map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?;
+        let written = Self::last_stored(&wal, &sealer).map_err(|e| damaged(e.to_string()))?;
         let written = written.or(purged);
         let db =
             Arc::new(Db { database: Some(db), closed: Some(closed_tx), last_committed: Default::default(), sealer });
@@ -377,19 +397,32 @@ impl LogStore {
             }
             old
         };
-        if old.is_empty() {
-            return Ok(());
-        }
-        if wal.last_index().is_none() {
-            let other = |e: StorageError| redb::Error::Io(std::io::Error::other(e.to_string()));
-            let mut sealed = Vec::with_capacity(old.len());
-            for (index, bytes) in &old {
-                sealed.push((
-                    *index,
-                    encode_entry(sealer, &decode_entry(sealer, *index, bytes).map_err(other)?).map_err(other)?,
-                ));
+        let Some(&(old_last, _)) = old.last() else { return Ok(()) };
+        // An earlier move may have stopped part way (a crash, a torn tail cut
+        // off): move what the segment files lack, and drop the old log only
+        // once they hold all of it.
+        let held = wal.last_index();
+        let missing: Vec<&(u64, Vec<u8>)> = old.iter().filter(|(i, _)| held.is_none_or(|h| *i > h)).collect();
+        let other = |e: &dyn std::fmt::Display| redb::Error::Io(std::io::Error::other(e.to_string()));
+        if let (Some(h), Some((first_missing, _))) = (held, missing.first()) {
+            if *first_missing != h + 1 {
+                return Err(other(&format!(
+                    "moving the raft log out of the database: the segment files end at entry {h}, the database's \
+                     log goes on at {first_missing}; nothing was deleted"
+                )));
             }
-            wal.append(&sealed)?;
+        }
+        let mut sealed = Vec::with_capacity(missing.len());
+        for (index, bytes) in missing {
+            let entry = decode_entry(sealer, *index, bytes).map_err(|e| other(&e))?;
+            sealed.push((*index, encode_entry(sealer, &entry).map_err(|e| other(&e))?));
+        }
+        wal.append(&sealed)?;
+        if wal.last_index() != Some(old_last) {
+            return Err(other(&format!(
+                "moving the raft log out of the database: the segment files do not end at its last entry, \
+                 {old_last}; nothing was deleted"
+            )));
         }
         let tx = db.begin_write()?;
         tx.open_table(LOGS)?.retain(|_, _| false)?;
