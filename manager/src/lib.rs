@@ -18,6 +18,7 @@ pub mod control;
 pub mod dispatcher;
 pub mod identity;
 pub mod leadership;
+pub mod listener;
 pub mod member;
 pub mod orchestrator;
 pub mod raft;

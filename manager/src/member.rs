@@ -53,6 +53,8 @@ pub struct ManagerConfig {
     pub snapshot_interval: u64,
     /// This manager's certificate and key, and the cluster root.
     pub tls: crate::ca::NodeTls,
+    /// What a connection to the manager port may take.
+    pub listener: crate::listener::Limits,
     /// The root CA's key, to issue certificates to joining nodes.
     pub ca: crate::ca::RootCa,
 }
@@ -83,6 +85,7 @@ impl ManagerConfig {
             election_timeout_min_ms: 250,
             election_timeout_max_ms: 500,
             snapshot_interval: 10_000,
+            listener: crate::listener::Limits::default(),
         }
     }
 
@@ -210,24 +213,29 @@ impl Manager {
         let (leadership_tx, leadership) = watch::channel(Leadership::Follower);
         let dispatcher = Dispatcher::new(store.clone(), proposer.clone(), leadership, config.raft_id, tasks.clone());
 
+        let tls = crate::ca::tls::server_config(&config.tls).map_err(ManagerError::Raft)?;
         let listener = tokio::net::TcpListener::bind(config.listen_addr)
             .await
             .map_err(|source| ManagerError::Listen { addr: config.listen_addr, source })?;
-        // Raft messages are small and latency-bound: no Nagle delay on replies.
-        let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |s| {
-            s.and_then(|s| s.set_nodelay(true).map(|()| s))
-        });
+        let (incoming, count_streams) =
+            crate::listener::serve(listener, Arc::new(tls), config.listener, stop.clone(), &tasks);
         let ca_service = crate::ca::server::NodeCaService {
             store: store.clone(),
             proposer: proposer.clone(),
             ca: config.ca.clone(),
         };
         let router = tonic::transport::Server::builder()
-            .tls_config(crate::ca::tls::server_config(&config.tls))
-            .map_err(|e| ManagerError::Raft(format!("TLS configuration: {e}")))?
+            // Longer than the longest request (adding a manager waits up to
+            // 2 minutes for it to catch up); a response stream is not bound by it.
+            .timeout(Duration::from_secs(150))
+            .max_concurrent_streams(Some(256))
+            // A peer that vanished with a stream open is found out.
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .layer(count_streams)
             .add_service(
                 shoal_proto::raft_server::RaftServer::new(RaftService::new(raft.clone(), proposer.clone()))
-                    .max_decoding_message_size(usize::MAX),
+                    .max_decoding_message_size(crate::raft::network::MAX_RAFT_MESSAGE),
             )
             .add_service(shoal_proto::dispatcher_server::DispatcherServer::new(dispatcher.clone()))
             .add_service(shoal_proto::node_ca_server::NodeCaServer::new(ca_service));

@@ -62,13 +62,17 @@ pub enum LeaderOp {
 /// A write made on this manager, waiting for its raft entry.
 struct Pending {
     batch: StoreBatch,
+    /// Its size, encoded.
+    bytes: usize,
     reply: tokio::sync::oneshot::Sender<Result<u64, Attempt>>,
 }
 
 /// How many raft entries of this manager's writes may be in flight at once,
-/// and how many writes one entry carries at most.
+/// and how many writes, and bytes of them, one entry carries at most (a
+/// single larger write goes alone: the API bounds what one request sends).
 const ENTRIES_IN_FLIGHT: usize = 4;
 const WRITES_PER_ENTRY: usize = 256;
+const BYTES_PER_ENTRY: usize = 8 << 20;
 
 /// Group commit: the writes made here (by API callers, or forwarded by other
 /// managers to this leader) go to raft together. A write goes at once, in an
@@ -117,7 +121,8 @@ impl Batcher {
                 Err(batch)
             } else {
                 let (reply, outcome) = tokio::sync::oneshot::channel();
-                queue.waiting.push(Pending { batch, reply });
+                let bytes = prost::Message::encoded_len(&batch);
+                queue.waiting.push(Pending { batch, bytes, reply });
                 Ok(outcome)
             }
         };
@@ -134,7 +139,17 @@ impl Batcher {
     /// Starts entries for the waiting writes while there is room.
     fn start_waiting(&self, queue: &mut Queue) {
         while queue.in_flight < ENTRIES_IN_FLIGHT && !queue.waiting.is_empty() {
-            let n = queue.waiting.len().min(WRITES_PER_ENTRY);
+            let mut bytes = 0;
+            let n = queue
+                .waiting
+                .iter()
+                .take(WRITES_PER_ENTRY)
+                .take_while(|p| {
+                    bytes += p.bytes;
+                    bytes <= BYTES_PER_ENTRY
+                })
+                .count()
+                .max(1);
             let group: Vec<Pending> = queue.waiting.drain(..n).collect();
             queue.in_flight += 1;
             let slot = Slot(self.clone());
@@ -390,8 +405,13 @@ impl Proposer {
         let data = postcard::to_stdvec(op).map_err(|e| Attempt::Done(WriteError::Unavailable(e.to_string())))?;
         let mut client = self.client(addr, deadline).await.map_err(Attempt::Retry)?;
         let mut request = tonic::Request::new(RaftPayload { data });
-        request.set_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100)));
-        let reply = match client.forward(request).await {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+        request.set_timeout(left);
+        // The deadline holds here too, whatever the other side does with it.
+        let reply = tokio::time::timeout(left, client.forward(request))
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer in time")));
+        let reply = match reply {
             Ok(r) => r.into_inner(),
             Err(status) => {
                 self.clients.lock().unwrap_or_else(|p| p.into_inner()).remove(addr);
@@ -416,8 +436,10 @@ impl Proposer {
         let tls = self.tls.as_ref().ok_or("this manager cannot forward writes (no TLS identity)")?;
         let timeout = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(2));
         let channel = crate::ca::tls::connect(addr, tls, timeout).await?;
-        let client =
-            RaftClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
+        // A reply is a write's outcome: small.
+        let client = RaftClient::new(channel)
+            .max_decoding_message_size(1 << 20)
+            .max_encoding_message_size(crate::raft::network::MAX_RAFT_MESSAGE);
         self.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(addr.to_string(), client.clone());
         Ok(client)
     }
