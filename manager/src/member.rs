@@ -145,7 +145,7 @@ pub struct Bootstrap {
 /// Why a manager could not start or bootstrap.
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
-    #[error("opening this manager's raft state: {0}")]
+    #[error(transparent)]
     Open(#[from] crate::raft::log_store::OpenError),
     #[error("raft storage: {0}")]
     Storage(#[from] crate::raft::StorageError),
@@ -155,7 +155,7 @@ pub enum ManagerError {
     Raft(String),
     #[error("listening on {addr}: {source}: is another daemon using this port? choose another with --listen-addr")]
     Listen { addr: SocketAddr, source: std::io::Error },
-    #[error("{0}")]
+    #[error(transparent)]
     Write(#[from] crate::control::WriteError),
     #[error("creating {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
@@ -175,6 +175,8 @@ pub struct Manager {
     /// Every long-running task this manager spawned, so that shutdown waits
     /// for them.
     tasks: TaskTracker,
+    /// What is wrong with the raft storage, if anything.
+    storage: crate::raft::health::StorageHealth,
     /// Resolves when the raft database is closed.
     closed: std::sync::Mutex<Option<crate::raft::log_store::Closed>>,
 }
@@ -186,7 +188,9 @@ impl Manager {
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|source| ManagerError::Io { path: config.state_dir.clone(), source })?;
         let db_path = config.state_dir.join("raft.redb");
-        let (log, closed) = LogStore::open(&db_path)?;
+        let stop = CancellationToken::new();
+        let (log, closed) = LogStore::open(&db_path, stop.clone())?;
+        let storage = log.health();
         let log = log
             .leading_as(config.raft_id)
             .map_err(|e| ManagerError::Raft(format!("starting the raft log's flush thread: {e}")))?;
@@ -207,8 +211,8 @@ impl Manager {
         let raft = Raft::new(config.raft_id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| ManagerError::Raft(e.to_string()))?;
-        let proposer = Proposer::new(raft.clone(), store.clone(), config.raft_id, Some(config.tls.clone()));
-        let stop = CancellationToken::new();
+        let proposer = Proposer::new(raft.clone(), store.clone(), config.raft_id, Some(config.tls.clone()))
+            .with_storage(storage.clone());
         let tasks = TaskTracker::new();
         let (leadership_tx, leadership) = watch::channel(Leadership::Follower);
         let dispatcher = Dispatcher::new(store.clone(), proposer.clone(), leadership, config.raft_id, tasks.clone());
@@ -254,6 +258,7 @@ impl Manager {
             dispatcher,
             stop,
             tasks,
+            storage,
             closed: std::sync::Mutex::new(Some(closed)),
         };
         manager.watch_leadership(leadership_tx);
@@ -432,6 +437,19 @@ impl Manager {
     /// The raft ID of the current leader, as this manager knows it.
     pub fn current_leader(&self) -> Option<u64> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    /// Why this manager cannot take writes as it should, if it cannot: its
+    /// raft storage waits for space, or failed and stopped raft (which then
+    /// needs a restart of the daemon).
+    pub fn storage_problem(&self) -> Option<String> {
+        if let Err(fatal) = &self.raft.metrics().borrow().running_state {
+            return Some(format!(
+                "raft stopped on this manager: {fatal}; restart its daemon (if the raft log is damaged, the error \
+                 then says how to recover)"
+            ));
+        }
+        self.storage.problem()
     }
 
     /// The log index of the last entry applied to this manager's store.

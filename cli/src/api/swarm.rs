@@ -110,10 +110,24 @@ pub struct ListQuery {
     filters: Option<String>,
 }
 
+/// A node as the API shows it. This manager's own node says so when its raft
+/// storage cannot take writes: not the leader (whatever raft last said), not
+/// reachable, and why (shoal's `ManagerStatus.Error`).
+fn render_node(m: &Manager, n: &shoal_proto::Node, problem: Option<&str>) -> Value {
+    let own = n.manager_status.as_ref().is_some_and(|s| s.raft_id == m.config().raft_id);
+    let leader = m.current_leader().filter(|l| !(problem.is_some() && *l == m.config().raft_id));
+    let mut v = docker::node(n, leader);
+    if let (true, Some(problem)) = (own, problem) {
+        v["ManagerStatus"]["Reachability"] = Value::from("unreachable");
+        v["ManagerStatus"]["Error"] = Value::from(problem);
+    }
+    v
+}
+
 pub async fn list_nodes(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
     let m = manager(&daemon).await?;
     let f = Filters::parse(q.filters.as_deref(), &["id", "name", "label", "node.label", "role", "membership"])?;
-    let leader = m.current_leader();
+    let problem = m.storage_problem();
     let state = m.store().read();
     let nodes: Vec<Value> = state
         .nodes
@@ -123,16 +137,16 @@ pub async fn list_nodes(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQ
         .filter(|n| {
             f.any("role", |v| v == if n.role() == shoal_proto::NodeRole::Manager { "manager" } else { "worker" })
         })
-        .map(|n| docker::node(n, leader))
+        .map(|n| render_node(&m, n, problem.as_deref()))
         .collect();
     Ok(Json(Value::Array(nodes)))
 }
 
 pub async fn inspect_node(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let m = manager(&daemon).await?;
-    let leader = m.current_leader();
+    let problem = m.storage_problem();
     let state = m.store().read();
-    Ok(Json(docker::node(state.find_node(&id)?, leader)))
+    Ok(Json(render_node(&m, state.find_node(&id)?, problem.as_deref())))
 }
 
 #[derive(Deserialize)]

@@ -96,6 +96,10 @@ pub async fn info(client: &Client) -> anyhow::Result<()> {
             println!("  Nodes: {}", info["Swarm"]["Nodes"]);
         }
         println!("  Node Address: {}", s(&info, &["Swarm", "NodeAddr"]));
+        let error = s(&info, &["Swarm", "Error"]);
+        if !error.is_empty() {
+            println!("  Error: {error}");
+        }
     }
     println!(" Name: {}", s(&info, &["Name"]));
     println!(" Data Root: {}", s(&info, &["DockerRootDir"]));

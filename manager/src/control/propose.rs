@@ -44,6 +44,9 @@ pub enum WriteError {
     NotLeader,
     #[error("the raft write did not complete: {0}")]
     Unavailable(String),
+    /// The leader's raft storage has no room for the write.
+    #[error("{0}")]
+    NoSpace(String),
 }
 
 /// Work only the leader can do. Travels in postcard in `Raft.Forward`.
@@ -212,6 +215,8 @@ pub struct Proposer {
     clients: Arc<Mutex<HashMap<String, RaftClient<Channel>>>>,
     /// Groups this manager's own raft writes into entries.
     batcher: Batcher,
+    /// Whether this manager's raft storage has room for a write.
+    storage: Option<crate::raft::health::StorageHealth>,
 }
 
 /// One attempt's outcome: final, or worth another try once leadership settles.
@@ -225,7 +230,22 @@ impl Proposer {
     /// single manager in tests).
     pub fn new(raft: Raft, store: Store, id: u64, tls: Option<NodeTls>) -> Proposer {
         let batcher = Batcher::new(raft.clone());
-        Proposer { raft, store, id, tls, clients: Arc::default(), batcher }
+        Proposer { raft, store, id, tls, clients: Arc::default(), batcher, storage: None }
+    }
+
+    /// Refuses writes, as leader, while `storage` has no room for them.
+    pub fn with_storage(mut self, storage: crate::raft::health::StorageHealth) -> Proposer {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// Refuses a write at once when this manager's disk is too full for it,
+    /// rather than start one that would wait for space.
+    fn check_space(&self) -> Result<(), Attempt> {
+        match &self.storage {
+            Some(s) => s.check_space().map_err(|m| Attempt::Done(WriteError::NoSpace(m))),
+            None => Ok(()),
+        }
     }
 
     /// Commits `actions` as one raft entry; returns its log index once applied.
@@ -331,6 +351,7 @@ impl Proposer {
     }
 
     async fn run_local(&self, op: &LeaderOp, deadline: Instant) -> Result<u64, Attempt> {
+        self.check_space()?;
         match op {
             LeaderOp::Write(batch) => self.write_local(batch, deadline).await,
             LeaderOp::AddManager { raft_id, addr } => {

@@ -37,12 +37,14 @@ use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, RaftLogReader};
 use redb::{Database, ReadableDatabase, TableDefinition};
+use tokio_util::sync::CancellationToken;
 
+use super::health::{Retry, StorageHealth};
 use super::seal::{Sealer, SEALED};
 use super::wal::{Wal, WalError};
 
@@ -65,31 +67,73 @@ pub(crate) const KEY_SNAPSHOT_SEALED: &str = "snapshot_sealed";
 /// The open database; tells whoever holds the [`Closed`] receiver once the
 /// database is closed (its file lock released), after the last user let go.
 pub struct Db {
-    database: Option<Database>,
+    path: PathBuf,
+    /// `None` only while it is reopened (see [`Db::run`]).
+    database: RwLock<Option<Database>>,
     closed: Option<tokio::sync::oneshot::Sender<()>>,
     /// The latest commit index (JSON), written durably when the database
     /// closes: `save_committed` writes it lazily while running.
     last_committed: std::sync::Mutex<Option<Vec<u8>>>,
     /// Seals the log's entries and the snapshot (`<path>.key`).
     pub(crate) sealer: Sealer,
+    /// Waits for space when the disk is full.
+    pub(crate) retry: Retry,
 }
 
-impl std::ops::Deref for Db {
-    type Target = Database;
-    fn deref(&self) -> &Database {
-        self.database.as_ref().expect("the database is only taken out in drop")
+/// A redb error as an I/O error, the OS error kept (to tell a full disk).
+fn redb_io(e: redb::Error) -> std::io::Error {
+    match e {
+        redb::Error::Io(e) => e,
+        other => std::io::Error::other(other),
+    }
+}
+
+impl Db {
+    /// Runs `f` on the database. When it fails for want of space, waits for
+    /// space and runs it again, reopening the database first: after an I/O
+    /// error redb fails every operation until it is reopened.
+    pub(crate) fn run<T>(&self, what: &str, f: impl Fn(&Database) -> Result<T, redb::Error>) -> Result<T, redb::Error> {
+        self.retry
+            .run(what, |again| {
+                if again || self.database.read().unwrap_or_else(|p| p.into_inner()).is_none() {
+                    self.reopen()?;
+                }
+                let guard = self.database.read().unwrap_or_else(|p| p.into_inner());
+                let db = guard.as_ref().ok_or_else(|| std::io::Error::other("the raft database is not open"))?;
+                f(db).map_err(redb_io)
+            })
+            .map_err(redb::Error::Io)
+    }
+
+    fn reopen(&self) -> std::io::Result<()> {
+        let mut guard = self.database.write().unwrap_or_else(|p| p.into_inner());
+        // Closed first: redb holds a lock on the file while it is open.
+        drop(guard.take());
+        *guard = Some(Database::create(&self.path).map_err(|e| redb_io(e.into()))?);
+        Ok(())
+    }
+
+    /// Reads one value of the raft state.
+    pub(crate) fn get(&self, key: &str) -> Result<Option<Vec<u8>>, redb::Error> {
+        self.run("reading the raft state", |db| LogStore::get_meta(db, key))
+    }
+
+    /// Writes values of the raft state, durably or not.
+    pub(crate) fn put(&self, items: &[(&str, &[u8])], durable: bool) -> Result<(), redb::Error> {
+        self.run("writing the raft state", |db| LogStore::put_meta(db, items, durable))
     }
 }
 
 impl Drop for Db {
     fn drop(&mut self) {
         let committed = self.last_committed.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let (Some(db), Some(bytes)) = (self.database.as_ref(), committed) {
+        let database = self.database.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let (Some(db), Some(bytes)) = (database.as_ref(), committed) {
             if let Err(e) = LogStore::put_meta(db, &[(KEY_COMMITTED, &bytes)], true) {
                 tracing::warn!(error = %e, "saving the raft commit index at shutdown");
             }
         }
-        drop(self.database.take());
+        drop(database.take());
         if let Some(tx) = self.closed.take() {
             let _ = tx.send(());
         }
@@ -168,6 +212,8 @@ struct Flush {
     /// The network held back a commit index for want of a flush: when the
     /// flush comes, followers should hear of it (see `network.rs`).
     held_back: AtomicBool,
+    /// Waits for space when the disk is full.
+    retry: Retry,
 }
 
 impl Flush {
@@ -176,19 +222,18 @@ impl Flush {
     }
 
     /// Flushes everything written so far (waiting for a flush under way)
-    /// and records how far the log is on disk.
+    /// and records how far the log is on disk. A flush that fails for want
+    /// of space writes everything again and flushes again once there is.
     fn flush(&self, wal: &Mutex<Wal>) -> std::io::Result<()> {
         let _running = Flush::lock(&self.running);
-        let (files, upto) = {
+        let (unflushed, upto) = {
             let mut wal = Flush::lock(wal);
             (wal.take_unflushed(), *Flush::lock(&self.written))
         };
-        for file in files {
-            if let Err(e) = file.sync_data() {
-                let failed = format!("flushing the raft log: {e}");
-                self.durable.send_modify(|d| d.failed = Some(failed));
-                return Err(e);
-            }
+        if let Err(e) = self.retry.run("flushing the raft log", |again| unflushed.sync(again)) {
+            let failed = format!("flushing the raft log: {e}");
+            self.durable.send_modify(|d| d.failed = Some(failed));
+            return Err(e);
         }
         self.durable.send_if_modified(|d| {
             let newer = upto > d.log_id;
@@ -254,8 +299,9 @@ pub enum OpenError {
 
 impl LogStore {
     /// Opens (or creates) the raft database at `path` and the log next to
-    /// it (`<path without extension>.wal/`).
-    pub fn open(path: &Path) -> Result<(LogStore, Closed), OpenError> {
+    /// it (`<path without extension>.wal/`). A write that finds the disk
+    /// full waits for space until `stop` (see [`super::health`]).
+    pub fn open(path: &Path, stop: CancellationToken) -> Result<(LogStore, Closed), OpenError> {
         let database = |source: redb::Error| OpenError::Database { path: path.to_path_buf(), source };
         let damaged = |what: String| OpenError::Damaged { path: path.to_path_buf(), what };
         let db = Database::create(path).map_err(|e| database(e.into()))?;
@@ -285,19 +331,25 @@ impl LogStore {
         Self::move_old_log(&db, &mut wal, purged.map_or(0, |l| l.index + 1), &sealer).map_err(database)?;
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
         // What an earlier process wrote may still be only in the page cache.
-        for file in wal.take_unflushed() {
-            file.sync_data().map_err(|source| WalError::Io { path: wal_dir.clone(), source })?;
-        }
+        wal.take_unflushed().sync(false).map_err(|source| WalError::Io { path: wal_dir.clone(), source })?;
         let written = Self::last_stored(&wal, &sealer).map_err(|e| damaged(e.to_string()))?;
         let written = written.or(purged);
-        let db =
-            Arc::new(Db { database: Some(db), closed: Some(closed_tx), last_committed: Default::default(), sealer });
+        let retry = Retry::new(StorageHealth::new(path.parent().unwrap_or(Path::new("."))), stop);
+        let db = Arc::new(Db {
+            path: path.to_path_buf(),
+            database: RwLock::new(Some(db)),
+            closed: Some(closed_tx),
+            last_committed: Default::default(),
+            sealer,
+            retry: retry.clone(),
+        });
         let flush = Flush {
             running: Mutex::new(()),
             written: Mutex::new(written),
             durable: tokio::sync::watch::channel(Durable { log_id: written, failed: None }).0,
             vote: Mutex::new(None),
             held_back: AtomicBool::new(false),
+            retry,
         };
         let store = LogStore {
             db,
@@ -329,6 +381,11 @@ impl LogStore {
         self.node = Some(node);
         self.flusher = Some(Arc::new(tx));
         Ok(self)
+    }
+
+    /// What is wrong with this manager's raft storage, as it is found.
+    pub fn health(&self) -> StorageHealth {
+        self.db.retry.health().clone()
     }
 
     /// How far the log is on disk, as it changes, where appends may be
@@ -434,7 +491,7 @@ impl LogStore {
         self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn wal(&self) -> MutexGuard<'_, Wal> {
+    pub(crate) fn wal(&self) -> MutexGuard<'_, Wal> {
         self.wal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -442,7 +499,7 @@ impl LogStore {
     async fn blocking<T, F>(&self, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, StorageError> + Send + 'static,
+        F: FnOnce(&Db) -> Result<T, StorageError> + Send + 'static,
     {
         let db = self.db.clone();
         if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
@@ -471,13 +528,18 @@ impl LogStore {
             bytes.push((e.log_id.index, encoded));
             kept.push((e, size));
         }
-        {
-            let mut wal = self.wal();
-            wal.write(&bytes).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Write))?;
-            if let Some((last, _)) = kept.last() {
-                *Flush::lock(&self.flush.written) = Some(last.log_id);
-            }
-        }
+        // A full disk: wait for space (the log is locked only while a try runs).
+        self.db
+            .retry
+            .run("appending to the raft log", |_| {
+                let mut wal = self.wal();
+                wal.write(&bytes)?;
+                if let Some((last, _)) = kept.last() {
+                    *Flush::lock(&self.flush.written) = Some(last.log_id);
+                }
+                Ok(())
+            })
+            .map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Write))?;
         let mut recent = self.recent();
         for (e, size) in kept {
             recent.bytes += size;
@@ -513,11 +575,11 @@ impl LogStore {
     }
 
     fn read_json<T: serde::de::DeserializeOwned>(
-        db: &Database,
+        db: &Db,
         key: &str,
         subject: ErrorSubject<u64>,
     ) -> Result<Option<T>, StorageError> {
-        let Some(bytes) = Self::get_meta(db, key).map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))? else {
+        let Some(bytes) = db.get(key).map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))? else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| io_error(subject, ErrorVerb::Read, e))
@@ -531,7 +593,7 @@ impl LogStore {
         durable: bool,
     ) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(value).map_err(|e| io_error(subject.clone(), ErrorVerb::Write, e))?;
-        Self::put_meta(&self.db, &[(key, &bytes)], durable).map_err(|e| io_error(subject, ErrorVerb::Write, e))
+        self.db.put(&[(key, &bytes)], durable).map_err(|e| io_error(subject, ErrorVerb::Write, e))
     }
 }
 

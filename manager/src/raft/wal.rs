@@ -55,6 +55,43 @@ pub struct Wal {
     positions: VecDeque<Pos>,
     first: u64,
     segment_bytes: u64,
+    /// What was written since the last [`Wal::take_unflushed`].
+    written: Vec<Written>,
+    /// Writes to fail, half done, as on a full disk (tests only).
+    #[cfg(test)]
+    pub(crate) fail_writes: usize,
+}
+
+/// One write not flushed yet, kept so that it can be written again: after a
+/// failed flush, the page cache may have dropped it (Linux marks pages clean
+/// whose writeback failed), and a second flush would then report success
+/// for data that is not on the disk.
+struct Written {
+    file: Arc<File>,
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+/// What to flush: the files written to, and the writes themselves.
+pub struct Unflushed {
+    files: Vec<Arc<File>>,
+    written: Vec<Written>,
+}
+
+impl Unflushed {
+    /// Flushes the files (`fdatasync`); `again` writes everything again
+    /// first, for a flush after a failed one.
+    pub fn sync(&self, again: bool) -> io::Result<()> {
+        if again {
+            for w in &self.written {
+                w.file.write_all_at(&w.bytes, w.offset)?;
+            }
+        }
+        for file in &self.files {
+            file.sync_data()?;
+        }
+        Ok(())
+    }
 }
 
 fn segment_path(dir: &Path, first: u64) -> PathBuf {
@@ -196,6 +233,9 @@ impl Wal {
             positions: VecDeque::new(),
             first: 0,
             segment_bytes: SEGMENT_BYTES,
+            written: Vec::new(),
+            #[cfg(test)]
+            fail_writes: 0,
         };
         // Read and judge the whole log before changing any file.
         let mut ends = Vec::with_capacity(firsts.len());
@@ -339,16 +379,15 @@ impl Wal {
     /// and flushes them to disk before returning.
     pub fn append(&mut self, entries: &[(u64, Vec<u8>)]) -> io::Result<()> {
         self.write(entries)?;
-        for file in self.take_unflushed() {
-            file.sync_data()?;
-        }
-        Ok(())
+        self.take_unflushed().sync(false)
     }
 
-    /// The files written since they were last taken, to be flushed (with
-    /// `fdatasync`, outside the lock that guards the log) by the taker.
-    pub fn take_unflushed(&mut self) -> Vec<Arc<File>> {
-        self.segments.iter_mut().filter_map(|s| std::mem::take(&mut s.unflushed).then(|| s.file.clone())).collect()
+    /// What was written since it was last taken, to be flushed (outside the
+    /// lock that guards the log) by the taker.
+    pub fn take_unflushed(&mut self) -> Unflushed {
+        let files =
+            self.segments.iter_mut().filter_map(|s| std::mem::take(&mut s.unflushed).then(|| s.file.clone())).collect();
+        Unflushed { files, written: std::mem::take(&mut self.written) }
     }
 
     /// Appends `entries` (index, payload), which must follow the last one,
@@ -378,9 +417,17 @@ impl Wal {
             buf.extend_from_slice(&index.to_le_bytes());
             buf.extend_from_slice(payload);
         }
+        #[cfg(test)]
+        if self.fail_writes > 0 {
+            self.fail_writes -= 1;
+            segment.file.write_all_at(&buf[..buf.len() / 2], segment.end)?;
+            return Err(io::Error::from_raw_os_error(nix::libc::ENOSPC));
+        }
         segment.file.write_all_at(&buf, segment.end)?;
         segment.unflushed = true;
+        let offset = segment.end;
         segment.end += buf.len() as u64;
+        self.written.push(Written { file: segment.file.clone(), offset, bytes: buf });
         if self.positions.is_empty() {
             self.first = *first_new;
         }
@@ -391,9 +438,13 @@ impl Wal {
     fn start_segment(&mut self, first: u64) -> io::Result<()> {
         let path = segment_path(&self.dir, first);
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
-        // Best effort: without the allocation appends still work, each one
-        // growing the file.
-        let _ = nix::fcntl::fallocate(&file, nix::fcntl::FallocateFlags::empty(), 0, self.segment_bytes as i64);
+        // Without the allocation appends still work, each one growing the
+        // file, where the filesystem cannot allocate; but no room for it is
+        // no room for the segment.
+        let allocated = nix::fcntl::fallocate(&file, nix::fcntl::FallocateFlags::empty(), 0, self.segment_bytes as i64);
+        if let Err(e @ (nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT)) = allocated {
+            return Err(e.into());
+        }
         file.sync_all()?;
         File::open(&self.dir)?.sync_all()?;
         self.segments.push(Segment { first, file: Arc::new(file), end: 0, unflushed: false });
@@ -430,6 +481,20 @@ impl Wal {
             None => return Ok(()),
         };
         self.positions.truncate(keep);
+        // Unflushed writes of what is cut must never be written again.
+        let cut_file = self.segment(cut.segment)?.file.clone();
+        let removed: Vec<Arc<File>> =
+            self.segments.iter().filter(|s| s.first > cut.segment).map(|s| s.file.clone()).collect();
+        self.written.retain_mut(|w| {
+            if removed.iter().any(|f| Arc::ptr_eq(f, &w.file)) {
+                return false;
+            }
+            if Arc::ptr_eq(&cut_file, &w.file) && w.offset + w.bytes.len() as u64 > cut.offset {
+                // Keep what comes before the cut.
+                w.bytes.truncate(cut.offset.saturating_sub(w.offset) as usize);
+            }
+            !w.bytes.is_empty()
+        });
         while self.segments.last().is_some_and(|s| s.first > cut.segment) {
             if let Some(s) = self.segments.pop() {
                 fs::remove_file(segment_path(&self.dir, s.first))?;
