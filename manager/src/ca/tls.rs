@@ -54,16 +54,18 @@ pub fn client_config(tls: &NodeTls) -> ClientTlsConfig {
         .domain_name(MANAGER_SERVER_NAME)
 }
 
-/// An mTLS channel to a manager (`host:port`).
+/// An mTLS channel to a manager (`host:port`), connected (TCP, TLS and
+/// HTTP/2) within `timeout`.
 pub async fn connect(addr: &str, tls: &NodeTls, timeout: Duration) -> Result<Channel, String> {
-    Endpoint::from_shared(format!("https://{addr}"))
+    let endpoint = Endpoint::from_shared(format!("https://{addr}"))
         .map_err(|e| format!("bad manager address {addr}: {e}"))?
         .tls_config(client_config(tls))
         .map_err(|e| format!("TLS configuration: {e}"))?
         .connect_timeout(timeout)
-        .tcp_keepalive(Some(Duration::from_secs(10)))
-        .connect()
+        .tcp_keepalive(Some(Duration::from_secs(10)));
+    tokio::time::timeout(timeout, endpoint.connect())
         .await
+        .map_err(|_| format!("no answer from manager {addr} within {}s", timeout.as_secs()))?
         .map_err(|e| format!("cannot reach manager {addr}: {e}"))
 }
 

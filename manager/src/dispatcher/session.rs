@@ -92,6 +92,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         self.check_leader()?;
         self.check_caller(&request, &request.get_ref().node_id)?;
         let req = request.into_inner();
+        super::check_node_report(req.description.as_ref(), &[&req.addr])?;
         self.register(&req).await?;
         self.beat(&req.node_id);
         let session_id = new_id();
