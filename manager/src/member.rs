@@ -207,13 +207,13 @@ impl Manager {
             ..Default::default()
         }
         .validate()?;
-        let network = NetworkFactory::new(config.tls.clone(), gate.clone());
+        let tasks = TaskTracker::new();
+        let network = NetworkFactory::new(config.tls.clone(), gate.clone(), tasks.clone());
         let raft = Raft::new(config.raft_id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| ManagerError::Raft(e.to_string()))?;
         let proposer = Proposer::new(raft.clone(), store.clone(), config.raft_id, Some(config.tls.clone()))
             .with_storage(storage.clone());
-        let tasks = TaskTracker::new();
         let (leadership_tx, leadership) = watch::channel(Leadership::Follower);
         let dispatcher = Dispatcher::new(store.clone(), proposer.clone(), leadership, config.raft_id, tasks.clone());
 

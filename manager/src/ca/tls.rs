@@ -76,7 +76,14 @@ pub type RaftSender = hyper::client::conn::http2::SendRequest<http_body_util::Fu
 /// for raft's messages: a call goes straight to hyper's connection, where a
 /// tonic channel first queues it for a task of its own (one more thread
 /// hand-off on every call, and a write makes several).
-pub async fn raft_connection(addr: &str, tls: &NodeTls, timeout: Duration) -> Result<RaftSender, String> {
+/// The connection's own task is tracked by `tasks`; it ends when the sender
+/// is dropped or the connection fails.
+pub async fn raft_connection(
+    addr: &str,
+    tls: &NodeTls,
+    timeout: Duration,
+    tasks: &tokio_util::task::TaskTracker,
+) -> Result<RaftSender, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::PrivateKeyDer;
     let bad = |what: &str, e: &dyn std::fmt::Display| format!("this node's {what} is unusable: {e}");
@@ -115,7 +122,7 @@ pub async fn raft_connection(addr: &str, tls: &NodeTls, timeout: Duration) -> Re
     let (sender, connection) = tokio::time::timeout(timeout, connect)
         .await
         .map_err(|_| format!("no answer from manager {addr} within {}s", timeout.as_secs()))??;
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "raft connection closed");
         }

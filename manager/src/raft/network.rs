@@ -17,6 +17,7 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shoal_proto::RaftPayload;
+use tokio_util::task::TaskTracker;
 use tonic::Status;
 
 use super::log_store::CommitGate;
@@ -37,11 +38,13 @@ pub const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
 pub struct NetworkFactory {
     tls: crate::ca::NodeTls,
     gate: CommitGate,
+    /// Where the connections' tasks are tracked.
+    tasks: TaskTracker,
 }
 
 impl NetworkFactory {
-    pub fn new(tls: crate::ca::NodeTls, gate: CommitGate) -> NetworkFactory {
-        NetworkFactory { tls, gate }
+    pub fn new(tls: crate::ca::NodeTls, gate: CommitGate, tasks: TaskTracker) -> NetworkFactory {
+        NetworkFactory { tls, gate, tasks }
     }
 }
 
@@ -49,7 +52,14 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = Network;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Network {
-        Network { target, addr: node.addr.clone(), tls: self.tls.clone(), client: None, gate: self.gate.clone() }
+        Network {
+            target,
+            addr: node.addr.clone(),
+            tls: self.tls.clone(),
+            client: None,
+            gate: self.gate.clone(),
+            tasks: self.tasks.clone(),
+        }
     }
 }
 
@@ -60,6 +70,7 @@ pub struct Network {
     tls: crate::ca::NodeTls,
     client: Option<crate::ca::tls::RaftSender>,
     gate: CommitGate,
+    tasks: TaskTracker,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
@@ -89,7 +100,7 @@ impl Network {
             return Err(RPCError::Network(NetworkError::new(&e)));
         }
         if self.client.is_none() {
-            let sender = crate::ca::tls::raft_connection(&self.addr, &self.tls, Duration::from_secs(2))
+            let sender = crate::ca::tls::raft_connection(&self.addr, &self.tls, Duration::from_secs(2), &self.tasks)
                 .await
                 .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))?;
             self.client = Some(sender);
