@@ -169,6 +169,9 @@ enum SwarmCmd {
         /// (default 250ms; the greatest is twice it).
         #[arg(long, value_parser = parse_duration)]
         raft_election_timeout: Option<Duration>,
+        /// Replicas one service may ask for (default 10000, at most 1000000).
+        #[arg(long)]
+        max_replicas: Option<u64>,
     },
     /// Join a swarm as a worker (or a manager, by the token).
     Join {
@@ -209,6 +212,10 @@ enum SwarmCmd {
         /// How long node certificates live (e.g. 2160h).
         #[arg(long, value_parser = parse_duration)]
         cert_expiry: Option<Duration>,
+        /// Replicas one service may ask for (0: the default, 10000; at most
+        /// 1000000). Running services keep theirs; their next update must fit.
+        #[arg(long)]
+        max_replicas: Option<u64>,
     },
 }
 
@@ -918,13 +925,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             snapshot_interval,
             raft_heartbeat,
             raft_election_timeout,
+            max_replicas,
         }) => {
             let raft = serde_json::json!({
                 "SnapshotInterval": snapshot_interval.unwrap_or(0),
                 "HeartbeatMs": raft_heartbeat.map(|d| d.as_millis() as u64).unwrap_or(0),
                 "ElectionTimeoutMs": raft_election_timeout.map(|d| d.as_millis() as u64).unwrap_or(0),
             });
-            commands::swarm::init(c, &listen_addr, &advertise_addr, raft).await
+            let limits = serde_json::json!({ "MaxReplicas": max_replicas.unwrap_or(0) });
+            commands::swarm::init(c, &listen_addr, &advertise_addr, raft, limits).await
         }
         Command::Swarm(SwarmCmd::Join { token, advertise_addr, listen_addr, remote }) => {
             commands::swarm::join(c, &token, &remote, &listen_addr, &advertise_addr).await
@@ -932,8 +941,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Swarm(SwarmCmd::JoinToken { role, quiet, rotate }) => {
             commands::swarm::join_token(c, &role, quiet, rotate).await
         }
-        Command::Swarm(SwarmCmd::Update { task_history_limit, dispatcher_heartbeat, cert_expiry }) => {
-            commands::swarm::update(c, task_history_limit, dispatcher_heartbeat, cert_expiry).await
+        Command::Swarm(SwarmCmd::Update { task_history_limit, dispatcher_heartbeat, cert_expiry, max_replicas }) => {
+            commands::swarm::update(c, task_history_limit, dispatcher_heartbeat, cert_expiry, max_replicas).await
         }
         Command::Node(NodeCmd::Ls { quiet, format }) => commands::node::ls(c, quiet, format).await,
         Command::Node(NodeCmd::Update { availability, label_add, label_rm, node }) => {

@@ -17,6 +17,8 @@ pub mod ca;
 pub mod control;
 pub mod dispatcher;
 pub mod identity;
+pub mod leadership;
+pub mod listener;
 pub mod member;
 pub mod orchestrator;
 pub mod raft;
@@ -24,4 +26,4 @@ pub mod reconcile;
 pub mod scheduler;
 pub mod store;
 
-pub use member::{Manager, ManagerConfig};
+pub use member::{Bootstrap, Manager, ManagerConfig, RaftTuning};

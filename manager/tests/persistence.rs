@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use shoal_manager::ca::RootCa;
 use shoal_manager::control::ControlError;
-use shoal_manager::{Manager, ManagerConfig};
+use shoal_manager::{Bootstrap, Manager, ManagerConfig};
 use shoal_proto::{
-    service_mode, Annotations, Cluster, ContainerSpec, Node, NodeRole, ReplicatedService, ServiceMode, ServiceSpec,
-    TaskSpec,
+    service_mode, Annotations, ContainerSpec, NodeRole, ReplicatedService, ServiceMode, ServiceSpec, TaskSpec,
 };
 
 fn config(dir: &std::path::Path, snapshot_interval: u64) -> ManagerConfig {
@@ -46,7 +45,7 @@ fn spec(name: &str, replicas: u64) -> ServiceSpec {
 async fn state_survives_restarts_and_snapshots() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let m = Manager::start(config(dir.path(), 20)).await.expect("starting the manager");
-    m.bootstrap(Cluster { id: "c1".into(), ..Default::default() }, Node { id: "node1".into(), ..Default::default() })
+    m.bootstrap(Bootstrap { cluster_id: "c1".into(), ..Default::default() })
         .await
         .expect("bootstrapping a one-manager cluster");
     let control = m.control();
@@ -106,7 +105,7 @@ async fn state_survives_restarts_and_snapshots() {
 async fn concurrent_writes_share_entries_but_keep_their_own_outcome() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let m = std::sync::Arc::new(Manager::start(config(dir.path(), 1000)).await.expect("starting the manager"));
-    m.bootstrap(Cluster { id: "c1".into(), ..Default::default() }, Node { id: "node1".into(), ..Default::default() })
+    m.bootstrap(Bootstrap { cluster_id: "c1".into(), ..Default::default() })
         .await
         .expect("bootstrapping a one-manager cluster");
     let before = m.store().applied_index();

@@ -34,6 +34,13 @@ use crate::daemon::Daemon;
 pub use filters::Filters;
 pub use images::remove_old_uploads;
 
+/// The largest request body the API reads into memory. Image uploads
+/// stream to disk and are not bounded by it.
+pub const MAX_BODY_BYTES: usize = 2 << 20;
+/// The largest stack deploy body: a whole stack, its secrets and configs
+/// (500 KiB each at most) included.
+pub const MAX_STACK_BODY_BYTES: usize = 16 << 20;
+
 /// The highest Engine API version served (what Docker 28.x speaks).
 pub const API_VERSION: &str = "1.51";
 /// The lowest Engine API version accepted.
@@ -177,6 +184,27 @@ async fn headers(req: Request, next: axum::middleware::Next) -> Response {
     resp
 }
 
+/// Says what a too-large request body (refused by the body limit with a
+/// bare 413) was over, and what to do.
+async fn explain_too_large(req: Request, next: axum::middleware::Next) -> Response {
+    let stack = req.uri().path().starts_with("/shoal/v1/stacks/");
+    let resp = next.run(req).await;
+    if resp.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return resp;
+    }
+    let (limit, what) =
+        if stack { (MAX_STACK_BODY_BYTES, "a stack deploy") } else { (MAX_BODY_BYTES, "an API request") };
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the request body is over the limit of {} MiB for {what}: send less in one request (split a stack, \
+             move large data into configs or secrets)",
+            limit >> 20
+        ),
+    )
+    .into_response()
+}
+
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!("page not found: {} is not part of the API this daemon serves", uri.path()))
 }
@@ -203,7 +231,12 @@ pub fn router(daemon: Arc<Daemon>) -> axum::Router {
         .route("/tasks", get(services::list_tasks))
         .route("/tasks/{id}", get(services::inspect_task))
         .route("/tasks/{id}/logs", get(services::logs))
-        .route("/shoal/v1/stacks/{name}", post(services::deploy_stack).delete(services::remove_stack))
+        .route(
+            "/shoal/v1/stacks/{name}",
+            post(services::deploy_stack)
+                .delete(services::remove_stack)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_STACK_BODY_BYTES)),
+        )
         .route("/secrets", get(secrets::list::<Secret>))
         .route("/secrets/create", post(secrets::create::<Secret>))
         .route("/secrets/{id}", get(secrets::inspect::<Secret>).delete(secrets::remove::<Secret>))
@@ -247,6 +280,8 @@ pub fn router(daemon: Arc<Daemon>) -> axum::Router {
         .route("/containers/{id}/unpause", post(containers::unpause))
         .route("/containers/{id}", axum::routing::delete(containers::remove))
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(explain_too_large))
         .layer(axum::middleware::from_fn(headers))
         .with_state(daemon)
 }

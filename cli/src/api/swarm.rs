@@ -35,6 +35,14 @@ pub struct InitRequest {
 #[serde(rename_all = "PascalCase", default)]
 pub struct InitSpec {
     raft: InitRaft,
+    limits: InitLimits,
+}
+
+/// shoal's own: what one request may ask of the swarm (0: the default).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct InitLimits {
+    max_replicas: u64,
 }
 
 /// Docker's `SnapshotInterval`, and shoal's own timing in milliseconds
@@ -59,7 +67,7 @@ pub async fn init(State(daemon): State<Arc<Daemon>>, body: axum::body::Bytes) ->
         heartbeat_ms: r.heartbeat_ms,
         election_timeout_ms: r.election_timeout_ms,
     };
-    match daemon.swarm_init(&req.listen_addr, &req.advertise_addr, tuning).await {
+    match daemon.swarm_init(&req.listen_addr, &req.advertise_addr, tuning, req.spec.limits.max_replicas).await {
         Ok(id) => Ok(Json(id)),
         Err(e @ InitError::AlreadyInSwarm) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
         Err(e @ InitError::InvalidArgument(_)) => Err(ApiError::bad_request(e.to_string())),
@@ -94,7 +102,11 @@ pub async fn inspect(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<Value>
     let m = manager(&daemon).await?;
     let state = m.store().read();
     let cluster = state.cluster().ok_or_else(|| ApiError::internal("the swarm has no cluster object yet"))?;
-    Ok(Json(docker::json(&docker::cluster(cluster))))
+    let limits = shoal_manager::control::limits::Limits::of_spec(cluster.spec.as_ref().unwrap_or(&Default::default()));
+    let mut v = docker::json(&docker::cluster(cluster));
+    // shoal's own: what one request may ask of the swarm.
+    v["Spec"]["Limits"] = serde_json::json!({ "MaxReplicas": limits.max_replicas });
+    Ok(Json(v))
 }
 
 #[derive(Deserialize)]
@@ -102,10 +114,24 @@ pub struct ListQuery {
     filters: Option<String>,
 }
 
+/// A node as the API shows it. This manager's own node says so when its raft
+/// storage cannot take writes: not the leader (whatever raft last said), not
+/// reachable, and why (shoal's `ManagerStatus.Error`).
+fn render_node(m: &Manager, n: &shoal_proto::Node, problem: Option<&str>) -> Value {
+    let own = n.manager_status.as_ref().is_some_and(|s| s.raft_id == m.config().raft_id);
+    let leader = m.current_leader().filter(|l| !(problem.is_some() && *l == m.config().raft_id));
+    let mut v = docker::json(&docker::node(n, leader));
+    if let (true, Some(problem)) = (own, problem) {
+        v["ManagerStatus"]["Reachability"] = Value::from("unreachable");
+        v["ManagerStatus"]["Error"] = Value::from(problem);
+    }
+    v
+}
+
 pub async fn list_nodes(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
     let m = manager(&daemon).await?;
     let f = Filters::parse(q.filters.as_deref(), &["id", "name", "label", "node.label", "role", "membership"])?;
-    let leader = m.current_leader();
+    let problem = m.storage_problem();
     let state = m.store().read();
     let nodes: Vec<_> = state
         .nodes
@@ -115,16 +141,16 @@ pub async fn list_nodes(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQ
         .filter(|n| {
             f.any("role", |v| v == if n.role() == shoal_proto::NodeRole::Manager { "manager" } else { "worker" })
         })
-        .map(|n| docker::node(n, leader))
+        .map(|n| render_node(&m, n, problem.as_deref()))
         .collect();
-    Ok(Json(docker::json(&nodes)))
+    Ok(Json(Value::Array(nodes)))
 }
 
 pub async fn inspect_node(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let m = manager(&daemon).await?;
-    let leader = m.current_leader();
+    let problem = m.storage_problem();
     let state = m.store().read();
-    Ok(Json(docker::json(&docker::node(state.find_node(&id)?, leader))))
+    Ok(Json(render_node(&m, state.find_node(&id)?, problem.as_deref())))
 }
 
 #[derive(Deserialize)]
@@ -186,7 +212,8 @@ pub struct SwarmUpdateQuery {
 }
 
 /// `POST /swarm/update?version=N[&rotateWorkerToken=true]…` with the
-/// cluster `Spec`: task history, heartbeat period, certificate expiry.
+/// cluster `Spec`: task history, heartbeat period, certificate expiry, and
+/// shoal's `Limits.MaxReplicas`.
 pub async fn update(
     State(daemon): State<Arc<Daemon>>,
     Query(q): Query<SwarmUpdateQuery>,

@@ -78,6 +78,8 @@ pub async fn info(State(daemon): State<Arc<Daemon>>) -> ApiResult<Json<Value>> {
                 "RemoteManagers": id.managers.iter().map(|a| json!({ "NodeID": "", "Addr": a })).collect::<Vec<_>>(),
             });
             if let Some(m) = &member.manager {
+                // Why this manager cannot take writes as it should (a full disk).
+                s["Error"] = json!(m.storage_problem().unwrap_or_default());
                 let state = m.store().read();
                 let managers: Vec<_> = state.nodes.values().filter(|n| n.manager_status.is_some()).collect();
                 s["Managers"] = json!(managers.len());

@@ -20,10 +20,17 @@ pub async fn ls(client: &Client, quiet: bool, format: Format) -> anyhow::Result<
     let info = client.get("/info").await?;
     let me = s(&info, &["Swarm", "NodeID"]).to_string();
     let mut t = Table::new(&["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"]);
+    let mut errors = Vec::new();
     for n in &list {
         let id = s(n, &["ID"]);
+        let error = s(n, &["ManagerStatus", "Error"]);
+        if !error.is_empty() {
+            errors.push(format!("{}: {error}", s(n, &["Description", "Hostname"])));
+        }
         let manager = if n["ManagerStatus"].is_object() {
-            if n["ManagerStatus"]["Leader"].as_bool() == Some(true) {
+            if !error.is_empty() {
+                "Unreachable (see below)".to_string()
+            } else if n["ManagerStatus"]["Leader"].as_bool() == Some(true) {
                 "Leader".to_string()
             } else {
                 capitalize(s(n, &["ManagerStatus", "Reachability"]))
@@ -41,6 +48,9 @@ pub async fn ls(client: &Client, quiet: bool, format: Format) -> anyhow::Result<
         ]);
     }
     t.print();
+    for e in errors {
+        println!("\nmanager {e}");
+    }
     Ok(())
 }
 

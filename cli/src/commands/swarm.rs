@@ -10,8 +10,13 @@ pub async fn init(
     listen_addr: &str,
     advertise_addr: &str,
     raft: serde_json::Value,
+    limits: serde_json::Value,
 ) -> anyhow::Result<()> {
-    let body = json!({ "ListenAddr": listen_addr, "AdvertiseAddr": advertise_addr, "Spec": { "Raft": raft } });
+    let body = json!({
+        "ListenAddr": listen_addr,
+        "AdvertiseAddr": advertise_addr,
+        "Spec": { "Raft": raft, "Limits": limits },
+    });
     let id = client.post("/swarm/init", &body).await?;
     let id = id.as_str().unwrap_or_default().to_string();
     let node = client.get(&format!("/nodes/{id}")).await?;
@@ -91,6 +96,10 @@ pub async fn info(client: &Client) -> anyhow::Result<()> {
             println!("  Nodes: {}", info["Swarm"]["Nodes"]);
         }
         println!("  Node Address: {}", s(&info, &["Swarm", "NodeAddr"]));
+        let error = s(&info, &["Swarm", "Error"]);
+        if !error.is_empty() {
+            println!("  Error: {error}");
+        }
     }
     println!(" Name: {}", s(&info, &["Name"]));
     println!(" Data Root: {}", s(&info, &["DockerRootDir"]));
@@ -109,9 +118,13 @@ pub async fn update(
     task_history_limit: Option<i64>,
     dispatcher_heartbeat: Option<std::time::Duration>,
     cert_expiry: Option<std::time::Duration>,
+    max_replicas: Option<u64>,
 ) -> anyhow::Result<()> {
     let swarm = client.get("/swarm").await?;
     let mut spec = swarm["Spec"].clone();
+    if let Some(m) = max_replicas {
+        spec["Limits"]["MaxReplicas"] = json!(m);
+    }
     if let Some(l) = task_history_limit {
         spec["Orchestration"]["TaskHistoryRetentionLimit"] = json!(l);
     }

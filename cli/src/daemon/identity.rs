@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+pub use shoal_manager::RaftTuning;
 
 /// Who this node is in its swarm.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,15 +24,6 @@ pub struct NodeIdentity {
     /// How this node's manager runs raft (0 = the default).
     #[serde(default)]
     pub raft: RaftTuning,
-}
-
-/// Raft settings chosen at `swarm init` (0 = DESIGN §4's LAN default).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RaftTuning {
-    pub snapshot_interval: u64,
-    pub heartbeat_ms: u64,
-    /// The least election timeout; the greatest is twice it.
-    pub election_timeout_ms: u64,
 }
 
 impl NodeIdentity {

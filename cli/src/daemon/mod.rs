@@ -20,10 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shoal_manager::{Manager, ManagerConfig};
-use shoal_proto::{
-    Annotations, CaConfig, Cluster, ClusterSpec, DispatcherConfig, JoinTokens, ManagerStatus, Node, NodeDescription,
-    NodeRole, NodeSpec, NodeStatus, OrchestrationConfig, Platform, RaftConfig, Reachability, Resources,
-};
+use shoal_proto::{NodeDescription, NodeRole, Platform, Resources};
 use shoal_runtime::Runtime;
 use tokio::sync::{watch, RwLock};
 use tokio::task::JoinHandle;
@@ -194,21 +191,19 @@ impl Daemon {
         Ok(Member { identity, manager, agent_stop, agent })
     }
 
-    /// `swarm init`: creates a one-manager swarm with this node in it.
+    /// `swarm init`: creates a one-manager swarm with this node in it, with
+    /// the raft timing and the per-service replica limit (0: the defaults)
+    /// the user gave.
     pub async fn swarm_init(
         self: &Arc<Self>,
         listen_addr: &str,
         advertise_addr: &str,
         raft: RaftTuning,
+        max_replicas: u64,
     ) -> Result<String, InitError> {
-        let heartbeat = if raft.heartbeat_ms > 0 { raft.heartbeat_ms } else { 100 };
-        let election = if raft.election_timeout_ms > 0 { raft.election_timeout_ms } else { 250 };
-        if election < 2 * heartbeat {
-            return Err(InitError::InvalidArgument(format!(
-                "the raft election timeout ({election} ms) must be at least 2 heartbeats ({} ms)",
-                2 * heartbeat
-            )));
-        }
+        raft.check().map_err(InitError::InvalidArgument)?;
+        shoal_manager::control::limits::check_max_replicas(max_replicas)
+            .map_err(|e| InitError::InvalidArgument(e.to_string()))?;
         let mut swarm = self.swarm.write().await;
         if swarm.is_some() {
             return Err(InitError::AlreadyInSwarm);
@@ -230,21 +225,18 @@ impl Daemon {
         };
         let mut identity = NodeIdentity::new_manager(listen.to_string(), advertise.clone());
         identity.raft = raft;
-        let made = (|| -> anyhow::Result<shoal_manager::ca::RootCa> {
+        let made = (|| -> anyhow::Result<()> {
             let ca = shoal_manager::ca::RootCa::generate()?;
-            let tls = ca.issue_own(&identity.node_id, NodeRole::Manager, &identity.cluster_id, NODE_CERT_LIFETIME)?;
+            let lifetime = shoal_manager::ca::DEFAULT_CERT_LIFETIME;
+            let tls = ca.issue_own(&identity.node_id, NodeRole::Manager, &identity.cluster_id, lifetime)?;
             identity::save_certificates(&self.config.data_root, &tls, Some(&ca))?;
-            identity.save(&self.config.data_root)?;
-            Ok(ca)
+            identity.save(&self.config.data_root)
         })();
-        let ca = match made {
-            Ok(ca) => ca,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(self.config.data_root.join("certificates"));
-                return Err(InitError::Failed(e));
-            }
-        };
-        let member = match self.bootstrap(identity.clone(), &ca).await {
+        if let Err(e) = made {
+            let _ = std::fs::remove_dir_all(self.config.data_root.join("certificates"));
+            return Err(InitError::Failed(e));
+        }
+        let member = match self.bootstrap(identity.clone(), max_replicas).await {
             Ok(m) => m,
             Err(e) => {
                 // Nothing half-made stays behind: the next init starts clean.
@@ -274,64 +266,20 @@ impl Daemon {
             identity::load_tls(&self.config.data_root)?,
             identity::load_ca(&self.config.data_root)?,
         );
-        let t = identity.raft;
-        if t.snapshot_interval > 0 {
-            config.snapshot_interval = t.snapshot_interval;
-        }
-        if t.heartbeat_ms > 0 {
-            config.heartbeat_ms = t.heartbeat_ms;
-        }
-        if t.election_timeout_ms > 0 {
-            config.election_timeout_min_ms = t.election_timeout_ms;
-            config.election_timeout_max_ms = 2 * t.election_timeout_ms;
-        }
+        config.tune(identity.raft);
         Ok(config)
     }
 
-    async fn bootstrap(
-        self: &Arc<Self>,
-        identity: NodeIdentity,
-        ca: &shoal_manager::ca::RootCa,
-    ) -> anyhow::Result<Member> {
-        let config = self.manager_config(&identity)?;
-        let manager = Manager::start(config.clone()).await?;
-        let cluster = Cluster {
-            id: identity.cluster_id.clone(),
-            spec: Some(ClusterSpec {
-                annotations: Some(Annotations { name: "default".into(), ..Default::default() }),
-                orchestration: Some(OrchestrationConfig { task_history_retention_limit: 5 }),
-                raft: Some(RaftConfig {
-                    snapshot_interval: config.snapshot_interval,
-                    heartbeat_ms: config.heartbeat_ms,
-                    election_timeout_min_ms: config.election_timeout_min_ms,
-                    election_timeout_max_ms: config.election_timeout_max_ms,
-                }),
-                dispatcher: Some(DispatcherConfig {
-                    heartbeat_period: shoal_manager::dispatcher::DEFAULT_HEARTBEAT_PERIOD.as_nanos() as i64,
-                }),
-                ca: Some(CaConfig { node_cert_expiry: NODE_CERT_LIFETIME.as_nanos() as i64 }),
-            }),
-            join_tokens: Some(JoinTokens {
-                worker: shoal_manager::ca::make_token(&ca.digest(), &shoal_manager::identity::new_id()),
-                manager: shoal_manager::ca::make_token(&ca.digest(), &shoal_manager::identity::new_id()),
-            }),
-            ..Default::default()
+    /// Starts this node's manager and has it make the new swarm (the
+    /// manager builds the cluster object and the first node), then the agent.
+    async fn bootstrap(self: &Arc<Self>, identity: NodeIdentity, max_replicas: u64) -> anyhow::Result<Member> {
+        let manager = Manager::start(self.manager_config(&identity)?).await?;
+        let init = shoal_manager::Bootstrap {
+            cluster_id: identity.cluster_id.clone(),
+            description: node_description(&self.hostname),
+            max_replicas,
         };
-        let mut node = Node {
-            id: identity.node_id.clone(),
-            spec: Some(NodeSpec { desired_role: NodeRole::Manager as i32, ..Default::default() }),
-            description: Some(node_description(&self.hostname)),
-            status: Some(NodeStatus::default()),
-            manager_status: Some(ManagerStatus {
-                raft_id: identity.raft_id,
-                addr: identity.advertise_addr.clone(),
-                leader: false,
-                reachability: Reachability::Reachable as i32,
-            }),
-            ..Default::default()
-        };
-        node.set_role(NodeRole::Manager);
-        if let Err(e) = manager.bootstrap(cluster, node).await {
+        if let Err(e) = manager.bootstrap(init).await {
             manager.shutdown().await;
             return Err(e.into());
         }
@@ -715,9 +663,6 @@ impl Daemon {
         &self.config.data_root
     }
 }
-
-/// How long node certificates live (swarmkit's default: 90 days).
-const NODE_CERT_LIFETIME: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
 
 /// A listen address (`IP[:PORT]`), 0.0.0.0:2377 when empty.
 fn parse_listen(listen_addr: &str) -> Result<SocketAddr, InitError> {

@@ -24,6 +24,9 @@ pub const MANAGER_OU: &str = "swarm-manager";
 pub const WORKER_OU: &str = "swarm-worker";
 /// The name every manager certificate carries and clients verify.
 pub const MANAGER_SERVER_NAME: &str = "swarm-manager";
+/// How long node certificates live unless the cluster says otherwise
+/// (swarmkit's default: 90 days).
+pub const DEFAULT_CERT_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Why a CA operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -13,14 +13,11 @@ use shoal_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{parse_token, RootCa};
+use super::{parse_token, RootCa, DEFAULT_CERT_LIFETIME};
 use crate::control::propose::{create, update};
 use crate::control::{Proposer, WriteError};
 use crate::identity::new_id;
 use crate::store::{Store, StoreError};
-
-/// Node certificates live 90 days unless the cluster says otherwise.
-const DEFAULT_CERT_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// The CA service of a manager.
 pub struct NodeCaService {
@@ -92,6 +89,7 @@ impl NodeCa for NodeCaService {
     ) -> Result<Response<IssueNodeCertificateResponse>, Status> {
         let req = request.into_inner();
         let (digest, _) = parse_token(&req.token).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        crate::dispatcher::check_node_report(req.description.as_ref(), &[&req.addr, &req.manager_addr])?;
         if digest != self.ca.digest() {
             return Err(Status::permission_denied(
                 "the join token's CA digest does not match this swarm's CA: the token belongs to another swarm",
@@ -139,6 +137,7 @@ impl NodeCa for NodeCaService {
             return Err(Status::unauthenticated("renewing needs the node's current certificate"));
         };
         let req = request.into_inner();
+        crate::dispatcher::check_node_report(None, &[&req.manager_addr])?;
         let (cluster_id, _, lifetime) = self.cluster()?;
         if caller.cluster_id != cluster_id {
             return Err(Status::permission_denied("the certificate belongs to another swarm"));

@@ -10,18 +10,40 @@ use std::time::Duration;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::{der_digest, NodeTls, MANAGER_SERVER_NAME};
 
 /// The server side: this node's certificate (with the root in its chain, so
 /// joiners can pin it) and the root to verify client certificates with.
-pub fn server_config(tls: &NodeTls) -> ServerTlsConfig {
+/// A client certificate is optional at the TLS level (a joiner has none);
+/// every RPC checks its caller's. HTTP/2 only.
+pub fn server_config(tls: &NodeTls) -> Result<rustls::ServerConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::PrivateKeyDer;
+    let bad = |what: &str, e: &dyn std::fmt::Display| format!("this manager's {what} is unusable: {e}");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(tls.root_ca_pem.as_bytes()) {
+        roots.add(cert.map_err(|e| bad("CA certificate", &e))?).map_err(|e| bad("CA certificate", &e))?;
+    }
+    let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| bad("CA certificate", &e))?;
     let chain = format!("{}\n{}", tls.cert_pem.trim_end(), tls.root_ca_pem);
-    ServerTlsConfig::new()
-        .identity(Identity::from_pem(chain, &tls.key_pem))
-        .client_ca_root(Certificate::from_pem(&tls.root_ca_pem))
-        .client_auth_optional(true)
+    let chain = CertificateDer::pem_slice_iter(chain.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("certificate", &e))?;
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).map_err(|e| bad("key", &e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .with_client_cert_verifier(clients)
+        .with_single_cert(chain, key)
+        .map_err(|e| bad("certificate", &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
 }
 
 /// The client side of a node that has its certificate.
@@ -32,16 +54,18 @@ pub fn client_config(tls: &NodeTls) -> ClientTlsConfig {
         .domain_name(MANAGER_SERVER_NAME)
 }
 
-/// An mTLS channel to a manager (`host:port`).
+/// An mTLS channel to a manager (`host:port`), connected (TCP, TLS and
+/// HTTP/2) within `timeout`.
 pub async fn connect(addr: &str, tls: &NodeTls, timeout: Duration) -> Result<Channel, String> {
-    Endpoint::from_shared(format!("https://{addr}"))
+    let endpoint = Endpoint::from_shared(format!("https://{addr}"))
         .map_err(|e| format!("bad manager address {addr}: {e}"))?
         .tls_config(client_config(tls))
         .map_err(|e| format!("TLS configuration: {e}"))?
         .connect_timeout(timeout)
-        .tcp_keepalive(Some(Duration::from_secs(10)))
-        .connect()
+        .tcp_keepalive(Some(Duration::from_secs(10)));
+    tokio::time::timeout(timeout, endpoint.connect())
         .await
+        .map_err(|_| format!("no answer from manager {addr} within {}s", timeout.as_secs()))?
         .map_err(|e| format!("cannot reach manager {addr}: {e}"))
 }
 
@@ -52,7 +76,14 @@ pub type RaftSender = hyper::client::conn::http2::SendRequest<http_body_util::Fu
 /// for raft's messages: a call goes straight to hyper's connection, where a
 /// tonic channel first queues it for a task of its own (one more thread
 /// hand-off on every call, and a write makes several).
-pub async fn raft_connection(addr: &str, tls: &NodeTls, timeout: Duration) -> Result<RaftSender, String> {
+/// The connection's own task is tracked by `tasks`; it ends when the sender
+/// is dropped or the connection fails.
+pub async fn raft_connection(
+    addr: &str,
+    tls: &NodeTls,
+    timeout: Duration,
+    tasks: &tokio_util::task::TaskTracker,
+) -> Result<RaftSender, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::PrivateKeyDer;
     let bad = |what: &str, e: &dyn std::fmt::Display| format!("this node's {what} is unusable: {e}");
@@ -79,17 +110,19 @@ pub async fn raft_connection(addr: &str, tls: &NodeTls, timeout: Duration) -> Re
         let name = ServerName::try_from(MANAGER_SERVER_NAME).map_err(std::io::Error::other)?;
         connector.connect(name, tcp).await
     };
-    let stream = tokio::time::timeout(timeout, connect)
+    let connect = async {
+        let stream = connect.await.map_err(|e| format!("cannot reach manager {addr}: {e}"))?;
+        hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
         .await
-        .map_err(|_| format!("no answer from manager {addr} within {}s", timeout.as_secs()))?
-        .map_err(|e| format!("cannot reach manager {addr}: {e}"))?;
-    let (sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .map_err(|e| format!("HTTP/2 with manager {addr}: {e}"))?;
-    tokio::spawn(async move {
+        .map_err(|e| format!("HTTP/2 with manager {addr}: {e}"))
+    };
+    let (sender, connection) = tokio::time::timeout(timeout, connect)
+        .await
+        .map_err(|_| format!("no answer from manager {addr} within {}s", timeout.as_secs()))??;
+    tasks.spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "raft connection closed");
         }

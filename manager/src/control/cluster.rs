@@ -22,8 +22,9 @@ fn rotated(token: &str) -> String {
 }
 
 impl Control {
-    /// Replaces the cluster's settings (if still at `version`) and rotates the
-    /// join tokens asked for; nodes that already joined are not affected.
+    /// Replaces the cluster's settings that `spec` carries (if still at
+    /// `version`; the others stay) and rotates the join tokens asked for;
+    /// nodes that already joined are not affected.
     pub async fn update_cluster(&self, version: u64, spec: ClusterSpec, rotate: Rotate) -> Result<(), ControlError> {
         if let Some(o) = &spec.orchestration {
             if o.task_history_retention_limit < -1 {
@@ -41,6 +42,10 @@ impl Control {
             if ca.node_cert_expiry != 0 && ca.node_cert_expiry < 60_000_000_000 {
                 return Err(ControlError::InvalidArgument("CAConfig.NodeCertExpiry: at least 1 minute".into()));
             }
+        }
+        if let Some(l) = &spec.limits {
+            super::limits::check_max_replicas(l.max_replicas)
+                .map_err(|e| ControlError::InvalidArgument(format!("Limits.MaxReplicas: {e}")))?;
         }
         let mut cluster = self
             .store
@@ -63,6 +68,12 @@ impl Control {
         }
         if spec.annotations.is_some() {
             merged.annotations = spec.annotations;
+        }
+        if let Some(mut l) = spec.limits {
+            if l.max_replicas == 0 {
+                l.max_replicas = super::limits::DEFAULT_MAX_REPLICAS;
+            }
+            merged.limits = Some(l);
         }
         cluster.spec = Some(merged);
         if let Some(tokens) = cluster.join_tokens.as_mut() {

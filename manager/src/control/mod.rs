@@ -5,6 +5,7 @@
 //! the versions it read so that a concurrent change fails it cleanly.
 
 mod cluster;
+pub mod limits;
 mod network;
 mod node;
 pub(crate) mod propose;
@@ -54,9 +55,10 @@ impl From<WriteError> for ControlError {
         match e {
             WriteError::Rejected(s) => s.into(),
             WriteError::Refused(m) => ControlError::InvalidArgument(m),
-            WriteError::NoQuorum { .. } | WriteError::NotLeader | WriteError::Unavailable(_) => {
-                ControlError::Unavailable(e.to_string())
-            }
+            WriteError::NoQuorum { .. }
+            | WriteError::NotLeader
+            | WriteError::Unavailable(_)
+            | WriteError::NoSpace(_) => ControlError::Unavailable(e.to_string()),
         }
     }
 }

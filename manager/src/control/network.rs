@@ -75,6 +75,16 @@ fn allocated(state: &State, pending: &[Network]) -> Vec<Subnet> {
 pub(crate) fn allocate(state: &State, pending: &[Network], spec: NetworkSpec) -> Result<Network, ControlError> {
     let name = spec.annotations.as_ref().map(|a| a.name.clone()).unwrap_or_default();
     check_object_name("network", &name)?;
+    if let Some(a) = &spec.annotations {
+        super::limits::check_labels("network", &name, &a.labels)?;
+    }
+    if spec.driver_opts.len() > super::limits::MAX_ITEMS {
+        return Err(ControlError::InvalidArgument(format!(
+            "network {name}: {} driver options, over the limit of {}",
+            spec.driver_opts.len(),
+            super::limits::MAX_ITEMS
+        )));
+    }
     if !spec.driver.is_empty() && spec.driver != OVERLAY {
         return Err(ControlError::InvalidArgument(format!(
             "network {name}: driver \"{}\" is not supported in swarm scope: use \"{OVERLAY}\"",

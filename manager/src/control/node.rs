@@ -14,6 +14,9 @@ impl Control {
     /// for the last manager, or when the rest would lose quorum).
     pub async fn update_node(&self, key: &str, version: u64, spec: NodeSpec) -> Result<(), ControlError> {
         let mut node = self.store.read().find_node(key)?.clone();
+        if let Some(a) = &spec.annotations {
+            super::limits::check_labels("node", node.hostname(), &a.labels)?;
+        }
         let old_role = node.spec.as_ref().map(|s| s.desired_role()).unwrap_or(node.role());
         if node.version() != version {
             return Err(StoreError::VersionConflict {
@@ -49,7 +52,11 @@ impl Control {
     pub async fn remove_node(&self, key: &str, force: bool) -> Result<String, ControlError> {
         let node = self.store.read().find_node(key)?.clone();
         let name = node.hostname().to_string();
-        if node.role() == NodeRole::Manager || node.manager_status.is_some() {
+        // A demoted manager that is down never renews its certificate, so its
+        // role stays "manager": what counts is that it left the raft
+        // membership (no manager status) and is wanted as a worker.
+        let wanted = node.spec.as_ref().map(|s| s.desired_role()).unwrap_or(node.role());
+        if wanted == NodeRole::Manager || node.manager_status.is_some() {
             return Err(ControlError::InvalidArgument(format!(
                 "rpc error: node {name} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal"
             )));

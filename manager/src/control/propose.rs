@@ -44,6 +44,9 @@ pub enum WriteError {
     NotLeader,
     #[error("the raft write did not complete: {0}")]
     Unavailable(String),
+    /// The leader's raft storage has no room for the write.
+    #[error("{0}")]
+    NoSpace(String),
 }
 
 /// Work only the leader can do. Travels in postcard in `Raft.Forward`.
@@ -62,13 +65,17 @@ pub enum LeaderOp {
 /// A write made on this manager, waiting for its raft entry.
 struct Pending {
     batch: StoreBatch,
+    /// Its size, encoded.
+    bytes: usize,
     reply: tokio::sync::oneshot::Sender<Result<u64, Attempt>>,
 }
 
 /// How many raft entries of this manager's writes may be in flight at once,
-/// and how many writes one entry carries at most.
+/// and how many writes, and bytes of them, one entry carries at most (a
+/// single larger write goes alone: the API bounds what one request sends).
 const ENTRIES_IN_FLIGHT: usize = 4;
 const WRITES_PER_ENTRY: usize = 256;
+const BYTES_PER_ENTRY: usize = 8 << 20;
 
 /// Group commit: the writes made here (by API callers, or forwarded by other
 /// managers to this leader) go to raft together. A write goes at once, in an
@@ -117,7 +124,8 @@ impl Batcher {
                 Err(batch)
             } else {
                 let (reply, outcome) = tokio::sync::oneshot::channel();
-                queue.waiting.push(Pending { batch, reply });
+                let bytes = prost::Message::encoded_len(&batch);
+                queue.waiting.push(Pending { batch, bytes, reply });
                 Ok(outcome)
             }
         };
@@ -134,7 +142,17 @@ impl Batcher {
     /// Starts entries for the waiting writes while there is room.
     fn start_waiting(&self, queue: &mut Queue) {
         while queue.in_flight < ENTRIES_IN_FLIGHT && !queue.waiting.is_empty() {
-            let n = queue.waiting.len().min(WRITES_PER_ENTRY);
+            let mut bytes = 0;
+            let n = queue
+                .waiting
+                .iter()
+                .take(WRITES_PER_ENTRY)
+                .take_while(|p| {
+                    bytes += p.bytes;
+                    bytes <= BYTES_PER_ENTRY
+                })
+                .count()
+                .max(1);
             let group: Vec<Pending> = queue.waiting.drain(..n).collect();
             queue.in_flight += 1;
             let slot = Slot(self.clone());
@@ -197,6 +215,8 @@ pub struct Proposer {
     clients: Arc<Mutex<HashMap<String, RaftClient<Channel>>>>,
     /// Groups this manager's own raft writes into entries.
     batcher: Batcher,
+    /// Whether this manager's raft storage has room for a write.
+    storage: Option<crate::raft::health::StorageHealth>,
 }
 
 /// One attempt's outcome: final, or worth another try once leadership settles.
@@ -210,7 +230,22 @@ impl Proposer {
     /// single manager in tests).
     pub fn new(raft: Raft, store: Store, id: u64, tls: Option<NodeTls>) -> Proposer {
         let batcher = Batcher::new(raft.clone());
-        Proposer { raft, store, id, tls, clients: Arc::default(), batcher }
+        Proposer { raft, store, id, tls, clients: Arc::default(), batcher, storage: None }
+    }
+
+    /// Refuses writes, as leader, while `storage` has no room for them.
+    pub fn with_storage(mut self, storage: crate::raft::health::StorageHealth) -> Proposer {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// Refuses a write at once when this manager's disk is too full for it,
+    /// rather than start one that would wait for space.
+    fn check_space(&self) -> Result<(), Attempt> {
+        match &self.storage {
+            Some(s) => s.check_space().map_err(|m| Attempt::Done(WriteError::NoSpace(m))),
+            None => Ok(()),
+        }
     }
 
     /// Commits `actions` as one raft entry; returns its log index once applied.
@@ -316,6 +351,7 @@ impl Proposer {
     }
 
     async fn run_local(&self, op: &LeaderOp, deadline: Instant) -> Result<u64, Attempt> {
+        self.check_space()?;
         match op {
             LeaderOp::Write(batch) => self.write_local(batch, deadline).await,
             LeaderOp::AddManager { raft_id, addr } => {
@@ -390,8 +426,13 @@ impl Proposer {
         let data = postcard::to_stdvec(op).map_err(|e| Attempt::Done(WriteError::Unavailable(e.to_string())))?;
         let mut client = self.client(addr, deadline).await.map_err(Attempt::Retry)?;
         let mut request = tonic::Request::new(RaftPayload { data });
-        request.set_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100)));
-        let reply = match client.forward(request).await {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+        request.set_timeout(left);
+        // The deadline holds here too, whatever the other side does with it.
+        let reply = tokio::time::timeout(left, client.forward(request))
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer in time")));
+        let reply = match reply {
             Ok(r) => r.into_inner(),
             Err(status) => {
                 self.clients.lock().unwrap_or_else(|p| p.into_inner()).remove(addr);
@@ -416,8 +457,10 @@ impl Proposer {
         let tls = self.tls.as_ref().ok_or("this manager cannot forward writes (no TLS identity)")?;
         let timeout = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(2));
         let channel = crate::ca::tls::connect(addr, tls, timeout).await?;
-        let client =
-            RaftClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
+        // A reply is a write's outcome: small.
+        let client = RaftClient::new(channel)
+            .max_decoding_message_size(1 << 20)
+            .max_encoding_message_size(crate::raft::network::MAX_RAFT_MESSAGE);
         self.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(addr.to_string(), client.clone());
         Ok(client)
     }

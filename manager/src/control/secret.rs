@@ -160,6 +160,7 @@ impl Control {
         data: Vec<u8>,
     ) -> Result<String, ControlError> {
         validate::<T>(&name, &data)?;
+        super::limits::check_labels(T::KIND, &name, &labels)?;
         if T::named(&self.store.read(), &name).is_some() {
             return Err(ControlError::Conflict(format!("{} {name} already exists", T::KIND)));
         }
@@ -190,6 +191,7 @@ impl Control {
         if data.as_deref().is_some_and(|d| !d.is_empty() && d != object.data()) {
             return Err(immutable::<T>(object.name()));
         }
+        super::limits::check_labels(T::KIND, object.name(), &labels)?;
         object.annotations_mut().get_or_insert_default().labels = labels;
         object.meta_mut().get_or_insert_default().version = version;
         self.proposer.propose(vec![update(object)]).await?;

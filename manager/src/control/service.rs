@@ -2,6 +2,7 @@
 
 use shoal_proto::{mount, service_mode, Config, Network, Secret, Service, ServiceSpec, TaskState};
 
+use super::limits::{self, Limits};
 use super::propose::{create, delete, update};
 use super::{Control, ControlError};
 use crate::identity::new_id;
@@ -124,15 +125,154 @@ fn check_container(name: &str, c: &shoal_proto::ContainerSpec) -> Result<(), Con
                 "TaskTemplate.ContainerSpec.Healthcheck.Test must start with CMD, CMD-SHELL or NONE".into(),
             );
         }
-        if h.interval < 0 || h.timeout < 0 || h.start_period < 0 || h.start_interval < 0 {
-            return invalid("TaskTemplate.ContainerSpec.Healthcheck durations must not be negative".into());
+        let hf = |f: &str| format!("TaskTemplate.ContainerSpec.Healthcheck.{f}");
+        for (field, value) in [("Interval", h.interval), ("Timeout", h.timeout), ("StartInterval", h.start_interval)] {
+            check_duration(&hf(field), value)
+                .map_err(|m| ControlError::InvalidArgument(format!("service {name}: {m}")))?;
+            if value > 0 && value < 1_000_000 {
+                return invalid(format!("{} is {value} ns: 0 (the default) or at least 1ms", hf(field)));
+            }
+        }
+        check_duration(&hf("StartPeriod"), h.start_period)
+            .map_err(|m| ControlError::InvalidArgument(format!("service {name}: {m}")))?;
+    }
+    if let Some(grace) = c.stop_grace_period {
+        check_duration("TaskTemplate.ContainerSpec.StopGracePeriod", grace)
+            .map_err(|m| ControlError::InvalidArgument(format!("service {name}: {m}")))?;
+    }
+    for (i, m) in c.mounts.iter().enumerate() {
+        let at = format!("TaskTemplate.ContainerSpec.Mounts[{i}].TmpfsOptions");
+        if m.tmpfs_size < 0 {
+            return invalid(format!("{at}.SizeBytes is {}: it must not be negative", m.tmpfs_size));
+        }
+    }
+    let files = c.secrets.iter().map(|s| ("Secrets", &s.file)).chain(c.configs.iter().map(|s| ("Configs", &s.file)));
+    for (what, file) in files {
+        if let Some(f) = file.as_ref().filter(|f| f.mode > 0o7777) {
+            return invalid(format!(
+                "TaskTemplate.ContainerSpec.{what}[].File.Mode is {:o}: permission bits are at most 7777 (octal)",
+                f.mode
+            ));
+        }
+    }
+    for u in &c.ulimits {
+        let at = format!("TaskTemplate.ContainerSpec.Ulimits[{}]", u.name);
+        if u.soft < -1 || u.hard < -1 {
+            return invalid(format!("{at}: a limit is a count, or -1 for unlimited"));
+        }
+        if u.hard != -1 && (u.soft == -1 || u.soft > u.hard) {
+            return invalid(format!("{at}: the soft limit ({}) is above the hard limit ({})", u.soft, u.hard));
         }
     }
     Ok(())
 }
 
-/// Checks a service spec for what the cluster cannot run, naming the field.
-pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), ControlError> {
+/// The longest duration a spec may hold (a year): longer ones are mistakes,
+/// and added to a timestamp they would overflow.
+const MAX_DURATION_NS: i64 = 365 * 24 * 3600 * 1_000_000_000;
+
+/// Checks a duration (ns) a spec holds, naming the field.
+fn check_duration(field: &str, ns: i64) -> Result<(), String> {
+    if ns < 0 {
+        return Err(format!("{field} is {ns} ns: a duration must not be negative"));
+    }
+    if ns > MAX_DURATION_NS {
+        return Err(format!("{field} is {ns} ns: a duration is at most a year (8760h)"));
+    }
+    Ok(())
+}
+
+/// The least CPU share a task may reserve or be limited to (Docker's rule).
+const MIN_NANO_CPUS: i64 = 1_000_000;
+/// The most CPUs a task may reserve or be limited to.
+const MAX_NANO_CPUS: i64 = 4096 * 1_000_000_000;
+/// The least memory a task may reserve or be limited to (swarmkit's rule).
+const MIN_MEMORY_BYTES: i64 = 4 << 20;
+
+/// Checks a task's resources, naming the field.
+fn check_resources(name: &str, r: &shoal_proto::ResourceRequirements) -> Result<(), ControlError> {
+    let invalid = |m: String| Err(ControlError::InvalidArgument(format!("service {name}: {m}")));
+    let sides = [("Limits", r.limits.as_ref()), ("Reservations", r.reservations.as_ref())];
+    for (side, res) in sides {
+        let Some(res) = res else { continue };
+        let at = |f: &str| format!("TaskTemplate.Resources.{side}.{f}");
+        for (field, value) in [("NanoCPUs", res.nano_cpus), ("MemoryBytes", res.memory_bytes), ("Pids", res.pids)] {
+            if value < 0 {
+                return invalid(format!("{} is {value}: it must not be negative", at(field)));
+            }
+        }
+        if res.nano_cpus != 0 && !(MIN_NANO_CPUS..=MAX_NANO_CPUS).contains(&res.nano_cpus) {
+            return invalid(format!(
+                "{} is {}: give between 0.001 and 4096 CPUs (1000000 to 4096000000000 nano CPUs), or 0 for none",
+                at("NanoCPUs"),
+                res.nano_cpus
+            ));
+        }
+        if res.memory_bytes != 0 && res.memory_bytes < MIN_MEMORY_BYTES {
+            return invalid(format!(
+                "{} is {} bytes: at least 4 MiB ({MIN_MEMORY_BYTES}), or 0 for none",
+                at("MemoryBytes"),
+                res.memory_bytes
+            ));
+        }
+    }
+    if let (Some(l), Some(r)) = (&r.limits, &r.reservations) {
+        if l.memory_bytes > 0 && r.memory_bytes > l.memory_bytes {
+            return invalid(format!(
+                "TaskTemplate.Resources.Reservations.MemoryBytes ({}) is above Limits.MemoryBytes ({})",
+                r.memory_bytes, l.memory_bytes
+            ));
+        }
+        if l.nano_cpus > 0 && r.nano_cpus > l.nano_cpus {
+            return invalid(format!(
+                "TaskTemplate.Resources.Reservations.NanoCPUs ({}) is above Limits.NanoCPUs ({})",
+                r.nano_cpus, l.nano_cpus
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the numbers of a task spec and a service's update and rollback
+/// settings, naming the field.
+fn check_numbers(name: &str, spec: &ServiceSpec) -> Result<(), ControlError> {
+    let invalid = |m: String| Err(ControlError::InvalidArgument(format!("service {name}: {m}")));
+    let with_name = |m: String| ControlError::InvalidArgument(format!("service {name}: {m}"));
+    if let Some(t) = &spec.task {
+        if let Some(r) = &t.resources {
+            check_resources(name, r)?;
+        }
+        if let Some(r) = &t.restart {
+            if let Some(delay) = r.delay {
+                check_duration("TaskTemplate.RestartPolicy.Delay", delay).map_err(with_name)?;
+            }
+            check_duration("TaskTemplate.RestartPolicy.Window", r.window).map_err(with_name)?;
+        }
+    }
+    for (which, u) in [("UpdateConfig", &spec.update), ("RollbackConfig", &spec.rollback)] {
+        let Some(u) = u else { continue };
+        check_duration(&format!("{which}.Delay"), u.delay).map_err(with_name)?;
+        check_duration(&format!("{which}.Monitor"), u.monitor).map_err(with_name)?;
+        if !(0.0..=1.0).contains(&u.max_failure_ratio) {
+            return invalid(format!("{which}.MaxFailureRatio is {}: give a fraction from 0 to 1", u.max_failure_ratio));
+        }
+    }
+    if let Some(e) = &spec.endpoint {
+        for (i, p) in e.ports.iter().enumerate() {
+            if p.target_port == 0 || p.target_port > 65535 || p.published_port > 65535 {
+                return invalid(format!(
+                    "EndpointSpec.Ports[{i}]: ports are 1 to 65535 (target {}, published {})",
+                    p.target_port, p.published_port
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a service spec for what the cluster cannot run, or what is more
+/// than `limits` allow, naming the field.
+pub fn validate_service_spec(spec: &ServiceSpec, limits: &Limits) -> Result<(), ControlError> {
     let invalid = |m: String| Err(ControlError::InvalidArgument(m));
     let name = spec.annotations.as_ref().map(|a| a.name.as_str()).unwrap_or("");
     if name.is_empty() {
@@ -150,9 +290,11 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), ControlError> {
     if image.is_empty() {
         return invalid(format!("service {name}: TaskTemplate.ContainerSpec.Image is required"));
     }
+    limits::check_service(name, spec, limits)?;
     if let Some(c) = spec.task.as_ref().and_then(|t| t.container.as_ref()) {
         check_container(name, c)?;
     }
+    check_numbers(name, spec)?;
     if spec.depends_on.iter().any(|d| d.service == name) {
         return invalid(format!("service {name}: it cannot depend on itself"));
     }
@@ -168,7 +310,7 @@ pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), ControlError> {
 impl Control {
     /// Creates a service; returns its ID.
     pub async fn create_service(&self, mut spec: ServiceSpec) -> Result<String, ControlError> {
-        validate_service_spec(&spec)?;
+        validate_service_spec(&spec, &Limits::of(&self.store.read()))?;
         resolve_references(&self.store.read(), &mut spec, &Pending::default())?;
         let service = Service { id: new_id(), spec: Some(spec), ..Default::default() };
         let id = service.id.clone();
@@ -178,7 +320,7 @@ impl Control {
 
     /// Replaces a service's spec, if the service is still at `version`.
     pub async fn update_service(&self, key: &str, version: u64, mut spec: ServiceSpec) -> Result<(), ControlError> {
-        validate_service_spec(&spec)?;
+        validate_service_spec(&spec, &Limits::of(&self.store.read()))?;
         resolve_references(&self.store.read(), &mut spec, &Pending::default())?;
         let mut service = self.store.read().find_service(key)?.clone();
         if let Some(meta) = service.meta.as_mut() {
@@ -254,5 +396,108 @@ mod mount_tests {
         assert!(err.contains("TmpfsOptions.Mode"), "{err}");
         m.tmpfs_mode = 0o1777;
         assert!(check(m).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_proto::{
+        Annotations, ContainerSpec, HealthConfig, ReplicatedService, ResourceRequirements, Resources, RestartPolicy,
+        ServiceMode, TaskSpec, UpdateConfig,
+    };
+
+    fn spec(edit: impl FnOnce(&mut ServiceSpec)) -> ServiceSpec {
+        let mut s = ServiceSpec {
+            annotations: Some(Annotations { name: "web".into(), ..Default::default() }),
+            task: Some(TaskSpec {
+                container: Some(ContainerSpec { image: "demo:1".into(), ..Default::default() }),
+                ..Default::default()
+            }),
+            mode: Some(ServiceMode { mode: Some(service_mode::Mode::Replicated(ReplicatedService { replicas: 1 })) }),
+            ..Default::default()
+        };
+        edit(&mut s);
+        s
+    }
+
+    fn refused(s: &ServiceSpec) -> String {
+        validate_service_spec(s, &Limits::default()).expect_err("refused").to_string()
+    }
+
+    fn task(s: &mut ServiceSpec) -> &mut TaskSpec {
+        s.task.as_mut().expect("a task spec")
+    }
+
+    fn container(s: &mut ServiceSpec) -> &mut ContainerSpec {
+        task(s).container.as_mut().expect("a container spec")
+    }
+
+    #[test]
+    fn negative_resources_are_refused_naming_the_field() {
+        let limited = |r: Resources, limits: bool| {
+            spec(|s| {
+                let req = task(s).resources.get_or_insert_default();
+                if limits {
+                    req.limits = Some(r);
+                } else {
+                    req.reservations = Some(r);
+                }
+            })
+        };
+        let err = refused(&limited(Resources { memory_bytes: -1, ..Default::default() }, true));
+        assert!(err.contains("TaskTemplate.Resources.Limits.MemoryBytes is -1"), "{err}");
+        let err = refused(&limited(Resources { nano_cpus: -5, ..Default::default() }, false));
+        assert!(err.contains("TaskTemplate.Resources.Reservations.NanoCPUs is -5"), "{err}");
+        let err = refused(&limited(Resources { pids: -1, ..Default::default() }, true));
+        assert!(err.contains("Limits.Pids is -1"), "{err}");
+        let err = refused(&limited(Resources { nano_cpus: i64::MAX, ..Default::default() }, true));
+        assert!(err.contains("4096 CPUs"), "{err}");
+        let err = refused(&limited(Resources { memory_bytes: 1000, ..Default::default() }, true));
+        assert!(err.contains("at least 4 MiB"), "{err}");
+        let both = spec(|s| {
+            task(s).resources = Some(ResourceRequirements {
+                limits: Some(Resources { memory_bytes: 64 << 20, ..Default::default() }),
+                reservations: Some(Resources { memory_bytes: 128 << 20, ..Default::default() }),
+            })
+        });
+        assert!(refused(&both).contains("above Limits.MemoryBytes"));
+        let fine = limited(Resources { nano_cpus: 500_000_000, memory_bytes: 64 << 20, pids: 100 }, true);
+        validate_service_spec(&fine, &Limits::default()).expect("sane limits");
+    }
+
+    #[test]
+    fn negative_or_absurd_durations_and_counts_are_refused_naming_the_field() {
+        let err = refused(&spec(|s| {
+            task(s).restart = Some(RestartPolicy { delay: Some(-1), ..Default::default() });
+        }));
+        assert!(err.contains("TaskTemplate.RestartPolicy.Delay is -1 ns"), "{err}");
+        let err = refused(&spec(|s| {
+            task(s).restart = Some(RestartPolicy { delay: Some(i64::MAX), ..Default::default() });
+        }));
+        assert!(err.contains("at most a year"), "{err}");
+        let err = refused(&spec(|s| container(s).stop_grace_period = Some(-10)));
+        assert!(err.contains("StopGracePeriod is -10 ns"), "{err}");
+        let err = refused(&spec(|s| {
+            container(s).healthcheck =
+                Some(HealthConfig { test: vec!["CMD".into(), "true".into()], interval: 5, ..Default::default() });
+        }));
+        assert!(err.contains("Healthcheck.Interval is 5 ns"), "{err}");
+        let err = refused(&spec(|s| s.update = Some(UpdateConfig { delay: -3, ..Default::default() })));
+        assert!(err.contains("UpdateConfig.Delay is -3 ns"), "{err}");
+        let err = refused(&spec(|s| s.rollback = Some(UpdateConfig { max_failure_ratio: 2.0, ..Default::default() })));
+        assert!(err.contains("RollbackConfig.MaxFailureRatio is 2"), "{err}");
+        let err =
+            refused(&spec(|s| s.update = Some(UpdateConfig { max_failure_ratio: f32::NAN, ..Default::default() })));
+        assert!(err.contains("UpdateConfig.MaxFailureRatio"), "{err}");
+        let err = refused(&spec(|s| {
+            container(s).ulimits = vec![shoal_proto::Ulimit { name: "nofile".into(), soft: 10, hard: 5 }];
+        }));
+        assert!(err.contains("Ulimits[nofile]"), "{err}");
+        let err = refused(&spec(|s| {
+            container(s).mounts =
+                vec![shoal_proto::Mount { target: "/t".into(), tmpfs_size: -1, r#type: 2, ..Default::default() }];
+        }));
+        assert!(err.contains("Mounts[0].TmpfsOptions.SizeBytes is -1"), "{err}");
     }
 }

@@ -10,6 +10,7 @@ use shoal_proto::{
     STACK_NAMESPACE_LABEL,
 };
 
+use super::limits::{check_labels, Limits};
 use super::network;
 use super::propose::{create, delete, update};
 use super::secret::{self, FileObject};
@@ -105,6 +106,7 @@ fn plan_file_objects<T: FileObject>(
     pending: &mut Vec<T>,
 ) -> Result<(), ControlError> {
     for (name, labels, data) in wanted {
+        check_labels(T::KIND, name, labels)?;
         let change = |id: &str, change| StackObjectChange {
             kind: T::KIND.into(),
             name: name.clone(),
@@ -157,8 +159,9 @@ impl Control {
         stack: StackSpec,
         prune: bool,
     ) -> Result<StackDeployResult, ControlError> {
+        let limits = Limits::of(&self.store.read());
         for spec in &stack.services {
-            validate_service_spec(spec)?;
+            validate_service_spec(spec, &limits)?;
             let svc = spec_name(&spec.annotations, spec);
             check_label(name, "service", &svc, spec.annotations.as_ref().map(|a| &a.labels))?;
         }

@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 
 use shoal_proto::{NodeState, TaskState};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::control::propose::update;
 use crate::control::{Proposer, WriteError};
+use crate::leadership::Leadership;
 use crate::store::{Store, StoreError};
 
 /// The heartbeat period when the cluster sets none (DESIGN: 2 s).
@@ -29,15 +32,26 @@ const GRACE_MULTIPLIER: u32 = 3;
 pub struct Dispatcher {
     store: Store,
     proposer: Proposer,
-    leader: watch::Receiver<bool>,
+    leadership: watch::Receiver<Leadership>,
     heartbeats: Arc<Mutex<HashMap<String, Instant>>>,
     /// This manager's raft member ID.
     raft_id: u64,
+    /// Where each agent's session task is tracked, so that the manager
+    /// waits for them when it stops.
+    tasks: TaskTracker,
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, proposer: Proposer, leader: watch::Receiver<bool>, raft_id: u64) -> Dispatcher {
-        Dispatcher { store, proposer, leader, heartbeats: Arc::default(), raft_id }
+    /// A dispatcher that serves sessions while `leadership` says this
+    /// manager leads, their tasks tracked by `tasks`.
+    pub fn new(
+        store: Store,
+        proposer: Proposer,
+        leadership: watch::Receiver<Leadership>,
+        raft_id: u64,
+        tasks: TaskTracker,
+    ) -> Dispatcher {
+        Dispatcher { store, proposer, leadership, heartbeats: Arc::default(), raft_id, tasks }
     }
 
     /// The cluster's heartbeat period.
@@ -55,11 +69,6 @@ impl Dispatcher {
         } else {
             DEFAULT_HEARTBEAT_PERIOD
         }
-    }
-
-    /// Whether this manager leads, as the dispatcher sees it.
-    pub fn leader_watch(&self) -> watch::Receiver<bool> {
-        self.leader.clone()
     }
 
     /// The caller must present a certificate of this cluster for the node it
@@ -85,7 +94,7 @@ impl Dispatcher {
     }
 
     fn check_leader(&self) -> Result<(), tonic::Status> {
-        if *self.leader.borrow() {
+        if self.leadership.borrow().is_leader() {
             Ok(())
         } else {
             Err(tonic::Status::unavailable("this manager is not the leader; try another manager"))
@@ -104,6 +113,12 @@ impl Dispatcher {
         node_id: &str,
         updates: &[shoal_proto::TaskStatusUpdate],
     ) -> Result<(), tonic::Status> {
+        if updates.len() > MAX_UPDATES {
+            return Err(tonic::Status::invalid_argument(format!(
+                "{} status updates in one report, more than {MAX_UPDATES}: send them in several",
+                updates.len()
+            )));
+        }
         for _attempt in 0..5 {
             let actions: Vec<_> = {
                 let state = self.store.read();
@@ -111,7 +126,8 @@ impl Dispatcher {
                     .iter()
                     .filter_map(|u| {
                         let task = state.tasks.get(&u.task_id)?;
-                        let status = u.status.as_ref()?;
+                        let status = bounded(u.status.as_ref()?);
+                        let status = &status;
                         if task.node_id != node_id || status.state() < task.state() {
                             return None;
                         }
@@ -138,10 +154,10 @@ impl Dispatcher {
     }
 }
 
-/// Marks nodes `down` when they miss three heartbeats, until `shutdown`.
-/// Runs on the leader only; a new leader gives every node a full grace
-/// period before judging it.
-pub async fn run_liveness(dispatcher: Dispatcher, mut shutdown: watch::Receiver<bool>) {
+/// Marks nodes `down` when they miss three heartbeats, until `stop` (the
+/// end of this term of leadership). Runs on the leader only; a new leader
+/// gives every node a full grace period before judging it.
+pub async fn run_liveness(dispatcher: Dispatcher, stop: CancellationToken) {
     let started = Instant::now();
     loop {
         let grace = dispatcher.heartbeat_period() * GRACE_MULTIPLIER;
@@ -169,15 +185,86 @@ pub async fn run_liveness(dispatcher: Dispatcher, mut shutdown: watch::Receiver<
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return;
+            _ = stop.cancelled() => return,
         }
     }
+}
+
+/// The longest text a node may report in a field it describes itself with
+/// (a hostname is at most 253 bytes), and in a task's status message.
+const MAX_NAME_BYTES: usize = 255;
+const MAX_MESSAGE_BYTES: usize = 4096;
+/// The most status updates one report may carry.
+const MAX_UPDATES: usize = 10_000;
+
+/// Refuses a node description or address a node sends about itself that is
+/// larger than any real one: it is stored, and replicated to every manager.
+pub(crate) fn check_node_report(
+    description: Option<&shoal_proto::NodeDescription>,
+    addrs: &[&str],
+) -> Result<(), tonic::Status> {
+    let mut fields: Vec<(&str, &str)> = addrs.iter().map(|a| ("address", *a)).collect();
+    if let Some(d) = description {
+        fields.push(("hostname", &d.hostname));
+        fields.push(("engine version", &d.engine_version));
+        if let Some(p) = &d.platform {
+            fields.push(("architecture", &p.architecture));
+            fields.push(("operating system", &p.os));
+        }
+    }
+    match fields.into_iter().find(|(_, v)| v.len() > MAX_NAME_BYTES) {
+        Some((what, v)) => Err(tonic::Status::invalid_argument(format!(
+            "the node's {what} is {} bytes long, more than {MAX_NAME_BYTES}",
+            v.len()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Cuts `text` to at most `max` bytes, at a character boundary.
+fn cut(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut at = max;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+    }
+}
+
+/// A status as a node reported it, its texts cut to a sane length (an
+/// error chain from a container runtime can be long; the start says what
+/// matters).
+fn bounded(status: &shoal_proto::TaskStatus) -> shoal_proto::TaskStatus {
+    let mut status = status.clone();
+    cut(&mut status.message, MAX_MESSAGE_BYTES);
+    cut(&mut status.err, MAX_MESSAGE_BYTES);
+    if let Some(c) = status.container.as_mut() {
+        cut(&mut c.container_id, MAX_NAME_BYTES);
+    }
+    status
 }
 
 /// True when a task on a node is something the node must act on.
 pub(crate) fn assigned_to(task: &shoal_proto::Task, node_id: &str) -> bool {
     task.node_id == node_id && task.state() >= TaskState::Assigned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_node_reports_is_bounded() {
+        let long = "é".repeat(MAX_MESSAGE_BYTES);
+        let status = shoal_proto::TaskStatus { message: long.clone(), err: long, ..Default::default() };
+        let cut = bounded(&status);
+        assert!(cut.message.len() <= MAX_MESSAGE_BYTES && cut.err.len() <= MAX_MESSAGE_BYTES);
+        assert!(cut.message.starts_with("éé"));
+        let d = shoal_proto::NodeDescription { hostname: "h".repeat(300), ..Default::default() };
+        let err = check_node_report(Some(&d), &["10.0.0.1"]).expect_err("a 300-byte hostname");
+        assert!(err.message().contains("hostname is 300 bytes"), "{}", err.message());
+        let d = shoal_proto::NodeDescription { hostname: "n1".into(), ..Default::default() };
+        check_node_report(Some(&d), &["10.0.0.1:2377"]).expect("a real description");
+    }
 }

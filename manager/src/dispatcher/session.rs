@@ -92,14 +92,20 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         self.check_leader()?;
         self.check_caller(&request, &request.get_ref().node_id)?;
         let req = request.into_inner();
+        super::check_node_report(req.description.as_ref(), &[&req.addr])?;
         self.register(&req).await?;
         self.beat(&req.node_id);
         let session_id = new_id();
         let (tx, rx) = mpsc::channel(4);
         let me = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let mut changes = me.store.subscribe();
-            let mut leader = me.leader.clone();
+            let mut leadership = me.leadership.clone();
+            let term = *leadership.borrow_and_update();
+            if !term.is_leader() {
+                let _ = tx.send(Err(Status::unavailable("this manager is not the leader; try another manager"))).await;
+                return;
+            }
             let mut last: Option<(Vec<(String, u64)>, i32, Vec<WeightedPeer>)> = None;
             loop {
                 changes.mark_unchanged();
@@ -137,8 +143,10 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                 tokio::select! {
                     // Let a burst of writes gather before scanning the tasks again.
                     _ = changes.changed() => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
-                    _ = leader.changed() => {
-                        if !*leader.borrow() {
+                    // A session belongs to one term: a new term (or none) means
+                    // the agent must find the leader again.
+                    changed = leadership.changed() => {
+                        if changed.is_err() || *leadership.borrow_and_update() != term {
                             let _ = tx.send(Err(Status::unavailable("leadership changed; reconnect"))).await;
                             return;
                         }

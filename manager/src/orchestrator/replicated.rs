@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shoal_proto::{DependencyCondition, NodeAvailability, NodeState, Service, StoreAction, Task, TaskState};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::new_task;
 use super::restart::{restart_delay, should_restart};
@@ -18,9 +18,9 @@ use crate::control::Proposer;
 use crate::reconcile::run_writer;
 use crate::store::{State, Store};
 
-/// Runs the replicated orchestrator until `shutdown`.
-pub async fn run(store: Store, proposer: Proposer, shutdown: watch::Receiver<bool>) {
-    run_writer("orchestrator", store, proposer, shutdown, |state, now| {
+/// Runs the replicated orchestrator until `stop` is cancelled.
+pub async fn run(store: Store, proposer: Proposer, stop: CancellationToken) {
+    run_writer("orchestrator", store, proposer, stop, |state, now| {
         let (actions, wake) = reconcile(state, now);
         (actions, wake.map(|ns| Duration::from_nanos(ns.max(0) as u64)))
     })
@@ -93,6 +93,18 @@ pub fn dependencies_met(state: &State, service: &Service) -> bool {
     })
 }
 
+/// How many of a service's tasks may wait for a node at once. The
+/// orchestrator makes a service's next tasks only as the scheduler places
+/// these, so a service that asks for more replicas than the nodes can take
+/// (or asks for nodes that do not exist) costs this many tasks, not one per
+/// replica.
+pub const PENDING_BATCH: usize = 100;
+
+/// Whether a live task still waits for the scheduler to place it.
+fn waiting_for_node(t: &Task) -> bool {
+    live(t) && t.node_id.is_empty() && t.state() <= TaskState::Pending
+}
+
 fn reconcile_service(
     state: &State,
     service: &Service,
@@ -107,11 +119,26 @@ fn reconcile_service(
     for t in tasks {
         slots.entry(t.slot).or_default().push(t);
     }
-    for slot in 1..=replicas {
-        let history = slots.get(&slot).cloned().unwrap_or_default();
+    // New tasks wait for a node: only as many as the batch has room for.
+    // Replacing a task that waits itself adds no waiting task.
+    let mut room = PENDING_BATCH.saturating_sub(tasks.iter().filter(|t| waiting_for_node(t)).count());
+    let mut take_room = |replaced: Option<&Task>| {
+        if replaced.is_some_and(waiting_for_node) {
+            return true;
+        }
+        let free = room > 0;
+        room = room.saturating_sub(1);
+        free
+    };
+    // Slots that have tasks: keep each one's live task going. Only slots
+    // with tasks are visited, so a pass costs what the service has, not
+    // what it asks for.
+    for (&slot, history) in slots.range(1..=replicas) {
         let live_tasks: Vec<&Task> = history.iter().copied().filter(|t| live(t)).collect();
         if live_tasks.is_empty() {
-            actions.push(create(new_task(service, slot, TaskState::Running, now)));
+            if take_room(None) {
+                actions.push(create(new_task(service, slot, TaskState::Running, now)));
+            }
             continue;
         }
         for t in live_tasks {
@@ -123,19 +150,21 @@ fn reconcile_service(
                         || n.spec.as_ref().map(|s| s.availability()) == Some(NodeAvailability::Drain)
                 });
             if node_gone && !t.state().is_terminal() {
-                let mut old = t.clone();
-                old.set_desired_state(TaskState::Shutdown);
-                actions.push(update(old));
-                actions.push(create(new_task(service, slot, TaskState::Running, now)));
+                if take_room(Some(t)) {
+                    let mut old = t.clone();
+                    old.set_desired_state(TaskState::Shutdown);
+                    actions.push(update(old));
+                    actions.push(create(new_task(service, slot, TaskState::Running, now)));
+                }
             } else if t.state().is_terminal() {
                 // The task stopped: replace it if the restart policy says so,
                 // after the restart delay.
-                if should_restart(t, history.iter().copied(), now) {
+                if should_restart(t, history.iter().copied(), now) && take_room(Some(t)) {
                     let mut old = t.clone();
                     old.set_desired_state(TaskState::Shutdown);
                     actions.push(update(old));
                     let mut new = new_task(service, slot, TaskState::Ready, now);
-                    new.start_after = now + restart_delay(t);
+                    new.start_after = now.saturating_add(restart_delay(t));
                     if let Some(s) = new.status.as_mut() {
                         s.message = "restarting after the restart delay".into();
                     }
@@ -143,10 +172,12 @@ fn reconcile_service(
                 }
             } else if t.spec.as_ref() != want_spec {
                 // The service changed: replace the outdated task at once.
-                let mut old = t.clone();
-                old.set_desired_state(TaskState::Shutdown);
-                actions.push(update(old));
-                actions.push(create(new_task(service, slot, TaskState::Running, now)));
+                if take_room(Some(t)) {
+                    let mut old = t.clone();
+                    old.set_desired_state(TaskState::Shutdown);
+                    actions.push(update(old));
+                    actions.push(create(new_task(service, slot, TaskState::Running, now)));
+                }
             } else if t.desired_state() == TaskState::Ready {
                 if t.start_after <= now {
                     let mut t = t.clone();
@@ -159,8 +190,15 @@ fn reconcile_service(
             }
         }
     }
+    // Slots that have no task yet, lowest first, as many as there is room
+    // for (the iterator is lazy: a count of 2^32 costs nothing).
+    let missing = (1..=replicas).filter(|slot| !slots.contains_key(slot)).take(room);
+    for slot in missing {
+        actions.push(create(new_task(service, slot, TaskState::Running, now)));
+    }
     // Slots beyond the replica count: retire their tasks (scale down).
-    for (_, history) in slots.range(replicas + 1..) {
+    let Some(beyond) = replicas.checked_add(1) else { return };
+    for (_, history) in slots.range(beyond..) {
         for t in history.iter().filter(|t| live(t)) {
             let mut t = (*t).clone();
             t.set_desired_state(TaskState::Shutdown);
@@ -354,6 +392,104 @@ mod tests {
         converge(&store, 0);
         assert!(store.read().tasks.values().all(|t| t.desired_state() == TaskState::Remove));
         let _ = Object::Service(Service::default());
+    }
+
+    /// Applies one orchestrator pass and one scheduler pass, as the two
+    /// loops would; returns how many writes they made.
+    fn round(store: &Store, now: i64) -> usize {
+        let mut writes = 0;
+        for scheduling in [false, true] {
+            let pass = if scheduling {
+                crate::scheduler::schedule(&store.read(), now)
+            } else {
+                reconcile(&store.read(), now).0
+            };
+            if pass.is_empty() {
+                continue;
+            }
+            writes += pass.len();
+            let index = store.applied_index() + 1;
+            store.apply(index, &StoreBatch { actions: pass, timestamp: now }).unwrap();
+        }
+        writes
+    }
+
+    fn ready_node(id: &str) -> shoal_proto::Node {
+        shoal_proto::Node {
+            id: id.into(),
+            status: Some(shoal_proto::NodeStatus { state: NodeState::Ready as i32, ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    /// A service that asks for more replicas than can ever be placed (here:
+    /// no node at all) holds one batch of waiting tasks, not one task per
+    /// replica, however many passes run and however large the count.
+    #[test]
+    fn an_unsatisfiable_service_holds_one_batch_of_tasks() {
+        for replicas in [100_000, 4_294_967_296, u64::MAX] {
+            let store = Store::new();
+            store.apply(1, &StoreBatch { actions: vec![create(service(replicas))], timestamp: 0 }).unwrap();
+            for i in 0..20 {
+                round(&store, i);
+                assert_eq!(store.read().tasks.len(), PENDING_BATCH, "{replicas} replicas, round {i}");
+            }
+            assert!(store.read().tasks.values().all(|t| t.state() == TaskState::Pending));
+        }
+    }
+
+    /// Tasks that wait for a node are replaced when the service changes
+    /// (say, to fix what kept them from a node), batch or not.
+    #[test]
+    fn waiting_tasks_are_replaced_when_the_service_changes() {
+        let store = Store::new();
+        store.apply(1, &StoreBatch { actions: vec![create(service(1000))], timestamp: 0 }).unwrap();
+        round(&store, 0);
+        let mut s = store.read().services["svc"].clone();
+        if let Some(c) = s.spec.as_mut().and_then(|s| s.task.as_mut()).and_then(|t| t.container.as_mut()) {
+            c.image = "demo:2".into();
+        }
+        let index = store.applied_index() + 1;
+        store.apply(index, &StoreBatch { actions: vec![update(s)], timestamp: 0 }).unwrap();
+        round(&store, 1);
+        let state = store.read();
+        let live: Vec<&Task> = state.tasks.values().filter(|t| live(t)).collect();
+        assert_eq!(live.len(), PENDING_BATCH);
+        assert!(live.iter().all(|t| t.spec.as_ref().and_then(|s| s.container.as_ref()).unwrap().image == "demo:2"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the count asked for and the nodes there are, no pass
+        /// leaves more than a batch of a service's tasks waiting for a node,
+        /// no slot beyond the count gets a task, and where nodes can take
+        /// them the service grows by a batch per round until it is whole.
+        #[test]
+        fn waiting_tasks_never_exceed_a_batch(
+            replicas in proptest::prop_oneof![0u64..=350, 350u64..=u64::MAX],
+            nodes in 0usize..3,
+            rounds in 1usize..6,
+        ) {
+            let store = Store::new();
+            let mut actions = vec![create(service(replicas))];
+            actions.extend((0..nodes).map(|i| create(ready_node(&format!("n{i}")))));
+            store.apply(1, &StoreBatch { actions, timestamp: 0 }).unwrap();
+            for i in 0..rounds {
+                round(&store, i as i64);
+                let state = store.read();
+                let waiting = state.tasks.values().filter(|t| waiting_for_node(t)).count();
+                proptest::prop_assert!(waiting <= PENDING_BATCH, "{waiting} tasks wait after round {i}");
+                proptest::prop_assert!(state.tasks.values().all(|t| t.slot >= 1 && t.slot <= replicas));
+                let live = state.tasks.values().filter(|t| live(t)).count() as u64;
+                let expected = if nodes == 0 {
+                    replicas.min(PENDING_BATCH as u64)
+                } else {
+                    replicas.min(((i + 1) * PENDING_BATCH) as u64)
+                };
+                proptest::prop_assert_eq!(live, expected, "after round {}", i);
+            }
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use shoal_proto::{StoreAction, Task, TaskState};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::control::propose::delete;
 use crate::control::Proposer;
@@ -21,9 +21,9 @@ use crate::store::{State, Store};
 /// The default number of terminated tasks kept per slot.
 pub const DEFAULT_TASK_HISTORY: i64 = 5;
 
-/// Runs the task reaper until `shutdown`.
-pub async fn run(store: Store, proposer: Proposer, shutdown: watch::Receiver<bool>) {
-    run_writer("taskreaper", store, proposer, shutdown, |state, _| (reap(state), None)).await
+/// Runs the task reaper until `stop` is cancelled.
+pub async fn run(store: Store, proposer: Proposer, stop: CancellationToken) {
+    run_writer("taskreaper", store, proposer, stop, |state, _| (reap(state), None)).await
 }
 
 /// Done with: stopped, never placed, or on a node that is gone or down (it

@@ -35,16 +35,18 @@
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, RaftLogReader};
 use redb::{Database, ReadableDatabase, TableDefinition};
+use tokio_util::sync::CancellationToken;
 
+use super::health::{Retry, StorageHealth};
 use super::seal::{Sealer, SEALED};
-use super::wal::Wal;
+use super::wal::{Wal, WalError};
 
 use super::{io_error, Entry, LogId, StorageError, TypeConfig, Vote};
 
@@ -65,31 +67,73 @@ pub(crate) const KEY_SNAPSHOT_SEALED: &str = "snapshot_sealed";
 /// The open database; tells whoever holds the [`Closed`] receiver once the
 /// database is closed (its file lock released), after the last user let go.
 pub struct Db {
-    database: Option<Database>,
+    path: PathBuf,
+    /// `None` only while it is reopened (see [`Db::run`]).
+    database: RwLock<Option<Database>>,
     closed: Option<tokio::sync::oneshot::Sender<()>>,
     /// The latest commit index (JSON), written durably when the database
     /// closes: `save_committed` writes it lazily while running.
     last_committed: std::sync::Mutex<Option<Vec<u8>>>,
     /// Seals the log's entries and the snapshot (`<path>.key`).
     pub(crate) sealer: Sealer,
+    /// Waits for space when the disk is full.
+    pub(crate) retry: Retry,
 }
 
-impl std::ops::Deref for Db {
-    type Target = Database;
-    fn deref(&self) -> &Database {
-        self.database.as_ref().expect("the database is only taken out in drop")
+/// A redb error as an I/O error, the OS error kept (to tell a full disk).
+fn redb_io(e: redb::Error) -> std::io::Error {
+    match e {
+        redb::Error::Io(e) => e,
+        other => std::io::Error::other(other),
+    }
+}
+
+impl Db {
+    /// Runs `f` on the database. When it fails for want of space, waits for
+    /// space and runs it again, reopening the database first: after an I/O
+    /// error redb fails every operation until it is reopened.
+    pub(crate) fn run<T>(&self, what: &str, f: impl Fn(&Database) -> Result<T, redb::Error>) -> Result<T, redb::Error> {
+        self.retry
+            .run(what, |again| {
+                if again || self.database.read().unwrap_or_else(|p| p.into_inner()).is_none() {
+                    self.reopen()?;
+                }
+                let guard = self.database.read().unwrap_or_else(|p| p.into_inner());
+                let db = guard.as_ref().ok_or_else(|| std::io::Error::other("the raft database is not open"))?;
+                f(db).map_err(redb_io)
+            })
+            .map_err(redb::Error::Io)
+    }
+
+    fn reopen(&self) -> std::io::Result<()> {
+        let mut guard = self.database.write().unwrap_or_else(|p| p.into_inner());
+        // Closed first: redb holds a lock on the file while it is open.
+        drop(guard.take());
+        *guard = Some(Database::create(&self.path).map_err(|e| redb_io(e.into()))?);
+        Ok(())
+    }
+
+    /// Reads one value of the raft state.
+    pub(crate) fn get(&self, key: &str) -> Result<Option<Vec<u8>>, redb::Error> {
+        self.run("reading the raft state", |db| LogStore::get_meta(db, key))
+    }
+
+    /// Writes values of the raft state, durably or not.
+    pub(crate) fn put(&self, items: &[(&str, &[u8])], durable: bool) -> Result<(), redb::Error> {
+        self.run("writing the raft state", |db| LogStore::put_meta(db, items, durable))
     }
 }
 
 impl Drop for Db {
     fn drop(&mut self) {
         let committed = self.last_committed.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let (Some(db), Some(bytes)) = (self.database.as_ref(), committed) {
+        let database = self.database.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let (Some(db), Some(bytes)) = (database.as_ref(), committed) {
             if let Err(e) = LogStore::put_meta(db, &[(KEY_COMMITTED, &bytes)], true) {
                 tracing::warn!(error = %e, "saving the raft commit index at shutdown");
             }
         }
-        drop(self.database.take());
+        drop(database.take());
         if let Some(tx) = self.closed.take() {
             let _ = tx.send(());
         }
@@ -168,6 +212,8 @@ struct Flush {
     /// The network held back a commit index for want of a flush: when the
     /// flush comes, followers should hear of it (see `network.rs`).
     held_back: AtomicBool,
+    /// Waits for space when the disk is full.
+    retry: Retry,
 }
 
 impl Flush {
@@ -176,19 +222,18 @@ impl Flush {
     }
 
     /// Flushes everything written so far (waiting for a flush under way)
-    /// and records how far the log is on disk.
+    /// and records how far the log is on disk. A flush that fails for want
+    /// of space writes everything again and flushes again once there is.
     fn flush(&self, wal: &Mutex<Wal>) -> std::io::Result<()> {
         let _running = Flush::lock(&self.running);
-        let (files, upto) = {
+        let (unflushed, upto) = {
             let mut wal = Flush::lock(wal);
             (wal.take_unflushed(), *Flush::lock(&self.written))
         };
-        for file in files {
-            if let Err(e) = file.sync_data() {
-                let failed = format!("flushing the raft log: {e}");
-                self.durable.send_modify(|d| d.failed = Some(failed));
-                return Err(e);
-            }
+        if let Err(e) = self.retry.run("flushing the raft log", |again| unflushed.sync(again)) {
+            let failed = format!("flushing the raft log: {e}");
+            self.durable.send_modify(|d| d.failed = Some(failed));
+            return Err(e);
         }
         self.durable.send_if_modified(|d| {
             let newer = upto > d.log_id;
@@ -239,45 +284,72 @@ fn wal_error(subject: ErrorSubject<u64>, verb: ErrorVerb) -> impl Fn(std::io::Er
     move |e| io_error(subject.clone(), verb, e)
 }
 
+/// Why the raft state could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the raft database {path}: {source}")]
+    Database { path: PathBuf, source: redb::Error },
+    #[error("{0}")]
+    Log(#[from] WalError),
+    #[error("{0}")]
+    Key(#[from] super::seal::SealError),
+    #[error("the raft state in {path}: {what}")]
+    Damaged { path: PathBuf, what: String },
+}
+
 impl LogStore {
     /// Opens (or creates) the raft database at `path` and the log next to
-    /// it (`<path without extension>.wal/`).
-    pub fn open(path: &Path) -> Result<(LogStore, Closed), redb::Error> {
-        let db = Database::create(path)?;
-        let tx = db.begin_write()?;
-        tx.open_table(LOGS)?;
-        tx.open_table(META)?;
-        tx.commit()?;
-        let purged: Option<LogId> = match Self::get_meta(&db, KEY_PURGED)? {
+    /// it (`<path without extension>.wal/`). A write that finds the disk
+    /// full waits for space until `stop` (see [`super::health`]).
+    pub fn open(path: &Path, stop: CancellationToken) -> Result<(LogStore, Closed), OpenError> {
+        let database = |source: redb::Error| OpenError::Database { path: path.to_path_buf(), source };
+        let damaged = |what: String| OpenError::Damaged { path: path.to_path_buf(), what };
+        let db = Database::create(path).map_err(|e| database(e.into()))?;
+        let tx = db.begin_write().map_err(|e| database(e.into()))?;
+        tx.open_table(LOGS).map_err(|e| database(e.into()))?;
+        tx.open_table(META).map_err(|e| database(e.into()))?;
+        tx.commit().map_err(|e| database(e.into()))?;
+        let purged: Option<LogId> = match Self::get_meta(&db, KEY_PURGED).map_err(database)? {
             Some(bytes) => serde_json::from_slice::<Option<LogId>>(&bytes)
-                .map_err(|e| redb::Error::Io(std::io::Error::other(format!("the raft purge point: {e}"))))?,
+                .map_err(|e| damaged(format!("the purge point does not read: {e}")))?,
             None => None,
         };
-        let mut wal = Wal::open(&path.with_extension("wal"), purged.map(|l| l.index))?;
-        let sealed_log = wal
-            .last_index()
-            .and_then(|i| wal.read(i, i + 1).ok())
-            .is_some_and(|last| last.first().is_some_and(|(_, bytes)| bytes.first() == Some(&SEALED)));
-        let sealed_snapshot = Self::get_meta(&db, KEY_SNAPSHOT_SEALED)?.is_some_and(|b| !b.is_empty());
-        let sealer = Sealer::open(&path.with_extension("key"), sealed_log || sealed_snapshot)
-            .map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?;
-        Self::move_old_log(&db, &mut wal, purged.map_or(0, |l| l.index + 1), &sealer)?;
+        let wal_dir = path.with_extension("wal");
+        let mut wal = Wal::open(&wal_dir, purged.map(|l| l.index))?;
+        // A log entry that does not read is an error here, not "unsealed":
+        // taking it for that would make a new key where one is missing.
+        let sealed_log = match wal.last_index() {
+            Some(i) => {
+                let last = wal.read(i, i + 1).map_err(|e| damaged(format!("its last entry, {i}: {e}")))?;
+                last.first().is_some_and(|(_, bytes)| bytes.first() == Some(&SEALED))
+            }
+            None => false,
+        };
+        let sealed_snapshot =
+            Self::get_meta(&db, KEY_SNAPSHOT_SEALED).map_err(database)?.is_some_and(|b| !b.is_empty());
+        let sealer = Sealer::open(&path.with_extension("key"), sealed_log || sealed_snapshot)?;
+        Self::move_old_log(&db, &mut wal, purged.map_or(0, |l| l.index + 1), &sealer).map_err(database)?;
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
         // What an earlier process wrote may still be only in the page cache.
-        for file in wal.take_unflushed() {
-            file.sync_data()?;
-        }
-        let written =
-            Self::last_stored(&wal, &sealer).map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?;
+        wal.take_unflushed().sync(false).map_err(|source| WalError::Io { path: wal_dir.clone(), source })?;
+        let written = Self::last_stored(&wal, &sealer).map_err(|e| damaged(e.to_string()))?;
         let written = written.or(purged);
-        let db =
-            Arc::new(Db { database: Some(db), closed: Some(closed_tx), last_committed: Default::default(), sealer });
+        let retry = Retry::new(StorageHealth::new(path.parent().unwrap_or(Path::new("."))), stop);
+        let db = Arc::new(Db {
+            path: path.to_path_buf(),
+            database: RwLock::new(Some(db)),
+            closed: Some(closed_tx),
+            last_committed: Default::default(),
+            sealer,
+            retry: retry.clone(),
+        });
         let flush = Flush {
             running: Mutex::new(()),
             written: Mutex::new(written),
             durable: tokio::sync::watch::channel(Durable { log_id: written, failed: None }).0,
             vote: Mutex::new(None),
             held_back: AtomicBool::new(false),
+            retry,
         };
         let store = LogStore {
             db,
@@ -309,6 +381,11 @@ impl LogStore {
         self.node = Some(node);
         self.flusher = Some(Arc::new(tx));
         Ok(self)
+    }
+
+    /// What is wrong with this manager's raft storage, as it is found.
+    pub fn health(&self) -> StorageHealth {
+        self.db.retry.health().clone()
     }
 
     /// How far the log is on disk, as it changes, where appends may be
@@ -377,19 +454,32 @@ impl LogStore {
             }
             old
         };
-        if old.is_empty() {
-            return Ok(());
-        }
-        if wal.last_index().is_none() {
-            let other = |e: StorageError| redb::Error::Io(std::io::Error::other(e.to_string()));
-            let mut sealed = Vec::with_capacity(old.len());
-            for (index, bytes) in &old {
-                sealed.push((
-                    *index,
-                    encode_entry(sealer, &decode_entry(sealer, *index, bytes).map_err(other)?).map_err(other)?,
-                ));
+        let Some(&(old_last, _)) = old.last() else { return Ok(()) };
+        // An earlier move may have stopped part way (a crash, a torn tail cut
+        // off): move what the segment files lack, and drop the old log only
+        // once they hold all of it.
+        let held = wal.last_index();
+        let missing: Vec<&(u64, Vec<u8>)> = old.iter().filter(|(i, _)| held.is_none_or(|h| *i > h)).collect();
+        let other = |e: &dyn std::fmt::Display| redb::Error::Io(std::io::Error::other(e.to_string()));
+        if let (Some(h), Some((first_missing, _))) = (held, missing.first()) {
+            if *first_missing != h + 1 {
+                return Err(other(&format!(
+                    "moving the raft log out of the database: the segment files end at entry {h}, the database's \
+                     log goes on at {first_missing}; nothing was deleted"
+                )));
             }
-            wal.append(&sealed)?;
+        }
+        let mut sealed = Vec::with_capacity(missing.len());
+        for (index, bytes) in missing {
+            let entry = decode_entry(sealer, *index, bytes).map_err(|e| other(&e))?;
+            sealed.push((*index, encode_entry(sealer, &entry).map_err(|e| other(&e))?));
+        }
+        wal.append(&sealed)?;
+        if wal.last_index() != Some(old_last) {
+            return Err(other(&format!(
+                "moving the raft log out of the database: the segment files do not end at its last entry, \
+                 {old_last}; nothing was deleted"
+            )));
         }
         let tx = db.begin_write()?;
         tx.open_table(LOGS)?.retain(|_, _| false)?;
@@ -401,7 +491,7 @@ impl LogStore {
         self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn wal(&self) -> MutexGuard<'_, Wal> {
+    pub(crate) fn wal(&self) -> MutexGuard<'_, Wal> {
         self.wal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -409,7 +499,7 @@ impl LogStore {
     async fn blocking<T, F>(&self, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, StorageError> + Send + 'static,
+        F: FnOnce(&Db) -> Result<T, StorageError> + Send + 'static,
     {
         let db = self.db.clone();
         if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
@@ -438,13 +528,18 @@ impl LogStore {
             bytes.push((e.log_id.index, encoded));
             kept.push((e, size));
         }
-        {
-            let mut wal = self.wal();
-            wal.write(&bytes).map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Write))?;
-            if let Some((last, _)) = kept.last() {
-                *Flush::lock(&self.flush.written) = Some(last.log_id);
-            }
-        }
+        // A full disk: wait for space (the log is locked only while a try runs).
+        self.db
+            .retry
+            .run("appending to the raft log", |_| {
+                let mut wal = self.wal();
+                wal.write(&bytes)?;
+                if let Some((last, _)) = kept.last() {
+                    *Flush::lock(&self.flush.written) = Some(last.log_id);
+                }
+                Ok(())
+            })
+            .map_err(wal_error(ErrorSubject::Logs, ErrorVerb::Write))?;
         let mut recent = self.recent();
         for (e, size) in kept {
             recent.bytes += size;
@@ -480,11 +575,11 @@ impl LogStore {
     }
 
     fn read_json<T: serde::de::DeserializeOwned>(
-        db: &Database,
+        db: &Db,
         key: &str,
         subject: ErrorSubject<u64>,
     ) -> Result<Option<T>, StorageError> {
-        let Some(bytes) = Self::get_meta(db, key).map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))? else {
+        let Some(bytes) = db.get(key).map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e))? else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| io_error(subject, ErrorVerb::Read, e))
@@ -498,7 +593,7 @@ impl LogStore {
         durable: bool,
     ) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(value).map_err(|e| io_error(subject.clone(), ErrorVerb::Write, e))?;
-        Self::put_meta(&self.db, &[(key, &bytes)], durable).map_err(|e| io_error(subject, ErrorVerb::Write, e))
+        self.db.put(&[(key, &bytes)], durable).map_err(|e| io_error(subject, ErrorVerb::Write, e))
     }
 }
 

@@ -5,6 +5,7 @@
 // openraft's StorageError is large and is the error type its traits require.
 #![allow(clippy::result_large_err)]
 
+pub mod health;
 pub mod log_store;
 pub mod network;
 pub mod seal;
@@ -65,8 +66,8 @@ mod tests {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let io = |e: std::io::Error| io_error(openraft::ErrorSubject::Store, openraft::ErrorVerb::Write, e);
             let dir = tempfile::tempdir().map_err(io)?;
-            let (log, _closed) =
-                LogStore::open(&dir.path().join("raft.redb")).map_err(|e| io(std::io::Error::other(e)))?;
+            let (log, _closed) = LogStore::open(&dir.path().join("raft.redb"), Default::default())
+                .map_err(|e| io(std::io::Error::other(e)))?;
             let sm = StateMachine::open(Store::new(), &log)?;
             Ok((dir, log, sm))
         }
@@ -95,7 +96,7 @@ mod tests {
         let path = dir.path().join("raft.redb");
         let n = 10_000u64;
         {
-            let (mut log, closed) = LogStore::open(&path).expect("open");
+            let (mut log, closed) = LogStore::open(&path, Default::default()).expect("open");
             for chunk in (0..=n).collect::<Vec<_>>().chunks(700) {
                 append(&mut log, chunk.iter().map(|i| entry(*i)).collect()).await;
             }
@@ -113,7 +114,7 @@ mod tests {
             drop(log);
             closed.await.expect("closed");
         }
-        let (mut log, _closed) = LogStore::open(&path).expect("reopen");
+        let (mut log, _closed) = LogStore::open(&path, Default::default()).expect("reopen");
         let state = log.get_log_state().await.expect("state");
         assert_eq!(state.last_log_id.map(|l| l.index), Some(9000));
         assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(100));
@@ -145,7 +146,7 @@ mod tests {
             }
             tx.commit().expect("commit");
         }
-        let (mut log, _closed) = LogStore::open(&path).expect("open");
+        let (mut log, _closed) = LogStore::open(&path, Default::default()).expect("open");
         append(&mut log, vec![entry(4)]).await;
         let all = log.try_get_log_entries(1..5).await.expect("read");
         assert_eq!(all.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
@@ -155,6 +156,40 @@ mod tests {
         }
         let mut sm = StateMachine::open(Store::new(), &log).expect("state machine");
         assert!(sm.applied_state().await.expect("applied").0.is_none());
+    }
+
+    /// An append that finds the disk full (half written) is not an error
+    /// raft sees: it waits for space, says so meanwhile, and the log is
+    /// whole once it is through, also after a reopen.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_append_without_space_waits_for_it_and_leaves_a_whole_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raft.redb");
+        let (mut log, closed) = LogStore::open(&path, Default::default()).expect("open");
+        append(&mut log, (0..5).map(entry).collect()).await;
+        log.wal().fail_writes = 3;
+        let health = log.health();
+        let watching = std::thread::spawn(move || {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::time::Instant::now() < until {
+                if let Some(p) = health.problem() {
+                    return Some(p);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            None
+        });
+        log.write_and_flush((5..8).map(entry).collect()).expect("the append waited for space");
+        let seen = watching.join().expect("the watcher");
+        assert!(seen.as_deref().is_some_and(|p| p.contains("out of space")), "{seen:?}");
+        assert!(log.health().problem().is_none(), "the problem outlived the append");
+        let all = log.try_get_log_entries(0..8).await.expect("read");
+        assert_eq!(all.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+        drop(log);
+        closed.await.expect("closed");
+        let (mut log, _closed) = LogStore::open(&path, Default::default()).expect("reopen");
+        let all = log.try_get_log_entries(0..100).await.expect("read");
+        assert_eq!(all.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
     }
 
     fn entry_of(term: u64, node: u64, index: u64) -> Entry {
@@ -168,7 +203,7 @@ mod tests {
     async fn a_leaders_own_appends_flush_in_the_background_and_hold_back_the_commit_index() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("raft.redb");
-        let (log, closed) = LogStore::open(&path).expect("open");
+        let (log, closed) = LogStore::open(&path, Default::default()).expect("open");
         let mut log = log.leading_as(1).expect("flusher");
         let mut durable = log.durable().expect("leading");
         let gate = log.commit_gate();
@@ -200,7 +235,7 @@ mod tests {
         log.save_committed(Some(log_id(3, 2, 7))).await.expect("committed");
         drop((log, gate));
         closed.await.expect("closed");
-        let (mut log, _closed) = LogStore::open(&path).expect("reopen");
+        let (mut log, _closed) = LogStore::open(&path, Default::default()).expect("reopen");
         assert_eq!(log.read_committed().await.expect("committed"), Some(log_id(2, 1, 2)));
     }
 }

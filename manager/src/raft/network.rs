@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
@@ -15,21 +17,34 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shoal_proto::RaftPayload;
+use tokio_util::task::TaskTracker;
 use tonic::Status;
 
 use super::log_store::CommitGate;
 use super::{Raft, TypeConfig};
+
+/// The largest raft message (an `AppendEntries` and its entries, a
+/// snapshot chunk, forwarded leader work) a manager sends or reads. A larger
+/// batch of entries is sent in several messages (see
+/// [`Network::append_entries`]); one entry is far smaller (see
+/// `control::propose`).
+pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
+
+/// The largest snapshot a follower takes in: the whole store, encoded.
+pub const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
 
 /// Makes one [`Network`] client per raft peer, over mutual TLS.
 #[derive(Clone)]
 pub struct NetworkFactory {
     tls: crate::ca::NodeTls,
     gate: CommitGate,
+    /// Where the connections' tasks are tracked.
+    tasks: TaskTracker,
 }
 
 impl NetworkFactory {
-    pub fn new(tls: crate::ca::NodeTls, gate: CommitGate) -> NetworkFactory {
-        NetworkFactory { tls, gate }
+    pub fn new(tls: crate::ca::NodeTls, gate: CommitGate, tasks: TaskTracker) -> NetworkFactory {
+        NetworkFactory { tls, gate, tasks }
     }
 }
 
@@ -37,7 +52,14 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = Network;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Network {
-        Network { target, addr: node.addr.clone(), tls: self.tls.clone(), client: None, gate: self.gate.clone() }
+        Network {
+            target,
+            addr: node.addr.clone(),
+            tls: self.tls.clone(),
+            client: None,
+            gate: self.gate.clone(),
+            tasks: self.tasks.clone(),
+        }
     }
 }
 
@@ -48,6 +70,7 @@ pub struct Network {
     tls: crate::ca::NodeTls,
     client: Option<crate::ca::tls::RaftSender>,
     gate: CommitGate,
+    tasks: TaskTracker,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
@@ -60,8 +83,24 @@ impl Network {
         E: std::error::Error + DeserializeOwned,
     {
         let data = postcard::to_stdvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.send(method, data, timeout).await
+    }
+
+    /// Sends an encoded request and reads the reply.
+    async fn send<Resp, E>(&mut self, method: Method, data: Vec<u8>, timeout: Duration) -> RpcResult<Resp, E>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        if data.len() > MAX_RAFT_MESSAGE {
+            let e = std::io::Error::other(format!(
+                "a raft message of {} bytes is over the limit of {MAX_RAFT_MESSAGE}",
+                data.len()
+            ));
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
         if self.client.is_none() {
-            let sender = crate::ca::tls::raft_connection(&self.addr, &self.tls, Duration::from_secs(2))
+            let sender = crate::ca::tls::raft_connection(&self.addr, &self.tls, Duration::from_secs(2), &self.tasks)
                 .await
                 .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))?;
             self.client = Some(sender);
@@ -131,6 +170,8 @@ async fn unary(
     if let Some(status) = failed(&parts.headers) {
         return Err(status);
     }
+    // A reply is read whole, so no larger than a message may be.
+    let body = http_body_util::Limited::new(body, MAX_RAFT_MESSAGE + 5);
     let collected =
         http_body_util::BodyExt::collect(body).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     if let Some(status) = collected.trailers().and_then(failed) {
@@ -155,7 +196,14 @@ impl RaftNetwork<TypeConfig> for Network {
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>> {
         rpc.leader_commit = self.gate.commit_to_send(rpc.leader_commit);
-        self.call(Method::Append, &rpc, option.hard_ttl()).await
+        let data = postcard::to_stdvec(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // Too many entries for one message: openraft sends fewer at a time
+        // when told how many might fit.
+        if data.len() > MAX_RAFT_MESSAGE && rpc.entries.len() > 1 {
+            let fit = (rpc.entries.len() as u64 * MAX_RAFT_MESSAGE as u64 / data.len() as u64).max(1);
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(fit)));
+        }
+        self.send(Method::Append, data, option.hard_ttl()).await
     }
 
     async fn install_snapshot(
@@ -225,6 +273,16 @@ impl shoal_proto::raft_server::Raft for RaftService {
         request: tonic::Request<RaftPayload>,
     ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         let req: InstallSnapshotRequest<TypeConfig> = decode(request)?;
+        // The chunk is written at the offset it names, into memory: a far
+        // offset would allocate all the space before it.
+        let end = req.offset.checked_add(req.data.len() as u64);
+        if end.is_none_or(|end| end > MAX_SNAPSHOT_BYTES) {
+            return Err(tonic::Status::invalid_argument(format!(
+                "a snapshot chunk at offset {} reaches past the largest snapshot this manager takes in \
+                 ({MAX_SNAPSHOT_BYTES} bytes)",
+                req.offset
+            )));
+        }
         encode(&self.raft.install_snapshot(req).await)
     }
 

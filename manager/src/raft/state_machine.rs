@@ -82,7 +82,7 @@ impl StateMachine {
             let sealed = db.sealer.seal_snapshot(&data).map_err(|e| redb::Error::Io(std::io::Error::other(e)))?;
             let items: [(&str, &[u8]); 3] =
                 [(KEY_SNAPSHOT_META, &meta_bytes), (KEY_SNAPSHOT_SEALED, &sealed), (KEY_SNAPSHOT_DATA, &[])];
-            LogStore::put_meta(&db, &items, true)
+            db.put(&items, true)
         })
         .await
         .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?
@@ -99,11 +99,11 @@ fn read_snapshot(db: &Db) -> Result<Option<(Meta, Vec<u8>)>, StorageError> {
     let read = |e: &dyn std::fmt::Display| {
         io_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, std::io::Error::other(e.to_string()))
     };
-    let Some(meta) = LogStore::get_meta(db, KEY_SNAPSHOT_META).map_err(|e| read(&e))? else { return Ok(None) };
+    let Some(meta) = db.get(KEY_SNAPSHOT_META).map_err(|e| read(&e))? else { return Ok(None) };
     let meta: Meta = serde_json::from_slice(&meta).map_err(|e| read(&e))?;
-    let data = match LogStore::get_meta(db, KEY_SNAPSHOT_SEALED).map_err(|e| read(&e))? {
+    let data = match db.get(KEY_SNAPSHOT_SEALED).map_err(|e| read(&e))? {
         Some(sealed) if !sealed.is_empty() => db.sealer.open_snapshot(&sealed).map_err(|e| read(&e))?,
-        _ => match LogStore::get_meta(db, KEY_SNAPSHOT_DATA).map_err(|e| read(&e))? {
+        _ => match db.get(KEY_SNAPSHOT_DATA).map_err(|e| read(&e))? {
             Some(plain) => plain,
             None => return Ok(None),
         },
@@ -204,7 +204,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn entries_are_applied_only_once_flushed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (log, _closed) = LogStore::open(&dir.path().join("raft.redb")).expect("open");
+        let (log, _closed) = LogStore::open(&dir.path().join("raft.redb"), Default::default()).expect("open");
         let mut sm = StateMachine::open(Store::new(), &log).expect("state machine");
         let (tx, rx) = tokio::sync::watch::channel(Durable { log_id: Some(log_id(1, 1, 4)), failed: None });
         sm.durable = Some(rx);

@@ -10,16 +10,16 @@ pub mod filter;
 use std::collections::HashMap;
 
 use shoal_proto::{StoreAction, TaskState};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::control::propose::update;
 use crate::control::Proposer;
 use crate::reconcile::run_writer;
 use crate::store::{State, Store};
 
-/// Runs the scheduler until `shutdown`.
-pub async fn run(store: Store, proposer: Proposer, shutdown: watch::Receiver<bool>) {
-    run_writer("scheduler", store, proposer, shutdown, |state, now| (schedule(state, now), None)).await
+/// Runs the scheduler until `stop` is cancelled.
+pub async fn run(store: Store, proposer: Proposer, stop: CancellationToken) {
+    run_writer("scheduler", store, proposer, stop, |state, now| (schedule(state, now), None)).await
 }
 
 /// One pass: assignments (or `pending` explanations) for unassigned tasks.

@@ -5,8 +5,8 @@
 use bollard_stubs::models as bollard;
 use serde_json::Value;
 use shoal_proto::{
-    Annotations, CaConfig, Cluster, ClusterSpec, DispatcherConfig, Node, NodeAvailability, NodeRole, NodeSpec,
-    NodeState, OrchestrationConfig, Reachability,
+    Annotations, CaConfig, Cluster, ClusterSpec, DispatcherConfig, LimitsConfig, Node, NodeAvailability, NodeRole,
+    NodeSpec, NodeState, OrchestrationConfig, Reachability,
 };
 
 use super::{labels, name, object_version, read, SpecError};
@@ -176,6 +176,18 @@ pub fn parse_swarm_spec(v: &Value) -> Result<ClusterSpec, SpecError> {
             .filter(|p| *p != 0)
             .map(|p| DispatcherConfig { heartbeat_period: p }),
         ca: s.ca_config.and_then(|c| c.node_cert_expiry).filter(|e| *e != 0).map(|e| CaConfig { node_cert_expiry: e }),
+        limits: match &v["Limits"] {
+            Value::Null => None,
+            l => read::<ShoalLimits>(l, "Limits")?.max_replicas.map(|max_replicas| LimitsConfig { max_replicas }),
+        },
         ..Default::default()
     })
+}
+
+/// shoal's own part of a swarm spec (Docker's has no such field): what one
+/// request may ask for, `Limits.MaxReplicas` replicas per service.
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ShoalLimits {
+    max_replicas: Option<u64>,
 }
