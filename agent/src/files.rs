@@ -82,7 +82,8 @@ pub fn prepare(root: &Path, task_id: &str, spec: &ContainerSpec, store: &FileSto
     if spec.secrets.is_empty() && spec.configs.is_empty() {
         return Ok(Vec::new());
     }
-    let dir = root.join(task_id);
+    // The task id comes from a manager: it names a directory only as one plain component.
+    let dir = shoal_runtime::confine::child(root, task_id, "task id").map_err(|e| e.report())?;
     remove(root, task_id);
     fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -143,7 +144,7 @@ fn write_all(dir: &Path, spec: &ContainerSpec, store: &FileStore) -> Result<Vec<
 
 /// Unmounts and removes the task's files, if it has any.
 pub fn remove(root: &Path, task_id: &str) {
-    let dir = root.join(task_id);
+    let Ok(dir) = shoal_runtime::confine::child(root, task_id, "task id") else { return };
     if !dir.exists() {
         return;
     }
@@ -174,5 +175,25 @@ mod tests {
         assert_eq!(owner(&file, "secret x"), Ok((1000, 0)));
         let named = FileTarget { uid: "www".into(), ..Default::default() };
         assert!(owner(&named, "secret x").unwrap_err().contains("uid \"www\""));
+    }
+
+    #[test]
+    fn a_task_id_names_one_directory_under_the_root() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("task-files");
+        fs::create_dir(&root).expect("mkdir");
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside).expect("mkdir");
+        fs::write(outside.join("marker"), "x").expect("write");
+        let spec = ContainerSpec {
+            secrets: vec![shoal_proto::SecretReference { secret_id: "s".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        for bad in ["../outside", "..", "", "a/b", "/tmp"] {
+            let err = prepare(&root, bad, &spec, &FileStore::default()).expect_err(bad);
+            assert!(err.contains("task id"), "{bad}: {err}");
+            remove(&root, bad);
+        }
+        assert!(outside.join("marker").exists(), "a task id reached outside the root");
     }
 }

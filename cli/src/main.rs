@@ -90,9 +90,6 @@ enum Command {
     Logs(LogsArgs),
     /// Run a command in a running container (`container exec`).
     Exec(ExecArgs),
-    /// The per-container shim (started by the daemon, not by users).
-    #[command(hide = true)]
-    InternalShim { dir: PathBuf },
     /// Kills, unmounts and removes the cgroups of what a dead daemon left
     /// under a data root (for tests and recovery).
     #[command(hide = true)]
@@ -913,11 +910,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = Client::new(&cli.host)?;
     let c = &client;
     match cli.command {
-        Command::Daemon { .. }
-        | Command::InternalShim { .. }
-        | Command::InternalCleanup { .. }
-        | Command::Machine(_)
-        | Command::Lab(_) => Ok(()),
+        Command::Daemon { .. } | Command::InternalCleanup { .. } | Command::Machine(_) | Command::Lab(_) => Ok(()),
         Command::Info => commands::swarm::info(c).await,
         Command::Swarm(SwarmCmd::Init {
             advertise_addr,
