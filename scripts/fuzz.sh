@@ -43,12 +43,17 @@ for fuzz_dir in */fuzz; do
       corpora+=("$fuzz_dir/corpus/$target")
     fi
     echo "== $fuzz_dir $target: ${seconds}s"
+    # libFuzzer reports every input that reaches new code: kept in a log, shown in full
+    # only when the target fails (the summary line otherwise).
+    log="$scratch.log"
     if cargo fuzz run -s "$sanitizer" --fuzz-dir "$fuzz_dir" "$target" "${corpora[@]}" -- \
-      -max_total_time="$seconds" -timeout=60; then
-      :
+      -max_total_time="$seconds" -timeout=60 >"$log" 2>&1; then
+      grep -E '^(Done|#[0-9]+ +DONE)' "$log" | tail -1 || true
     else
+      cat "$log"
       failed+=("$fuzz_dir $target")
     fi
+    rm -f "$log"
     rm -rf "$scratch"
     ran=$((ran + 1))
   done
