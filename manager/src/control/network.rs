@@ -132,6 +132,7 @@ pub(crate) fn allocate(state: &State, pending: &[Network], spec: NetworkSpec) ->
         meta: None,
         spec: Some(spec),
         allocated: Some(IpamConfig { subnet: subnet.to_string(), gateway, ip_range: String::new() }),
+        vni: 0,
     })
 }
 

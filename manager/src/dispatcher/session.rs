@@ -134,6 +134,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                         desired_role,
                         secrets,
                         configs,
+                        network_map: None,
                     };
                     if tx.send(Ok(msg)).await.is_err() {
                         return;

@@ -245,6 +245,7 @@ fn a_service_as_listed_carries_its_spec_and_its_previous_one() {
         meta: Some(shoal_proto::Meta { version: 12, created_at: 1_000_000_123, updated_at: 2_000_000_000 }),
         spec: Some(full_spec()),
         previous_spec: Some(cli_service_create_spec()),
+        endpoint: None,
     };
     let v = json(&service(&s, Some(ServiceCounts { running: 1, desired: 2, completed: 0 })));
     assert_eq!((v["ID"].clone(), v["Version"]["Index"].clone()), (json!("svc"), json!(12)));
