@@ -18,6 +18,7 @@
 //! their addresses are the data plane's: it calls [`Resolver::listen`] once a network's bridge
 //! has its gateway address and [`Resolver::unlisten`] before removing it.
 
+mod fast;
 mod forward;
 mod index;
 mod resolv_conf;
@@ -43,11 +44,7 @@ use hickory_server::{
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo, Server},
     zone_handler::MessageResponseBuilder,
 };
-use tokio::{
-    net::{TcpListener, UdpSocket},
-    sync::Semaphore,
-    task::JoinHandle,
-};
+use tokio::{net::TcpListener, sync::Semaphore, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::map::NetworkMap;
@@ -185,20 +182,20 @@ impl Resolver {
         let addr = SocketAddr::new(gateway.into(), self.port);
         let listen_error = |proto, source| DnsError::Listen { network: network_id.to_owned(), addr, proto, source };
         let tcp = TcpListener::bind(addr).await.map_err(|e| listen_error("TCP", e))?;
-        let udp = UdpSocket::bind(addr).await.map_err(|e| listen_error("UDP", e))?;
+        let udp = fast::bind_udp(addr).map_err(|e| listen_error("UDP", e))?;
 
         let handler = Handler { network_id: network_id.into(), shared: self.shared.clone() };
         let stop = self.shutdown.child_token();
+        let mut tasks = fast::serve_udp(udp, handler.clone(), stop.clone());
         let mut server = Server::new(handler);
-        server.register_socket(udp);
         server.register_listener(tcp, TCP_IDLE, 16);
         let server_stop = stop.clone();
-        let tasks = vec![tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             server_stop.cancelled().await;
             if let Err(error) = server.shutdown_gracefully().await {
-                tracing::debug!(%error, "DNS listener ended with an error");
+                tracing::debug!(%error, "DNS TCP listener ended with an error");
             }
-        })];
+        }));
         listeners.insert(network_id.to_owned(), Listener { addr: gateway, stop, tasks });
         Ok(())
     }
@@ -359,8 +356,7 @@ impl Handler {
         query: &hickory_server::proto::op::Query,
     ) -> Option<Reply> {
         let name = index::normalize(&query.name.to_ascii())?;
-        if query.query_type == RecordType::PTR {
-            let addr = reverse_addr(&name)?;
+        if let Some(addr) = reverse_addr(&name).filter(|_| query.query_type == RecordType::PTR) {
             return match index.reverse(asker, addr) {
                 Some(target) => {
                     let target = Name::from_ascii(format!("{target}.")).ok()?;
@@ -408,9 +404,11 @@ impl RequestHandler for Handler {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = reply.code;
         metadata.recursion_available = true;
-        let edns = request.edns.as_ref().map(|asked| {
+        // The OPT record offers what this server takes; what it sends is bounded by what the
+        // client offered, by whoever encodes the answer for its transport.
+        let edns = request.edns.as_ref().map(|_| {
             let mut edns = Edns::new();
-            edns.set_max_payload(asked.max_payload().clamp(512, EDNS_PAYLOAD));
+            edns.set_max_payload(EDNS_PAYLOAD);
             edns
         });
         let mut builder = MessageResponseBuilder::from_message_request(request);
