@@ -7,6 +7,7 @@
 //! dispatcher), so DNS and load-balancer backends can never disagree with
 //! `service ps`.
 
+pub mod dns;
 pub mod map;
 
 pub use map::{Cidr, MapEndpoint, MapError, MapNetwork, MapService, NetworkMap};
