@@ -669,6 +669,59 @@ fn sandbox_ids_and_addresses_are_checked() {
     assert!(err.to_string().contains("nosuch"), "{err}");
 }
 
+#[test]
+fn the_default_bridge_and_disconnects_move_the_way_out() {
+    let lab = Lab::new("def", 2);
+    let a = lab.open(0);
+    let map = MapBuilder::new(&lab, 2)
+        .network("n1", 4096, "10.30.1.0/24", false)
+        .network("n3", 4098, "10.30.3.0/24", true)
+        .build();
+    lab.apply(&a, &map);
+    let outside = Path::new("/run/netns").join(lab.node(1));
+    let far = Server::start(&outside, "outside");
+
+    // Standalone containers on the default bridge: NAT out, and each other reachable.
+    let s1 = lab.block_on(a.create_sandbox("s1")).expect("s1");
+    let s2 = lab.block_on(a.create_sandbox("s2")).expect("s2");
+    let i1 = lab.block_on(a.connect_default_bridge("s1")).expect("s1 on shoal0");
+    let i2 = lab.block_on(a.connect_default_bridge("s2")).expect("s2 on shoal0");
+    assert_eq!((i1.name.as_str(), i1.addr.to_string().as_str()), ("eth0", "172.17.0.2/16"));
+    assert_eq!(i2.addr.to_string(), "172.17.0.3/16");
+    assert_eq!(lab.block_on(a.connect_default_bridge("s1")).expect("again"), i1, "a second connect moved s1");
+    assert_eq!(tcp(&s1, "10.199.0.2:8080").as_deref(), Ok("outside"));
+    let server = Server::start(&s2, "s2");
+    assert_eq!(tcp(&s1, "172.17.0.3:8080").as_deref(), Ok("s2"));
+    drop(server);
+    let routes = in_sandbox(&s1, &["ip", "route"]).expect("routes");
+    assert!(routes.contains("default via 172.17.0.1 dev eth0"), "{routes}");
+
+    // On an overlay too: still out through the default bridge, no gateway port.
+    lab.block_on(a.connect("s1", &[Attachment { network_id: "n1".into(), addr: cidr("10.30.1.10/24") }]))
+        .expect("s1 on n1");
+    let names: Vec<String> =
+        lab.block_on(a.interfaces("s1")).expect("interfaces").into_iter().map(|i| i.name).collect();
+    assert_eq!(names, ["eth0", "eth1"]);
+    // Off the default bridge: out through the gateway bridge instead.
+    lab.block_on(a.disconnect_default_bridge("s1")).expect("off shoal0");
+    let routes = in_sandbox(&s1, &["ip", "route"]).expect("routes");
+    assert!(routes.contains("default via 172.18.0.1 dev eth0"), "{routes}");
+    assert_eq!(tcp(&s1, "10.199.0.2:8080").as_deref(), Ok("outside"));
+
+    // An internal network added and the normal one removed: no way out at all.
+    lab.block_on(a.connect("s1", &[Attachment { network_id: "n3".into(), addr: cidr("10.30.3.10/24") }]))
+        .expect("s1 on n3");
+    lab.block_on(a.disconnect("s1", "n1")).expect("off n1");
+    let interfaces = lab.block_on(a.interfaces("s1")).expect("interfaces");
+    assert_eq!(interfaces.len(), 1, "{interfaces:?}");
+    let routes = in_sandbox(&s1, &["ip", "route"]).expect("routes");
+    assert!(!routes.contains("default"), "{routes}");
+    assert!(tcp(&s1, "10.199.0.2:8080").is_err(), "an internal-only sandbox led out");
+    let links = lab.on_node(0, &["ip", "-o", "link", "show", "master", "shoal_gwbridge"]).expect("ports");
+    assert!(links.trim().is_empty(), "the gateway port is left: {links}");
+    drop(far);
+}
+
 /// Not a test: overlay throughput and latency against the underlay's, printed (run with
 /// `cargo test -p shoal-mesh --test dataplane -- --ignored --nocapture`; needs iperf3).
 #[test]
