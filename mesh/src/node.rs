@@ -803,3 +803,39 @@ fn host_address(subnet: Cidr, addr: Ipv4Addr) -> bool {
     let a = u32::from(addr);
     a != network && a != broadcast
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The agent shares one `Mesh` between its tasks and spawns its operations.
+    #[allow(dead_code)]
+    fn spawnable(mesh: &'static Mesh, map: &'static NetworkMap) {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        send_sync(mesh);
+        tokio::spawn(mesh.apply(map));
+        tokio::spawn(mesh.create_sandbox("t"));
+        tokio::spawn(mesh.connect("t", &[]));
+        tokio::spawn(mesh.connect_default_bridge("t"));
+        tokio::spawn(mesh.disconnect("t", "n"));
+        tokio::spawn(mesh.remove_sandbox("t"));
+        tokio::spawn(mesh.remove_all());
+        tokio::spawn(Mesh::open(MeshConfig {
+            state_dir: PathBuf::new(),
+            node_id: String::new(),
+            underlay: Ipv4Addr::UNSPECIFIED,
+            gateway_subnet: None,
+            default_subnet: None,
+        }));
+    }
+
+    #[test]
+    fn overlap_and_host_addresses() {
+        let c = |s: &str| s.parse::<Cidr>().expect("cidr");
+        assert!(overlap(c("10.0.0.0/8"), c("10.3.0.0/16")));
+        assert!(!overlap(c("10.0.1.0/24"), c("10.0.2.0/24")));
+        assert!(!host_address(c("10.0.1.0/24"), "10.0.1.255".parse().expect("ip")));
+        assert!(!host_address(c("10.0.1.0/24"), "10.0.1.0".parse().expect("ip")));
+        assert!(host_address(c("10.0.1.0/24"), "10.0.1.7".parse().expect("ip")));
+    }
+}
