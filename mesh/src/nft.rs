@@ -107,7 +107,9 @@ pub(crate) struct NodeRules<'a> {
 /// The node's `inet shoal` table as a replacing batch:
 /// - traffic never crosses from one network's bridge to anything else, nor into it from
 ///   anything else (containers leave through the gateway bridge, never through an overlay),
-///   so networks are isolated from each other and internal networks have no way out;
+///   so networks are isolated from each other and internal networks have no way out (the
+///   mesh owns the `sb-` names, so a network's bridge that is not in the map yet or any
+///   more is isolated as well);
 /// - a network's gateway address (where the DNS answers) is reachable only from that network;
 /// - containers on the gateway bridge do not reach each other through it, and nothing
 ///   reaches the local bridges from outside but replies;
@@ -117,11 +119,24 @@ pub(crate) fn node_table(rules: &NodeRules) -> String {
     let default = LocalBridge::Default.name();
     let mut forward = String::new();
     let mut input = String::new();
-    for network in rules.map.networks.values() {
-        let bridge = names::bridge(network.vni);
-        let _ = writeln!(forward, "\t\tiifname \"{bridge}\" oifname != \"{bridge}\" drop");
-        let _ = writeln!(forward, "\t\toifname \"{bridge}\" iifname != \"{bridge}\" drop");
-        let _ = writeln!(input, "\t\tip daddr {} iifname != {{ \"{bridge}\", \"lo\" }} drop", network.gateway);
+    // One lookup per packet whatever the number of networks: the pairs (bridge, itself) and
+    // (gateway, its bridge) are sets.
+    let bridges: Vec<String> = rules.map.networks.values().map(|n| format!("\"{}\"", names::bridge(n.vni))).collect();
+    if !bridges.is_empty() {
+        let own: Vec<String> = bridges.iter().map(|b| format!("{b} . {b}")).collect();
+        let own = own.join(", ");
+        let any = format!("\"{}*\"", names::BRIDGE_PREFIX);
+        let _ = writeln!(forward, "\t\tiifname {any} iifname . oifname != {{ {own} }} drop");
+        let _ = writeln!(forward, "\t\toifname {any} iifname . oifname != {{ {own} }} drop");
+        let gateways: Vec<String> = rules.map.networks.values().map(|n| n.gateway.to_string()).collect();
+        let gateway_of: Vec<String> =
+            rules.map.networks.values().map(|n| format!("{} . \"{}\"", n.gateway, names::bridge(n.vni))).collect();
+        let _ = writeln!(
+            input,
+            "\t\tip daddr {{ {} }} iifname != \"lo\" ip daddr . iifname != {{ {} }} drop",
+            gateways.join(", "),
+            gateway_of.join(", ")
+        );
     }
     let _ = writeln!(forward, "\t\tiifname \"{gw}\" oifname \"{gw}\" drop");
     let _ = writeln!(forward, "\t\toifname \"{gw}\" ct state != {{ established, related }} drop");
