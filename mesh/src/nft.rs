@@ -12,7 +12,7 @@
 //! - a chain `SHOAL-FORWARD` in iptables' `ip filter` table with a jump to it from `FORWARD`,
 //!   only where that chain exists: Docker sets `FORWARD`'s policy to DROP, and an accept in
 //!   another table does not outvote a drop here, so the mesh's own traffic is accepted there
-//!   too (see [`forward_batch`]).
+//!   too (see [`forward_batch`]), in rules iptables can read back.
 
 use std::{
     collections::BTreeSet,
@@ -271,13 +271,14 @@ pub(crate) fn forward_batch(found: &FilterTable, bridges: Option<&[String]>) -> 
                     "add rule ip filter {FORWARD_CHAIN} iifname \"{bridge}\" oifname \"{bridge}\" counter accept"
                 );
             }
+            // Into the local bridges all is accepted here: `inet shoal` drops what is not a
+            // reply, and a drop there wins. A `ct state` match written by nft would make the
+            // table unreadable to iptables, Docker's tool, so this chain holds only what
+            // iptables itself writes.
             for local in [LocalBridge::Gateway, LocalBridge::Default] {
                 let name = local.name();
                 let _ = writeln!(batch, "add rule ip filter {FORWARD_CHAIN} iifname \"{name}\" counter accept");
-                let _ = writeln!(
-                    batch,
-                    "add rule ip filter {FORWARD_CHAIN} oifname \"{name}\" ct state related,established counter accept"
-                );
+                let _ = writeln!(batch, "add rule ip filter {FORWARD_CHAIN} oifname \"{name}\" counter accept");
             }
             match found.jumps.split_first() {
                 None => {

@@ -562,6 +562,10 @@ fn apply_converges_readopts_after_a_restart_and_remove_all_leaves_nothing() {
     assert!(after == before, "a second apply changed something: {}", diff(&before, &after));
     let forward = lab.on_node(0, &["iptables", "-S", "FORWARD"]).expect("iptables");
     assert_eq!(forward.matches("SHOAL-FORWARD").count(), 1, "{forward}");
+    // iptables (Docker's tool) still reads the table the mesh added to.
+    let all = lab.on_node(0, &["iptables-save", "-t", "filter"]).expect("iptables-save");
+    assert!(!all.contains("incompatible") && all.contains("-A SHOAL-FORWARD -i shoal_gwbridge"), "{all}");
+    lab.on_node(0, &["iptables", "-S"]).expect("iptables -S reads the filter table");
 
     // A restart (a new Mesh on the same state, as after kill -9) re-adopts, and traffic flows
     // throughout.
