@@ -8,6 +8,20 @@
 //! `service ps`.
 
 pub mod dns;
+mod error;
+mod gateway;
 pub mod map;
+pub mod names;
+mod netlink;
+mod netns;
+mod nft;
+mod node;
+mod overlay;
+mod sandbox;
+mod state;
 
+pub use error::MeshError;
+pub use gateway::{LocalBridge, LocalSubnets};
 pub use map::{Cidr, MapEndpoint, MapError, MapNetwork, MapService, NetworkMap};
+pub use node::{Attachment, Interface, Mesh, MeshConfig};
+pub use sandbox::PortOn;

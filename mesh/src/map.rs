@@ -55,6 +55,20 @@ fn bad(what: impl Into<String>, why: impl Into<String>) -> MapError {
     MapError { what: what.into(), why: why.into() }
 }
 
+// Stored as its text (`10.0.1.5/24`) in the data plane's state files.
+impl serde::Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Cidr, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for Cidr {
     type Err = String;
 

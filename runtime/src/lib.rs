@@ -75,7 +75,7 @@ use snapshot::Snapshotter;
 
 pub use container::{
     restart::{Backoff, RestartOccasion, RestartPolicy},
-    spec::{tmpfs_options_of, ContainerSpec, Device, Mount, MountKind, Propagation},
+    spec::{tmpfs_options_of, ContainerSpec, Device, Mount, MountKind, NetworkMode, Propagation},
     ContainerInfo, ContainerState,
 };
 pub use error::Error;
@@ -554,6 +554,7 @@ impl Runtime {
             }
         }
         let hostname = process.hostname.clone();
+        let network = host.network.clone();
         let config = ContainerConfig {
             id,
             name,
@@ -569,7 +570,7 @@ impl Runtime {
             .containers
             .create(&config, |dir| {
                 inner.snapshots.prepare(dir)?;
-                container::etc::write(dir, &hostname)
+                container::etc::write(dir, &hostname, &network)
             })
             .inspect_err(|_| forget_made(&made))?;
         tracing::info!(container = %config.name, id = %config.id, image = %config.image, "created container");

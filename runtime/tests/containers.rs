@@ -21,7 +21,8 @@ use nix::{
     unistd::Pid,
 };
 use shoal_runtime::{
-    CommitChanges, ContainerInfo, ContainerSpec, ContainerState, Error, ExecSpec, LogStream, Mount, Runtime,
+    CommitChanges, ContainerInfo, ContainerSpec, ContainerState, Error, ExecSpec, LogStream, Mount, NetworkMode,
+    Runtime,
 };
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -98,7 +99,7 @@ fn run_all() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cases: [(&str, Case); 36] = [
+    let cases: [(&str, Case); 37] = [
         ("import_directory_and_tar", import_directory_and_tar),
         ("exit_code_and_logs", exit_code_and_logs),
         ("process_config_inside", process_config_inside),
@@ -115,6 +116,7 @@ fn run_all() -> ExitCode {
         ("named_volumes_persist", named_volumes_persist),
         ("image_volumes_and_copy_up", image_volumes_and_copy_up),
         ("etc_files_provided", etc_files_provided),
+        ("network_modes", network_modes),
         ("masked_and_read_only_paths", masked_and_read_only_paths),
         ("default_capabilities_and_cap_drop", default_capabilities_and_cap_drop),
         ("privileged_lifts_restrictions", privileged_lifts_restrictions),
@@ -874,6 +876,77 @@ fn etc_files_provided(env: &Env) -> Result {
         ensure!(lines.contains(&server.as_str()), "resolv.conf lacks the host's {server}: {out}");
     }
     ensure!(lines.last() == Some(&"3"), "expected 3 bind mounts under /etc: {out}");
+    Ok(())
+}
+
+/// A network namespace made with `ip netns add`, deleted when dropped (even after a failure).
+struct TestNetns(String);
+
+impl TestNetns {
+    fn add(name: &str) -> Result<TestNetns> {
+        let ns = TestNetns(format!("{name}-{}", std::process::id()));
+        let status = Command::new("ip").args(["netns", "add", &ns.0]).status().map_err(|e| format!("ip: {e}"))?;
+        ensure!(status.success(), "ip netns add {} failed", ns.0);
+        Ok(ns)
+    }
+
+    fn ip(&self, args: &[&str]) -> Result {
+        let status = Command::new("ip").args(["-n", &self.0]).args(args).status().map_err(|e| format!("ip: {e}"))?;
+        ensure!(status.success(), "ip -n {} {args:?} failed", self.0);
+        Ok(())
+    }
+
+    fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.0)
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn network_modes(env: &Env) -> Result {
+    // Joined: the interfaces of the namespace handed over, and loopback up.
+    let ns = TestNetns::add("shoal-rt-join")?;
+    ns.ip(&["link", "add", "sbtest0", "type", "veth", "peer", "name", "sbtest1"])?;
+    ns.ip(&["addr", "add", "10.254.7.1/24", "dev", "sbtest0"])?;
+    ns.ip(&["link", "set", "sbtest0", "up"])?;
+    let show = "ip -o -4 addr show; readlink /proc/self/ns/net";
+    let joined = ContainerSpec { network: NetworkMode::Join(ns.path()), ..sh("net-join", show) };
+    let out = run_ok(env, &joined)?;
+    ensure!(out.contains("sbtest0") && out.contains("10.254.7.1/24"), "joined: {out}");
+    ensure!(out.contains("127.0.0.1/8"), "joined: loopback is not up: {out}");
+    let ns_inode =
+        fs::metadata(ns.path()).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).map_err(|e| e.to_string())?;
+    ensure!(out.contains(&format!("net:[{ns_inode}]")), "joined another namespace than {ns_inode}: {out}");
+
+    // Private (the default): loopback only.
+    let out = run_ok(env, &sh("net-private", show))?;
+    ensure!(!out.contains("sbtest0") && out.lines().filter(|l| l.contains("inet ")).count() == 1, "private: {out}");
+    ensure!(out.contains("127.0.0.1/8"), "private: {out}");
+
+    // Host: the host's namespace and, by default, its hostname.
+    let ours = fs::read_link("/proc/self/ns/net").map_err(|e| e.to_string())?;
+    let host = ContainerSpec { network: NetworkMode::Host, ..sh("net-host", "readlink /proc/self/ns/net; hostname") };
+    let out = run_ok(env, &host)?;
+    let hostname = nix::unistd::gethostname().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
+    ensure!(out.lines().next() == Some(&*ours.to_string_lossy()), "host: {out} (ours {ours:?})");
+    ensure!(out.lines().nth(1) == Some(hostname.as_str()), "host: hostname {out}, the host's is {hostname}");
+
+    // What is not a network namespace is refused at create, naming it.
+    for (path, why) in [
+        (PathBuf::from("/proc/self/ns/uts"), "another kind"),
+        (PathBuf::from("/etc/hostname"), "is not a namespace"),
+        (PathBuf::from("/run/netns/shoal-no-such-namespace"), "cannot be opened"),
+        (PathBuf::from("run/netns/x"), "absolute"),
+    ] {
+        let spec = ContainerSpec { network: NetworkMode::Join(path.clone()), ..sh("net-bad", "true") };
+        let err = env.rt.create_container(&spec).err().ok_or_else(|| format!("{} was accepted", path.display()))?;
+        let message = err.to_string();
+        ensure!(message.contains(&*path.to_string_lossy()) && message.contains(why), "{}: {message}", path.display());
+    }
     Ok(())
 }
 

@@ -1,10 +1,12 @@
 //! The files a container sees at `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`: written
 //! into its directory at create and bound over the image's at start, as Docker does. The
 //! resolver configuration is the host's, without loopback name servers (unreachable from the
-//! container's own network namespace), falling back to public ones like Docker's.
+//! container's own network namespace), falling back to public ones like Docker's; on the
+//! host's network, the host's files.
 
 use std::{fs, path::Path};
 
+use super::spec::NetworkMode;
 use crate::error::{Error, IoContext};
 
 const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
@@ -12,14 +14,19 @@ const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loop
 /// Docker's fallback when the host has no usable name server.
 const FALLBACK_NAMESERVERS: &str = "nameserver 8.8.8.8\nnameserver 8.8.4.4\n";
 
-/// Writes `hosts`, `hostname` and `resolv.conf` into the container directory `dir`.
-pub(crate) fn write(dir: &Path, hostname: &str) -> Result<(), Error> {
+/// Writes `hosts`, `hostname` and `resolv.conf` into the container directory `dir`. On the
+/// host's network the container gets the host's `hosts` and `resolv.conf` as they are (its
+/// loopback name servers are reachable there), as with Docker.
+pub(crate) fn write(dir: &Path, hostname: &str, network: &NetworkMode) -> Result<(), Error> {
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    for (file, content) in [
-        ("hosts", HOSTS.to_string()),
-        ("hostname", format!("{hostname}\n")),
-        ("resolv.conf", resolv_conf(&host_resolv)),
-    ] {
+    let (hosts, resolv) = match network {
+        NetworkMode::Host => (
+            fs::read_to_string("/etc/hosts").unwrap_or_else(|_| HOSTS.to_string()),
+            if host_resolv.trim().is_empty() { FALLBACK_NAMESERVERS.to_string() } else { host_resolv },
+        ),
+        NetworkMode::Private | NetworkMode::Join(_) => (HOSTS.to_string(), resolv_conf(&host_resolv)),
+    };
+    for (file, content) in [("hosts", hosts), ("hostname", format!("{hostname}\n")), ("resolv.conf", resolv)] {
         let path = dir.join(file);
         fs::write(&path, content).context(|| format!("writing {}", path.display()))?;
     }

@@ -92,6 +92,60 @@ pub struct ContainerSpec {
     /// tasks); implied by `auto_remove`. Such layers are mounted without syncs.
     #[serde(default)]
     pub disposable: bool,
+    /// The network namespace it runs in: its own with loopback only (the default), one it
+    /// is handed, or the host's.
+    #[serde(default)]
+    pub network: NetworkMode,
+}
+
+/// Where a container's network comes from. The runtime makes no network itself: a namespace
+/// with interfaces (a sandbox of the mesh) is made by someone else and handed over by path.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "mode", content = "path")]
+pub enum NetworkMode {
+    /// A new network namespace with only `lo` (`--network none`).
+    #[default]
+    Private,
+    /// The network namespace bound at this absolute path (a bind mount of an `nsfs` file,
+    /// as `ip netns add` makes), joined when the container starts.
+    Join(PathBuf),
+    /// The host's network namespace (`--network host`): its interfaces, ports and hostname.
+    Host,
+}
+
+impl NetworkMode {
+    /// Checks what can be checked before the start: a path to join is absolute and names a
+    /// network namespace now.
+    fn check(&self, name: &str) -> Result<(), Error> {
+        let NetworkMode::Join(path) = self else { return Ok(()) };
+        if !path.is_absolute() || path.as_os_str().as_encoded_bytes().contains(&0) {
+            return Err(Error::invalid(format!(
+                "the network namespace {} of container {name} must be an absolute path",
+                path.display()
+            )));
+        }
+        network_namespace(path).map_err(|why| {
+            Error::invalid(format!(
+                "the network namespace {} of container {name} {why}: give the path of a bound network namespace",
+                path.display()
+            ))
+        })
+    }
+}
+
+/// Whether `path` is a network namespace: `Err` says what it is instead.
+fn network_namespace(path: &Path) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot be opened ({e})"))?;
+    // NS_GET_NSTYPE, _IO(0xb7, 0x3): the kind of namespace an nsfs file is.
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: an ioctl without an argument on an fd that `file` owns for the call's length.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
+    match kind {
+        kind if kind == libc::CLONE_NEWNET => Ok(()),
+        -1 => Err("is not a namespace".to_string()),
+        _ => Err("is a namespace of another kind".to_string()),
+    }
 }
 
 /// A host device given to a container, as `--device /dev/host[:/dev/ctr][:rwm]` says.
@@ -373,6 +427,8 @@ pub(crate) struct HostConfig {
     /// The anonymous volumes made for the image's `VOLUME`s that no mount covers (names
     /// under the volumes directory): removed with a disposable container, kept otherwise.
     pub anonymous_volumes: Vec<String>,
+    /// Configs written before network modes existed read as `Private`, what they got.
+    pub network: NetworkMode,
 }
 
 /// The directories of one container's cgroup, fixed at create (see [`crate::cgroups`], which
@@ -600,6 +656,7 @@ pub(crate) fn resolve_host(
         })?;
         devices.extend(resolve_device(device, name)?);
     }
+    spec.network.check(name)?;
     Ok(HostConfig {
         user: spec.user.clone().filter(|u| !u.is_empty()),
         read_only: spec.read_only,
@@ -621,6 +678,7 @@ pub(crate) fn resolve_host(
         auto_remove: spec.auto_remove,
         disposable: spec.disposable || spec.auto_remove,
         anonymous_volumes: Vec::new(),
+        network: spec.network.clone(),
     })
 }
 
@@ -733,7 +791,16 @@ pub(crate) fn resolve_process(
         )));
     }
 
-    let hostname = spec.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    // On the host's network the host's name is the default, as with Docker.
+    let hostname = match (&spec.hostname, &spec.network) {
+        (Some(hostname), _) => hostname.clone(),
+        (None, NetworkMode::Host) => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| id[..12].to_string()),
+        (None, _) => id[..12].to_string(),
+    };
     if hostname.is_empty()
         || hostname.len() > 64
         || !hostname.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
@@ -968,5 +1035,29 @@ mod tests {
         assert!(resolve_process(&bad, None, "c", ID).is_err());
         let relative = ContainerSpec { workdir: Some("app".into()), ..spec };
         assert!(resolve_process(&relative, None, "c", ID).is_err());
+    }
+
+    #[test]
+    fn network_modes_are_stored_and_old_configs_read_as_private() {
+        // Configs and specs written before network modes existed: a private namespace.
+        let host: HostConfig = serde_json::from_str("{}").expect("old host config");
+        assert_eq!(host.network, NetworkMode::Private);
+        let spec: ContainerSpec = serde_json::from_value(
+            serde_json::to_value(ContainerSpec::default())
+                .map(|mut v| {
+                    v.as_object_mut().expect("an object").remove("network");
+                    v
+                })
+                .expect("spec"),
+        )
+        .expect("old spec");
+        assert_eq!(spec.network, NetworkMode::Private);
+        for mode in [NetworkMode::Private, NetworkMode::Host, NetworkMode::Join("/run/netns/a".into())] {
+            let json = serde_json::to_string(&mode).expect("json");
+            assert_eq!(serde_json::from_str::<NetworkMode>(&json).expect("read back"), mode, "{json}");
+        }
+        let join = ContainerSpec { network: NetworkMode::Join("netns/a".into()), ..Default::default() };
+        let err = resolve_host(&join, "c", Path::new("/c"), Path::new("/v")).expect_err("relative");
+        assert!(err.to_string().contains("netns/a") && err.to_string().contains("absolute"), "{err}");
     }
 }

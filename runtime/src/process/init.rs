@@ -110,13 +110,11 @@ fn setup_and_exec(config: &ContainerConfig, rootfs: &Path, pipes: &Pipes) -> Res
         .context(|| "setting the parent-death signal".to_string())
         .map_err(InitFailure::setup)?;
     setsid().context(|| "starting a new session".to_string()).map_err(InitFailure::setup)?;
+    let network = namespaces::Network::open(&host.network).map_err(InitFailure::setup)?;
     if let Some(cgroup) = &host.cgroup {
         cgroup.join_self().map_err(InitFailure::setup)?;
     }
-    namespaces::unshare_init()
-        .context(|| "creating the mount, uts, ipc, network and cgroup namespaces".to_string())
-        .map_err(InitFailure::setup)?;
-    namespaces::loopback_up().context(|| "bringing up the loopback device".to_string()).map_err(InitFailure::setup)?;
+    namespaces::unshare_init(network).map_err(InitFailure::setup)?;
     sethostname(&process.hostname)
         .context(|| format!("setting the hostname to {}", process.hostname))
         .map_err(InitFailure::setup)?;
