@@ -25,6 +25,8 @@ case "$seconds" in
 esac
 sanitizer="${SANITIZER:-address}"
 export RUSTC_BOOTSTRAP=1
+# One target directory for every fuzz crate: their dependencies are built once, not per crate.
+target_dir="${FUZZ_TARGET_DIR:-$PWD/target/fuzz}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
@@ -46,7 +48,7 @@ for fuzz_dir in */fuzz; do
     # libFuzzer reports every input that reaches new code: kept in a log, shown in full
     # only when the target fails (the summary line otherwise).
     log="$scratch.log"
-    if cargo fuzz run -s "$sanitizer" --fuzz-dir "$fuzz_dir" "$target" "${corpora[@]}" -- \
+    if cargo fuzz run -s "$sanitizer" --target-dir "$target_dir" --fuzz-dir "$fuzz_dir" "$target" "${corpora[@]}" -- \
       -max_total_time="$seconds" -timeout=60 >"$log" 2>&1; then
       grep -E '^(Done|#[0-9]+ +DONE)' "$log" | tail -1 || true
     else
