@@ -625,7 +625,7 @@ struct CreateArgs {
     volume: Vec<String>,
     /// Mount a bind, volume or tmpfs, in Docker's syntax: type=bind,source=/srv,target=/data[,readonly].
     #[arg(long, value_parser = commands::container::parse_mount)]
-    mount: Vec<serde_json::Value>,
+    mount: Vec<shoal::api::docker::types::Mount>,
     /// Mount a tmpfs: PATH[:OPTIONS].
     #[arg(long)]
     tmpfs: Vec<String>,

@@ -17,8 +17,7 @@ pub async fn ls(client: &Client, quiet: bool, format: Format) -> anyhow::Result<
         }
         return Ok(());
     }
-    let info = client.get("/info").await?;
-    let me = s(&info, &["Swarm", "NodeID"]).to_string();
+    let me = super::swarm::swarm_info(client).await?.node_id.unwrap_or_default();
     let mut t = Table::new(&["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"]);
     let mut errors = Vec::new();
     for n in &list {
@@ -129,7 +128,7 @@ pub async fn inspect(client: &Client, nodes: &[String], pretty: bool) -> anyhow:
     let mut out = Vec::new();
     for node in nodes {
         let key = if node == "self" {
-            s(&client.get("/info").await?, &["Swarm", "NodeID"]).to_string()
+            super::swarm::swarm_info(client).await?.node_id.unwrap_or_default()
         } else {
             node.clone()
         };
@@ -185,7 +184,7 @@ fn pretty_node(n: &serde_json::Value) -> String {
 
 pub async fn ps(client: &Client, node: &str, no_trunc: bool, format: Format) -> anyhow::Result<()> {
     let key = if node == "self" {
-        s(&client.get("/info").await?, &["Swarm", "NodeID"]).to_string()
+        super::swarm::swarm_info(client).await?.node_id.unwrap_or_default()
     } else {
         node.to_string()
     };
