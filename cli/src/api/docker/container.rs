@@ -58,8 +58,13 @@ pub fn container_spec(body: types::ContainerCreateBody, name: &str) -> Result<Co
         ..Default::default()
     };
     // `Volumes` (`docker run -v /path`): anonymous volumes, unless another mount covers the path.
+    // Two paths that are one (`/d` and `/d/`) are one volume, as Docker keeps one mount point
+    // per destination.
     for target in body.volumes.unwrap_or_default().keys() {
-        spec.mounts.push(Mount::parse(target).map_err(|e| SpecError::refused(format!("Volumes.{target}"), e))?);
+        let mount = Mount::parse(target).map_err(|e| SpecError::refused(format!("Volumes.{target}"), e))?;
+        if !spec.mounts.iter().any(|m| same_path(&m.target, &mount.target)) {
+            spec.mounts.push(mount);
+        }
     }
     if let Some(host) = body.host_config {
         host_config(host, &mut spec)?;
@@ -137,10 +142,15 @@ fn host_config(host: types::HostConfig, spec: &mut ContainerSpec) -> Result<()> 
     Ok(())
 }
 
+/// Whether two mount targets name one path.
+fn same_path(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
 /// Refuses `target` if a mount or tmpfs other than an anonymous volume has it already, and
 /// takes it from an anonymous volume that has it.
 fn claim_target(spec: &mut ContainerSpec, anonymous: &[String], target: &str, field: &str) -> Result<()> {
-    let same = |a: &str| a.trim_end_matches('/') == target.trim_end_matches('/');
+    let same = |a: &str| same_path(a, target);
     let replaceable = |m: &Mount| m.source.is_empty() && anonymous.contains(&m.target);
     let taken = spec.mounts.iter().any(|m| same(&m.target) && !replaceable(m)) || spec.tmpfs.keys().any(|t| same(t));
     if taken {
@@ -680,6 +690,15 @@ mod tests {
         assert_eq!((spec.cmd, spec.entrypoint), (Some(vec!["true".to_string()]), Some(vec!["/bin/sh".to_string()])));
         assert_eq!(spec.cap_add, ["NET_ADMIN"]);
         assert!(spec_of(json!({"Volumes": {"/d": {"ignored": 1}}})).is_ok(), "Docker ignores a volume's value");
+    }
+
+    /// Docker keeps one mount point per destination: `/d` and `/d/` in `Volumes` are one
+    /// anonymous volume, where shoal made two at one path.
+    #[test]
+    fn one_anonymous_volume_per_path() {
+        let spec = spec_of(json!({"Volumes": {"/d": {}, "/d/": {}, "/e": {}}})).expect("volumes");
+        let targets: Vec<&str> = spec.mounts.iter().map(|m| m.target.as_str()).collect();
+        assert_eq!(targets, ["/d", "/e"]);
     }
 
     #[test]
