@@ -3,7 +3,7 @@
 use bollard_stubs::models as bollard;
 use serde_json::json;
 
-use super::{answer, s};
+use super::answer;
 use crate::api::docker::types;
 use crate::client::Client;
 
@@ -16,6 +16,19 @@ pub async fn system_info(client: &Client) -> anyhow::Result<types::SystemInfo> {
 /// without shoal's additions).
 pub async fn swarm_info(client: &Client) -> anyhow::Result<bollard::SwarmInfo> {
     Ok(system_info(client).await?.swarm.map(|s| s.swarm).unwrap_or_default())
+}
+
+/// The swarm's join tokens (`GET /swarm`).
+async fn join_tokens(client: &Client) -> anyhow::Result<bollard::JoinTokens> {
+    let swarm: bollard::Swarm = answer(client.get("/swarm").await?, "GET /swarm")?;
+    Ok(swarm.join_tokens.unwrap_or_default())
+}
+
+/// The address that manager node `id` takes joining nodes at.
+async fn manager_addr(client: &Client, id: &str) -> anyhow::Result<String> {
+    let node: bollard::Node =
+        answer(client.get(&format!("/nodes/{}", crate::client::encode(id))).await?, "GET /nodes/{id}")?;
+    Ok(node.manager_status.and_then(|m| m.addr).unwrap_or_default())
 }
 
 /// Whether a node is in a swarm, and as a manager.
@@ -37,15 +50,11 @@ pub async fn init(
     });
     let id = client.post("/swarm/init", &body).await?;
     let id = id.as_str().unwrap_or_default().to_string();
-    let node = client.get(&format!("/nodes/{id}")).await?;
-    let swarm = client.get("/swarm").await?;
+    let addr = manager_addr(client, &id).await?;
+    let tokens = join_tokens(client).await?;
     println!("Swarm initialized: current node ({id}) is now a manager.\n");
     println!("To add a worker to this swarm, run the following command:\n");
-    println!(
-        "    shoal swarm join --token {} {}\n",
-        s(&swarm, &["JoinTokens", "Worker"]),
-        s(&node, &["ManagerStatus", "Addr"])
-    );
+    println!("    shoal swarm join --token {} {addr}\n", tokens.worker.unwrap_or_default());
     println!("To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.");
     Ok(())
 }
@@ -76,6 +85,8 @@ pub async fn join_token(client: &Client, role: &str, quiet: bool, rotate: bool) 
         other => anyhow::bail!("unknown role {other}: use worker or manager"),
     };
     if rotate {
+        // The spec goes back whole, as JSON: it carries shoal's `Limits`, which Docker's
+        // `SwarmSpec` has no place for.
         let swarm = client.get("/swarm").await?;
         let version = super::n(&swarm, &["Version", "Index"]);
         let flag = if role == "worker" { "rotateWorkerToken" } else { "rotateManagerToken" };
@@ -84,16 +95,15 @@ pub async fn join_token(client: &Client, role: &str, quiet: bool, rotate: bool) 
             println!("Successfully rotated {role} join token.\n");
         }
     }
-    let swarm = client.get("/swarm").await?;
-    let token = s(&swarm, &["JoinTokens", key]);
+    let tokens = join_tokens(client).await?;
+    let token = if key == "Worker" { tokens.worker } else { tokens.manager }.unwrap_or_default();
     if quiet {
         println!("{token}");
         return Ok(());
     }
-    let node_id = swarm_info(client).await?.node_id.unwrap_or_default();
-    let node = client.get(&format!("/nodes/{}", crate::client::encode(&node_id))).await?;
+    let addr = manager_addr(client, &swarm_info(client).await?.node_id.unwrap_or_default()).await?;
     println!("To add a {role} to this swarm, run the following command:\n");
-    println!("    shoal swarm join --token {token} {}\n", s(&node, &["ManagerStatus", "Addr"]));
+    println!("    shoal swarm join --token {token} {addr}\n");
     Ok(())
 }
 
@@ -140,6 +150,8 @@ pub async fn update(
     cert_expiry: Option<std::time::Duration>,
     max_replicas: Option<u64>,
 ) -> anyhow::Result<()> {
+    // Changed as JSON and sent back whole: the spec carries shoal's `Limits`, which Docker's
+    // `SwarmSpec` has no place for.
     let swarm = client.get("/swarm").await?;
     let mut spec = swarm["Spec"].clone();
     if let Some(m) = max_replicas {

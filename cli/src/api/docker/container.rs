@@ -345,16 +345,25 @@ fn console_size(size: Option<Vec<usize>>) -> Result<Option<(u16, u16)>> {
     Ok((rows > 0 && cols > 0).then_some((rows, cols)))
 }
 
-/// Docker's name of a container's state (its `StateString`): a running
+/// A container's state as Docker names it (its `StateString`): a running
 /// container that is paused is `paused`, one its restart policy is about to
 /// start again `restarting`.
-fn state_name(c: &ContainerInfo, restarting: bool) -> &'static str {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Exited,
+}
+
+fn shown(c: &ContainerInfo, restarting: bool) -> Shown {
     match c.state {
-        _ if restarting => "restarting",
-        ContainerState::Running if c.paused => "paused",
-        ContainerState::Running => "running",
-        ContainerState::Created => "created",
-        ContainerState::Exited => "exited",
+        _ if restarting => Shown::Restarting,
+        ContainerState::Running if c.paused => Shown::Paused,
+        ContainerState::Running => Shown::Running,
+        ContainerState::Created => Shown::Created,
+        ContainerState::Exited => Shown::Exited,
     }
 }
 
@@ -363,12 +372,12 @@ fn state_name(c: &ContainerInfo, restarting: bool) -> &'static str {
 fn status_text(c: &ContainerInfo, restarting: bool) -> String {
     let now = shoal_proto::now_ns();
     let since = |ns: Option<i64>| human_duration(now - ns.unwrap_or(now));
-    match c.state {
-        _ if restarting => format!("Restarting ({}) {} ago", c.exit_code.unwrap_or(0), since(c.finished_at)),
-        ContainerState::Created => "Created".into(),
-        ContainerState::Running if c.paused => format!("Up {} (Paused)", since(c.started_at)),
-        ContainerState::Running => format!("Up {}", since(c.started_at)),
-        ContainerState::Exited => format!("Exited ({}) {} ago", c.exit_code.unwrap_or(-1), since(c.finished_at)),
+    match shown(c, restarting) {
+        Shown::Restarting => format!("Restarting ({}) {} ago", c.exit_code.unwrap_or(0), since(c.finished_at)),
+        Shown::Created => "Created".into(),
+        Shown::Paused => format!("Up {} (Paused)", since(c.started_at)),
+        Shown::Running => format!("Up {}", since(c.started_at)),
+        Shown::Exited => format!("Exited ({}) {} ago", c.exit_code.unwrap_or(-1), since(c.finished_at)),
     }
 }
 
@@ -376,12 +385,12 @@ fn status_text(c: &ContainerInfo, restarting: bool) -> String {
 /// policy is about to start it again.
 pub fn container_summary(c: &ContainerInfo, restarting: bool) -> types::ContainerSummary {
     use bollard::ContainerSummaryStateEnum as S;
-    let state = match state_name(c, restarting) {
-        "restarting" => S::RESTARTING,
-        "paused" => S::PAUSED,
-        "running" => S::RUNNING,
-        "created" => S::CREATED,
-        _ => S::EXITED,
+    let state = match shown(c, restarting) {
+        Shown::Restarting => S::RESTARTING,
+        Shown::Paused => S::PAUSED,
+        Shown::Running => S::RUNNING,
+        Shown::Created => S::CREATED,
+        Shown::Exited => S::EXITED,
     };
     types::ContainerSummary {
         summary: bollard::ContainerSummary {
@@ -406,12 +415,12 @@ pub fn container_summary(c: &ContainerInfo, restarting: bool) -> types::Containe
 pub fn container_inspect(c: &ContainerInfo, restarting: bool) -> bollard::ContainerInspectResponse {
     use bollard::ContainerStateStatusEnum as S;
     use bollard::RestartPolicyNameEnum as R;
-    let status = match state_name(c, restarting) {
-        "restarting" => S::RESTARTING,
-        "paused" => S::PAUSED,
-        "running" => S::RUNNING,
-        "created" => S::CREATED,
-        _ => S::EXITED,
+    let status = match shown(c, restarting) {
+        Shown::Restarting => S::RESTARTING,
+        Shown::Paused => S::PAUSED,
+        Shown::Running => S::RUNNING,
+        Shown::Created => S::CREATED,
+        Shown::Exited => S::EXITED,
     };
     let t = |ns: Option<i64>| ns.map(time).unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
     let devices = c

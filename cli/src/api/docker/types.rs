@@ -399,3 +399,24 @@ pub struct RaftStatus {
     #[serde(rename = "Voters")]
     pub voters: u64,
 }
+
+/// Docker's `Node` with shoal's manager status (below). `node.manager_status`
+/// stays `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    #[serde(flatten, deserialize_with = "flattened")]
+    pub node: bollard::Node,
+    #[serde(rename = "ManagerStatus", skip_serializing_if = "Option::is_none")]
+    pub manager_status: Option<ManagerStatus>,
+}
+
+/// Docker's `ManagerStatus`, with `Error`: shoal only, why this manager
+/// cannot take writes (its raft storage), shown on its own node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ManagerStatus {
+    #[serde(flatten, deserialize_with = "flattened")]
+    pub status: bollard::ManagerStatus,
+    /// shoal only.
+    #[serde(rename = "Error", skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
