@@ -622,7 +622,7 @@ struct CreateArgs {
     volume: Vec<String>,
     /// Mount a bind, volume or tmpfs, in Docker's syntax: type=bind,source=/srv,target=/data[,readonly].
     #[arg(long, value_parser = commands::container::parse_mount)]
-    mount: Vec<serde_json::Value>,
+    mount: Vec<shoal::api::docker::types::Mount>,
     /// Mount a tmpfs: PATH[:OPTIONS].
     #[arg(long)]
     tmpfs: Vec<String>,
@@ -1114,9 +1114,9 @@ async fn lab_up(lab_root: &std::path::Path, nodes: u32, managers: u32) -> anyhow
     let listen = format!("{}:2377", first.addr);
     let c1 = client_of(first)?;
     c1.post("/swarm/init", &serde_json::json!({ "ListenAddr": listen, "AdvertiseAddr": listen })).await?;
-    let swarm = c1.get("/swarm").await?;
-    let worker = commands::s(&swarm, &["JoinTokens", "Worker"]).to_string();
-    let manager = commands::s(&swarm, &["JoinTokens", "Manager"]).to_string();
+    let swarm: bollard_stubs::models::Swarm = commands::answer(c1.get("/swarm").await?, "GET /swarm")?;
+    let tokens = swarm.join_tokens.unwrap_or_default();
+    let (worker, manager) = (tokens.worker.unwrap_or_default(), tokens.manager.unwrap_or_default());
     for (i, m) in machines.iter().enumerate().skip(1) {
         let token = if i < managers as usize { &manager } else { &worker };
         let body = serde_json::json!({
@@ -1130,17 +1130,16 @@ async fn lab_up(lab_root: &std::path::Path, nodes: u32, managers: u32) -> anyhow
     // Ready means every node has registered with the manager.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let listed = c1.get("/nodes").await?;
-        let ready =
-            listed.as_array().map(|a| a.iter().filter(|n| commands::s(n, &["Status", "State"]) == "ready").count());
-        if ready == Some(nodes as usize) {
+        let listed: Vec<bollard_stubs::models::Node> = commands::answer(c1.get("/nodes").await?, "GET /nodes")?;
+        let is_ready = |n: &bollard_stubs::models::Node| {
+            n.status.as_ref().and_then(|s| s.state) == Some(bollard_stubs::models::NodeState::READY)
+        };
+        let ready = listed.iter().filter(|n| is_ready(n)).count();
+        if ready == nodes as usize {
             break;
         }
         if std::time::Instant::now() > deadline {
-            anyhow::bail!(
-                "only {} of {nodes} nodes became ready within 30s; see the machines' daemon.log",
-                ready.unwrap_or(0)
-            );
+            anyhow::bail!("only {} of {nodes} nodes became ready within 30s; see the machines' daemon.log", ready);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -238,7 +238,19 @@ fn container_options_take_effect_inside() {
     node.ok(&["container", "pause", "box"]);
     let state = node.json_plain(&["container", "inspect", "box"]);
     assert_eq!(state[0]["State"]["Paused"], true);
+    // The docker CLI sees a paused container as Docker shows one, and /info counts it (and
+    // the images) as Docker does.
+    let text = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let listed = text(docker(&["ps", "--filter", "name=box", "--format", "{{.State}}|{{.Status}}"]));
+    assert!(listed.starts_with("paused|Up ") && listed.ends_with(" (Paused)"), "docker ps: {listed}");
+    assert_eq!(text(docker(&["inspect", "-f", "{{.State.Status}} {{.State.Running}}", "box"])), "paused true");
+    let counts = "{{.Containers}} {{.ContainersRunning}} {{.ContainersPaused}} {{.ContainersStopped}} {{.Images}}";
+    assert_eq!(text(docker(&["info", "--format", counts])), "1 0 1 0 1");
     node.ok(&["container", "unpause", "box"]);
+    assert_eq!(text(docker(&["inspect", "-f", "{{.State.Status}}", "box"])), "running");
     node.ok(&["container", "rm", "-f", "box"]);
 }
 

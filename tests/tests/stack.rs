@@ -230,6 +230,16 @@ fn the_stock_docker_client_lists_nodes_and_services() {
     assert!(nodes.contains("Leader") && nodes.contains('*'), "{nodes}");
     let stacks = docker(&["stack", "ls"]);
     assert!(stacks.lines().any(|l| l.starts_with("app ")), "{stacks}");
+    // `docker info` shows the swarm; /info's cluster, as Docker's, has no join tokens (only
+    // GET /swarm gives them).
+    let info = docker(&["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.Nodes}}"]);
+    assert_eq!(info.trim(), "active true 1");
+    let (code, raw) = node.http("GET", "/info", "");
+    let info: serde_json::Value = serde_json::from_str(&raw).expect("info JSON");
+    assert_eq!(code, 200, "{raw}");
+    assert!(info["Swarm"]["Cluster"]["ID"].as_str().is_some_and(|id| !id.is_empty()), "{raw}");
+    assert!(info["Swarm"]["Cluster"].get("JoinTokens").is_none() && !raw.contains("SWMTKN"), "{raw}");
+    assert_eq!(info["Swarm"]["Raft"]["Voters"], 1, "{raw}");
 
     // Logs of every task, prefixed with the task, on the right stream.
     let logs = eventually(Duration::from_secs(10), "both tasks' logs", || {

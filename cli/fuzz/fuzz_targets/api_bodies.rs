@@ -1,8 +1,11 @@
 //! `api_bodies`: arbitrary bytes as the body of each API post that reads
-//! Docker's swarm objects (service create and update, node update, swarm
-//! update, network create, secret and config create), read as the handlers
-//! read them. Invariants: nothing panics, and a body that reads renders back
-//! to JSON text that reads as the same value.
+//! Docker's objects (service create and update, node update, swarm update,
+//! network create, secret and config create, container create, exec create
+//! and start, volume create), read as the handlers read them. Invariants:
+//! nothing panics, and a body that reads renders back to JSON text that reads
+//! as the same value. A container spec that reads holds only mounts the
+//! runtime accepts (named volumes by Docker's rule, absolute targets without
+//! `..`), never two at one path.
 
 #![no_main]
 
@@ -45,5 +48,32 @@ fuzz_target!(|body: &[u8]| {
         // to create with, which is what it renders.
         let expected = docker::FileObjectSpec { data: Some(data), ..spec };
         assert_eq!(again.as_ref(), Ok(&expected), "a secret spec read from {v} does not read back");
+    }
+    if let Ok(body) = docker::read_container_create(&v) {
+        let spec = docker::container_spec(body.clone(), "c");
+        // The typed body is what a client sends (`shoal run` builds one): sent as JSON text,
+        // it asks for the same container.
+        let again = docker::read_container_create(&sent(&body)).and_then(|b| docker::container_spec(b, "c"));
+        assert_eq!(again, spec, "a container create body read from {v} does not read back");
+        if let Ok(spec) = spec {
+            let mut targets: Vec<&str> = spec.mounts.iter().map(|m| m.target.trim_end_matches('/')).collect();
+            targets.extend(spec.tmpfs.keys().map(|t| t.trim_end_matches('/')));
+            let count = targets.len();
+            targets.sort_unstable();
+            targets.dedup();
+            assert_eq!(targets.len(), count, "two mounts at one path from {v}");
+            for m in &spec.mounts {
+                assert!(m.check().is_ok(), "a mount the runtime refuses ({m:?}) read from {v}");
+            }
+        }
+    }
+    if let Ok(asked) = docker::parse_exec_create(&v) {
+        let again = docker::parse_exec_create(&sent(&docker::exec_config(&asked)));
+        assert_eq!(again.as_ref(), Ok(&asked), "an exec read from {v} does not read back");
+    }
+    let _ = docker::parse_exec_start(&v);
+    if let Ok(asked) = docker::parse_volume_create(&v) {
+        let again = docker::parse_volume_create(&sent(&docker::volume_create_request(&asked)));
+        assert_eq!(again.as_ref(), Ok(&asked), "a volume create read from {v} does not read back");
     }
 });

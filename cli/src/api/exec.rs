@@ -16,39 +16,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
-use shoal_runtime::{attach as wire, ExecOutput, ExecProcess, ExecSpec};
+use serde_json::Value;
+use shoal_runtime::{attach as wire, ExecOutput, ExecProcess};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::containers::{string, strings};
-use super::{ApiError, ApiResult};
+use super::{docker, ApiError, ApiResult};
 use crate::daemon::exec::{Exec, Run};
 use crate::daemon::Daemon;
 
-/// Docker's `ConsoleSize`: `[rows, columns]`, or nothing.
-fn console_size(v: &Value) -> ApiResult<Option<(u16, u16)>> {
-    let dim = |d: &Value| d.as_u64().and_then(|n| u16::try_from(n).ok());
-    match v {
-        Value::Null => Ok(None),
-        Value::Array(a) if a.len() == 2 => match (dim(&a[0]), dim(&a[1])) {
-            (Some(0), Some(0)) => Ok(None),
-            (Some(rows), Some(cols)) => Ok(Some((rows, cols))),
-            _ => Err(ApiError::bad_request(format!("ConsoleSize must be [rows, columns], not {v}"))),
-        },
-        _ => Err(ApiError::bad_request(format!("ConsoleSize must be [rows, columns], not {v}"))),
-    }
-}
-
-fn bool_field(v: &Value, field: &str) -> ApiResult<bool> {
-    match v {
-        Value::Null => Ok(false),
-        Value::Bool(b) => Ok(*b),
-        other => Err(ApiError::bad_request(format!("{field} must be true or false, not {other}"))),
-    }
-}
-
 /// `POST /containers/{id}/exec` `{Cmd, Env, User, WorkingDir, AttachStdout,
-/// AttachStderr, AttachStdin, Tty}` → `201 {"Id"}`.
+/// AttachStderr, AttachStdin, Tty, ConsoleSize}` → `201 {"Id"}`.
 pub async fn create(
     State(daemon): State<Arc<Daemon>>,
     Path(id): Path<String>,
@@ -56,22 +33,9 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let v: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    let cmd = strings(&v["Cmd"], "Cmd")?
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| ApiError::bad_request("No exec command specified: give the command to run"))?;
-    let spec = ExecSpec {
-        cmd,
-        env: strings(&v["Env"], "Env")?.unwrap_or_default(),
-        user: string(&v["User"], "User")?,
-        workdir: string(&v["WorkingDir"], "WorkingDir")?,
-        tty: bool_field(&v["Tty"], "Tty")?,
-        tty_size: console_size(&v["ConsoleSize"])?,
-        stdin: bool_field(&v["AttachStdin"], "AttachStdin")?,
-    };
-    let stdout = bool_field(&v["AttachStdout"], "AttachStdout")?;
-    let stderr = bool_field(&v["AttachStderr"], "AttachStderr")?;
-    let exec_id = daemon.execs.create(&id, spec, stdout, stderr).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "Id": exec_id }))).into_response())
+    let asked = docker::parse_exec_create(&v).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let exec_id = daemon.execs.create(&id, asked.spec, asked.stdout, asked.stderr).await?;
+    Ok((StatusCode::CREATED, Json(docker::json(&docker::types::IdResponse { id: exec_id }))).into_response())
 }
 
 /// The output in Docker's multiplexed frames, the streams asked for.
@@ -105,8 +69,8 @@ pub async fn start(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
-    let detach = bool_field(&v["Detach"], "Detach")?;
-    let size = console_size(&v["ConsoleSize"])?;
+    let docker::ExecStart { detach, console_size: size } =
+        docker::parse_exec_start(&v).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut exec = daemon.execs.begin(&id)?;
     if size.is_some() {
         exec.spec.tty_size = size;
@@ -271,30 +235,12 @@ where
 pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let exec = daemon.execs.get(&id)?;
     let (running, exit_code) = match exec.state {
-        Run::Created => (false, Value::Null),
-        Run::Running => (true, Value::Null),
-        Run::Exited(code) => (false, json!(code)),
+        Run::Created => (false, None),
+        Run::Running => (true, None),
+        Run::Exited(code) => (false, Some(code)),
     };
-    let (entrypoint, arguments) = exec.spec.cmd.split_first().map(|(e, a)| (e.clone(), a.to_vec())).unwrap_or_default();
-    Ok(Json(json!({
-        "ID": id,
-        "Running": running,
-        "ExitCode": exit_code,
-        "ProcessConfig": {
-            "tty": exec.spec.tty,
-            "entrypoint": entrypoint,
-            "arguments": arguments,
-            "privileged": false,
-            "user": exec.spec.user.clone().unwrap_or_default(),
-        },
-        "OpenStdin": exec.spec.stdin,
-        "OpenStderr": exec.stderr,
-        "OpenStdout": exec.stdout,
-        "CanRemove": false,
-        "ContainerID": exec.container,
-        "DetachKeys": "",
-        "Pid": 0,
-    })))
+    let asked = docker::ExecCreate { spec: exec.spec, stdout: exec.stdout, stderr: exec.stderr };
+    Ok(Json(docker::json(&docker::exec_inspect(&id, &exec.container, &asked, running, exit_code))))
 }
 
 /// `POST /exec/{id}/resize?h=ROWS&w=COLUMNS`: resizes its terminal (without

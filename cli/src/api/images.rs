@@ -8,14 +8,15 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::Json;
+use bollard_stubs::models as bollard;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use shoal_runtime::{ImageSummary, Runtime, Upload};
 
 use super::containers::blocking;
-use super::{ApiError, ApiResult, Filters};
+use super::{docker, ApiError, ApiResult, Filters};
 use crate::daemon::Daemon;
 
 #[derive(Deserialize)]
@@ -105,7 +106,7 @@ pub async fn create(
     let changes = changes(raw.as_deref())?;
     let upload = receive(&daemon.runtime, body).await?;
     let summary = blocking(&daemon.runtime, move |rt| rt.import_upload(upload, &reference, &changes)).await?;
-    Ok(Json(json!({ "status": summary.id })))
+    Ok(Json(docker::json(&bollard::CreateImageInfo { status: Some(summary.id), ..Default::default() })))
 }
 
 #[derive(Deserialize)]
@@ -135,24 +136,7 @@ pub async fn list(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>)
         Ok(Ok(kept))
     })
     .await??;
-    Ok(Json(Value::Array(
-        images
-            .into_iter()
-            .map(|i| {
-                json!({
-                    "Id": i.id,
-                    "ParentId": "",
-                    "RepoTags": i.references,
-                    "RepoDigests": [],
-                    "Created": i.created_at / 1_000_000_000,
-                    "Size": i.size,
-                    "SharedSize": -1,
-                    "Labels": i.labels,
-                    "Containers": -1,
-                })
-            })
-            .collect(),
-    )))
+    Ok(Json(docker::json(&images.iter().map(docker::image_summary).collect::<Vec<_>>())))
 }
 
 /// Docker's image list filters, checked and resolved (`before`/`since` name images).
@@ -431,23 +415,7 @@ async fn receive(runtime: &Arc<Runtime>, body: Body) -> ApiResult<Upload> {
 
 pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let d = blocking(&daemon.runtime, move |rt| rt.inspect_image(&name)).await?;
-    Ok(Json(json!({
-        "Id": d.id,
-        "RepoTags": d.references,
-        "RepoDigests": [],
-        "Created": super::docker::time(d.created_at),
-        "Size": d.size,
-        "Os": "linux",
-        "Architecture": std::env::consts::ARCH,
-        "Config": {
-            "Env": d.env, "Cmd": d.cmd, "Entrypoint": d.entrypoint,
-            "WorkingDir": d.working_dir, "User": d.user, "Labels": d.labels,
-            "ExposedPorts": d.exposed_ports.iter().map(|p| (p.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
-            "Volumes": d.volumes.iter().map(|v| (v.clone(), json!({}))).collect::<serde_json::Map<_, _>>(),
-            "StopSignal": d.stop_signal,
-        },
-        "RootFS": { "Type": "layers", "Layers": d.diff_ids },
-    })))
+    Ok(Json(docker::json(&docker::image_inspect(&d))))
 }
 
 #[derive(Deserialize)]
@@ -462,15 +430,7 @@ pub async fn remove(
 ) -> ApiResult<Json<Value>> {
     let force = matches!(q.force.as_deref(), Some("1") | Some("true"));
     let lines = blocking(&daemon.runtime, move |rt| rt.remove_image(&name, force)).await?;
-    Ok(Json(Value::Array(
-        lines
-            .iter()
-            .map(|l| match l.split_once(": ") {
-                Some((k, v)) => json!({ k: v }),
-                None => json!({ "Deleted": l }),
-            })
-            .collect(),
-    )))
+    Ok(Json(docker::json(&docker::image_deleted(&lines))))
 }
 
 #[derive(Deserialize)]
@@ -512,13 +472,7 @@ pub async fn prune(State(daemon): State<Arc<Daemon>>, Query(q): Query<PruneQuery
         })
     })
     .await?;
-    let deleted = pruned
-        .untagged
-        .iter()
-        .map(|name| json!({ "Untagged": name }))
-        .chain(pruned.deleted.iter().map(|id| json!({ "Deleted": id })))
-        .collect::<Vec<_>>();
-    Ok(Json(json!({ "ImagesDeleted": deleted, "SpaceReclaimed": pruned.reclaimed })))
+    Ok(Json(docker::json(&docker::image_prune(&pruned.untagged, &pruned.deleted, pruned.reclaimed))))
 }
 
 /// Whether every `key` or `key=value` in `wanted` matches `labels` (moby's `MatchKVList`).
@@ -618,7 +572,7 @@ pub async fn load(State(daemon): State<Arc<Daemon>>, body: Body) -> ApiResult<Js
     let upload = receive(&daemon.runtime, body).await?;
     let loaded = blocking(&daemon.runtime, move |rt| rt.load_upload(upload)).await?;
     let text: String = loaded.iter().map(|r| format!("Loaded image: {r}\n")).collect();
-    Ok(Json(json!({ "stream": text })))
+    Ok(Json(docker::json(&docker::types::LoadResponse { stream: Some(text) })))
 }
 
 #[derive(Deserialize)]
@@ -643,7 +597,8 @@ pub async fn commit(
     };
     let changes = shoal_runtime::CommitChanges { comment: q.comment, ..changes(raw.as_deref())? };
     let summary = blocking(&daemon.runtime, move |rt| rt.commit_container(&q.container, &reference, &changes)).await?;
-    Ok((axum::http::StatusCode::CREATED, Json(json!({ "Id": summary.id }))).into_response())
+    Ok((axum::http::StatusCode::CREATED, Json(docker::json(&docker::types::IdResponse { id: summary.id })))
+        .into_response())
 }
 
 #[cfg(test)]

@@ -50,7 +50,8 @@ pub async fn create(State(daemon): State<Arc<Daemon>>, body: axum::body::Bytes) 
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let spec = docker::parse_network_create(&v).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let id = m.control().create_network(spec).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "Id": id, "Warning": "" }))).into_response())
+    let created = bollard_stubs::models::NetworkCreateResponse { id, warning: String::new() };
+    Ok((StatusCode::CREATED, Json(docker::json(&created))).into_response())
 }
 
 pub async fn remove(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<StatusCode> {

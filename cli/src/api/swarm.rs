@@ -117,15 +117,17 @@ pub struct ListQuery {
 /// A node as the API shows it. This manager's own node says so when its raft
 /// storage cannot take writes: not the leader (whatever raft last said), not
 /// reachable, and why (shoal's `ManagerStatus.Error`).
-fn render_node(m: &Manager, n: &shoal_proto::Node, problem: Option<&str>) -> Value {
+fn render_node(m: &Manager, n: &shoal_proto::Node, problem: Option<&str>) -> docker::types::Node {
     let own = n.manager_status.as_ref().is_some_and(|s| s.raft_id == m.config().raft_id);
     let leader = m.current_leader().filter(|l| !(problem.is_some() && *l == m.config().raft_id));
-    let mut v = docker::json(&docker::node(n, leader));
-    if let (true, Some(problem)) = (own, problem) {
-        v["ManagerStatus"]["Reachability"] = Value::from("unreachable");
-        v["ManagerStatus"]["Error"] = Value::from(problem);
+    let mut node = docker::node(n, leader);
+    let mut manager_status =
+        node.manager_status.take().map(|status| docker::types::ManagerStatus { status, error: None });
+    if let (true, Some(problem), Some(s)) = (own, problem, manager_status.as_mut()) {
+        s.status.reachability = Some(bollard_stubs::models::Reachability::UNREACHABLE);
+        s.error = Some(problem.to_string());
     }
-    v
+    docker::types::Node { node, manager_status }
 }
 
 pub async fn list_nodes(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
@@ -143,14 +145,14 @@ pub async fn list_nodes(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQ
         })
         .map(|n| render_node(&m, n, problem.as_deref()))
         .collect();
-    Ok(Json(Value::Array(nodes)))
+    Ok(Json(docker::json(&nodes)))
 }
 
 pub async fn inspect_node(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let m = manager(&daemon).await?;
     let problem = m.storage_problem();
     let state = m.store().read();
-    Ok(Json(render_node(&m, state.find_node(&id)?, problem.as_deref())))
+    Ok(Json(docker::json(&render_node(&m, state.find_node(&id)?, problem.as_deref()))))
 }
 
 #[derive(Deserialize)]

@@ -11,28 +11,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bollard_stubs::models as bollard;
 use serde::Deserialize;
-use serde_json::{json, Value};
-use shoal_runtime::VolumeInfo;
+use serde_json::Value;
 
 use super::containers::blocking;
-use super::{ApiError, ApiResult, Filters};
+use super::{docker, ApiError, ApiResult, Filters};
 use crate::daemon::Daemon;
-
-/// The only volume driver.
-const DRIVER: &str = "local";
-
-fn volume_json(v: &VolumeInfo) -> Value {
-    json!({
-        "Name": v.name,
-        "Driver": DRIVER,
-        "Mountpoint": v.mountpoint.display().to_string(),
-        "CreatedAt": super::docker::time(v.created_at.saturating_mul(1_000_000_000)),
-        "Labels": v.labels,
-        "Scope": "local",
-        "Options": {},
-    })
-}
 
 #[derive(Deserialize)]
 pub struct ListQuery {
@@ -101,14 +86,14 @@ pub async fn list(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>)
         Ok((rt.list_volumes()?, in_use))
     })
     .await?;
-    let listed: Vec<Value> = volumes
+    let listed = volumes
         .iter()
         .filter(|v| dangling.is_none_or(|d| d != in_use.contains(&v.name)))
-        .filter(|v| names.matches(&v.name) && drivers.matches(DRIVER))
+        .filter(|v| names.matches(&v.name) && drivers.matches(docker::VOLUME_DRIVER))
         .filter(|v| filters.labels_match(|k| v.labels.get(k).map(String::as_str)))
-        .map(volume_json)
+        .map(docker::volume)
         .collect();
-    Ok(Json(json!({ "Volumes": listed, "Warnings": [] })))
+    Ok(Json(docker::json(&bollard::VolumeListResponse { volumes: Some(listed), warnings: Some(Vec::new()) })))
 }
 
 /// `POST /volumes/create` `{"Name": …, "Driver": "local", "Labels": {…}}` (no name: an
@@ -119,54 +104,15 @@ pub async fn create(State(daemon): State<Arc<Daemon>>, body: axum::body::Bytes) 
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
-    let text = |key: &str| match &v[key] {
-        Value::Null => Ok(String::new()),
-        Value::String(s) => Ok(s.clone()),
-        _ => Err(ApiError::bad_request(format!("invalid {key}: expected a string"))),
-    };
-    let driver = text("Driver")?;
-    if !driver.is_empty() && driver != DRIVER {
-        return Err(ApiError::bad_request(format!(
-            "volume driver \"{driver}\" is not available: the only driver is {DRIVER}"
-        )));
-    }
-    match &v["DriverOpts"] {
-        Value::Null => {}
-        Value::Object(opts) if opts.is_empty() => {}
-        Value::Object(opts) => {
-            let keys: Vec<&str> = opts.keys().map(String::as_str).collect();
-            return Err(ApiError::bad_request(format!(
-                "volume driver options ({}) are not supported: the {DRIVER} driver here makes a plain directory",
-                keys.join(", ")
-            )));
-        }
-        _ => return Err(ApiError::bad_request("invalid DriverOpts: expected an object of strings")),
-    }
-    let labels = string_map(&v["Labels"], "Labels")?;
-    let name = text("Name")?;
-    let volume = blocking(&daemon.runtime, move |rt| rt.create_volume(&name, &labels)).await?;
-    Ok((StatusCode::CREATED, Json(volume_json(&volume))).into_response())
-}
-
-/// An object of strings (`Labels`); `null` is empty.
-pub(super) fn string_map(v: &Value, field: &str) -> ApiResult<BTreeMap<String, String>> {
-    match v {
-        Value::Null => Ok(BTreeMap::new()),
-        Value::Object(m) => m
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.clone(), s.clone())),
-                _ => Err(ApiError::bad_request(format!("invalid {field}: the value of \"{k}\" is not a string"))),
-            })
-            .collect(),
-        _ => Err(ApiError::bad_request(format!("invalid {field}: expected an object of strings"))),
-    }
+    let asked = docker::parse_volume_create(&v).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let volume = blocking(&daemon.runtime, move |rt| rt.create_volume(&asked.name, &asked.labels)).await?;
+    Ok((StatusCode::CREATED, Json(docker::json(&docker::volume(&volume)))).into_response())
 }
 
 /// `GET /volumes/{name}`.
 pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let volume = blocking(&daemon.runtime, move |rt| rt.volume(&name)).await?;
-    Ok(Json(volume_json(&volume)))
+    Ok(Json(docker::json(&docker::volume(&volume))))
 }
 
 #[derive(Deserialize)]
@@ -202,7 +148,8 @@ pub async fn prune(State(daemon): State<Arc<Daemon>>, Query(q): Query<PruneQuery
         })
     })
     .await?;
-    Ok(Json(json!({ "VolumesDeleted": removed, "SpaceReclaimed": 0 })))
+    let pruned = bollard::VolumePruneResponse { volumes_deleted: Some(removed), space_reclaimed: Some(0) };
+    Ok(Json(docker::json(&pruned)))
 }
 
 #[cfg(test)]

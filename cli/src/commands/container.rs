@@ -1,10 +1,14 @@
 //! `shoal container …` (and the top-level `run`, `ps`, `logs`): standalone
 //! containers on this node.
 
+use std::collections::BTreeMap;
+
+use bollard_stubs::models as bollard;
 use serde_json::{json, Value};
 
 use super::table::Table;
-use super::{attach, logs, n, print_json, s, short, terminal, Format};
+use super::{answer, attach, logs, print_json, short, terminal, Format};
+use crate::api::docker::{self, types};
 use crate::client::{encode, Client};
 
 pub async fn ls(client: &Client, all: bool, quiet: bool, filters: &[String], format: Format) -> anyhow::Result<()> {
@@ -16,26 +20,28 @@ pub async fn ls(client: &Client, all: bool, quiet: bool, filters: &[String], for
     if format == Format::Json {
         return print_json(&list);
     }
-    let list = list.as_array().cloned().unwrap_or_default();
+    let list: Vec<bollard::ContainerSummary> = answer(list, "GET /containers/json")?;
     if quiet {
         for c in &list {
-            println!("{}", short(s(c, &["Id"])));
+            println!("{}", short(c.id.as_deref().unwrap_or_default()));
         }
         return Ok(());
     }
     let mut t = Table::new(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"]);
-    for c in &list {
-        let mut cmd = s(c, &["Command"]).to_string();
+    for c in list {
+        let mut cmd = c.command.unwrap_or_default();
         if cmd.chars().count() > 20 {
             cmd = cmd.chars().take(19).collect::<String>() + "…";
         }
+        let created = c.created.unwrap_or(0).saturating_mul(1_000_000_000);
+        let name = c.names.unwrap_or_default().into_iter().next().unwrap_or_default();
         t.row(vec![
-            short(s(c, &["Id"])).into(),
-            s(c, &["Image"]).into(),
+            short(c.id.as_deref().unwrap_or_default()).into(),
+            c.image.unwrap_or_default(),
             format!("\"{cmd}\""),
-            super::human_duration(shoal_proto::now_ns() - n(c, &["Created"]) * 1_000_000_000) + " ago",
-            s(c, &["Status"]).into(),
-            c["Names"][0].as_str().unwrap_or("").trim_start_matches('/').into(),
+            super::human_duration(shoal_proto::now_ns().saturating_sub(created)) + " ago",
+            c.status.unwrap_or_default(),
+            name.trim_start_matches('/').into(),
         ]);
     }
     t.print();
@@ -94,16 +100,17 @@ fn csv_fields(text: &str) -> Result<Vec<String>, String> {
 /// `type=volume,src=data,dst=/data,volume-nocopy,volume-label=k=v`,
 /// `type=tmpfs,dst=/run,tmpfs-size=64m,tmpfs-mode=1770`) as a `HostConfig.Mounts` entry; what
 /// the daemon cannot honour it refuses, naming the option.
-pub fn parse_mount(text: &str) -> Result<serde_json::Value, String> {
+pub fn parse_mount(text: &str) -> Result<types::Mount, String> {
     let bad = |why: String| format!("invalid --mount \"{text}\": {why}");
     let flag = |key: &str, value: Option<&str>| match value {
         None | Some("true" | "1") => Ok(true),
         Some("false" | "0") => Ok(false),
         Some(other) => Err(bad(format!("{key}={other}: use true or false"))),
     };
-    let mut mount = serde_json::Map::new();
-    let (mut bind, mut volume, mut tmpfs) = (serde_json::Map::new(), serde_json::Map::new(), serde_json::Map::new());
-    let (mut labels, mut driver_options) = (serde_json::Map::new(), serde_json::Map::new());
+    let mut mount = types::Mount::default();
+    let (mut bind, mut volume, mut tmpfs) =
+        (types::BindOptions::default(), types::VolumeOptions::default(), types::TmpfsOptions::default());
+    let (mut labels, mut driver_options) = (BTreeMap::new(), BTreeMap::new());
     let mut kind = "volume".to_string();
     for field in csv_fields(text)? {
         let (key, value) = match field.split_once('=') {
@@ -113,79 +120,53 @@ pub fn parse_mount(text: &str) -> Result<serde_json::Value, String> {
         let value_of = |key: &str| value.clone().ok_or_else(|| bad(format!("{key} needs a value ({key}=…)")));
         match key.as_str() {
             "type" => kind = value_of("type")?,
-            "source" | "src" => {
-                mount.insert("Source".into(), json!(value_of(&key)?));
-            }
-            "target" | "dst" | "destination" => {
-                mount.insert("Target".into(), json!(value_of(&key)?));
-            }
-            "readonly" | "ro" => {
-                mount.insert("ReadOnly".into(), json!(flag(&key, value.as_deref())?));
-            }
-            "consistency" => {
-                mount.insert("Consistency".into(), json!(value_of(&key)?));
-            }
-            "bind-propagation" => {
-                bind.insert("Propagation".into(), json!(value_of(&key)?));
-            }
-            "bind-nonrecursive" => {
-                bind.insert("NonRecursive".into(), json!(flag(&key, value.as_deref())?));
-            }
-            "bind-create-src" => {
-                bind.insert("CreateMountpoint".into(), json!(flag(&key, value.as_deref())?));
-            }
-            "volume-nocopy" => {
-                volume.insert("NoCopy".into(), json!(flag(&key, value.as_deref())?));
-            }
+            "source" | "src" => mount.source = Some(value_of(&key)?),
+            "target" | "dst" | "destination" => mount.target = Some(value_of(&key)?),
+            "readonly" | "ro" => mount.read_only = Some(flag(&key, value.as_deref())?),
+            "consistency" => mount.consistency = Some(value_of(&key)?),
+            "bind-propagation" => bind.propagation = Some(value_of(&key)?),
+            "bind-nonrecursive" => bind.non_recursive = Some(flag(&key, value.as_deref())?),
+            "bind-create-src" => bind.create_mountpoint = Some(flag(&key, value.as_deref())?),
+            "volume-nocopy" => volume.no_copy = Some(flag(&key, value.as_deref())?),
             "volume-label" => {
                 let label = value_of(&key)?;
                 let (k, v) = label.split_once('=').unwrap_or((label.as_str(), ""));
-                labels.insert(k.to_string(), json!(v));
+                labels.insert(k.to_string(), v.to_string());
             }
-            "volume-driver" => {
-                volume.insert("DriverConfig".into(), json!({ "Name": value_of(&key)? }));
-            }
+            "volume-driver" => volume.driver_config.get_or_insert_default().name = Some(value_of(&key)?),
             "volume-opt" => {
                 let option = value_of(&key)?;
                 let (k, v) = option.split_once('=').unwrap_or((option.as_str(), ""));
-                driver_options.insert(k.to_string(), json!(v));
+                driver_options.insert(k.to_string(), v.to_string());
             }
-            "volume-subpath" => {
-                volume.insert("Subpath".into(), json!(value_of(&key)?));
-            }
-            "tmpfs-size" => {
-                let size = value_of(&key)?;
-                tmpfs.insert("SizeBytes".into(), json!(parse_bytes(&size).map_err(&bad)?));
-            }
+            "volume-subpath" => volume.subpath = Some(value_of(&key)?),
+            "tmpfs-size" => tmpfs.size_bytes = Some(parse_bytes(&value_of(&key)?).map_err(&bad)?),
             "tmpfs-mode" => {
                 let mode = value_of(&key)?;
                 let bits = u64::from_str_radix(&mode, 8)
                     .ok()
                     .filter(|m| *m <= 0o7777 && !mode.starts_with('+'))
                     .ok_or_else(|| bad(format!("tmpfs-mode={mode}: give permission bits in octal, at most 7777")))?;
-                tmpfs.insert("Mode".into(), json!(bits));
+                tmpfs.mode = Some(bits);
             }
             "" => return Err(bad("an empty option".into())),
             other => return Err(bad(format!("unknown option \"{other}\""))),
         }
     }
-    if !mount.contains_key("Target") {
+    if mount.target.is_none() {
         return Err(bad("the target is required (target=/path/in/container)".into()));
     }
     if !labels.is_empty() {
-        volume.insert("Labels".into(), serde_json::Value::Object(labels));
+        volume.labels = Some(labels);
     }
     if !driver_options.is_empty() {
-        let config = volume.entry("DriverConfig").or_insert_with(|| json!({}));
-        config["Options"] = serde_json::Value::Object(driver_options);
+        volume.driver_config.get_or_insert_default().options = Some(driver_options);
     }
-    mount.insert("Type".into(), json!(kind));
-    for (key, options) in [("BindOptions", bind), ("VolumeOptions", volume), ("TmpfsOptions", tmpfs)] {
-        if !options.is_empty() {
-            mount.insert(key.into(), serde_json::Value::Object(options));
-        }
-    }
-    Ok(serde_json::Value::Object(mount))
+    mount.typ = Some(kind);
+    mount.bind_options = (bind != types::BindOptions::default()).then_some(bind);
+    mount.volume_options = (volume != types::VolumeOptions::default()).then_some(volume);
+    mount.tmpfs_options = (tmpfs != types::TmpfsOptions::default()).then_some(tmpfs);
+    Ok(mount)
 }
 
 /// What `run` and `create` take.
@@ -201,7 +182,7 @@ pub struct CreateOptions {
     pub user: Option<String>,
     pub volumes: Vec<String>,
     /// `--mount`s, as `HostConfig.Mounts` entries.
-    pub mounts: Vec<serde_json::Value>,
+    pub mounts: Vec<types::Mount>,
     pub tmpfs: Vec<String>,
     pub read_only: bool,
     pub memory: Option<i64>,
@@ -294,78 +275,83 @@ async fn create_with(
             env.push(format!("{e}={v}"));
         }
     }
-    let mut labels = serde_json::Map::new();
-    for l in &o.labels {
-        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
-        labels.insert(k.to_string(), json!(v));
-    }
-    let mut body = json!({
-        "Image": o.image,
-        "Env": env,
-        "Labels": labels,
-        "Tty": o.tty,
-        "OpenStdin": o.interactive,
-        "AttachStdin": o.interactive,
-        "StdinOnce": stdin_once,
-    });
-    if !o.args.is_empty() {
-        body["Cmd"] = json!(o.args);
-    }
-    if let Some(e) = &o.entrypoint {
-        body["Entrypoint"] = json!([e]);
-    }
-    if let Some(w) = &o.workdir {
-        body["WorkingDir"] = json!(w);
-    }
-    if let Some(h) = &o.hostname {
-        body["Hostname"] = json!(h);
-    }
-    if let Some(u) = &o.user {
-        body["User"] = json!(u);
-    }
-    if let Some(sig) = &o.stop_signal {
-        body["StopSignal"] = json!(sig);
-    }
-    if let Some(t) = o.stop_timeout {
-        body["StopTimeout"] = json!(t);
-    }
-    let mut tmpfs = serde_json::Map::new();
-    for t in &o.tmpfs {
-        let (path, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
-        tmpfs.insert(path.to_string(), json!(opts));
-    }
-    body["HostConfig"] = json!({
-        "Binds": o.volumes,
-        "Mounts": o.mounts,
-        "Tmpfs": tmpfs,
-        "ReadonlyRootfs": o.read_only,
-        "Memory": o.memory.unwrap_or(0),
-        "NanoCpus": o.nano_cpus.unwrap_or(0),
-        "PidsLimit": o.pids_limit.unwrap_or(0),
-        "CapAdd": o.cap_add,
-        "CapDrop": o.cap_drop,
-        "Privileged": o.privileged,
-        "Init": o.init,
-        "SecurityOpt": o.security_opt,
-        "AutoRemove": auto_remove,
-        "RestartPolicy": { "Name": o.restart.name(), "MaximumRetryCount": o.restart.max_retries() },
-        "Devices": o.devices.iter().map(|d| json!({
-            "PathOnHost": d.host_path,
-            "PathInContainer": d.container_path,
-            "CgroupPermissions": d.permissions,
-        })).collect::<Vec<_>>(),
-    });
-    if o.tty {
-        if let Some((rows, cols)) = terminal::size() {
-            body["HostConfig"]["ConsoleSize"] = json!([rows, cols]);
-        }
-    }
+    let labels = o
+        .labels
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let tmpfs = o
+        .tmpfs
+        .iter()
+        .map(|t| {
+            let (path, options) = t.split_once(':').unwrap_or((t.as_str(), ""));
+            (path.to_string(), options.to_string())
+        })
+        .collect();
+    let devices = o
+        .devices
+        .iter()
+        .map(|d| bollard::DeviceMapping {
+            path_on_host: Some(d.host_path.clone()),
+            path_in_container: Some(d.container_path.clone()),
+            cgroup_permissions: Some(d.permissions.clone()),
+        })
+        .collect();
+    let console_size = if o.tty { terminal::size().map(|(rows, cols)| vec![rows.into(), cols.into()]) } else { None };
+    let body = types::ContainerCreateBody {
+        body: bollard::ContainerCreateBody {
+            image: Some(o.image.clone()),
+            env: Some(env),
+            labels: Some(labels),
+            tty: Some(o.tty),
+            open_stdin: Some(o.interactive),
+            attach_stdin: Some(o.interactive),
+            stdin_once: Some(stdin_once),
+            working_dir: o.workdir.clone(),
+            hostname: o.hostname.clone(),
+            user: o.user.clone(),
+            stop_signal: o.stop_signal.clone(),
+            stop_timeout: o.stop_timeout.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+            ..Default::default()
+        },
+        cmd: (!o.args.is_empty()).then(|| types::StrSlice(o.args.clone())),
+        entrypoint: o.entrypoint.as_ref().map(|e| types::StrSlice(vec![e.clone()])),
+        volumes: None,
+        host_config: Some(types::HostConfig {
+            config: bollard::HostConfig {
+                binds: Some(o.volumes.clone()),
+                tmpfs: Some(tmpfs),
+                readonly_rootfs: Some(o.read_only),
+                memory: Some(o.memory.unwrap_or(0)),
+                nano_cpus: Some(o.nano_cpus.unwrap_or(0)),
+                pids_limit: Some(o.pids_limit.unwrap_or(0)),
+                privileged: Some(o.privileged),
+                init: Some(o.init),
+                security_opt: Some(o.security_opt.clone()),
+                auto_remove: Some(auto_remove),
+                devices: Some(devices),
+                console_size,
+                ..Default::default()
+            },
+            mounts: Some(o.mounts.clone()),
+            cap_add: Some(types::StrSlice(o.cap_add.clone())),
+            cap_drop: Some(types::StrSlice(o.cap_drop.clone())),
+            restart_policy: Some(types::RestartPolicy {
+                name: Some(o.restart.name().into()),
+                maximum_retry_count: Some(o.restart.max_retries().into()),
+            }),
+        }),
+    };
     let path = match &o.name {
         Some(n) => format!("/containers/create?name={}", encode(n)),
         None => "/containers/create".into(),
     };
-    let r = client.post(&path, &body).await?;
-    Ok(s(&r, &["Id"]).to_string())
+    let created: bollard::ContainerCreateResponse =
+        answer(client.post(&path, &docker::json(&body)).await?, "POST /containers/create")?;
+    Ok(created.id)
 }
 
 /// `run`: create and start; unless detached, print the output until the
@@ -402,8 +388,9 @@ pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool)
         // Exit as Docker does: with the container's code (127: command not
         // found, 126: not executable), after saying why.
         eprintln!("Error: {e:#}");
-        let code = match client.get(&format!("/containers/{id}/json")).await {
-            Ok(c) if n(&c, &["State", "ExitCode"]) != 0 => n(&c, &["State", "ExitCode"]) as i32,
+        let exit_code = inspect_one(client, &id).await.ok().and_then(|c| c.state?.exit_code);
+        let code = match exit_code.and_then(|code| i32::try_from(code).ok()) {
+            Some(code) if code != 0 => code,
             _ => 125,
         };
         if remove {
@@ -417,22 +404,41 @@ pub async fn run(client: &Client, o: &CreateOptions, detach: bool, remove: bool)
     }
     if let Some(stream) = attached {
         attach::session(client, &format!("/containers/{id}/resize"), stream, o.tty, o.interactive).await?;
-        let waited = client.post(&format!("/containers/{id}/wait"), &Value::Null).await?;
+        let code = wait_exit(client, &id).await?;
         if remove {
             remove_exited(client, &id).await?;
         }
-        return Ok(n(&waited, &["StatusCode"]) as i32);
+        return Ok(code);
     }
     let (mut frames, fetch) = logs::stream(client, format!("/containers/{id}/logs?stdout=1&stderr=1&follow=1"));
     while let Some((stream, line)) = frames.recv().await {
         logs::print_frame(stream, &line);
     }
     fetch.await??;
-    let waited = client.post(&format!("/containers/{id}/wait"), &Value::Null).await?;
+    let code = wait_exit(client, &id).await?;
     if remove {
         remove_exited(client, &id).await?;
     }
-    Ok(n(&waited, &["StatusCode"]) as i32)
+    Ok(code)
+}
+
+/// A container as `GET /containers/{id}/json` shows it.
+async fn inspect_one(client: &Client, container: &str) -> anyhow::Result<bollard::ContainerInspectResponse> {
+    answer(client.get(&format!("/containers/{}/json", encode(container))).await?, "GET /containers/{id}/json")
+}
+
+/// Waits for the container to end; its exit code (a code beyond what a process has reads
+/// as 255, a failure).
+async fn wait_exit(client: &Client, id: &str) -> anyhow::Result<i32> {
+    let waited = client.post(&format!("/containers/{}/wait", encode(id)), &Value::Null).await?;
+    let waited: bollard::ContainerWaitResponse = answer(waited, "POST /containers/{id}/wait")?;
+    Ok(i32::try_from(waited.status_code).unwrap_or(255))
+}
+
+/// Whether a container has a terminal and keeps its stdin open, from its inspect.
+fn stdio(c: &bollard::ContainerInspectResponse) -> (bool, bool) {
+    let config = c.config.clone().unwrap_or_default();
+    (config.tty.unwrap_or(false), config.open_stdin.unwrap_or(false))
 }
 
 /// Removes a `--rm` container that has exited, which the daemon may have removed already.
@@ -451,33 +457,31 @@ async fn remove_exited(client: &Client, id: &str) -> anyhow::Result<()> {
 /// `start -a [-i]`: attaches to the container's output (and input), starts
 /// it, and returns its exit code once it ends.
 pub async fn start_attached(client: &Client, container: &str, interactive: bool) -> anyhow::Result<i32> {
-    let c = client.get(&format!("/containers/{}/json", encode(container))).await?;
-    let id = s(&c, &["Id"]).to_string();
-    let tty = c["Config"]["Tty"].as_bool().unwrap_or(false);
-    let interactive = interactive && c["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    let c = inspect_one(client, container).await?;
+    let id = c.id.clone().unwrap_or_default();
+    let (tty, open_stdin) = stdio(&c);
+    let interactive = interactive && open_stdin;
     let path = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(interactive));
     let stream = client.upgrade(&path).await?;
     client.post(&format!("/containers/{id}/start"), &Value::Null).await?;
     attach::session(client, &format!("/containers/{id}/resize"), stream, tty, interactive).await?;
-    let waited = client.post(&format!("/containers/{id}/wait"), &Value::Null).await?;
-    Ok(n(&waited, &["StatusCode"]) as i32)
+    wait_exit(client, &id).await
 }
 
 /// `attach`: the terminal to a running container's stdio until it exits;
 /// returns its exit code.
 pub async fn attach(client: &Client, container: &str, no_stdin: bool) -> anyhow::Result<i32> {
-    let c = client.get(&format!("/containers/{}/json", encode(container))).await?;
-    let id = s(&c, &["Id"]).to_string();
-    if c["State"]["Running"].as_bool() != Some(true) {
+    let c = inspect_one(client, container).await?;
+    let id = c.id.clone().unwrap_or_default();
+    if c.state.as_ref().and_then(|s| s.running) != Some(true) {
         anyhow::bail!("container {container} is not running: start it with \"shoal container start -a {container}\"");
     }
-    let tty = c["Config"]["Tty"].as_bool().unwrap_or(false);
-    let interactive = !no_stdin && c["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    let (tty, open_stdin) = stdio(&c);
+    let interactive = !no_stdin && open_stdin;
     let path = format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", u8::from(interactive));
     let stream = client.upgrade(&path).await?;
     attach::session(client, &format!("/containers/{id}/resize"), stream, tty, interactive).await?;
-    let waited = client.post(&format!("/containers/{id}/wait"), &Value::Null).await?;
-    Ok(n(&waited, &["StatusCode"]) as i32)
+    wait_exit(client, &id).await
 }
 
 pub async fn logs(
@@ -550,8 +554,7 @@ pub async fn inspect(client: &Client, containers: &[String]) -> anyhow::Result<(
 
 pub async fn wait(client: &Client, containers: &[String]) -> anyhow::Result<()> {
     for c in containers {
-        let r = client.post(&format!("/containers/{}/wait", encode(c)), &Value::Null).await?;
-        println!("{}", n(&r, &["StatusCode"]));
+        println!("{}", wait_exit(client, c).await?);
     }
     Ok(())
 }
@@ -573,21 +576,32 @@ pub async fn exec(client: &Client, container: &str, o: &ExecOptions<'_>) -> anyh
     if o.tty && !o.detach && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         anyhow::bail!("the input device is not a TTY: run exec without -t, or from a terminal");
     }
-    let body = json!({
-        "Cmd": o.cmd, "Env": o.env, "User": o.user, "WorkingDir": o.workdir,
-        "AttachStdin": o.interactive && !o.detach, "AttachStdout": !o.detach, "AttachStderr": !o.detach,
-        "Tty": o.tty, "ConsoleSize": o.tty.then(super::terminal::size).flatten().map(|(r, c)| [r, c]),
-    });
-    let r = client.post(&format!("/containers/{}/exec", encode(container)), &body).await?;
-    let id = s(&r, &["Id"]);
+    let asked = docker::ExecCreate {
+        spec: shoal_runtime::ExecSpec {
+            cmd: o.cmd.to_vec(),
+            env: o.env.to_vec(),
+            user: o.user.map(String::from),
+            workdir: o.workdir.map(String::from),
+            tty: o.tty,
+            tty_size: if o.tty { super::terminal::size() } else { None },
+            stdin: o.interactive && !o.detach,
+        },
+        stdout: !o.detach,
+        stderr: !o.detach,
+    };
+    let body = docker::json(&docker::exec_config(&asked));
+    let created = client.post(&format!("/containers/{}/exec", encode(container)), &body).await?;
+    let types::IdResponse { id } = answer(created, "POST /containers/{id}/exec")?;
     if o.detach {
-        client.post(&format!("/exec/{id}/start"), &json!({ "Detach": true })).await?;
+        let start = bollard::ExecStartConfig { detach: Some(true), ..Default::default() };
+        client.post(&format!("/exec/{id}/start"), &docker::json(&start)).await?;
         return Ok(0);
     }
     let stream = client.upgrade(&format!("/exec/{id}/start")).await?;
     attach::session(client, &format!("/exec/{id}/resize"), stream, o.tty, o.interactive).await?;
-    let ended = client.get(&format!("/exec/{id}/json")).await?;
-    Ok(n(&ended, &["ExitCode"]) as i32)
+    let ended: bollard::ExecInspectResponse =
+        answer(client.get(&format!("/exec/{id}/json")).await?, "GET /exec/{id}/json")?;
+    Ok(ended.exit_code.and_then(|code| i32::try_from(code).ok()).unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -596,19 +610,25 @@ mod tests {
 
     #[test]
     fn mount_flags_read_as_dockers() {
+        let parsed = |text: &str| parse_mount(text).map(|m| docker::json(&m));
         assert_eq!(
-            parse_mount("type=bind,source=/srv,target=/data,readonly,bind-propagation=rslave"),
+            parsed("type=bind,source=/srv,target=/data,readonly,bind-propagation=rslave"),
             Ok(json!({"Type": "bind", "Source": "/srv", "Target": "/data", "ReadOnly": true,
                       "BindOptions": {"Propagation": "rslave"}}))
         );
         assert_eq!(
-            parse_mount("src=data,dst=/d,volume-nocopy,volume-label=a=1,\"volume-label=b=x,y\""),
+            parsed("src=data,dst=/d,volume-nocopy,volume-label=a=1,\"volume-label=b=x,y\""),
             Ok(json!({"Type": "volume", "Source": "data", "Target": "/d",
                       "VolumeOptions": {"NoCopy": true, "Labels": {"a": "1", "b": "x,y"}}}))
         );
         assert_eq!(
-            parse_mount("type=tmpfs,destination=/run,tmpfs-size=64m,tmpfs-mode=1770"),
+            parsed("type=tmpfs,destination=/run,tmpfs-size=64m,tmpfs-mode=1770"),
             Ok(json!({"Type": "tmpfs", "Target": "/run", "TmpfsOptions": {"SizeBytes": 64 << 20, "Mode": 0o1770}}))
+        );
+        assert_eq!(
+            parsed("dst=/d,volume-driver=local,volume-opt=o=x"),
+            Ok(json!({"Type": "volume", "Target": "/d",
+                      "VolumeOptions": {"DriverConfig": {"Name": "local", "Options": {"o": "x"}}}}))
         );
         for bad in [
             "type=bind,source=/srv",

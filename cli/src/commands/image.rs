@@ -3,10 +3,12 @@
 use std::path::Path;
 
 use anyhow::Context;
+use bollard_stubs::models as bollard;
 use serde_json::Value;
 
 use super::table::Table;
-use super::{n, print_json, s, short, Format};
+use super::{answer, print_json, short, Format};
+use crate::api::docker::types;
 use crate::client::{encode, Client};
 
 /// Reads a rootfs tarball, or tars a directory, into memory.
@@ -44,7 +46,8 @@ pub async fn import(client: &Client, src: &Path, reference: &str, changes: &[Str
             "application/x-tar",
         )
         .await?;
-    println!("{}", s(&v, &["status"]));
+    let imported: bollard::CreateImageInfo = answer(v, "POST /images/create")?;
+    println!("{}", imported.status.unwrap_or_default());
     Ok(())
 }
 
@@ -68,25 +71,24 @@ pub async fn ls(client: &Client, quiet: bool, format: Format) -> anyhow::Result<
     if format == Format::Json {
         return print_json(&images);
     }
-    let list = images.as_array().cloned().unwrap_or_default();
+    let list: Vec<bollard::ImageSummary> = answer(images, "GET /images/json")?;
     if quiet {
         for i in &list {
-            println!("{}", short(s(i, &["Id"]).trim_start_matches("sha256:")));
+            println!("{}", short(i.id.trim_start_matches("sha256:")));
         }
         return Ok(());
     }
     let mut t = Table::new(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]);
     for i in &list {
-        let id = short(s(i, &["Id"]).trim_start_matches("sha256:")).to_string();
-        let created = super::human_duration(shoal_proto::now_ns() - n(i, &["Created"]) * 1_000_000_000) + " ago";
-        let refs: Vec<&str> =
-            i["RepoTags"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-        if refs.is_empty() {
-            t.row(vec!["<none>".into(), "<none>".into(), id.clone(), created.clone(), human_size(n(i, &["Size"]))]);
+        let id = short(i.id.trim_start_matches("sha256:")).to_string();
+        let created = i.created.saturating_mul(1_000_000_000);
+        let created = super::human_duration(shoal_proto::now_ns().saturating_sub(created)) + " ago";
+        if i.repo_tags.is_empty() {
+            t.row(vec!["<none>".into(), "<none>".into(), id.clone(), created.clone(), human_size(i.size)]);
         }
-        for r in refs {
+        for r in &i.repo_tags {
             let (repo, tag) = r.rsplit_once(':').unwrap_or((r, "latest"));
-            t.row(vec![repo.into(), tag.into(), id.clone(), created.clone(), human_size(n(i, &["Size"]))]);
+            t.row(vec![repo.into(), tag.into(), id.clone(), created.clone(), human_size(i.size)]);
         }
     }
     t.print();
@@ -107,9 +109,13 @@ pub async fn tag(client: &Client, source: &str, target: &str) -> anyhow::Result<
 pub async fn rm(client: &Client, images: &[String], force: bool) -> anyhow::Result<()> {
     for image in images {
         let r = client.delete(&format!("/images/{}?force={}", encode(image), u8::from(force))).await?;
-        for line in r.as_array().cloned().unwrap_or_default() {
-            if let Some((k, v)) = line.as_object().and_then(|o| o.iter().next()) {
-                println!("{k}: {}", v.as_str().unwrap_or_default());
+        let removed: Vec<bollard::ImageDeleteResponseItem> = answer(r, "DELETE /images/{name}")?;
+        for item in removed {
+            if let Some(name) = item.untagged {
+                println!("Untagged: {name}");
+            }
+            if let Some(id) = item.deleted {
+                println!("Deleted: {id}");
             }
         }
     }
@@ -126,8 +132,9 @@ pub async fn inspect(client: &Client, images: &[String]) -> anyhow::Result<()> {
 
 pub async fn prune(client: &Client) -> anyhow::Result<()> {
     let r = client.post("/images/prune", &Value::Null).await?;
-    for d in r["ImagesDeleted"].as_array().cloned().unwrap_or_default() {
-        println!("deleted: {}", s(&d, &["Deleted"]));
+    let pruned: bollard::ImagePruneResponse = answer(r, "POST /images/prune")?;
+    for id in pruned.images_deleted.unwrap_or_default().into_iter().filter_map(|d| d.deleted) {
+        println!("deleted: {id}");
     }
     Ok(())
 }
@@ -158,7 +165,8 @@ pub async fn save(client: &Client, images: &[String], output: &Path) -> anyhow::
 pub async fn load(client: &Client, input: &Path) -> anyhow::Result<()> {
     let body = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
     let r = client.post_raw("/images/load", body, "application/x-tar").await?;
-    print!("{}", s(&r, &["stream"]));
+    let loaded: types::LoadResponse = answer(r, "POST /images/load")?;
+    print!("{}", loaded.stream.unwrap_or_default());
     Ok(())
 }
 
@@ -179,6 +187,7 @@ pub async fn commit(
         query.push_str(&format!("&comment={}", encode(m)));
     }
     let r = client.post(&format!("/commit?{query}"), &Value::Null).await?;
-    println!("{}", s(&r, &["Id"]));
+    let committed: types::IdResponse = answer(r, "POST /commit")?;
+    println!("{}", committed.id);
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use bollard_stubs::models::LocalNodeState;
 use serde_json::json;
 
 use super::table::Table;
@@ -15,12 +16,11 @@ pub async fn ls(lab: &Lab, format: Format) -> anyhow::Result<()> {
         let running = lab.daemon_pid(&m.name).is_some();
         let swarm = if running {
             let client = Client::new(&format!("unix://{}", lab.socket(&m.name).display()))?;
-            match client.get("/info").await {
-                Ok(info) => match (s(&info, &["Swarm", "LocalNodeState"]), info["Swarm"]["ControlAvailable"].as_bool())
-                {
-                    ("active", Some(true)) => "manager".to_string(),
-                    ("active", _) => "worker".to_string(),
-                    (state, _) => state.to_string(),
+            match super::swarm::swarm_info(&client).await {
+                Ok(swarm) => match swarm.local_node_state {
+                    Some(LocalNodeState::ACTIVE) if super::swarm::is_manager(&swarm) => "manager".to_string(),
+                    Some(LocalNodeState::ACTIVE) => "worker".to_string(),
+                    state => state.map(|s| s.to_string()).unwrap_or_default(),
                 },
                 Err(_) => "unknown".into(),
             }

@@ -36,6 +36,13 @@ pub fn print_json(items: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A daemon's answer read as the Engine API type it is; `what` names the
+/// request in the error, with the field that is not what the type says.
+pub fn answer<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> anyhow::Result<T> {
+    serde_path_to_error::deserialize(v)
+        .map_err(|e| anyhow::anyhow!("the daemon's answer to {what} does not read: at {}: {}", e.path(), e.inner()))
+}
+
 /// A string field at a JSON path (`""` when absent).
 pub fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     let mut cur = v;

@@ -1,9 +1,11 @@
 //! `shoal network …`: swarm-scoped overlay networks.
 
-use serde_json::{json, Value};
+use bollard_stubs::models as bollard;
+use serde_json::Value;
 
 use super::table::Table;
-use super::{print_json, s, short, Format};
+use super::{answer, print_json, short, Format};
+use crate::api::docker::{self, types};
 use crate::client::{encode, Client};
 
 pub struct CreateOptions {
@@ -17,31 +19,36 @@ pub struct CreateOptions {
     pub options: Vec<String>,
 }
 
-fn key_values(items: &[String]) -> Value {
-    let mut m = serde_json::Map::new();
-    for l in items {
-        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
-        m.insert(k.to_string(), json!(v));
-    }
-    Value::Object(m)
+fn key_values(items: &[String]) -> std::collections::HashMap<String, String> {
+    items
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
 }
 
 pub async fn create(client: &Client, o: CreateOptions) -> anyhow::Result<()> {
-    let mut config = Vec::new();
+    let mut ipam = Vec::new();
     if o.subnet.is_some() || o.gateway.is_some() {
-        config.push(json!({ "Subnet": o.subnet.unwrap_or_default(), "Gateway": o.gateway.unwrap_or_default() }));
+        ipam.push(shoal_proto::IpamConfig {
+            subnet: o.subnet.unwrap_or_default(),
+            gateway: o.gateway.unwrap_or_default(),
+            ip_range: String::new(),
+        });
     }
-    let body = json!({
-        "Name": o.name,
-        "Driver": o.driver,
-        "Internal": o.internal,
-        "Attachable": o.attachable,
-        "Labels": key_values(&o.labels),
-        "Options": key_values(&o.options),
-        "IPAM": { "Driver": "default", "Config": config },
-    });
-    let r = client.post("/networks/create", &body).await?;
-    println!("{}", s(&r, &["Id"]));
+    let spec = shoal_proto::NetworkSpec {
+        annotations: Some(shoal_proto::Annotations { name: o.name, labels: key_values(&o.labels) }),
+        driver: o.driver,
+        internal: o.internal,
+        attachable: o.attachable,
+        driver_opts: key_values(&o.options),
+        ipam,
+    };
+    let r = client.post("/networks/create", &docker::json(&docker::network_spec(&spec))).await?;
+    let created: bollard::NetworkCreateResponse = answer(r, "POST /networks/create")?;
+    println!("{}", created.id);
     Ok(())
 }
 
@@ -50,22 +57,25 @@ pub async fn ls(client: &Client, quiet: bool, format: Format) -> anyhow::Result<
     if format == Format::Json {
         return print_json(&list);
     }
-    let mut items = list.as_array().cloned().unwrap_or_default();
-    items.sort_by(|a, b| s(a, &["Name"]).cmp(s(b, &["Name"])));
+    let mut items: Vec<types::Network> = answer(list, "GET /networks")?;
+    let name = |n: &types::Network| n.network.name.clone().unwrap_or_default();
+    items.sort_by_key(name);
     if quiet {
         for n in &items {
-            println!("{}", s(n, &["Id"]));
+            println!("{}", n.network.id.as_deref().unwrap_or_default());
         }
         return Ok(());
     }
     let mut t = Table::new(&["NETWORK ID", "NAME", "DRIVER", "SCOPE", "SUBNET"]);
-    for n in &items {
+    for n in items {
+        let n = n.network;
+        let subnet = n.ipam.and_then(|i| i.config).and_then(|c| c.into_iter().next()).and_then(|c| c.subnet);
         t.row(vec![
-            short(s(n, &["Id"])).into(),
-            s(n, &["Name"]).into(),
-            s(n, &["Driver"]).into(),
-            s(n, &["Scope"]).into(),
-            s(&n["IPAM"]["Config"][0], &["Subnet"]).into(),
+            short(n.id.as_deref().unwrap_or_default()).into(),
+            n.name.unwrap_or_default(),
+            n.driver.unwrap_or_default(),
+            n.scope.unwrap_or_default(),
+            subnet.unwrap_or_default(),
         ]);
     }
     t.print();

@@ -1,50 +1,78 @@
 //! `shoal node …`.
 
+use bollard_stubs::models as bollard;
+
 use super::table::Table;
-use super::{capitalize, print_json, s, Format};
+use super::{answer, capitalize, print_json, Format};
+use crate::api::docker::{self, types};
 use crate::client::{encode, filters, Client};
+
+/// A node as the API shows it (`GET /nodes/{id}`).
+async fn get_node(client: &Client, node: &str) -> anyhow::Result<types::Node> {
+    answer(client.get(&format!("/nodes/{}", encode(node))).await?, "GET /nodes/{id}")
+}
+
+/// The node `node` names, `self` being the one the daemon runs on.
+async fn node_key(client: &Client, node: &str) -> anyhow::Result<String> {
+    Ok(if node == "self" { super::swarm::swarm_info(client).await?.node_id.unwrap_or_default() } else { node.into() })
+}
+
+fn id(n: &types::Node) -> &str {
+    n.node.id.as_deref().unwrap_or_default()
+}
+
+fn hostname(n: &types::Node) -> &str {
+    n.node.description.as_ref().and_then(|d| d.hostname.as_deref()).unwrap_or_default()
+}
+
+fn spec(n: &types::Node) -> bollard::NodeSpec {
+    n.node.spec.clone().unwrap_or_default()
+}
+
+/// The `version` an update of `n` carries.
+fn version(n: &types::Node) -> u64 {
+    n.node.version.as_ref().and_then(|v| v.index).unwrap_or(0)
+}
+
+/// An enum of the API as Docker words it, capitalized (`ready` → `Ready`).
+fn shown(value: Option<impl ToString>) -> String {
+    capitalize(&value.map(|v| v.to_string()).unwrap_or_default())
+}
 
 pub async fn ls(client: &Client, quiet: bool, format: Format) -> anyhow::Result<()> {
     let nodes = client.get("/nodes").await?;
     if format == Format::Json {
         return print_json(&nodes);
     }
-    let mut list = nodes.as_array().cloned().unwrap_or_default();
-    list.sort_by(|a, b| s(a, &["Description", "Hostname"]).cmp(s(b, &["Description", "Hostname"])));
+    let mut list: Vec<types::Node> = answer(nodes, "GET /nodes")?;
+    list.sort_by(|a, b| hostname(a).cmp(hostname(b)));
     if quiet {
         for n in &list {
-            println!("{}", s(n, &["ID"]));
+            println!("{}", id(n));
         }
         return Ok(());
     }
-    let info = client.get("/info").await?;
-    let me = s(&info, &["Swarm", "NodeID"]).to_string();
+    let me = super::swarm::swarm_info(client).await?.node_id.unwrap_or_default();
     let mut t = Table::new(&["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"]);
     let mut errors = Vec::new();
     for n in &list {
-        let id = s(n, &["ID"]);
-        let error = s(n, &["ManagerStatus", "Error"]);
-        if !error.is_empty() {
-            errors.push(format!("{}: {error}", s(n, &["Description", "Hostname"])));
-        }
-        let manager = if n["ManagerStatus"].is_object() {
-            if !error.is_empty() {
+        let manager = match &n.manager_status {
+            Some(m) if m.error.as_deref().is_some_and(|e| !e.is_empty()) => {
+                errors.push(format!("{}: {}", hostname(n), m.error.as_deref().unwrap_or_default()));
                 "Unreachable (see below)".to_string()
-            } else if n["ManagerStatus"]["Leader"].as_bool() == Some(true) {
-                "Leader".to_string()
-            } else {
-                capitalize(s(n, &["ManagerStatus", "Reachability"]))
             }
-        } else {
-            String::new()
+            Some(m) if m.status.leader == Some(true) => "Leader".to_string(),
+            Some(m) => shown(m.status.reachability),
+            None => String::new(),
         };
+        let description = n.node.description.clone().unwrap_or_default();
         t.row(vec![
-            if id == me { format!("{id} *") } else { id.to_string() },
-            s(n, &["Description", "Hostname"]).into(),
-            capitalize(s(n, &["Status", "State"])),
-            capitalize(s(n, &["Spec", "Availability"])),
+            if id(n) == me { format!("{} *", id(n)) } else { id(n).to_string() },
+            hostname(n).into(),
+            shown(n.node.status.as_ref().and_then(|s| s.state)),
+            shown(spec(n).availability),
             manager,
-            s(n, &["Description", "Engine", "EngineVersion"]).into(),
+            description.engine.and_then(|e| e.engine_version).unwrap_or_default(),
         ]);
     }
     t.print();
@@ -62,27 +90,24 @@ pub async fn update(
     label_add: &[String],
     label_rm: &[String],
 ) -> anyhow::Result<()> {
-    let n = client.get(&format!("/nodes/{}", encode(node))).await?;
-    let mut spec = n["Spec"].clone();
+    let n = get_node(client, node).await?;
+    let mut spec = spec(&n);
     if let Some(a) = availability {
-        spec["Availability"] = serde_json::json!(a);
+        spec.availability =
+            Some(a.parse().map_err(|_| anyhow::anyhow!("unknown availability {a}: use active, pause or drain"))?);
     }
-    if !spec["Labels"].is_object() {
-        spec["Labels"] = serde_json::json!({});
-    }
+    let labels = spec.labels.get_or_insert_default();
     for l in label_add {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
-        spec["Labels"][k] = serde_json::json!(v);
+        labels.insert(k.to_string(), v.to_string());
     }
     for k in label_rm {
-        if let Some(labels) = spec["Labels"].as_object_mut() {
-            if labels.remove(k).is_none() {
-                anyhow::bail!("key {k} doesn't exist in the node's labels");
-            }
+        if labels.remove(k).is_none() {
+            anyhow::bail!("key {k} doesn't exist in the node's labels");
         }
     }
-    let id = s(&n, &["ID"]);
-    client.post(&format!("/nodes/{id}/update?version={}", super::n(&n, &["Version", "Index"])), &spec).await?;
+    let path = format!("/nodes/{}/update?version={}", encode(id(&n)), version(&n));
+    client.post(&path, &docker::json(&spec)).await?;
     println!("{node}");
     Ok(())
 }
@@ -91,20 +116,21 @@ pub async fn update(
 /// read from a manager that lags the leader may be out of date: re-read and
 /// retry then.
 pub async fn set_role(client: &Client, nodes: &[String], role: &str) -> anyhow::Result<()> {
+    let wanted: bollard::NodeSpecRoleEnum =
+        role.parse().map_err(|_| anyhow::anyhow!("unknown role {role}: use worker or manager"))?;
     for node in nodes {
         let mut attempt = 0;
         loop {
-            let n = client.get(&format!("/nodes/{}", encode(node))).await?;
-            let name = s(&n, &["Description", "Hostname"]).to_string();
-            if s(&n, &["Spec", "Role"]) == role {
+            let n = get_node(client, node).await?;
+            let name = hostname(&n).to_string();
+            let mut spec = spec(&n);
+            if spec.role == Some(wanted) {
                 println!("Node {name} is already a {role} in the swarm.");
                 break;
             }
-            let mut spec = n["Spec"].clone();
-            spec["Role"] = serde_json::json!(role);
-            let id = s(&n, &["ID"]);
-            let path = format!("/nodes/{id}/update?version={}", super::n(&n, &["Version", "Index"]));
-            match client.post(&path, &spec).await {
+            spec.role = Some(wanted);
+            let path = format!("/nodes/{}/update?version={}", encode(id(&n)), version(&n));
+            match client.post(&path, &docker::json(&spec)).await {
                 Ok(_) => {
                     let verb = if role == "manager" { "promoted to a manager" } else { "demoted" };
                     println!("Node {name} {verb} in the swarm.");
@@ -128,69 +154,68 @@ fn is_conflict(e: &anyhow::Error) -> bool {
 pub async fn inspect(client: &Client, nodes: &[String], pretty: bool) -> anyhow::Result<()> {
     let mut out = Vec::new();
     for node in nodes {
-        let key = if node == "self" {
-            s(&client.get("/info").await?, &["Swarm", "NodeID"]).to_string()
-        } else {
-            node.clone()
-        };
+        let key = node_key(client, node).await?;
         out.push(client.get(&format!("/nodes/{}", encode(&key))).await?);
     }
     if !pretty {
         return print_json(&serde_json::Value::Array(out));
     }
-    for (i, n) in out.iter().enumerate() {
+    for (i, n) in out.into_iter().enumerate() {
         if i > 0 {
             println!();
         }
-        print!("{}", pretty_node(n));
+        print!("{}", pretty_node(&answer(n, "GET /nodes/{id}")?));
     }
     Ok(())
 }
 
 /// `node inspect --pretty`: Docker's layout.
-fn pretty_node(n: &serde_json::Value) -> String {
+fn pretty_node(n: &types::Node) -> String {
     use std::fmt::Write;
     let mut o = String::new();
-    let _ = writeln!(o, "ID:\t\t\t{}", s(n, &["ID"]));
-    let _ = writeln!(o, "Hostname:\t\t{}", s(n, &["Description", "Hostname"]));
-    let _ = writeln!(o, "Joined at:\t\t{}", s(n, &["CreatedAt"]));
-    if let Some(labels) = n["Spec"]["Labels"].as_object().filter(|l| !l.is_empty()) {
+    let spec = spec(n);
+    let status = n.node.status.clone().unwrap_or_default();
+    let description = n.node.description.clone().unwrap_or_default();
+    let _ = writeln!(o, "ID:\t\t\t{}", id(n));
+    let _ = writeln!(o, "Hostname:\t\t{}", hostname(n));
+    let _ = writeln!(o, "Joined at:\t\t{}", n.node.created_at.as_deref().unwrap_or_default());
+    let mut labels: Vec<_> = spec.labels.clone().unwrap_or_default().into_iter().collect();
+    if !labels.is_empty() {
+        labels.sort();
         let _ = writeln!(o, "Labels:");
         for (k, v) in labels {
-            let _ = writeln!(o, " - {k}={}", v.as_str().unwrap_or_default());
+            let _ = writeln!(o, " - {k}={v}");
         }
     }
     let _ = writeln!(o, "Status:");
-    let _ = writeln!(o, " State:\t\t\t{}", capitalize(s(n, &["Status", "State"])));
-    let _ = writeln!(o, " Availability:\t\t{}", capitalize(s(n, &["Spec", "Availability"])));
-    let _ = writeln!(o, " Address:\t\t{}", s(n, &["Status", "Addr"]));
-    if n["ManagerStatus"].is_object() {
-        let leader = if n["ManagerStatus"]["Leader"].as_bool() == Some(true) { "Yes" } else { "No" };
+    let _ = writeln!(o, " State:\t\t\t{}", shown(status.state));
+    let _ = writeln!(o, " Availability:\t\t{}", shown(spec.availability));
+    let _ = writeln!(o, " Address:\t\t{}", status.addr.unwrap_or_default());
+    if let Some(m) = &n.manager_status {
+        let leader = if m.status.leader == Some(true) { "Yes" } else { "No" };
         let _ = writeln!(o, "Manager Status:");
-        let _ = writeln!(o, " Address:\t\t{}", s(n, &["ManagerStatus", "Addr"]));
-        let _ = writeln!(o, " Raft Status:\t\t{}", capitalize(s(n, &["ManagerStatus", "Reachability"])));
+        let _ = writeln!(o, " Address:\t\t{}", m.status.addr.as_deref().unwrap_or_default());
+        let _ = writeln!(o, " Raft Status:\t\t{}", shown(m.status.reachability));
         let _ = writeln!(o, " Leader:\t\t{leader}");
     }
+    let platform = description.platform.unwrap_or_default();
+    let resources = description.resources.unwrap_or_default();
+    let cpus = resources.nano_cpus.unwrap_or(0) / 1_000_000_000;
+    let mem = resources.memory_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64;
     let _ = writeln!(o, "Platform:");
-    let _ = writeln!(o, " Operating System:\t{}", s(n, &["Description", "Platform", "OS"]));
-    let _ = writeln!(o, " Architecture:\t\t{}", s(n, &["Description", "Platform", "Architecture"]));
-    let cpus = n["Description"]["Resources"]["NanoCPUs"].as_i64().unwrap_or(0) / 1_000_000_000;
-    let mem = n["Description"]["Resources"]["MemoryBytes"].as_i64().unwrap_or(0) as f64 / (1u64 << 30) as f64;
+    let _ = writeln!(o, " Operating System:\t{}", platform.os.unwrap_or_default());
+    let _ = writeln!(o, " Architecture:\t\t{}", platform.architecture.unwrap_or_default());
     let _ = writeln!(o, "Resources:");
     let _ = writeln!(o, " CPUs:\t\t\t{cpus}");
     let _ = writeln!(o, " Memory:\t\t{mem:.1}GiB");
-    let _ = writeln!(o, "Engine Version:\t\t{}", s(n, &["Description", "Engine", "EngineVersion"]));
+    let engine = description.engine.and_then(|e| e.engine_version).unwrap_or_default();
+    let _ = writeln!(o, "Engine Version:\t\t{engine}");
     o
 }
 
 pub async fn ps(client: &Client, node: &str, no_trunc: bool, format: Format) -> anyhow::Result<()> {
-    let key = if node == "self" {
-        s(&client.get("/info").await?, &["Swarm", "NodeID"]).to_string()
-    } else {
-        node.to_string()
-    };
-    let n = client.get(&format!("/nodes/{}", encode(&key))).await?;
-    let tasks = client.get(&format!("/tasks?filters={}", filters(&[("node", s(&n, &["ID"]))]))).await?;
+    let n = get_node(client, &node_key(client, node).await?).await?;
+    let tasks = client.get(&format!("/tasks?filters={}", filters(&[("node", id(&n))]))).await?;
     super::service::print_tasks(client, &tasks, no_trunc, false, format).await
 }
 

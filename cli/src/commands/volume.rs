@@ -4,10 +4,12 @@
 //! (`volume rm ../../x`) is refused with the rule before anything is sent.
 
 use anyhow::Context;
-use serde_json::{json, Value};
+use bollard_stubs::models as bollard;
+use serde_json::Value;
 
 use super::table::Table;
-use super::{print_json, s, Format};
+use super::{answer, print_json, Format};
+use crate::api::docker;
 use crate::client::{encode, filters, Client};
 
 fn check_name(name: &str) -> anyhow::Result<()> {
@@ -27,19 +29,20 @@ fn filter_query(filter: &[String], keys: &str) -> anyhow::Result<String> {
 pub async fn ls(client: &Client, quiet: bool, format: Format, filter: &[String]) -> anyhow::Result<()> {
     let query = filter_query(filter, "dangling, driver, label, name")?;
     let r = client.get(&if query.is_empty() { "/volumes".to_string() } else { format!("/volumes?{query}") }).await?;
-    let volumes = r["Volumes"].as_array().cloned().unwrap_or_default();
     if format == Format::Json {
-        return print_json(&Value::Array(volumes));
+        return print_json(&Value::Array(r["Volumes"].as_array().cloned().unwrap_or_default()));
     }
+    let listed: bollard::VolumeListResponse = answer(r, "GET /volumes")?;
+    let volumes = listed.volumes.unwrap_or_default();
     if quiet {
         for v in &volumes {
-            println!("{}", s(v, &["Name"]));
+            println!("{}", v.name);
         }
         return Ok(());
     }
     let mut t = Table::new(&["DRIVER", "VOLUME NAME"]);
-    for v in &volumes {
-        t.row(vec![s(v, &["Driver"]).into(), s(v, &["Name"]).into()]);
+    for v in volumes {
+        t.row(vec![v.driver, v.name]);
     }
     t.print();
     Ok(())
@@ -49,14 +52,17 @@ pub async fn create(client: &Client, name: Option<&str>, labels: &[String]) -> a
     if let Some(name) = name {
         check_name(name)?;
     }
-    let mut label_map = serde_json::Map::new();
-    for l in labels {
-        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
-        label_map.insert(k.to_string(), json!(v));
-    }
-    let body = json!({ "Name": name.unwrap_or_default(), "Labels": label_map });
-    let r = client.post("/volumes/create", &body).await?;
-    println!("{}", s(&r, &["Name"]));
+    let labels = labels
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let asked = docker::VolumeCreate { name: name.unwrap_or_default().to_string(), labels };
+    let r = client.post("/volumes/create", &docker::json(&docker::volume_create_request(&asked))).await?;
+    let created: bollard::Volume = answer(r, "POST /volumes/create")?;
+    println!("{}", created.name);
     Ok(())
 }
 
@@ -99,12 +105,13 @@ pub async fn prune(client: &Client, all: bool, filter: &[String]) -> anyhow::Res
     let query = filter_query(&filter, "label, label!, all")?;
     let path = if query.is_empty() { "/volumes/prune".to_string() } else { format!("/volumes/prune?{query}") };
     let r = client.post(&path, &Value::Null).await?;
-    let deleted = r["VolumesDeleted"].as_array().cloned().unwrap_or_default();
+    let pruned: bollard::VolumePruneResponse = answer(r, "POST /volumes/prune")?;
+    let deleted = pruned.volumes_deleted.unwrap_or_default();
     if !deleted.is_empty() {
         println!("Deleted Volumes:");
     }
-    for d in &deleted {
-        println!("{}", d.as_str().unwrap_or_default());
+    for name in &deleted {
+        println!("{name}");
     }
     Ok(())
 }

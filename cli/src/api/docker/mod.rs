@@ -5,6 +5,10 @@
 //! them to and from the model in `shoal_proto` and checks what the types
 //! cannot say (port ranges, supported modes, counts that must not be negative).
 //!
+//! Besides the swarm's objects, the standalone ones are here too: containers
+//! (a create body read into the runtime's spec, with the checks of what this
+//! daemon can run), exec instances, images, volumes, and the daemon's version.
+//!
 //! Reading is strict: a field of the wrong type, or a value shoal cannot run,
 //! is a [`SpecError`] naming the field, such as
 //! `invalid TaskTemplate.ContainerSpec.Mounts[0].Type: …`. Unknown fields are
@@ -14,11 +18,16 @@
 //! Boundary: shapes and conversions only; the handlers beside this module
 //! decide what to do with them.
 
+mod container;
+mod exec;
 mod file_object;
+mod image;
 mod network;
 mod service;
 mod swarm;
+mod system;
 pub mod types;
+mod volume;
 
 use std::cell::RefCell;
 
@@ -27,10 +36,17 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+pub use container::{
+    container_inspect, container_spec, container_summary, container_wait, parse_container_create, read_container_create,
+};
+pub use exec::{exec_config, exec_inspect, parse_exec_create, parse_exec_start, ExecCreate, ExecStart};
 pub use file_object::{config, file_object_spec, parse_file_object_spec, secret, FileObjectSpec};
+pub use image::{image_deleted, image_inspect, image_prune, image_summary};
 pub use network::{network, network_spec, parse_network_create};
 pub use service::{parse_service_spec, service, service_spec, task, ServiceCounts};
-pub use swarm::{cluster, node, node_spec, parse_node_spec, parse_swarm_spec, swarm_spec};
+pub use swarm::{cluster, cluster_info, node, node_spec, parse_node_spec, parse_swarm_spec, swarm_spec};
+pub use system::{container_counts, version};
+pub use volume::{parse_volume_create, volume, volume_create_request, VolumeCreate, DRIVER as VOLUME_DRIVER};
 
 /// RFC 3339 with nanoseconds, UTC, as Go's `time.Time` marshals.
 pub fn time(ns: i64) -> String {
@@ -87,18 +103,42 @@ pub fn json<T: Serialize>(object: &T) -> Value {
 /// Why a posted object could not be read: the field, as a path such as
 /// `EndpointSpec.Ports[0].TargetPort` (or the object's name when the object
 /// itself is wrong), and the reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {field}: {message}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecError {
     pub field: String,
     pub message: String,
     /// The error is about the whole object, not one of its fields.
     whole: bool,
+    /// `message` is a whole sentence that names the field itself, in the
+    /// words Docker answers with (`Duplicate mount point: /data`).
+    sentence: bool,
 }
+
+impl std::fmt::Display for SpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.sentence {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "invalid {}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for SpecError {}
 
 impl SpecError {
     fn new(field: impl Into<String>, message: impl Into<String>) -> SpecError {
-        SpecError { field: field.into(), message: message.into(), whole: false }
+        SpecError { field: field.into(), message: message.into(), whole: false, sentence: false }
+    }
+
+    /// An error about `field` said by `sentence` alone.
+    fn sentence(field: impl Into<String>, sentence: impl Into<String>) -> SpecError {
+        SpecError { sentence: true, ..SpecError::new(field, sentence) }
+    }
+
+    /// A runtime's refusal of what `field` holds, in the runtime's words.
+    fn refused(field: impl Into<String>, e: shoal_runtime::Error) -> SpecError {
+        SpecError::sentence(field, e.report())
     }
 
     fn whole(what: &str, message: impl Into<String>) -> SpecError {

@@ -157,6 +157,25 @@ pub fn cluster(c: &Cluster) -> bollard::Swarm {
     }
 }
 
+/// The cluster as the `Swarm.Cluster` of `GET /info` shows it: Docker's
+/// `ClusterInfo`, the cluster without its join tokens, which only
+/// `GET /swarm` gives.
+pub fn cluster_info(c: &Cluster) -> bollard::ClusterInfo {
+    let s = cluster(c);
+    bollard::ClusterInfo {
+        id: s.id,
+        version: s.version,
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+        spec: s.spec,
+        tls_info: s.tls_info,
+        root_rotation_in_progress: s.root_rotation_in_progress,
+        data_path_port: s.data_path_port,
+        default_addr_pool: s.default_addr_pool,
+        subnet_size: s.subnet_size,
+    }
+}
+
 /// Reads the settings of `POST /swarm/update`: task history, heartbeat period
 /// and certificate expiry (a zero period or expiry, or an absent one, leaves
 /// the setting as it is). An empty body changes nothing.

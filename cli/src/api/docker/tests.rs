@@ -635,3 +635,60 @@ fn tmpfs_modes_beyond_the_permission_bits_are_refused() {
         assert!(e.field.contains("TmpfsOptions.Mode"), "{e}");
     }
 }
+
+/// Docker's `GET /info` shows the cluster as a `ClusterInfo`, which has no
+/// join tokens (only `GET /swarm` gives them); shoal's showed the whole
+/// `Swarm`, tokens included.
+#[test]
+fn info_shows_the_cluster_without_its_join_tokens() {
+    let c = shoal_proto::Cluster {
+        id: "cluster1".into(),
+        join_tokens: Some(shoal_proto::JoinTokens { worker: "SWMTKN-w".into(), manager: "SWMTKN-m".into() }),
+        ..Default::default()
+    };
+    let shown = json(&cluster_info(&c));
+    assert_eq!(shown["ID"], "cluster1");
+    assert!(shown.get("JoinTokens").is_none(), "{shown}");
+    assert!(!shown.to_string().contains("SWMTKN"), "{shown}");
+    assert_eq!(json(&cluster(&c))["JoinTokens"]["Worker"], "SWMTKN-w");
+}
+
+/// Docker counts a paused container as paused, not running; shoal counted it running.
+#[test]
+fn info_counts_paused_containers_apart() {
+    use shoal_runtime::{ContainerInfo, ContainerState};
+    let c = |state: ContainerState, paused: bool| ContainerInfo {
+        id: String::new(),
+        name: String::new(),
+        image: String::new(),
+        image_id: String::new(),
+        labels: Default::default(),
+        state,
+        pid: None,
+        exit_code: None,
+        error: None,
+        created_at: 0,
+        started_at: None,
+        finished_at: None,
+        command: Vec::new(),
+        oom_killed: false,
+        paused,
+        stop_signal: String::new(),
+        stop_timeout: 10,
+        restart_policy: Default::default(),
+        restart_count: 0,
+        stopped_by_user: false,
+        devices: Vec::new(),
+        tty: false,
+        open_stdin: false,
+        stdin_once: false,
+        auto_remove: false,
+    };
+    let containers = [
+        c(ContainerState::Running, false),
+        c(ContainerState::Running, true),
+        c(ContainerState::Exited, false),
+        c(ContainerState::Created, false),
+    ];
+    assert_eq!(container_counts(&containers), (1, 1, 2));
+}

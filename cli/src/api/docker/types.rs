@@ -1,14 +1,16 @@
 //! Where shoal's JSON is not the Engine API's specification as bollard-stubs
 //! generates it: wrappers that add shoal's own fields to a bollard type
 //! (flattened into it, so the JSON stays one object), and local types where
-//! the specification is wrong about what Docker and its CLI actually send.
+//! the specification is wrong about what Docker and its CLI actually send, or
+//! where shoal reads more strictly than a generated type can (a container
+//! mount's unknown options are refused, not ignored).
 //!
 //! A wrapper replaces some of its bollard type's fields with its own (a field
 //! of the same JSON name, typed with another wrapper): serde hands each key to
 //! the wrapper's own field first, so the bollard field of that name stays
 //! `None` when read, and must be left `None` when rendering.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bollard_stubs::models as bollard;
 use serde::{Deserialize, Serialize};
@@ -157,4 +159,264 @@ pub struct Driver {
     pub name: Option<String>,
     #[serde(rename = "Options", skip_serializing_if = "Option::is_none")]
     pub options: Option<HashMap<String, String>>,
+}
+
+/// Docker's `POST /containers/create` body, with shoal's `HostConfig` and
+/// with `Cmd`, `Entrypoint` and `Volumes` as Docker reads them: the
+/// commands as [`StrSlice`]s, and `Volumes` with any value for each path
+/// (Docker's type is `map[string]struct{}`, which ignores what a value holds;
+/// the specification's generated type refuses all but `{}`), in the order of
+/// their paths. `body.cmd`, `body.entrypoint`, `body.volumes` and
+/// `body.host_config` stay `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerCreateBody {
+    #[serde(flatten, deserialize_with = "flattened")]
+    pub body: bollard::ContainerCreateBody,
+    #[serde(rename = "Cmd", skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<StrSlice>,
+    #[serde(rename = "Entrypoint", skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<StrSlice>,
+    #[serde(rename = "Volumes", skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(rename = "HostConfig", skip_serializing_if = "Option::is_none")]
+    pub host_config: Option<HostConfig>,
+}
+
+/// Docker's `HostConfig` as a container create reads it, with shoal's
+/// `Mounts` (below), `CapAdd` and `CapDrop` as the [`StrSlice`]s Docker's own
+/// type makes them, and a `RestartPolicy` whose `Name` is any text: Docker
+/// reads the name as a string and refuses an unknown one after, saying which
+/// policies there are, where the specification's enum makes it a decoding
+/// error. `config.mounts`, `config.cap_add`, `config.cap_drop` and
+/// `config.restart_policy` stay `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostConfig {
+    #[serde(flatten, deserialize_with = "flattened")]
+    pub config: bollard::HostConfig,
+    #[serde(rename = "Mounts", skip_serializing_if = "Option::is_none")]
+    pub mounts: Option<Vec<Mount>>,
+    #[serde(rename = "CapAdd", skip_serializing_if = "Option::is_none")]
+    pub cap_add: Option<StrSlice>,
+    #[serde(rename = "CapDrop", skip_serializing_if = "Option::is_none")]
+    pub cap_drop: Option<StrSlice>,
+    #[serde(rename = "RestartPolicy", skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
+}
+
+/// A container's restart policy, its name as text (see [`HostConfig`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    #[serde(rename = "Name", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "MaximumRetryCount", skip_serializing_if = "Option::is_none")]
+    pub maximum_retry_count: Option<i64>,
+}
+
+/// One of a container's `HostConfig.Mounts` (`docker run --mount`). Not
+/// bollard's `Mount`, for two reasons. Its `Type` is text, as in Docker's own
+/// type, which checks it after reading: an unknown type gets an answer naming
+/// the types there are. And a field this daemon does not know, here or in the
+/// options, is refused rather than ignored (`deny_unknown_fields`, which
+/// serde has only for a type of its own): a mount that silently is not what
+/// was asked for is worse than an error. `ImageOptions` and `ClusterOptions`
+/// (the latter missing from the specification) are kept only to be refused.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    #[serde(rename = "Type", skip_serializing_if = "Option::is_none")]
+    pub typ: Option<String>,
+    #[serde(rename = "Source", skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(rename = "Target", skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(rename = "ReadOnly", skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    #[serde(rename = "Consistency", skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
+    #[serde(rename = "BindOptions", skip_serializing_if = "Option::is_none")]
+    pub bind_options: Option<BindOptions>,
+    #[serde(rename = "VolumeOptions", skip_serializing_if = "Option::is_none")]
+    pub volume_options: Option<VolumeOptions>,
+    #[serde(rename = "TmpfsOptions", skip_serializing_if = "Option::is_none")]
+    pub tmpfs_options: Option<TmpfsOptions>,
+    #[serde(rename = "ImageOptions", skip_serializing_if = "Option::is_none")]
+    pub image_options: Option<serde_json::Value>,
+    #[serde(rename = "ClusterOptions", skip_serializing_if = "Option::is_none")]
+    pub cluster_options: Option<serde_json::Value>,
+}
+
+/// A bind mount's options; `Propagation` as text, checked by the runtime,
+/// which names the kinds it supports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindOptions {
+    #[serde(rename = "Propagation", skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<String>,
+    #[serde(rename = "NonRecursive", skip_serializing_if = "Option::is_none")]
+    pub non_recursive: Option<bool>,
+    #[serde(rename = "CreateMountpoint", skip_serializing_if = "Option::is_none")]
+    pub create_mountpoint: Option<bool>,
+    #[serde(rename = "ReadOnlyNonRecursive", skip_serializing_if = "Option::is_none")]
+    pub read_only_non_recursive: Option<bool>,
+    #[serde(rename = "ReadOnlyForceRecursive", skip_serializing_if = "Option::is_none")]
+    pub read_only_force_recursive: Option<bool>,
+}
+
+/// A volume mount's options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeOptions {
+    #[serde(rename = "NoCopy", skip_serializing_if = "Option::is_none")]
+    pub no_copy: Option<bool>,
+    #[serde(rename = "Labels", skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(rename = "DriverConfig", skip_serializing_if = "Option::is_none")]
+    pub driver_config: Option<MountDriver>,
+    #[serde(rename = "Subpath", skip_serializing_if = "Option::is_none")]
+    pub subpath: Option<String>,
+}
+
+/// The volume driver a volume mount names, and its options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountDriver {
+    #[serde(rename = "Name", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "Options", skip_serializing_if = "Option::is_none")]
+    pub options: Option<BTreeMap<String, String>>,
+}
+
+/// A tmpfs mount's options; `Mode` unsigned, as Docker's `os.FileMode` is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TmpfsOptions {
+    #[serde(rename = "SizeBytes", skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<i64>,
+    #[serde(rename = "Mode", skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u64>,
+    #[serde(rename = "Options", skip_serializing_if = "Option::is_none")]
+    pub options: Option<Vec<Vec<String>>>,
+}
+
+/// A command or list of names as Docker reads one (`strslice.StrSlice`): a
+/// list of strings, or one string, which is a list of that one. The
+/// specification says so in words, but its schema, and so bollard's type,
+/// takes only the list. Always written as a list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct StrSlice(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for StrSlice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<StrSlice, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = StrSlice;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<StrSlice, E> {
+                Ok(StrSlice(vec![s.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StrSlice, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(StrSlice(items))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Docker's container as `GET /containers/json` lists it, with `Pid`, which
+/// Docker's list leaves to inspect (shoal only: where each container's init
+/// runs, for a listing that needs no inspect per container).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSummary {
+    #[serde(flatten, deserialize_with = "flattened")]
+    pub summary: bollard::ContainerSummary,
+    /// shoal only.
+    #[serde(rename = "Pid", skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i64>,
+}
+
+/// The answer to a request that makes an object with an id (`POST /commit`,
+/// `POST /containers/{id}/exec`): `{"Id": …}`. bollard's `IdResponse` writes
+/// its field as `id`, reading `Id` only as an alias.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdResponse {
+    #[serde(rename = "Id", alias = "ID")]
+    pub id: String,
+}
+
+/// A line of the JSON message stream `POST /images/load` answers with
+/// (Docker's `jsonmessage.JSONMessage`, which the specification leaves
+/// without a schema there): what was loaded, as text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadResponse {
+    #[serde(rename = "stream", skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+}
+
+/// Docker's `GET /info`, with shoal's swarm part (below). `info.swarm`
+/// stays `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SystemInfo {
+    #[serde(flatten, deserialize_with = "flattened")]
+    pub info: bollard::SystemInfo,
+    #[serde(rename = "Swarm", skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<SwarmInfo>,
+}
+
+/// Docker's `Swarm` part of `GET /info`, with `Raft`: shoal only, a
+/// manager's own view of raft, which Docker does not show.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SwarmInfo {
+    #[serde(flatten, deserialize_with = "flattened")]
+    pub swarm: bollard::SwarmInfo,
+    /// shoal only.
+    #[serde(rename = "Raft", skip_serializing_if = "Option::is_none")]
+    pub raft: Option<RaftStatus>,
+}
+
+/// A manager's view of raft (shoal only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftStatus {
+    /// This manager's raft id.
+    #[serde(rename = "ID")]
+    pub id: u64,
+    /// The raft id of the manager it knows to lead, if any.
+    #[serde(rename = "Leader")]
+    pub leader: Option<u64>,
+    /// The index of the last entry it applied.
+    #[serde(rename = "Applied")]
+    pub applied: u64,
+    /// The index its latest snapshot covers, if it has one.
+    #[serde(rename = "Snapshot")]
+    pub snapshot: Option<u64>,
+    /// How many managers vote.
+    #[serde(rename = "Voters")]
+    pub voters: u64,
+}
+
+/// Docker's `Node` with shoal's manager status (below). `node.manager_status`
+/// stays `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    #[serde(flatten, deserialize_with = "flattened")]
+    pub node: bollard::Node,
+    #[serde(rename = "ManagerStatus", skip_serializing_if = "Option::is_none")]
+    pub manager_status: Option<ManagerStatus>,
+}
+
+/// Docker's `ManagerStatus`, with `Error`: shoal only, why this manager
+/// cannot take writes (its raft storage), shown on its own node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ManagerStatus {
+    #[serde(flatten, deserialize_with = "flattened")]
+    pub status: bollard::ManagerStatus,
+    /// shoal only.
+    #[serde(rename = "Error", skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
