@@ -133,7 +133,9 @@ fn reconcile_service(
     // Slots that have tasks: keep each one's live task going. Only slots
     // with tasks are visited, so a pass costs what the service has, not
     // what it asks for.
-    for (&slot, history) in slots.range(1..=replicas) {
+    // (`range(1..=0)` would panic: a service scaled to zero keeps no slot.)
+    let kept = if replicas == 0 { slots.range(0..0) } else { slots.range(1..=replicas) };
+    for (&slot, history) in kept {
         let live_tasks: Vec<&Task> = history.iter().copied().filter(|t| live(t)).collect();
         if live_tasks.is_empty() {
             if take_room(None) {
@@ -283,6 +285,22 @@ mod tests {
         store.apply(index, &StoreBatch { actions: vec![update(s)], timestamp: 0 }).unwrap();
         converge(&store, 0);
         assert_eq!(running_slots(&store), vec![1]);
+    }
+
+    /// Scaling to zero retires every task (and the pass does not panic on
+    /// the empty range of slots 1..=0).
+    #[test]
+    fn scaling_to_zero_retires_every_task() {
+        let store = Store::new();
+        store.apply(1, &StoreBatch { actions: vec![create(service(3))], timestamp: 0 }).unwrap();
+        converge(&store, 0);
+        let mut s = store.read().services["svc"].clone();
+        s.spec = service(0).spec;
+        let index = store.applied_index() + 1;
+        store.apply(index, &StoreBatch { actions: vec![update(s)], timestamp: 0 }).unwrap();
+        converge(&store, 0);
+        assert_eq!(running_slots(&store), Vec::<u64>::new());
+        assert_eq!(store.read().tasks.len(), 3, "the tasks are retired, not replaced");
     }
 
     fn named(id: &str, name: &str, replicas: u64, depends_on: &[(&str, DependencyCondition)]) -> Service {
