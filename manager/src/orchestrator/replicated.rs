@@ -37,7 +37,8 @@ pub fn reconcile(state: &State, now: i64) -> (Vec<StoreAction>, Option<i64>) {
     let mut actions = Vec::new();
     let mut wake: Option<i64> = None;
     let mut by_service: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
-    for t in state.tasks.values() {
+    // Standalone containers' attachments belong to no service.
+    for t in state.tasks.values().filter(|t| t.attachment.is_none()) {
         by_service.entry(t.service_id.as_str()).or_default().push(t);
     }
     for service in state.services.values() {
@@ -412,15 +413,15 @@ mod tests {
         let _ = Object::Service(Service::default());
     }
 
-    /// Applies one orchestrator pass and one scheduler pass, as the two
-    /// loops would; returns how many writes they made.
+    /// Applies one pass each of the orchestrator, the allocator and the
+    /// scheduler, as the three loops would; returns how many writes they made.
     fn round(store: &Store, now: i64) -> usize {
         let mut writes = 0;
-        for scheduling in [false, true] {
-            let pass = if scheduling {
-                crate::scheduler::schedule(&store.read(), now)
-            } else {
-                reconcile(&store.read(), now).0
+        for step in 0..3 {
+            let pass = match step {
+                0 => reconcile(&store.read(), now).0,
+                1 => crate::allocator::allocate(&store.read(), now),
+                _ => crate::scheduler::schedule(&store.read(), now),
             };
             if pass.is_empty() {
                 continue;
