@@ -28,7 +28,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 pub use file_object::{config, file_object_spec, parse_file_object_spec, secret, FileObjectSpec};
-pub use network::{network, network_spec, parse_network_create};
+pub use network::{network, network_spec, parse_network_create, swarm_network, with_node_view, VXLAN_ID_OPTION};
 pub use service::{parse_service_spec, service, service_spec, task, ServiceCounts};
 pub use swarm::{cluster, node, node_spec, parse_node_spec, parse_swarm_spec, swarm_spec};
 
