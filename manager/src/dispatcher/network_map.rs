@@ -53,8 +53,10 @@ impl NodeNetworks {
             .collect();
         let mut view = NodeNetworks::default();
         for id in &mine {
-            // A network without a VNI yet is not one the data plane can build.
-            if let Some(n) = state.networks.get(*id).filter(|n| n.vni != 0) {
+            // A network without a VNI yet, or whose addresses do not read
+            // (one stored before gateways were checked), is not one the data
+            // plane can build; sent, it would make the node refuse the map.
+            if let Some(n) = state.networks.get(*id).filter(|n| n.vni != 0 && buildable(n)) {
                 view.networks.insert(n.id.clone(), n.clone());
             }
         }
@@ -117,8 +119,13 @@ impl NodeNetworks {
         }
         for id in peers {
             let addr = state.nodes.get(id).and_then(|n| n.status.as_ref()).map(|s| s.addr.as_str()).unwrap_or("");
-            if !addr.is_empty() {
-                view.peers.insert(id.to_string(), PeerRecord { node_id: id.to_string(), addr: addr.to_string() });
+            match underlay(addr) {
+                Some(ip) => {
+                    view.peers.insert(id.to_string(), PeerRecord { node_id: id.to_string(), addr: ip.to_string() });
+                }
+                // Its endpoints stay in the map (their names resolve); traffic
+                // to them has nowhere to go until the node reports an address.
+                None => tracing::debug!(node = id, addr, "a peer without an IPv4 underlay address is left out"),
             }
         }
         view
@@ -156,6 +163,18 @@ impl NodeNetworks {
         };
         (update != NetworkMapUpdate::default()).then_some(update)
     }
+}
+
+/// Whether a network's subnet and gateway read, the gateway inside the subnet.
+fn buildable(n: &Network) -> bool {
+    crate::ipam::AddressSpace::of(n).is_some_and(|space| space.subnet.contains(space.gateway))
+}
+
+/// A node's underlay address as it reported it (`10.0.0.5`, or with a
+/// port), if it is an IPv4 address: what a VXLAN tunnel can be sent to.
+fn underlay(addr: &str) -> Option<std::net::Ipv4Addr> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.parse().ok()
 }
 
 /// The values of `new` that `old` lacks or holds otherwise, and the keys of
@@ -353,6 +372,30 @@ mod tests {
         whole.apply(&third.full()).expect("the mesh reads the last view");
         assert_eq!(map, whole);
         assert_eq!(map.endpoints.keys().collect::<Vec<_>>(), ["c/c1"]);
+    }
+
+    /// What the mesh would refuse (and with it the whole update) is not
+    /// sent: a peer whose address is not IPv4, a network whose gateway lies
+    /// outside its subnet.
+    #[test]
+    fn nothing_a_node_would_refuse_is_sent() {
+        let store = cluster();
+        let mut n2 = store.read().nodes["n2"].clone();
+        n2.status.get_or_insert_default().addr = "node-two.example:2377".into();
+        let mut c = store.read().networks["c"].clone();
+        c.allocated.get_or_insert_default().gateway = "10.9.9.1".into();
+        apply(&store, vec![update(n2), update(c)]);
+        let view = NodeNetworks::of(&store.read(), "n1");
+        assert!(view.peers.is_empty(), "{:?}", view.peers);
+        assert_eq!(view.networks.keys().collect::<Vec<_>>(), ["a"]);
+        let mut map = shoal_mesh::NetworkMap::default();
+        map.apply(&view.full()).expect("the mesh takes the map");
+        // A peer that reports its address with a port is sent the address alone.
+        let mut n2 = store.read().nodes["n2"].clone();
+        n2.status.get_or_insert_default().addr = "192.168.7.2:2377".into();
+        apply(&store, vec![update(n2)]);
+        let view = NodeNetworks::of(&store.read(), "n1");
+        assert_eq!(view.peers["n2"].addr, "192.168.7.2");
     }
 
     #[test]
