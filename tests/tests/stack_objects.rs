@@ -456,4 +456,22 @@ fn networks_give_services_virtual_ips_and_tasks_addresses_that_docker_shows() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("encrypted overlay networks are not available yet"));
     assert!(node.json(&["network", "ls"]).as_array().is_some_and(|a| a.len() == 2), "secure was created");
     node.ok(&["stack", "rm", "app"]);
+
+    // A network too small for the tasks: the deploy says which and why.
+    let full = node.write(
+        "full.yml",
+        "services:\n  web:\n    image: demo:1\n    command: [sleep, '3600']\n    stop_grace_period: 1s\n    \
+         deploy: { replicas: 6 }\n    networks: [small]\nnetworks:\n  small:\n    \
+         ipam: { config: [{ subnet: 10.78.3.0/29 }] }\n",
+    );
+    let err = node.fails(&["stack", "deploy", "-c", full.to_str().expect("UTF-8"), "full"]);
+    assert!(
+        err.contains("no address left on network full_small (10.78.3.0/29): its 5 addresses are all in use"),
+        "{err}"
+    );
+    let tasks = node.json(&["service", "ps", "full_web"]);
+    let waiting: Vec<&serde_json::Value> =
+        tasks.as_array().map(|a| a.iter().filter(|t| t["Status"]["State"] == "new").collect()).unwrap_or_default();
+    assert_eq!(waiting.len(), 2, "a VIP and 4 tasks fit in a /29: {tasks}");
+    node.ok(&["stack", "rm", "full"]);
 }
