@@ -225,3 +225,60 @@ async fn apply_assignments(
         worker::remove_orphans(ctx, &assigned).await;
     }
 }
+
+/// How long an attach may take: the manager waits up to 10 s for the
+/// allocator, and the call travels to the leader and back.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Gives standalone container `container_id` (named `container_name`) of
+/// node `node_id` a place on an attachable network (its name or ID), as
+/// `docker run --network NET` and `docker network connect` need: the
+/// managers allocate its address, and every node on that network (this one
+/// included) learns of it through its network map. Returns the attachment
+/// task (`networks[0].addresses[0]` is the container's address, CIDR) and
+/// the network (subnet, gateway, VNI) to build the container's interface
+/// from. Asking again for the same container and network returns the same
+/// task. A network that is not attachable is refused (`FailedPrecondition`,
+/// naming it); an unknown one is `NotFound`. Call it on a client of the
+/// leader's dispatcher, as the session's.
+pub async fn attach_network(
+    client: &mut DispatcherClient<Channel>,
+    node_id: &str,
+    container_id: &str,
+    container_name: &str,
+    network: &str,
+    aliases: Vec<String>,
+) -> Result<(Task, shoal_proto::Network), tonic::Status> {
+    let mut request = tonic::Request::new(shoal_proto::AttachNetworkRequest {
+        node_id: node_id.to_string(),
+        container_id: container_id.to_string(),
+        container_name: container_name.to_string(),
+        network: network.to_string(),
+        aliases,
+    });
+    request.set_timeout(ATTACH_TIMEOUT);
+    let response = client.attach_network(request).await?.into_inner();
+    match (response.attachment, response.network) {
+        (Some(task), Some(network)) => Ok((task, network)),
+        _ => Err(tonic::Status::internal("the manager answered an attach without the attachment or its network")),
+    }
+}
+
+/// Takes standalone container `container_id` of node `node_id` off a
+/// network (its name or ID), or off every network when `network` is empty
+/// (when the container is removed); its addresses are released. Returns
+/// the IDs of the attachment tasks removed.
+pub async fn detach_network(
+    client: &mut DispatcherClient<Channel>,
+    node_id: &str,
+    container_id: &str,
+    network: &str,
+) -> Result<Vec<String>, tonic::Status> {
+    let mut request = tonic::Request::new(shoal_proto::DetachNetworkRequest {
+        node_id: node_id.to_string(),
+        container_id: container_id.to_string(),
+        network: network.to_string(),
+    });
+    request.set_timeout(ATTACH_TIMEOUT);
+    Ok(client.detach_network(request).await?.into_inner().removed)
+}

@@ -298,6 +298,7 @@ impl Loader {
         compose.configs = self.top_level(root, "configs", &schema::FILE_OBJECT)?;
         self.move_external_names(root, &mut compose);
         self.check_volume_names(root, &compose)?;
+        self.check_networks(root, &compose)?;
         self.resolve_object_files(root, &mut compose);
 
         let services_node = root.get("services");
@@ -479,6 +480,29 @@ impl Loader {
             if let Some((name, mark, at)) = whole {
                 shoal_proto::names::check_volume_name(name).map_err(|why| self.invalid(mark, &at, why))?;
             }
+        }
+        Ok(())
+    }
+
+    /// Encrypted overlays are refused: shoal cannot encrypt traffic between nodes yet, and a
+    /// network asked to be encrypted must never carry it in plain text.
+    fn check_networks(&self, root: &Node, compose: &Compose) -> Result<(), Error> {
+        for (key, network) in &compose.networks {
+            if network.external || !network.driver_opts.contains_key("encrypted") {
+                continue;
+            }
+            let node = root.get("networks").and_then(|n| n.get(key));
+            let option = node
+                .and_then(|n| n.get("driver_opts"))
+                .and_then(Node::entries)
+                .and_then(|e| e.iter().find(|e| e.key == "encrypted"));
+            let mark = option.map(|e| e.key_mark).or(node.map(|n| n.mark)).unwrap_or(root.mark);
+            return Err(self.invalid(
+                mark,
+                &format!("networks.{key}.driver_opts.encrypted"),
+                "encrypted overlay networks are not available yet: shoal will not carry this network's traffic \
+                 between nodes unencrypted; remove the option to deploy an unencrypted network",
+            ));
         }
         Ok(())
     }

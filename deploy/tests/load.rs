@@ -162,3 +162,18 @@ fn one_anchor_merged_into_hundreds_of_services_is_fine() {
     assert_eq!(loaded.stack.services.len(), 300);
     assert!(loaded.stack.services.iter().all(|s| replicas(s) == 2));
 }
+
+#[test]
+fn encrypted_networks_are_refused_where_they_are_asked_for() {
+    let yaml = "services:\n  web:\n    image: x\n    networks: [back]\nnetworks:\n  back:\n    driver: overlay\n    driver_opts:\n      encrypted: \"\"\n";
+    let err = shoal_deploy::load_stack_from_str(std::path::Path::new("stack.yml"), yaml, "app")
+        .expect_err("an encrypted overlay");
+    assert!(
+        matches!(&err, Error::Invalid { line: 9, column: 7, path, .. } if path == "networks.back.driver_opts.encrypted"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("encrypted overlay networks are not available yet"), "{err}");
+    // An external network is not the stack's to create: its options are not read.
+    let external = "services:\n  web:\n    image: x\n    networks: [back]\nnetworks:\n  back:\n    external: true\n";
+    shoal_deploy::load_stack_from_str(std::path::Path::new("stack.yml"), external, "app").expect("an external network");
+}

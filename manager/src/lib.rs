@@ -7,16 +7,19 @@
 //!   committed as one raft entry each);
 //! - leader-only loops that each watch the store and write back to it, never
 //!   calling each other: [`orchestrator`] (replicated services, restarts),
-//!   [`scheduler`] (placement), [`dispatcher`] (agents' sessions) and the
-//!   [`orchestrator::taskreaper`].
+//!   [`allocator`] (VNIs, virtual IPs, task addresses), [`scheduler`]
+//!   (placement), [`dispatcher`] (agents' sessions and their network maps)
+//!   and the [`orchestrator::taskreaper`].
 //!
 //! Architecture invariant: nothing here touches the local machine's
 //! containers or network; that is the agent's job.
 
+pub mod allocator;
 pub mod ca;
 pub mod control;
 pub mod dispatcher;
 pub mod identity;
+pub mod ipam;
 pub mod leadership;
 pub mod listener;
 pub mod member;

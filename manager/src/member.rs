@@ -329,6 +329,7 @@ impl Manager {
                             proposer.clone(),
                             token.clone(),
                         ));
+                        tasks.spawn(crate::allocator::run(store.clone(), proposer.clone(), token.clone()));
                         tasks.spawn(crate::scheduler::run(store.clone(), proposer.clone(), token.clone()));
                         tasks.spawn(crate::dispatcher::run_liveness(dispatcher.clone(), token.clone()));
                         term = Some(token);

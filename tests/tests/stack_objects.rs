@@ -341,3 +341,137 @@ fn bad_stacks_get_clear_errors_and_change_nothing() {
     assert!(body.contains("overlay"), "{body}");
     node.ok(&["info"]);
 }
+
+const TWO_NETWORKS: &str = r#"
+services:
+  web:
+    image: demo:1
+    command: ["sleep", "3600"]
+    stop_grace_period: 1s
+    deploy: { replicas: 2 }
+    networks:
+      front: {}
+      back: { aliases: [www] }
+  db:
+    image: demo:1
+    command: ["sleep", "3600"]
+    stop_grace_period: 1s
+    deploy: { endpoint_mode: dnsrr }
+    networks: [back]
+networks:
+  front:
+    ipam: { config: [{ subnet: 10.78.1.0/24 }] }
+  back:
+    ipam: { config: [{ subnet: 10.78.2.0/24 }] }
+"#;
+
+/// The address part of `10.78.1.5/24` if it lies in the /24 `prefix` (`10.78.1`).
+fn in_subnet<'a>(cidr: &'a str, prefix: &str) -> Option<&'a str> {
+    let (ip, len) = cidr.split_once('/')?;
+    (len == "24" && ip.rsplit_once('.')?.0 == prefix).then_some(ip)
+}
+
+#[test]
+fn networks_give_services_virtual_ips_and_tasks_addresses_that_docker_shows() {
+    let node = Node::start().expect("starting the daemon");
+    node.swarm_init();
+    node.import_busybox("demo:1");
+    let file = node.write("stack.yml", TWO_NETWORKS);
+    node.ok(&["stack", "deploy", "-c", file.to_str().expect("UTF-8"), "app"]);
+
+    let network = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&docker(&node, &["network", "inspect", name])).expect("docker network inspect's JSON")
+    };
+    let (front, back) = (network("app_front"), network("app_back"));
+    let vni = |n: &serde_json::Value| {
+        let v = n[0]["Options"]["com.docker.network.driver.overlay.vxlanid_list"].as_str().unwrap_or("").to_string();
+        v.parse::<u32>().unwrap_or_else(|_| panic!("no VNI in {n}"))
+    };
+    assert!(vni(&front) >= 4096 && vni(&back) >= 4096 && vni(&front) != vni(&back));
+    assert_eq!(back[0]["IPAM"]["Config"][0]["Gateway"], "10.78.2.1");
+    let id = |n: &serde_json::Value| n[0]["Id"].as_str().unwrap_or("").to_string();
+    let subnet_of = |network_id: &str| {
+        if network_id == id(&front) {
+            "10.78.1"
+        } else if network_id == id(&back) {
+            "10.78.2"
+        } else {
+            panic!("an address on network {network_id}, neither of the stack's")
+        }
+    };
+
+    // web has a virtual IP on each of its networks, in its subnet; db (dnsrr) none.
+    let web: serde_json::Value =
+        serde_json::from_str(&docker(&node, &["service", "inspect", "app_web"])).expect("docker's JSON");
+    let vips = web[0]["Endpoint"]["VirtualIPs"].as_array().cloned().unwrap_or_default();
+    let mut seen: Vec<String> = Vec::new();
+    let mut vip_networks: Vec<String> = Vec::new();
+    for v in &vips {
+        let network_id = v["NetworkID"].as_str().unwrap_or("");
+        let addr = v["Addr"].as_str().unwrap_or("");
+        let ip = in_subnet(addr, subnet_of(network_id)).unwrap_or_else(|| panic!("VIP {addr} outside its network"));
+        seen.push(ip.to_string());
+        vip_networks.push(network_id.to_string());
+    }
+    vip_networks.sort();
+    let mut both = vec![id(&front), id(&back)];
+    both.sort();
+    assert_eq!(vip_networks, both, "{web}");
+    assert_eq!(web[0]["Endpoint"]["Spec"]["Mode"], "vip");
+    let db: serde_json::Value =
+        serde_json::from_str(&docker(&node, &["service", "inspect", "app_db"])).expect("docker's JSON");
+    assert!(db[0]["Endpoint"].get("VirtualIPs").is_none(), "dnsrr has no virtual IP: {db}");
+
+    // Every running task has an address on each of its networks, in the
+    // service's order, and no two addresses (tasks or VIPs) are the same.
+    for (service, networks) in [("app_web", 2), ("app_db", 1)] {
+        let tasks = node.json(&["service", "ps", service]);
+        let tasks = tasks.as_array().cloned().unwrap_or_default();
+        assert!(!tasks.is_empty());
+        for t in tasks.iter().filter(|t| t["DesiredState"] == "running") {
+            let attachments = t["NetworksAttachments"].as_array().cloned().unwrap_or_default();
+            assert_eq!(attachments.len(), networks, "{t}");
+            for a in &attachments {
+                let network_id = a["Network"]["ID"].as_str().unwrap_or("");
+                let addr = a["Addresses"][0].as_str().unwrap_or("");
+                let ip = in_subnet(addr, subnet_of(network_id)).unwrap_or_else(|| panic!("{addr} outside its network"));
+                assert!(!ip.ends_with(".1"), "{addr} is the gateway");
+                seen.push(ip.to_string());
+            }
+        }
+    }
+    assert_eq!(seen.len(), 2 + 2 * 2 + 1);
+    let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(distinct.len(), seen.len(), "an address given twice: {seen:?}");
+
+    // A network in use stays; an encrypted one is refused, never made plain.
+    let err = node.fails(&["network", "rm", "app_back"]);
+    assert!(err.contains("in use by service app_db, app_web"), "{err}");
+    let out = std::process::Command::new("docker")
+        .args(["network", "create", "-d", "overlay", "--opt", "encrypted", "secure"])
+        .env("DOCKER_HOST", node.host())
+        .output()
+        .expect("the docker CLI");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("encrypted overlay networks are not available yet"));
+    assert!(node.json(&["network", "ls"]).as_array().is_some_and(|a| a.len() == 2), "secure was created");
+    node.ok(&["stack", "rm", "app"]);
+
+    // A network too small for the tasks: the deploy says which and why.
+    let full = node.write(
+        "full.yml",
+        "services:\n  web:\n    image: demo:1\n    command: [sleep, '3600']\n    stop_grace_period: 1s\n    \
+         deploy: { replicas: 6 }\n    networks: [small]\nnetworks:\n  small:\n    \
+         ipam: { config: [{ subnet: 10.78.3.0/29 }] }\n",
+    );
+    let err = node.fails(&["stack", "deploy", "-c", full.to_str().expect("UTF-8"), "full"]);
+    assert!(
+        err.contains("no address left on network full_small (10.78.3.0/29): its 5 addresses are all in use"),
+        "{err}"
+    );
+    let tasks = node.json(&["service", "ps", "full_web"]);
+    let waiting: Vec<&serde_json::Value> =
+        tasks.as_array().map(|a| a.iter().filter(|t| t["Status"]["State"] == "new").collect()).unwrap_or_default();
+    assert_eq!(waiting.len(), 2, "a VIP and 4 tasks fit in a /29: {tasks}");
+    node.ok(&["stack", "rm", "full"]);
+}

@@ -38,6 +38,10 @@ pub async fn list(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>)
     Ok(Json(docker::json(&out)))
 }
 
+/// A network as the managers know it. The node-local part Docker shows on
+/// a node (`Containers` attached there, `Peers`) comes from this node's
+/// network map: once the daemon keeps one, pass it through
+/// `docker::with_node_view` here.
 pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let m = manager(&daemon).await?;
     let state = m.store().read();

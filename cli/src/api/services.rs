@@ -146,14 +146,19 @@ pub async fn list_tasks(State(daemon): State<Arc<Daemon>>, Query(q): Query<TaskQ
         &["id", "name", "label", "service", "node", "desired-state", "runtime", "_up-to-date"],
     )?;
     let state = m.store().read();
-    let tasks: Vec<_> = state.tasks.values().filter(|t| task_matches(&state, &f, t)).map(docker::task).collect();
+    let tasks: Vec<_> = state
+        .tasks
+        .values()
+        .filter(|t| task_matches(&state, &f, t))
+        .map(|t| docker::task(t, &state.networks))
+        .collect();
     Ok(Json(docker::json(&tasks)))
 }
 
 pub async fn inspect_task(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let m = manager(&daemon).await?;
     let state = m.store().read();
-    Ok(Json(docker::json(&docker::task(state.find_task(&id)?))))
+    Ok(Json(docker::json(&docker::task(state.find_task(&id)?, &state.networks))))
 }
 
 /// The logs of a service's (or one task's) containers on this node, oldest

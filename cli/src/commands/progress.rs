@@ -13,7 +13,8 @@ use crate::client::{filters, Client};
 
 /// Failed attempts of one service (since the wait began) before giving up.
 const MAX_FAILURES: usize = 3;
-/// How long a task may wait for a node before the wait gives up.
+/// How long a task may wait for a node (or a network address) before the
+/// wait gives up.
 const PENDING_GRACE: Duration = Duration::from_secs(15);
 
 /// Waits until every service in `ids` runs all its desired tasks (those of
@@ -84,8 +85,15 @@ pub async fn wait_converged(client: &Client, ids: &[String], since: i64, timeout
                         newest_err.unwrap_or_default()
                     );
                 }
+                // Waiting for a node (`pending`), or for a network address
+                // (`new`, with an error saying which network is full).
                 let stuck = live.iter().find(|t| {
-                    s(t, &["Status", "State"]) == "pending"
+                    let waiting = match s(t, &["Status", "State"]) {
+                        "pending" => true,
+                        "new" => !s(t, &["Status", "Err"]).is_empty(),
+                        _ => false,
+                    };
+                    waiting
                         && shoal_proto::now_ns() - parse_time(s(t, &["CreatedAt"])).unwrap_or(i64::MAX)
                             > PENDING_GRACE.as_nanos() as i64
                 });

@@ -6,7 +6,7 @@
 
 mod cluster;
 pub mod limits;
-mod network;
+pub(crate) mod network;
 mod node;
 pub(crate) mod propose;
 mod secret;
@@ -14,7 +14,7 @@ mod service;
 mod stack;
 
 pub use cluster::Rotate;
-pub use network::OVERLAY;
+pub use network::{check_endpoint_name, ENCRYPTED_OPTION, OVERLAY, VNI_OPTION};
 pub use propose::{LeaderOp, Proposer, WriteError};
 pub use secret::FileObject;
 pub use service::validate_service_spec;

@@ -58,6 +58,7 @@ pub(super) fn resolve_references(
             r.config_name = found.name().to_string();
         }
     }
+    let mut attached = std::collections::HashSet::new();
     for n in &mut task.networks {
         let key = n.target.clone();
         let found = pending
@@ -67,6 +68,12 @@ pub(super) fn resolve_references(
             .or_else(|| state.networks.get(&key))
             .or_else(|| state.network_named(&key))
             .ok_or_else(|| missing("network", &key, "create it first with \"shoal network create NAME\""))?;
+        if !attached.insert(found.id.clone()) {
+            return Err(ControlError::InvalidArgument(format!(
+                "service {service}: network {} is attached twice: list it once, with all its aliases",
+                found.name()
+            )));
+        }
         n.target = found.id.clone();
     }
     for d in &spec.depends_on {
@@ -295,6 +302,12 @@ pub fn validate_service_spec(spec: &ServiceSpec, limits: &Limits) -> Result<(), 
         check_container(name, c)?;
     }
     check_numbers(name, spec)?;
+    for (i, n) in spec.task.iter().flat_map(|t| t.networks.iter()).enumerate() {
+        for alias in &n.aliases {
+            super::network::check_endpoint_name(&format!("TaskTemplate.Networks[{i}].Aliases: alias"), alias)
+                .map_err(|why| ControlError::InvalidArgument(format!("service {name}: {why}")))?;
+        }
+    }
     if spec.depends_on.iter().any(|d| d.service == name) {
         return invalid(format!("service {name}: it cannot depend on itself"));
     }
@@ -431,6 +444,36 @@ mod tests {
 
     fn container(s: &mut ServiceSpec) -> &mut ContainerSpec {
         task(s).container.as_mut().expect("a container spec")
+    }
+
+    #[test]
+    fn a_network_attached_twice_or_a_bad_alias_is_refused() {
+        let mut state = State::default();
+        let annotations = Some(Annotations { name: "back".into(), ..Default::default() });
+        let network = Network {
+            id: "n1".into(),
+            spec: Some(shoal_proto::NetworkSpec { annotations, ..Default::default() }),
+            ..Default::default()
+        };
+        state.networks.insert("n1".into(), network);
+        let attach = |targets: &[&str]| {
+            spec(|s| {
+                task(s).networks = targets
+                    .iter()
+                    .map(|t| shoal_proto::NetworkAttachmentConfig { target: t.to_string(), aliases: vec![] })
+                    .collect()
+            })
+        };
+        let mut once = attach(&["n1"]);
+        resolve_references(&state, &mut once, &Pending::default()).expect("one attachment");
+        let mut twice = attach(&["n1", "n1"]);
+        let err = resolve_references(&state, &mut twice, &Pending::default()).expect_err("twice").to_string();
+        assert!(err.contains("network back is attached twice"), "{err}");
+        let bad = spec(|s| {
+            task(s).networks =
+                vec![shoal_proto::NetworkAttachmentConfig { target: "n1".into(), aliases: vec!["a b".into()] }]
+        });
+        assert!(refused(&bad).contains("TaskTemplate.Networks[0].Aliases: alias \"a b\" is not valid"));
     }
 
     #[test]

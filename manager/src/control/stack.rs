@@ -342,12 +342,12 @@ impl Control {
                 }
             }
             for n in state.networks.values().filter(|n| stack_of(n.labels()) == Some(name)) {
-                let users = outside(network::users(state, &n.id));
-                if users.is_empty() {
-                    objects.push(("network", n.name(), n.id.clone()));
-                    actions.push(delete(n.clone()));
-                } else {
-                    kept.push(format!("network {} is in use by service {}", n.name(), users.join(", ")));
+                match network::in_use(state, n, &result.services) {
+                    None => {
+                        objects.push(("network", n.name(), n.id.clone()));
+                        actions.push(delete(n.clone()));
+                    }
+                    Some(why) => kept.push(why),
                 }
             }
             if actions.is_empty() && kept.is_empty() {

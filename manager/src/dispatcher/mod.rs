@@ -3,9 +3,14 @@
 //! An agent opens a `Session` (registering its node as ready), receives its
 //! full assignment set whenever it changes, sends heartbeats, and reports
 //! task status changes, which the dispatcher commits in batches. A node that
-//! misses three heartbeats is marked `down` by [`run_liveness`]. Sessions are
-//! served by the leader only; elsewhere the RPCs answer `unavailable`.
+//! misses three heartbeats is marked `down` by [`run_liveness`]. Each
+//! session also carries the node's network map ([`network_map`]): all of it
+//! first, then what changed. Nodes attach their standalone containers to
+//! attachable networks through it (`attach`). Sessions are served by the
+//! leader only; elsewhere the RPCs answer `unavailable`.
 
+mod attach;
+pub mod network_map;
 mod session;
 
 use std::collections::HashMap;
@@ -245,9 +250,11 @@ fn bounded(status: &shoal_proto::TaskStatus) -> shoal_proto::TaskStatus {
     status
 }
 
-/// True when a task on a node is something the node must act on.
+/// True when a task on a node is something the node must act on: a
+/// container to run. (An attachment of a standalone container runs nothing;
+/// the node hears of it in its network map.)
 pub(crate) fn assigned_to(task: &shoal_proto::Task, node_id: &str) -> bool {
-    task.node_id == node_id && task.state() >= TaskState::Assigned
+    task.node_id == node_id && task.state() >= TaskState::Assigned && task.attachment.is_none()
 }
 
 #[cfg(test)]

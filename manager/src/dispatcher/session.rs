@@ -7,14 +7,16 @@ use shoal_proto::dispatcher_server;
 use std::collections::BTreeSet;
 
 use crate::store::State;
-use shoal_proto::{Config, Secret, Task, TaskState};
 use shoal_proto::{
-    HeartbeatRequest, HeartbeatResponse, NodeState, SessionMessage, SessionRequest, UpdateTaskStatusRequest,
-    UpdateTaskStatusResponse, WeightedPeer,
+    AttachNetworkRequest, AttachNetworkResponse, DetachNetworkRequest, DetachNetworkResponse, HeartbeatRequest,
+    HeartbeatResponse, NodeState, SessionMessage, SessionRequest, UpdateTaskStatusRequest, UpdateTaskStatusResponse,
+    WeightedPeer,
 };
+use shoal_proto::{Config, Secret, Task, TaskState};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
+use super::network_map::NodeNetworks;
 use super::{assigned_to, Dispatcher};
 use crate::control::propose::update;
 use crate::control::WriteError;
@@ -107,15 +109,22 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                 return;
             }
             let mut last: Option<(Vec<(String, u64)>, i32, Vec<WeightedPeer>)> = None;
+            // What the node was last told of its networks: the next message
+            // carries only what changed since (the first, all of it).
+            let mut told: Option<NodeNetworks> = None;
             loop {
                 changes.mark_unchanged();
-                let (tasks, secrets, configs, desired_role) = {
+                let (tasks, secrets, configs, desired_role, networks) = {
                     let state = me.store.read();
                     let tasks: Vec<_> =
                         state.tasks.values().filter(|t| assigned_to(t, &req.node_id)).cloned().collect();
                     let (secrets, configs) = files_of(&state, &tasks);
                     let role = state.nodes.get(&req.node_id).and_then(|n| n.spec.as_ref()).map(|s| s.desired_role);
-                    (tasks, secrets, configs, role.unwrap_or_default())
+                    (tasks, secrets, configs, role.unwrap_or_default(), NodeNetworks::of(&state, &req.node_id))
+                };
+                let network_map = match &told {
+                    None => Some(networks.full()),
+                    Some(old) => networks.update_from(old),
                 };
                 let fingerprint: Vec<(String, u64)> = tasks
                     .iter()
@@ -125,7 +134,7 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                     .collect();
                 let managers = me.managers();
                 let fingerprint = (fingerprint, desired_role, managers.clone());
-                if last.as_ref() != Some(&fingerprint) {
+                if last.as_ref() != Some(&fingerprint) || network_map.is_some() {
                     let msg = SessionMessage {
                         session_id: session_id.clone(),
                         tasks,
@@ -134,12 +143,13 @@ impl dispatcher_server::Dispatcher for Dispatcher {
                         desired_role,
                         secrets,
                         configs,
-                        network_map: None,
+                        network_map,
                     };
                     if tx.send(Ok(msg)).await.is_err() {
                         return;
                     }
                     last = Some(fingerprint);
+                    told = Some(networks);
                 }
                 tokio::select! {
                     // Let a burst of writes gather before scanning the tasks again.
@@ -188,6 +198,24 @@ impl dispatcher_server::Dispatcher for Dispatcher {
         let req = request.into_inner();
         self.apply_status_updates(&req.node_id, &req.updates).await?;
         Ok(Response::new(UpdateTaskStatusResponse {}))
+    }
+
+    async fn attach_network(
+        &self,
+        request: Request<AttachNetworkRequest>,
+    ) -> Result<Response<AttachNetworkResponse>, Status> {
+        self.check_leader()?;
+        self.check_caller(&request, &request.get_ref().node_id)?;
+        Ok(Response::new(self.attach(request.into_inner()).await?))
+    }
+
+    async fn detach_network(
+        &self,
+        request: Request<DetachNetworkRequest>,
+    ) -> Result<Response<DetachNetworkResponse>, Status> {
+        self.check_leader()?;
+        self.check_caller(&request, &request.get_ref().node_id)?;
+        Ok(Response::new(self.detach(request.into_inner()).await?))
     }
 }
 

@@ -37,7 +37,8 @@ pub fn reconcile(state: &State, now: i64) -> (Vec<StoreAction>, Option<i64>) {
     let mut actions = Vec::new();
     let mut wake: Option<i64> = None;
     let mut by_service: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
-    for t in state.tasks.values() {
+    // Standalone containers' attachments belong to no service.
+    for t in state.tasks.values().filter(|t| t.attachment.is_none()) {
         by_service.entry(t.service_id.as_str()).or_default().push(t);
     }
     for service in state.services.values() {
@@ -133,7 +134,9 @@ fn reconcile_service(
     // Slots that have tasks: keep each one's live task going. Only slots
     // with tasks are visited, so a pass costs what the service has, not
     // what it asks for.
-    for (&slot, history) in slots.range(1..=replicas) {
+    // (`range(1..=0)` would panic: a service scaled to zero keeps no slot.)
+    let kept = if replicas == 0 { slots.range(0..0) } else { slots.range(1..=replicas) };
+    for (&slot, history) in kept {
         let live_tasks: Vec<&Task> = history.iter().copied().filter(|t| live(t)).collect();
         if live_tasks.is_empty() {
             if take_room(None) {
@@ -285,6 +288,22 @@ mod tests {
         assert_eq!(running_slots(&store), vec![1]);
     }
 
+    /// Scaling to zero retires every task (and the pass does not panic on
+    /// the empty range of slots 1..=0).
+    #[test]
+    fn scaling_to_zero_retires_every_task() {
+        let store = Store::new();
+        store.apply(1, &StoreBatch { actions: vec![create(service(3))], timestamp: 0 }).unwrap();
+        converge(&store, 0);
+        let mut s = store.read().services["svc"].clone();
+        s.spec = service(0).spec;
+        let index = store.applied_index() + 1;
+        store.apply(index, &StoreBatch { actions: vec![update(s)], timestamp: 0 }).unwrap();
+        converge(&store, 0);
+        assert_eq!(running_slots(&store), Vec::<u64>::new());
+        assert_eq!(store.read().tasks.len(), 3, "the tasks are retired, not replaced");
+    }
+
     fn named(id: &str, name: &str, replicas: u64, depends_on: &[(&str, DependencyCondition)]) -> Service {
         let mut s = service(replicas);
         s.id = id.into();
@@ -394,15 +413,15 @@ mod tests {
         let _ = Object::Service(Service::default());
     }
 
-    /// Applies one orchestrator pass and one scheduler pass, as the two
-    /// loops would; returns how many writes they made.
+    /// Applies one pass each of the orchestrator, the allocator and the
+    /// scheduler, as the three loops would; returns how many writes they made.
     fn round(store: &Store, now: i64) -> usize {
         let mut writes = 0;
-        for scheduling in [false, true] {
-            let pass = if scheduling {
-                crate::scheduler::schedule(&store.read(), now)
-            } else {
-                reconcile(&store.read(), now).0
+        for step in 0..3 {
+            let pass = match step {
+                0 => reconcile(&store.read(), now).0,
+                1 => crate::allocator::allocate(&store.read(), now),
+                _ => crate::scheduler::schedule(&store.read(), now),
             };
             if pass.is_empty() {
                 continue;

@@ -3,7 +3,8 @@
 //! - tasks with desired state `remove` (their service was removed or scaled
 //!   away) once they stopped, or at once if they never reached a node;
 //! - terminated tasks of a slot beyond the cluster's task history limit
-//!   (default 5), oldest first.
+//!   (default 5), oldest first;
+//! - standalone containers' attachments on nodes no longer in the swarm.
 //!
 //! The agent removes a task's container when the task disappears from its
 //! assignments, so reaping is also what cleans up containers.
@@ -50,6 +51,11 @@ pub fn reap(state: &State) -> Vec<StoreAction> {
     let mut actions = Vec::new();
     let mut slots: BTreeMap<(&str, u64), Vec<&Task>> = BTreeMap::new();
     for t in state.tasks.values() {
+        // An attached standalone container whose node left the swarm is gone with it.
+        if t.attachment.is_some() && !state.nodes.contains_key(&t.node_id) {
+            actions.push(delete(t.clone()));
+            continue;
+        }
         if t.desired_state() >= TaskState::Remove && finished(state, t) {
             actions.push(delete(t.clone()));
         } else if t.desired_state() > TaskState::Running && t.state().is_terminal() {

@@ -1,4 +1,5 @@
-//! The scheduler: assigns each unassigned task to a node.
+//! The scheduler: assigns each unassigned task to a node, once the
+//! allocator has given it its addresses (state `pending`).
 //!
 //! Filters keep the nodes that can take the task (ready and active); the
 //! ranking spreads a service: fewest tasks of the same service first, then
@@ -36,8 +37,9 @@ pub fn schedule(state: &State, now: i64) -> Vec<StoreAction> {
     let mut placed_total: HashMap<String, usize> = HashMap::new();
     let mut actions = Vec::new();
     for t in state.tasks.values() {
+        // Only tasks the allocator has given their addresses (`pending`).
         let waiting =
-            t.node_id.is_empty() && t.state() <= TaskState::Pending && t.desired_state() <= TaskState::Running;
+            t.node_id.is_empty() && t.state() == TaskState::Pending && t.desired_state() <= TaskState::Running;
         if !waiting {
             continue;
         }

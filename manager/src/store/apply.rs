@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use shoal_proto::store_action::{Kind, Object};
 use shoal_proto::{Meta, StoreBatch};
 
+use super::addresses;
 use super::State;
 
 /// Why a store write was refused. Maps onto HTTP 404/409/400 in the API.
@@ -39,8 +40,14 @@ pub(super) fn apply_batch(state: &mut State, index: u64, batch: &StoreBatch) -> 
             for u in undo.into_iter().rev() {
                 match u {
                     Undo::Node(id, o) => restore(&mut state.nodes, id, o),
-                    Undo::Service(id, o) => restore(&mut state.services, id, o),
-                    Undo::Task(id, o) => restore(&mut state.tasks, id, o),
+                    Undo::Service(id, o) => {
+                        addresses::reindex(&mut state.addresses, state.services.get(&id), o.as_deref());
+                        restore(&mut state.services, id, o)
+                    }
+                    Undo::Task(id, o) => {
+                        addresses::reindex(&mut state.addresses, state.tasks.get(&id), o.as_deref());
+                        restore(&mut state.tasks, id, o)
+                    }
                     Undo::Network(id, o) => restore(&mut state.networks, id, o),
                     Undo::Cluster(id, o) => restore(&mut state.clusters, id, o),
                     Undo::Secret(id, o) => restore(&mut state.secrets, id, o),
@@ -133,16 +140,25 @@ fn apply_action(
             undo.push(Undo::Node(o.id.clone(), old));
         }
         Object::Service(o) => {
+            if kind != Kind::Delete {
+                addresses::check(state, state.services.get(&o.id), o)?;
+            }
             let old = change(&mut state.services, &mut state.names, kind, o, index, now)?;
+            addresses::reindex(&mut state.addresses, old.as_deref(), state.services.get(&o.id));
             undo.push(Undo::Service(o.id.clone(), old));
         }
         Object::Task(o) => {
+            if kind != Kind::Delete {
+                addresses::check(state, state.tasks.get(&o.id), o)?;
+            }
             let old = change(&mut state.tasks, &mut state.names, kind, o, index, now)?;
+            addresses::reindex(&mut state.addresses, old.as_deref(), state.tasks.get(&o.id));
             undo.push(Undo::Task(o.id.clone(), old));
         }
         Object::Network(o) => {
             if kind != Kind::Delete {
                 check_subnet(state, o)?;
+                check_vni(state, o)?;
             }
             let old = change(&mut state.networks, &mut state.names, kind, o, index, now)?;
             undo.push(Undo::Network(o.id.clone(), old));
@@ -250,6 +266,33 @@ fn check_subnet(state: &State, network: &shoal_proto::Network) -> Result<(), Sto
         Some(other) => Err(StoreError::AlreadyExists {
             kind: "network".into(),
             key: format!("with subnet {subnet} ({})", other.name()),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The VXLAN network identifiers Docker gives overlays: 4096 up to 2^24 - 1.
+pub const VNI_RANGE: std::ops::Range<u32> = 4096..(1 << 24);
+
+/// A network's VNI, once it has one (0: none yet), is in range and no other
+/// network's.
+fn check_vni(state: &State, network: &shoal_proto::Network) -> Result<(), StoreError> {
+    if network.vni == 0 {
+        return Ok(());
+    }
+    if !VNI_RANGE.contains(&network.vni) {
+        return Err(StoreError::Invalid(format!(
+            "network {}: VNI {} is outside {}..{}",
+            network.name(),
+            network.vni,
+            VNI_RANGE.start,
+            VNI_RANGE.end
+        )));
+    }
+    match state.networks.values().find(|n| n.id != network.id && n.vni == network.vni) {
+        Some(other) => Err(StoreError::AlreadyExists {
+            kind: "network".into(),
+            key: format!("with VNI {} ({})", network.vni, other.name()),
         }),
         None => Ok(()),
     }

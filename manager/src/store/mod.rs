@@ -6,6 +6,7 @@
 //! runs with the same batch and log index and so reaches the same state.
 //! Readers wait for changes with [`Store::subscribe`] (the applied index).
 
+pub mod addresses;
 mod apply;
 
 use std::collections::BTreeMap;
@@ -15,7 +16,8 @@ use prost::Message;
 use shoal_proto::{Cluster, Config, Network, Node, Secret, Service, StoreBatch, StoreSnapshot, Task};
 use tokio::sync::watch;
 
-pub use apply::StoreError;
+pub use addresses::{holds_addresses, Holder};
+pub use apply::{StoreError, VNI_RANGE};
 
 /// All cluster objects, by ID.
 #[derive(Debug, Default, Clone)]
@@ -31,6 +33,9 @@ pub struct State {
     /// networks, secrets, configs), kept by `apply`, so that a write checks
     /// its name without scanning every object.
     names: std::collections::HashMap<(&'static str, String), String>,
+    /// Network ID → address → who holds it, kept by `apply` (see
+    /// [`addresses`]), so that no write hands out an address in use.
+    addresses: addresses::AddressIndex,
 }
 
 impl State {
@@ -89,6 +94,16 @@ impl State {
         find(&self.configs, key, "config", Some(self.config_named(key)), |n| n.name())
     }
 
+    /// Who holds address `ip` on network `network_id`, if anyone.
+    pub fn address_holder(&self, network_id: &str, ip: u32) -> Option<&Holder> {
+        self.addresses.get(network_id).and_then(|a| a.get(&ip))
+    }
+
+    /// The addresses held on network `network_id`, lowest first, with their holders.
+    pub fn held_addresses<'a>(&'a self, network_id: &str) -> impl Iterator<Item = (u32, &'a Holder)> + 'a {
+        self.addresses.get(network_id).into_iter().flat_map(|a| a.iter().map(|(ip, h)| (*ip, h)))
+    }
+
     /// The tasks of one service.
     pub fn service_tasks<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
         self.tasks.values().filter(move |t| t.service_id == service_id)
@@ -109,6 +124,7 @@ impl State {
     fn from_snapshot(s: StoreSnapshot) -> State {
         let mut state = State {
             names: Default::default(),
+            addresses: Default::default(),
             nodes: s.nodes.into_iter().map(|o| (o.id.clone(), o)).collect(),
             services: s.services.into_iter().map(|o| (o.id.clone(), o)).collect(),
             tasks: s.tasks.into_iter().map(|o| (o.id.clone(), o)).collect(),
@@ -118,6 +134,7 @@ impl State {
             configs: s.configs.into_iter().map(|o| (o.id.clone(), o)).collect(),
         };
         state.rebuild_names();
+        state.addresses = addresses::rebuild(&state);
         state
     }
 

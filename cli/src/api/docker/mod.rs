@@ -42,7 +42,7 @@ pub use container::{
 pub use exec::{exec_config, exec_inspect, parse_exec_create, parse_exec_start, ExecCreate, ExecStart};
 pub use file_object::{config, file_object_spec, parse_file_object_spec, secret, FileObjectSpec};
 pub use image::{image_deleted, image_inspect, image_prune, image_summary};
-pub use network::{network, network_spec, parse_network_create};
+pub use network::{network, network_spec, parse_network_create, swarm_network, with_node_view, VXLAN_ID_OPTION};
 pub use service::{parse_service_spec, service, service_spec, task, ServiceCounts};
 pub use swarm::{cluster, cluster_info, node, node_spec, parse_node_spec, parse_swarm_spec, swarm_spec};
 pub use system::{container_counts, version};

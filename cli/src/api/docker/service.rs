@@ -1,7 +1,7 @@
 //! Services and tasks: a `ServiceSpec` (and its task template) read from
 //! Docker's JSON and rendered to it, and `Service` and `Task` objects rendered.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bollard_stubs::models as bollard;
 use serde_json::Value;
@@ -341,7 +341,15 @@ pub fn service(s: &Service, counts: Option<ServiceCounts>) -> types::Service {
             endpoint: Some(bollard::ServiceEndpoint {
                 ports: endpoint_spec.as_ref().and_then(|e| e.ports.clone()),
                 spec: endpoint_spec,
-                virtual_ips: None,
+                virtual_ips: s.endpoint.as_ref().filter(|e| !e.virtual_ips.is_empty()).map(|e| {
+                    e.virtual_ips
+                        .iter()
+                        .map(|v| bollard::ServiceEndpointVirtualIps {
+                            network_id: Some(v.network_id.clone()),
+                            addr: Some(v.addr.clone()),
+                        })
+                        .collect()
+                }),
             }),
             service_status: counts.map(|c| bollard::ServiceServiceStatus {
                 running_tasks: Some(c.running),
@@ -374,8 +382,9 @@ fn task_state(s: TaskState) -> bollard::TaskState {
     }
 }
 
-/// A task as Docker's `Task`.
-pub fn task(t: &Task) -> types::Task {
+/// A task as Docker's `Task`; `networks` are the store's, by ID, for its
+/// `NetworksAttachments` (an attachment to a network that is gone is left out).
+pub fn task(t: &Task, networks: &BTreeMap<String, shoal_proto::Network>) -> types::Task {
     let (version, created, updated) = object_version(&t.meta);
     let st = t.status.clone().unwrap_or_default();
     let status = bollard::TaskStatus {
@@ -405,8 +414,31 @@ pub fn task(t: &Task) -> types::Task {
             desired_state: Some(task_state(t.desired_state())),
             ..Default::default()
         },
-        spec: Some(task_spec(t.spec.clone().unwrap_or_default())),
+        spec: Some(task_spec_of(t)),
+        networks_attachments: (!t.networks.is_empty()).then(|| {
+            t.networks
+                .iter()
+                .filter_map(|a| {
+                    Some(types::NetworkAttachment {
+                        network: super::swarm_network(networks.get(&a.network_id)?),
+                        addresses: a.addresses.clone(),
+                    })
+                })
+                .collect()
+        }),
     }
+}
+
+/// A task's spec; a standalone container's attachment shows as Docker's
+/// `NetworkAttachmentSpec` (naming the container) and no container spec.
+fn task_spec_of(t: &Task) -> types::TaskSpec {
+    let mut spec = task_spec(t.spec.clone().unwrap_or_default());
+    if let Some(a) = &t.attachment {
+        spec.container_spec = None;
+        spec.spec.network_attachment_spec =
+            Some(bollard::TaskSpecNetworkAttachmentSpec { container_id: Some(a.container_id.clone()) });
+    }
+    spec
 }
 
 // --------------------------------------------------------------- parsing

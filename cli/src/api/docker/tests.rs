@@ -245,7 +245,9 @@ fn a_service_as_listed_carries_its_spec_and_its_previous_one() {
         meta: Some(shoal_proto::Meta { version: 12, created_at: 1_000_000_123, updated_at: 2_000_000_000 }),
         spec: Some(full_spec()),
         previous_spec: Some(cli_service_create_spec()),
-        endpoint: None,
+        endpoint: Some(shoal_proto::Endpoint {
+            virtual_ips: vec![shoal_proto::EndpointVirtualIp { network_id: "n1".into(), addr: "10.0.1.2/24".into() }],
+        }),
     };
     let v = json(&service(&s, Some(ServiceCounts { running: 1, desired: 2, completed: 0 })));
     assert_eq!((v["ID"].clone(), v["Version"]["Index"].clone()), (json!("svc"), json!(12)));
@@ -255,9 +257,12 @@ fn a_service_as_listed_carries_its_spec_and_its_previous_one() {
     // API's specification leaves out of a service.
     assert_eq!(parse_service_spec(&v["PreviousSpec"]).unwrap(), cli_service_create_spec());
     assert_eq!(v["Endpoint"]["Ports"], v["Spec"]["EndpointSpec"]["Ports"]);
+    assert_eq!(v["Endpoint"]["Spec"], v["Spec"]["EndpointSpec"]);
+    assert_eq!(v["Endpoint"]["VirtualIPs"], json!([{"NetworkID": "n1", "Addr": "10.0.1.2/24"}]));
     assert_eq!(v["ServiceStatus"], json!({"RunningTasks": 1, "DesiredTasks": 2, "CompletedTasks": 0}));
     let v = json(&service(&shoal_proto::Service::default(), None));
     assert_eq!((v.get("PreviousSpec"), v.get("ServiceStatus")), (None, None));
+    assert_eq!(v["Endpoint"].get("VirtualIPs"), None, "no network, no virtual IP, as Docker shows it");
 }
 
 #[test]
@@ -471,7 +476,40 @@ fn a_task_renders_its_spec_and_status() {
     };
     status.set_state(shoal_proto::TaskState::Starting);
     t.status = Some(status);
-    let v = json(&task(&t));
+    t.networks = vec![shoal_proto::NetworkAttachment {
+        network_id: "n1".into(),
+        addresses: vec!["10.0.1.5/24".into()],
+        aliases: vec!["web".into()],
+    }];
+    let n = shoal_proto::Network {
+        id: "n1".into(),
+        spec: Some(shoal_proto::NetworkSpec {
+            annotations: Some(Annotations { name: "app_back".into(), labels: HashMap::new() }),
+            driver: "overlay".into(),
+            ..Default::default()
+        }),
+        allocated: Some(shoal_proto::IpamConfig {
+            subnet: "10.0.1.0/24".into(),
+            gateway: "10.0.1.1".into(),
+            ..Default::default()
+        }),
+        vni: 4097,
+        ..Default::default()
+    };
+    let networks = [("n1".to_string(), n)].into_iter().collect();
+    let v = json(&task(&t, &networks));
+    assert_eq!(v["NetworksAttachments"][0]["Addresses"], json!(["10.0.1.5/24"]));
+    let attached = &v["NetworksAttachments"][0]["Network"];
+    assert_eq!((attached["ID"].clone(), attached["Spec"]["Name"].clone()), (json!("n1"), json!("app_back")));
+    assert_eq!(attached["DriverState"], json!({"Name": "overlay", "Options": {VXLAN_ID_OPTION: "4097"}}));
+    assert_eq!(
+        attached["IPAMOptions"],
+        json!({"Driver": {"Name": "default"}, "Configs": [{"Subnet": "10.0.1.0/24", "Gateway": "10.0.1.1"}]})
+    );
+    // An attachment to a network that is gone is left out; none at all, no field.
+    assert_eq!(json(&task(&t, &Default::default()))["NetworksAttachments"], json!([]));
+    t.networks.clear();
+    assert_eq!(json(&task(&t, &networks)).get("NetworksAttachments"), None);
     assert_eq!(
         (v["Name"].clone(), v["Slot"].clone(), v["DesiredState"].clone()),
         (json!("web.2"), json!(2), json!("running"))
@@ -533,10 +571,31 @@ fn the_docker_clis_network_create_body_reads_as_asked_and_round_trips() {
     let e = parse_network_create(&json!({"Name": "n", "Ingress": true})).unwrap_err();
     assert_eq!(e.field, "Ingress");
     // As listed, a swarm network's containers are null, as Docker shows them.
-    let n = shoal_proto::Network { id: "n1".into(), spec: Some(spec), ..Default::default() };
+    let mut n = shoal_proto::Network { id: "n1".into(), spec: Some(spec), ..Default::default() };
     let listed = json(&network(&n));
     assert_eq!((listed["Containers"].clone(), listed["Scope"].clone()), (Value::Null, json!("swarm")));
     assert!(listed.as_object().is_some_and(|o| o.contains_key("Containers")));
+    assert_eq!(listed["Options"], json!({"o": "1"}), "no VNI yet, none shown");
+    // Allocated: its subnet, gateway and VNI.
+    n.allocated = Some(shoal_proto::IpamConfig {
+        subnet: "10.0.3.0/24".into(),
+        gateway: "10.0.3.1".into(),
+        ..Default::default()
+    });
+    n.vni = 4100;
+    let inspected = json(&network(&n));
+    assert_eq!(inspected["IPAM"]["Config"], json!([{"Subnet": "10.0.3.0/24", "Gateway": "10.0.3.1"}]));
+    assert_eq!(inspected["Options"], json!({"o": "1", VXLAN_ID_OPTION: "4100"}));
+    // On a node: the containers attached there and the peers.
+    let endpoint = bollard_stubs::models::EndpointResource {
+        name: Some("tool".into()),
+        ipv4_address: Some("10.0.3.2/24".into()),
+        ..Default::default()
+    };
+    let peer = bollard_stubs::models::PeerInfo { name: Some("n2".into()), ip: Some("192.168.7.2".into()) };
+    let local = json(&with_node_view(network(&n), vec![("c1".into(), endpoint)], vec![peer]));
+    assert_eq!(local["Containers"]["c1"]["IPv4Address"], "10.0.3.2/24");
+    assert_eq!(local["Peers"], json!([{"Name": "n2", "IP": "192.168.7.2"}]));
 }
 
 #[test]

@@ -119,13 +119,97 @@ pub struct Service {
     pub previous_spec: Option<ServiceSpec>,
 }
 
-/// Docker's `Task` with shoal's task spec. `task.spec` stays `None`.
+/// Docker's `Task` with shoal's task spec, and `NetworksAttachments`,
+/// which Docker's type has (the task's address on each of its networks) but
+/// the specification leaves out. `task.spec` stays `None`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     #[serde(flatten, deserialize_with = "flattened")]
     pub task: bollard::Task,
     #[serde(rename = "Spec", skip_serializing_if = "Option::is_none")]
     pub spec: Option<TaskSpec>,
+    #[serde(rename = "NetworksAttachments", skip_serializing_if = "Option::is_none")]
+    pub networks_attachments: Option<Vec<NetworkAttachment>>,
+}
+
+/// A task's place on one network, as Docker's `swarm.NetworkAttachment`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkAttachment {
+    #[serde(rename = "Network")]
+    pub network: SwarmNetwork,
+    /// CIDR (`10.0.1.5/24`).
+    #[serde(rename = "Addresses", default)]
+    pub addresses: Vec<String>,
+}
+
+/// A network as swarm objects embed it (Docker's `swarm.Network`), which
+/// the specification has no type for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SwarmNetwork {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Version")]
+    pub version: bollard::ObjectVersion,
+    #[serde(rename = "CreatedAt")]
+    pub created_at: String,
+    #[serde(rename = "UpdatedAt")]
+    pub updated_at: String,
+    #[serde(rename = "Spec")]
+    pub spec: SwarmNetworkSpec,
+    /// The driver and what it was given: the VNI, as
+    /// `com.docker.network.driver.overlay.vxlanid_list`.
+    #[serde(rename = "DriverState")]
+    pub driver_state: SwarmDriver,
+    #[serde(rename = "IPAMOptions", skip_serializing_if = "Option::is_none")]
+    pub ipam_options: Option<IpamOptions>,
+}
+
+/// Docker's `swarm.NetworkSpec`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SwarmNetworkSpec {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Labels", default)]
+    pub labels: HashMap<String, String>,
+    #[serde(rename = "DriverConfiguration", skip_serializing_if = "Option::is_none")]
+    pub driver_configuration: Option<SwarmDriver>,
+    #[serde(rename = "Internal", default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    #[serde(rename = "Attachable", default, skip_serializing_if = "std::ops::Not::not")]
+    pub attachable: bool,
+    #[serde(rename = "IPAMOptions", skip_serializing_if = "Option::is_none")]
+    pub ipam_options: Option<IpamOptions>,
+    #[serde(rename = "Scope")]
+    pub scope: String,
+}
+
+/// Docker's `swarm.Driver`: a name and its options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwarmDriver {
+    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(rename = "Options", skip_serializing_if = "Option::is_none")]
+    pub options: Option<HashMap<String, String>>,
+}
+
+/// Docker's `swarm.IPAMOptions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpamOptions {
+    #[serde(rename = "Driver")]
+    pub driver: SwarmDriver,
+    #[serde(rename = "Configs", default)]
+    pub configs: Vec<SwarmIpamConfig>,
+}
+
+/// Docker's `swarm.IPAMConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwarmIpamConfig {
+    #[serde(rename = "Subnet", default, skip_serializing_if = "String::is_empty")]
+    pub subnet: String,
+    #[serde(rename = "Range", default, skip_serializing_if = "String::is_empty")]
+    pub range: String,
+    #[serde(rename = "Gateway", default, skip_serializing_if = "String::is_empty")]
+    pub gateway: String,
 }
 
 /// Docker's network as `GET /networks` lists it, with `Containers`, which a
