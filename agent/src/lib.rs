@@ -6,7 +6,9 @@
 //! runtime and reports each status change back; the [`reporter`] delivers
 //! reports in order and retries them across reconnects. `files` writes the
 //! secrets and configs a task uses to a per-task tmpfs, and `health` runs
-//! the tasks' health checks.
+//! the tasks' health checks. [`network`] keeps the node's network map and
+//! has the mesh and its resolver follow it, and gives each task's container
+//! its sandbox.
 //!
 //! Architecture invariant: the agent decides no placement and keeps no state
 //! the managers own; after a restart it re-adopts its running containers from
@@ -16,6 +18,7 @@
 
 mod files;
 mod health;
+pub mod network;
 mod reporter;
 mod session;
 mod worker;

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::files::FileStore;
+use crate::network::Networks;
 use crate::reporter::Reporter;
 use crate::worker::{self, WorkerContext};
 
@@ -43,7 +44,14 @@ pub struct AgentConfig {
 /// workers have ended too. Containers keep running when the agent stops: a
 /// restarted agent re-adopts them. `told` follows what the managers tell
 /// this node about itself and the swarm.
-pub async fn run(config: AgentConfig, runtime: Arc<Runtime>, shutdown: CancellationToken, told: Told) {
+/// `network` is the node's (see [`crate::network::NodeNetwork`]), fed the network maps the managers send.
+pub async fn run(
+    config: AgentConfig,
+    runtime: Arc<Runtime>,
+    network: Networks,
+    shutdown: CancellationToken,
+    told: Told,
+) {
     let reporter = Reporter::default();
     let files = FileStore::default();
     let mut workers: HashMap<String, watch::Sender<Task>> = HashMap::new();
@@ -63,6 +71,7 @@ pub async fn run(config: AgentConfig, runtime: Arc<Runtime>, shutdown: Cancellat
             node_id: config.node_id.clone(),
             hostname: config.description.hostname.clone(),
             files: files.clone(),
+            network: network.clone(),
             shutdown: shutdown.clone(),
         };
         tokio::select! {
@@ -160,6 +169,10 @@ async fn session(
             }
             told.desired_role.send_if_modified(|r| std::mem::replace(r, msg.desired_role) != msg.desired_role);
             ctx.files.replace(msg.secrets, msg.configs);
+            // The map first: the tasks of this assignment join its networks.
+            if let (Some(network), Some(update)) = (ctx.network.get(), &msg.network_map) {
+                network.update(update).await;
+            }
             apply_assignments(ctx, workers, running, msg.tasks, first_assignment).await;
             first_assignment = false;
         }

@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_proto::{mount, ContainerStatus, Task, TaskState, TaskStatus, DEFAULT_STOP_GRACE_PERIOD_NS};
-use shoal_runtime::{ContainerInfo, ContainerSpec, ContainerState, Mount, MountKind, Runtime};
+use shoal_runtime::{ContainerInfo, ContainerSpec, ContainerState, Mount, MountKind, NetworkMode, Runtime};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::files::{self, FileStore};
 use crate::health::{self, Check, Monitor};
 use crate::labels;
+use crate::network::Networks;
 use crate::reporter::Reporter;
 
 /// What every worker shares.
@@ -28,6 +29,8 @@ pub struct WorkerContext {
     pub hostname: String,
     /// The secrets and configs the managers sent for this node's tasks.
     pub files: FileStore,
+    /// The node's networks, or why it has none.
+    pub network: Networks,
     /// The agent's: once cancelled, workers end and leave their containers running (a
     /// restarted agent re-adopts them), which an unassigned task's worker would remove.
     pub shutdown: CancellationToken,
@@ -191,6 +194,26 @@ impl Worker {
                 return None;
             }
         }
+        let network = match &self.ctx.network {
+            Networks::On(network) => match network.prepare(task, &spec.hostname).await {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    files::remove(&self.ctx.files_root(), &task.id);
+                    let err = format!("connecting the task to its networks on node {}: {e}", self.ctx.hostname);
+                    self.report(TaskState::Rejected, "preparing failed", &err, None);
+                    return None;
+                }
+            },
+            Networks::Failed(why) if !task.networks.is_empty() => {
+                files::remove(&self.ctx.files_root(), &task.id);
+                let err = format!("node {} has no container networks: {why}", self.ctx.hostname);
+                self.report(TaskState::Rejected, "preparing failed", &err, None);
+                return None;
+            }
+            Networks::Failed(_) | Networks::Loopback => None,
+        };
+        let mut extra_hosts = network.as_ref().map(|n| n.hosts.clone()).unwrap_or_default();
+        extra_hosts.extend(spec.hosts.iter().cloned());
         let cspec = ContainerSpec {
             // A reboot brings new tasks: the writable layer need not be durable.
             disposable: true,
@@ -214,6 +237,12 @@ impl Worker {
             tmpfs,
             cap_add: spec.cap_add.clone(),
             cap_drop: spec.cap_drop.clone(),
+            network: match &network {
+                Some(n) => NetworkMode::Join(n.netns.clone()),
+                None => NetworkMode::Private,
+            },
+            resolv_conf: network.map(|n| n.resolv_conf),
+            extra_hosts,
             ..Default::default()
         };
         let rt = self.ctx.runtime.clone();
@@ -221,6 +250,9 @@ impl Worker {
             Ok(c) => c,
             Err(e) => {
                 files::remove(&self.ctx.files_root(), &task.id);
+                if let Some(network) = self.ctx.network.get() {
+                    network.release(task).await;
+                }
                 self.report(TaskState::Rejected, "preparing failed", &e, None);
                 return None;
             }
@@ -410,6 +442,9 @@ pub async fn run(ctx: WorkerContext, mut rx: watch::Receiver<Task>) {
     let task = rx.borrow().clone();
     w.stop(&task).await;
     w.remove_container(&task).await;
+    if let Some(network) = w.ctx.network.get() {
+        network.release(&task).await;
+    }
     let root = w.ctx.files_root();
     let _ = tokio::task::spawn_blocking(move || files::remove(&root, &task.id)).await;
 }
@@ -429,6 +464,9 @@ pub async fn remove_orphans(ctx: &WorkerContext, assigned: &HashSet<String>) {
         if let Err(e) = blocking(move || rt.remove_container(&id, true)).await {
             tracing::warn!(container = %c.name, error = %e, "removing container failed");
         }
+    }
+    if let Some(network) = ctx.network.get() {
+        network.remove_other_sandboxes(assigned).await;
     }
     let root = ctx.files_root();
     let assigned = assigned.clone();

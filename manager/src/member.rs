@@ -293,6 +293,7 @@ impl Manager {
         // The server metrics change with leadership and membership only (the
         // full metrics change with every write).
         let mut metrics = self.raft.server_metrics();
+        let raft = self.raft.clone();
         let id = self.config.raft_id;
         let store = self.store.clone();
         let proposer = self.proposer.clone();
@@ -317,21 +318,37 @@ impl Manager {
                         ended.cancel();
                     }
                     if now.is_leader() {
-                        tracing::info!("this manager is now the raft leader: starting the control loops");
                         let token = stop.child_token();
-                        tasks.spawn(crate::orchestrator::replicated::run(
-                            store.clone(),
-                            proposer.clone(),
-                            token.clone(),
-                        ));
-                        tasks.spawn(crate::orchestrator::taskreaper::run(
-                            store.clone(),
-                            proposer.clone(),
-                            token.clone(),
-                        ));
-                        tasks.spawn(crate::allocator::run(store.clone(), proposer.clone(), token.clone()));
-                        tasks.spawn(crate::scheduler::run(store.clone(), proposer.clone(), token.clone()));
-                        tasks.spawn(crate::dispatcher::run_liveness(dispatcher.clone(), token.clone()));
+                        // The loops act on the store: not before it holds every write committed
+                        // before this term (a restarted manager replays its log first), or they
+                        // would undo what they cannot see yet.
+                        let (raft, store, proposer, dispatcher) =
+                            (raft.clone(), store.clone(), proposer.clone(), dispatcher.clone());
+                        let (loops, term_token) = (tasks.clone(), token.clone());
+                        tasks.spawn(async move {
+                            tokio::select! {
+                                r = raft.ensure_linearizable() => if let Err(e) = r {
+                                    tracing::info!(error = %e, "leadership ended before the store caught up");
+                                    return;
+                                },
+                                _ = term_token.cancelled() => return,
+                            }
+                            tracing::info!("this manager is now the raft leader: starting the control loops");
+                            let token = term_token;
+                            loops.spawn(crate::orchestrator::replicated::run(
+                                store.clone(),
+                                proposer.clone(),
+                                token.clone(),
+                            ));
+                            loops.spawn(crate::orchestrator::taskreaper::run(
+                                store.clone(),
+                                proposer.clone(),
+                                token.clone(),
+                            ));
+                            loops.spawn(crate::allocator::run(store.clone(), proposer.clone(), token.clone()));
+                            loops.spawn(crate::scheduler::run(store.clone(), proposer.clone(), token.clone()));
+                            loops.spawn(crate::dispatcher::run_liveness(dispatcher, token));
+                        });
                         term = Some(token);
                     }
                     leadership.send_replace(now);

@@ -75,7 +75,10 @@ use snapshot::Snapshotter;
 
 pub use container::{
     restart::{Backoff, RestartOccasion, RestartPolicy},
-    spec::{tmpfs_options_of, ContainerSpec, Device, Mount, MountKind, NetworkMode, Propagation},
+    spec::{
+        check_hosts_line, tmpfs_options_of, ContainerSpec, Device, Mount, MountKind, NetworkMode, Propagation,
+        MAX_ETC_FILE,
+    },
     ContainerInfo, ContainerState,
 };
 pub use error::Error;
@@ -555,6 +558,7 @@ impl Runtime {
         }
         let hostname = process.hostname.clone();
         let network = host.network.clone();
+        let (resolv, extra_hosts) = (spec.resolv_conf.clone(), spec.extra_hosts.clone());
         let config = ContainerConfig {
             id,
             name,
@@ -570,7 +574,7 @@ impl Runtime {
             .containers
             .create(&config, |dir| {
                 inner.snapshots.prepare(dir)?;
-                container::etc::write(dir, &hostname, &network)
+                container::etc::write(dir, &hostname, &network, resolv.as_deref(), &extra_hosts)
             })
             .inspect_err(|_| forget_made(&made))?;
         tracing::info!(container = %config.name, id = %config.id, image = %config.image, "created container");

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use shoal_agent::network::{Networks, NodeNetwork};
 use shoal_manager::{Manager, ManagerConfig};
 use shoal_proto::{NodeDescription, NodeRole, Platform, Resources};
 use shoal_runtime::Runtime;
@@ -42,6 +43,8 @@ pub struct Member {
     /// Stops the agent (a child of the daemon's shutdown token).
     agent_stop: CancellationToken,
     agent: JoinHandle<()>,
+    /// The node's networks, which the agent keeps converged to the managers' map.
+    pub network: Networks,
 }
 
 /// How long stopping waits for the agent to end (its workers finish what they are doing).
@@ -73,6 +76,9 @@ pub struct Daemon {
     pub execs: exec::Execs,
     pub hostname: String,
     pub swarm: RwLock<Option<Member>>,
+    /// The node's networks with the node id they were opened for: kept across the restarts
+    /// of the node's member (a new certificate, a new role), dropped when it leaves.
+    node_network: tokio::sync::Mutex<Option<(String, Arc<NodeNetwork>)>>,
     /// The stop signal and the tasks it stops.
     shutdown: Shutdown,
 }
@@ -143,6 +149,7 @@ impl Daemon {
             runtime,
             hostname: hostname(),
             swarm: RwLock::new(None),
+            node_network: tokio::sync::Mutex::new(None),
             shutdown,
         });
         daemon.containers.resume();
@@ -184,11 +191,59 @@ impl Daemon {
         let (role_tx, role_rx) = watch::channel(role as i32);
         let (managers_tx, managers_rx) = watch::channel(identity.managers.clone());
         let told = shoal_agent::Told { desired_role: role_tx, managers: managers_tx };
-        let agent = self.shutdown.track(shoal_agent::run(agent_config, self.runtime.clone(), agent_stop.clone(), told));
+        let network = self.open_network(&identity.node_id, &agent_config.addr).await;
+        let agent = self.shutdown.track(shoal_agent::run(
+            agent_config,
+            self.runtime.clone(),
+            network.clone(),
+            agent_stop.clone(),
+            told,
+        ));
         // Both end with the agent, which holds the other ends of their channels.
         self.shutdown.spawn(self.clone().follow_role(identity.node_id.clone(), role, role_rx));
         self.shutdown.spawn(self.clone().follow_managers(identity.node_id.clone(), managers_rx));
-        Ok(Member { identity, manager, agent_stop, agent })
+        Ok(Member { identity, manager, agent_stop, agent, network })
+    }
+
+    /// Opens the node's networks (`<data-root>/mesh`), the node's advertised address being
+    /// the overlays' underlay. A node whose networks cannot be opened still runs tasks that
+    /// need none; the reason is logged, and tasks attached to networks are rejected with it.
+    async fn open_network(&self, node_id: &str, addr: &str) -> Networks {
+        let mut opened = self.node_network.lock().await;
+        if let Some((id, network)) = opened.as_ref() {
+            if id == node_id {
+                return Networks::On(network.clone());
+            }
+        }
+        *opened = None;
+        let underlay = match addr.parse::<std::net::Ipv4Addr>() {
+            Ok(a) if a.is_loopback() => {
+                tracing::info!(
+                    addr,
+                    "the node is advertised on loopback: its containers get loopback only \
+                     (advertise a host address for container networks)"
+                );
+                return Networks::Loopback;
+            }
+            Ok(a) => a,
+            Err(_) => {
+                let why = format!("its advertised address {addr} is not an IPv4 address");
+                tracing::error!("the node has no container networks: {why}");
+                return Networks::Failed(why);
+            }
+        };
+        let dir = self.config.data_root.join("mesh");
+        match NodeNetwork::open(&dir, node_id, underlay, self.shutdown.token().child_token()).await {
+            Ok(n) => {
+                let n = Arc::new(n);
+                *opened = Some((node_id.to_string(), n.clone()));
+                Networks::On(n)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the node's container networks cannot be opened: tasks on networks will be rejected");
+                Networks::Failed(format!("they could not be opened: {e}"))
+            }
+        }
     }
 
     /// `swarm init`: creates a one-manager swarm with this node in it, with
@@ -604,6 +659,7 @@ impl Daemon {
             }
         }
         let Some(member) = swarm.take() else { return Ok(()) };
+        let network = member.network.clone();
         member.stop().await;
         let rt = self.runtime.clone();
         let removed = tokio::task::spawn_blocking(move || -> Result<(), shoal_runtime::Error> {
@@ -618,6 +674,12 @@ impl Daemon {
         if let Ok(Err(e)) = removed {
             tracing::warn!(error = %e, "removing task containers while leaving the swarm");
         }
+        if let Some(network) = network.get() {
+            if let Err(e) = network.mesh().remove_all().await {
+                tracing::warn!(error = %e, "removing the node's networks while leaving the swarm");
+            }
+        }
+        *self.node_network.lock().await = None;
         let root = &self.config.data_root;
         let _ = std::fs::remove_file(NodeIdentity::path(root));
         let _ = std::fs::remove_dir_all(root.join("certificates"));

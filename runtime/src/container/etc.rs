@@ -17,15 +17,28 @@ const FALLBACK_NAMESERVERS: &str = "nameserver 8.8.8.8\nnameserver 8.8.4.4\n";
 /// Writes `hosts`, `hostname` and `resolv.conf` into the container directory `dir`. On the
 /// host's network the container gets the host's `hosts` and `resolv.conf` as they are (its
 /// loopback name servers are reachable there), as with Docker.
-pub(crate) fn write(dir: &Path, hostname: &str, network: &NetworkMode) -> Result<(), Error> {
+/// A `resolv` given by the caller replaces the derived one; `extra_hosts` lines (checked) are
+/// added to `hosts`.
+pub(crate) fn write(
+    dir: &Path,
+    hostname: &str,
+    network: &NetworkMode,
+    resolv: Option<&str>,
+    extra_hosts: &[String],
+) -> Result<(), Error> {
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let (hosts, resolv) = match network {
+    let (mut hosts, derived) = match network {
         NetworkMode::Host => (
             fs::read_to_string("/etc/hosts").unwrap_or_else(|_| HOSTS.to_string()),
             if host_resolv.trim().is_empty() { FALLBACK_NAMESERVERS.to_string() } else { host_resolv },
         ),
         NetworkMode::Private | NetworkMode::Join(_) => (HOSTS.to_string(), resolv_conf(&host_resolv)),
     };
+    let resolv = resolv.map(str::to_owned).unwrap_or(derived);
+    for line in extra_hosts {
+        hosts.push_str(line);
+        hosts.push('\n');
+    }
     for (file, content) in [("hosts", hosts), ("hostname", format!("{hostname}\n")), ("resolv.conf", resolv)] {
         let path = dir.join(file);
         fs::write(&path, content).context(|| format!("writing {}", path.display()))?;

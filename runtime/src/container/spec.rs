@@ -96,6 +96,42 @@ pub struct ContainerSpec {
     /// is handed, or the host's.
     #[serde(default)]
     pub network: NetworkMode,
+    /// Its `/etc/resolv.conf`, when not derived from the host's (a container on the mesh's
+    /// networks asks its network's resolver). At most [`MAX_ETC_FILE`] bytes.
+    #[serde(default)]
+    pub resolv_conf: Option<String>,
+    /// Lines added to its `/etc/hosts`: `ADDRESS NAME [ALIAS…]` (its own addresses,
+    /// `--add-host`, compose `extra_hosts`).
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+}
+
+/// The most a container's `resolv.conf` or its added hosts lines may hold, in bytes.
+pub const MAX_ETC_FILE: usize = 64 * 1024;
+
+/// Checks a `/etc/hosts` line the caller adds: an address, then host names.
+pub fn check_hosts_line(line: &str) -> Result<(), String> {
+    let mut words = line.split_whitespace();
+    let addr = words.next().unwrap_or_default();
+    addr.parse::<std::net::IpAddr>()
+        .map_err(|_| format!("\"{addr}\" is not an IP address: give each host as NAME:IP (NAME=IP in compose)"))?;
+    let mut names = 0;
+    for name in words {
+        let valid = name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !valid {
+            return Err(format!("\"{name}\" is not a valid host name (letters, digits, '-', '_' and dots)"));
+        }
+        names += 1;
+    }
+    if names == 0 {
+        return Err(format!("the hosts line \"{line}\" names no host"));
+    }
+    Ok(())
 }
 
 /// Where a container's network comes from. The runtime makes no network itself: a namespace
@@ -657,6 +693,17 @@ pub(crate) fn resolve_host(
         devices.extend(resolve_device(device, name)?);
     }
     spec.network.check(name)?;
+    if spec.resolv_conf.as_ref().is_some_and(|r| r.len() > MAX_ETC_FILE || r.contains('\0')) {
+        return Err(Error::invalid(format!(
+            "the resolv.conf of container {name} is over {MAX_ETC_FILE} bytes or holds a NUL byte"
+        )));
+    }
+    if spec.extra_hosts.iter().map(|l| l.len() + 1).sum::<usize>() > MAX_ETC_FILE {
+        return Err(Error::invalid(format!("the added hosts of container {name} are over {MAX_ETC_FILE} bytes")));
+    }
+    for line in &spec.extra_hosts {
+        check_hosts_line(line).map_err(|why| Error::invalid(format!("added host of container {name}: {why}")))?;
+    }
     Ok(HostConfig {
         user: spec.user.clone().filter(|u| !u.is_empty()),
         read_only: spec.read_only,

@@ -1,0 +1,243 @@
+//! The node's part of the swarm's networks: the agent keeps the network map the managers send,
+//! has the mesh converge the node's devices and rules to it and the resolver answer from it,
+//! and gives each task's container a sandbox on the networks its task is attached to.
+//!
+//! Nothing here decides: addresses, VIPs and who is ready come from the map (raft state);
+//! the mesh and the resolver apply it.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_mesh::dns::{self, HostResolvConf, Resolver, ResolverConfig};
+use shoal_mesh::{Attachment, Cidr, Interface, Mesh, MeshConfig, NetworkMap};
+use shoal_proto::{NetworkMapUpdate, Task};
+use tokio::sync::{watch, Mutex};
+use tokio_util::sync::CancellationToken;
+
+/// How long a task's worker waits for the map to carry the networks its task is attached to
+/// (they come with the assignment, or right after it).
+const MAP_WAIT: Duration = Duration::from_secs(10);
+
+/// The node's networks: its mesh, its resolver and the map they follow.
+pub struct NodeNetwork {
+    mesh: Mesh,
+    resolver: Resolver,
+    host: HostResolvConf,
+    /// The map as last received (applied to the mesh or not).
+    map: Mutex<NetworkMap>,
+    /// Bumped after each map is applied: workers waiting for their networks watch it.
+    applied: watch::Sender<u64>,
+    /// The gateway each network's listener is on, by network id.
+    listening: Mutex<BTreeMap<String, Ipv4Addr>>,
+}
+
+/// Whether this node's containers have networks.
+#[derive(Clone)]
+pub enum Networks {
+    /// The node's networks.
+    On(Arc<NodeNetwork>),
+    /// None, by design: the node is advertised on loopback (a swarm confined to one host's
+    /// namespace, shared with others, as in tests): containers get loopback only.
+    Loopback,
+    /// None: they could not be opened, for this reason. Tasks attached to networks are
+    /// rejected with it.
+    Failed(String),
+}
+
+impl Networks {
+    /// The node's networks, if it has them.
+    pub fn get(&self) -> Option<&Arc<NodeNetwork>> {
+        match self {
+            Networks::On(n) => Some(n),
+            Networks::Loopback | Networks::Failed(_) => None,
+        }
+    }
+}
+
+/// What a task's container gets from its networks.
+pub struct TaskNetwork {
+    /// The sandbox's namespace, for the runtime to join.
+    pub netns: PathBuf,
+    pub resolv_conf: String,
+    /// Its own addresses under its host name, for `/etc/hosts`.
+    pub hosts: Vec<String>,
+    pub interfaces: Vec<Interface>,
+}
+
+impl NodeNetwork {
+    /// Opens the node's mesh (re-adopting what a previous daemon made) and starts its resolver.
+    /// `underlay` is the node's advertised address.
+    pub async fn open(
+        state_dir: &Path,
+        node_id: &str,
+        underlay: Ipv4Addr,
+        shutdown: CancellationToken,
+    ) -> Result<NodeNetwork, String> {
+        let mesh = Mesh::open(MeshConfig {
+            state_dir: state_dir.to_path_buf(),
+            node_id: node_id.to_string(),
+            underlay,
+            gateway_subnet: None,
+            default_subnet: None,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let resolv = Path::new("/etc/resolv.conf");
+        let config = ResolverConfig::from_host(resolv).map_err(|e| e.to_string())?;
+        let host = HostResolvConf::read(resolv).unwrap_or_default();
+        Ok(NodeNetwork {
+            mesh,
+            resolver: Resolver::start(config, shutdown),
+            host,
+            map: Mutex::new(NetworkMap::default()),
+            applied: watch::channel(0).0,
+            listening: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The mesh, for what the daemon does with it directly (standalone containers, `swarm leave`).
+    pub fn mesh(&self) -> &Mesh {
+        &self.mesh
+    }
+
+    /// Takes an update of the map from the managers and converges the node to it: devices and
+    /// rules, the resolver's answers and where it listens. A map that does not read is refused
+    /// whole; one the mesh cannot apply is logged and applied again with the next update.
+    pub async fn update(&self, update: &NetworkMapUpdate) {
+        let map = {
+            let mut map = self.map.lock().await;
+            if let Err(e) = map.apply(update) {
+                tracing::warn!(error = %e, "the managers sent a network map that does not read; kept the last one");
+                return;
+            }
+            map.clone()
+        };
+        if let Err(e) = self.mesh.apply(&map).await {
+            tracing::warn!(error = %e, "applying the network map failed; trying again with the next one");
+        }
+        self.resolver.set_map(&map);
+        let mut listening = self.listening.lock().await;
+        let stale: Vec<String> = listening.keys().filter(|id| !map.networks.contains_key(*id)).cloned().collect();
+        for id in stale {
+            self.resolver.unlisten(&id).await;
+            listening.remove(&id);
+        }
+        for (id, network) in &map.networks {
+            if listening.get(id) == Some(&network.gateway) {
+                continue;
+            }
+            match self.resolver.listen(id, network.gateway).await {
+                Ok(()) => {
+                    listening.insert(id.clone(), network.gateway);
+                }
+                Err(e) => tracing::warn!(network = %network.name, error = %e, "the network's resolver cannot listen"),
+            }
+        }
+        self.applied.send_modify(|n| *n += 1);
+    }
+
+    /// Gives `task`'s container its sandbox: on the task's networks (`eth0`, `eth1`, … in its
+    /// order) with the gateway bridge for the way out, or on the node's default bridge when
+    /// the task has no network. Idempotent: a re-adopted task's sandbox is kept as it is.
+    pub async fn prepare(&self, task: &Task, hostname: &str) -> Result<TaskNetwork, String> {
+        let dns_config = task.spec.as_ref().and_then(|s| s.container.as_ref()).and_then(|c| c.dns.clone());
+        let dns_config = dns_config.unwrap_or_default();
+        let mut attachments = Vec::new();
+        for n in &task.networks {
+            let addr =
+                n.addresses.first().ok_or_else(|| format!("the task has no address on network {}", n.network_id))?;
+            let addr: Cidr =
+                addr.parse().map_err(|e| format!("the task's address {addr} on network {}: {e}", n.network_id))?;
+            attachments.push(Attachment { network_id: n.network_id.clone(), addr });
+        }
+        let id = &task.id;
+        let netns = self.mesh.create_sandbox(id).await.map_err(|e| e.to_string())?;
+        let made = async {
+            if attachments.is_empty() {
+                let interface = match self.mesh.interfaces(id).await.map_err(|e| e.to_string())?.into_iter().next() {
+                    Some(i) => i,
+                    None => self.mesh.connect_default_bridge(id).await.map_err(|e| e.to_string())?,
+                };
+                let resolv = dns::bridge_resolv_conf(&dns_config, &self.host).map_err(|e| e.to_string())?;
+                return Ok((vec![interface], resolv));
+            }
+            self.wait_for(&attachments).await?;
+            let interfaces = self.mesh.connect(id, &attachments).await.map_err(|e| e.to_string())?;
+            let first = interfaces.first().ok_or("the sandbox has no interface")?;
+            let resolv = dns::resolv_conf(first.gateway, &dns_config, &self.host).map_err(|e| e.to_string())?;
+            let forwarders = dns::container_forwarders(&dns_config).map_err(|e| e.to_string())?;
+            for i in interfaces.iter().filter(|i| attachments.iter().any(|a| a.addr == i.addr)) {
+                self.resolver.set_forwarders(i.addr.addr, forwarders.clone()).map_err(|e| e.to_string())?;
+                self.resolver.set_search(i.addr.addr, &dns_config.search).map_err(|e| e.to_string())?;
+            }
+            Ok((interfaces, resolv))
+        }
+        .await;
+        let (interfaces, resolv_conf) = match made {
+            Ok(m) => m,
+            Err(e) => {
+                self.release(task).await;
+                return Err(e);
+            }
+        };
+        let hosts = interfaces
+            .iter()
+            .filter(|_| !hostname.is_empty())
+            .take(1)
+            .map(|i| format!("{} {hostname}", i.addr.addr))
+            .collect();
+        Ok(TaskNetwork { netns, resolv_conf, hosts, interfaces })
+    }
+
+    /// Waits until the applied map carries every network of `attachments`.
+    async fn wait_for(&self, attachments: &[Attachment]) -> Result<(), String> {
+        let mut applied = self.applied.subscribe();
+        let deadline = tokio::time::Instant::now() + MAP_WAIT;
+        loop {
+            applied.borrow_and_update();
+            let missing = {
+                let map = self.map.lock().await;
+                attachments.iter().find(|a| !map.networks.contains_key(&a.network_id)).map(|a| a.network_id.clone())
+            };
+            let Some(missing) = missing else { return Ok(()) };
+            if tokio::time::timeout_at(deadline, applied.changed()).await.is_err() {
+                return Err(format!(
+                    "network {missing} of the task is not in this node's network map after {}s",
+                    MAP_WAIT.as_secs()
+                ));
+            }
+        }
+    }
+
+    /// Takes `task`'s sandbox away (its interfaces and namespace) and the resolver's settings
+    /// for its addresses. Nothing if it has none.
+    pub async fn release(&self, task: &Task) {
+        for n in &task.networks {
+            if let Some(addr) = n.addresses.first().and_then(|a| a.parse::<Cidr>().ok()) {
+                self.resolver.forget(addr.addr);
+            }
+        }
+        self.remove_sandbox(&task.id).await;
+    }
+
+    async fn remove_sandbox(&self, id: &str) {
+        if let Err(e) = self.mesh.remove_sandbox(id).await {
+            tracing::warn!(sandbox = %id, error = %e, "removing a task's network sandbox failed");
+        }
+    }
+
+    /// Removes the sandboxes of tasks that are not in `keep` (tasks no longer assigned here).
+    pub async fn remove_other_sandboxes(&self, keep: &std::collections::HashSet<String>) {
+        for id in self.mesh.sandboxes().await {
+            if !keep.contains(&id) && !id.starts_with(STANDALONE_PREFIX) {
+                self.remove_sandbox(&id).await;
+            }
+        }
+    }
+}
+
+/// The sandboxes of standalone containers are named with this prefix, tasks' by task id.
+pub const STANDALONE_PREFIX: &str = "c-";
