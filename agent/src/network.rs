@@ -14,7 +14,7 @@ use std::time::Duration;
 use shoal_mesh::dns::{self, HostResolvConf, Resolver, ResolverConfig};
 use shoal_mesh::{Attachment, Cidr, Interface, Mesh, MeshConfig, NetworkMap};
 use shoal_proto::{NetworkMapUpdate, Task};
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{mpsc, watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
 /// How long a task's worker waits for the map to carry the networks its task is attached to
@@ -32,6 +32,9 @@ pub struct NodeNetwork {
     applied: watch::Sender<u64>,
     /// The gateway each network's listener is on, by network id.
     listening: Mutex<BTreeMap<String, Ipv4Addr>>,
+    /// Updates for the follower, which applies them in order, off the session's loop (whose
+    /// heartbeats must not wait for devices to change).
+    updates: mpsc::UnboundedSender<NetworkMapUpdate>,
 }
 
 /// Whether this node's containers have networks.
@@ -75,7 +78,7 @@ impl NodeNetwork {
         node_id: &str,
         underlay: Ipv4Addr,
         shutdown: CancellationToken,
-    ) -> Result<NodeNetwork, String> {
+    ) -> Result<Arc<NodeNetwork>, String> {
         let mesh = Mesh::open(MeshConfig {
             state_dir: state_dir.to_path_buf(),
             node_id: node_id.to_string(),
@@ -88,14 +91,18 @@ impl NodeNetwork {
         let resolv = Path::new("/etc/resolv.conf");
         let config = ResolverConfig::from_host(resolv).map_err(|e| e.to_string())?;
         let host = HostResolvConf::read(resolv).unwrap_or_default();
-        Ok(NodeNetwork {
+        let (updates, rx) = mpsc::unbounded_channel();
+        let network = Arc::new(NodeNetwork {
             mesh,
-            resolver: Resolver::start(config, shutdown),
+            resolver: Resolver::start(config, shutdown.clone()),
             host,
             map: Mutex::new(NetworkMap::default()),
             applied: watch::channel(0).0,
             listening: Mutex::new(BTreeMap::new()),
-        })
+            updates,
+        });
+        tokio::spawn(follow(Arc::downgrade(&network), rx, shutdown));
+        Ok(network)
     }
 
     /// The mesh, for what the daemon does with it directly (standalone containers, `swarm leave`).
@@ -103,21 +110,33 @@ impl NodeNetwork {
         &self.mesh
     }
 
-    /// Takes an update of the map from the managers and converges the node to it: devices and
-    /// rules, the resolver's answers and where it listens. A map that does not read is refused
-    /// whole; one the mesh cannot apply is logged and applied again with the next update.
-    pub async fn update(&self, update: &NetworkMapUpdate) {
-        let map = {
-            let mut map = self.map.lock().await;
+    /// Takes an update of the map from the managers, to be applied in the order given, soon
+    /// after (see [`NodeNetwork::converge`]).
+    pub fn update(&self, update: NetworkMapUpdate) {
+        // The follower only stops with the node's network.
+        let _ = self.updates.send(update);
+    }
+
+    /// Applies updates of the map in order and converges the node to the result: devices and
+    /// rules, the resolver's answers and where it listens. An update that does not read is
+    /// refused whole; a map the mesh cannot apply is logged and applied again with the next
+    /// update.
+    async fn converge(&self, updates: Vec<NetworkMapUpdate>) -> bool {
+        // Held until the mesh has applied it: a worker that finds its network in the map
+        // finds its devices too.
+        let mut map = self.map.lock().await;
+        for update in &updates {
             if let Err(e) = map.apply(update) {
                 tracing::warn!(error = %e, "the managers sent a network map that does not read; kept the last one");
-                return;
             }
-            map.clone()
-        };
-        if let Err(e) = self.mesh.apply(&map).await {
-            tracing::warn!(error = %e, "applying the network map failed; trying again with the next one");
         }
+        let applied = match self.mesh.apply(&map).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "applying the network map failed; trying again");
+                false
+            }
+        };
         self.resolver.set_map(&map);
         let mut listening = self.listening.lock().await;
         let stale: Vec<String> = listening.keys().filter(|id| !map.networks.contains_key(*id)).cloned().collect();
@@ -137,6 +156,7 @@ impl NodeNetwork {
             }
         }
         self.applied.send_modify(|n| *n += 1);
+        applied
     }
 
     /// Gives `task`'s container its sandbox: on the task's networks (`eth0`, `eth1`, … in its
@@ -238,6 +258,42 @@ impl NodeNetwork {
         }
     }
 }
+
+/// Applies the updates `rx` gets, all those waiting at once, until the node's network is
+/// dropped or `shutdown` is cancelled.
+async fn follow(
+    network: std::sync::Weak<NodeNetwork>,
+    mut rx: mpsc::UnboundedReceiver<NetworkMapUpdate>,
+    shutdown: CancellationToken,
+) {
+    let mut failed = false;
+    loop {
+        // After a failure, the same map again in a second if no update comes first.
+        let retry = async {
+            if failed {
+                tokio::time::sleep(RETRY).await
+            } else {
+                std::future::pending().await
+            }
+        };
+        let mut batch = tokio::select! {
+            u = rx.recv() => match u {
+                Some(u) => vec![u],
+                None => return,
+            },
+            () = retry => Vec::new(),
+            () = shutdown.cancelled() => return,
+        };
+        while let Ok(u) = rx.try_recv() {
+            batch.push(u);
+        }
+        let Some(network) = network.upgrade() else { return };
+        failed = !network.converge(batch).await;
+    }
+}
+
+/// How soon a map the mesh could not apply is applied again.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// The sandboxes of standalone containers are named with this prefix, tasks' by task id.
 pub const STANDALONE_PREFIX: &str = "c-";

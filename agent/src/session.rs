@@ -156,6 +156,7 @@ async fn session(
     tokio::pin!(delivery);
     let mut message = Some(first);
     let mut first_assignment = true;
+    let mut next_heartbeat = tokio::time::Instant::now() + period;
     loop {
         if let Some(msg) = message.take() {
             let peers: Vec<String> = msg.managers.iter().map(|m| m.addr.clone()).filter(|a| !a.is_empty()).collect();
@@ -170,8 +171,8 @@ async fn session(
             told.desired_role.send_if_modified(|r| std::mem::replace(r, msg.desired_role) != msg.desired_role);
             ctx.files.replace(msg.secrets, msg.configs);
             // The map first: the tasks of this assignment join its networks.
-            if let (Some(network), Some(update)) = (ctx.network.get(), &msg.network_map) {
-                network.update(update).await;
+            if let (Some(network), Some(update)) = (ctx.network.get(), msg.network_map) {
+                network.update(update);
             }
             apply_assignments(ctx, workers, running, msg.tasks, first_assignment).await;
             first_assignment = false;
@@ -183,14 +184,20 @@ async fn session(
                 Err(s) if s.message().contains("leadership changed") => return Err(SessionEnd::NotLeader),
                 Err(s) => return Err(s.message().to_string().into()),
             },
-            _ = tokio::time::sleep(period) => {
+            // A deadline, not a sleep per turn: messages arriving more often than the period
+            // must not hold the heartbeat back.
+            _ = tokio::time::sleep_until(next_heartbeat) => {
+                next_heartbeat = tokio::time::Instant::now() + period;
                 let mut req = tonic::Request::new(HeartbeatRequest {
                     node_id: config.node_id.clone(),
                     session_id: session_id.clone(),
                 });
                 req.set_timeout(period);
                 match client.heartbeat(req).await {
-                    Ok(r) => period = Duration::from_nanos(r.into_inner().period.max(100_000_000) as u64),
+                    Ok(r) => {
+                        period = Duration::from_nanos(r.into_inner().period.max(100_000_000) as u64);
+                        next_heartbeat = next_heartbeat.min(tokio::time::Instant::now() + period);
+                    }
                     Err(s) => return Err(format!("heartbeat refused: {}", s.message()).into()),
                 }
             }

@@ -349,6 +349,7 @@ pub async fn run(ctx: WorkerContext, mut rx: watch::Receiver<Task>) {
     let first = rx.borrow().clone();
     let mut w = Worker { ctx, task_id: first.id.clone(), reported: first.state() };
     let mut monitor: Option<Monitor> = None;
+    let mut released = false;
     loop {
         if w.ctx.shutdown.is_cancelled() {
             return;
@@ -389,6 +390,14 @@ pub async fn run(ctx: WorkerContext, mut rx: watch::Receiver<Task>) {
                 }
             }
             _ => monitor = None,
+        }
+        // An ended task's container needs no network: its sandbox goes now, not when the
+        // task is reaped (its addresses are free for other tasks once it has ended).
+        if w.reported.is_terminal() && !released {
+            if let Some(network) = w.ctx.network.get() {
+                network.release(&task).await;
+            }
+            released = true;
         }
         // Wait for the container to exit, its health to change, or the task to change.
         let rt = w.ctx.runtime.clone();

@@ -662,13 +662,25 @@ impl Inner {
             let taken = self
                 .sandboxes
                 .iter()
-                .find(|(other, r)| other.as_str() != id && r.port(&on).is_some_and(|p| p.addr.addr == addr.addr));
-            if let Some((other, _)) = taken {
-                return Err(MeshError::Invalid(format!(
-                    "address {} on network {} is sandbox {other}'s already",
-                    addr.addr, network.id
-                )));
+                .find(|(other, r)| other.as_str() != id && r.port(&on).is_some_and(|p| p.addr.addr == addr.addr))
+                .map(|(other, _)| other.clone());
+            if let Some(other) = taken {
+                // The map decides who holds an address: a sandbox whose task the map no longer
+                // gives it (a task that ended, its sandbox not yet removed) loses its port.
+                let holder = self.map.endpoints.get(&format!("{}/{other}", network.id));
+                if holder.is_some_and(|e| e.addr.addr == addr.addr) {
+                    return Err(MeshError::Invalid(format!(
+                        "address {} on network {} is sandbox {other}'s already",
+                        addr.addr, network.id
+                    )));
+                }
+                let network_id = network.id.clone();
+                self.disconnect(&other, &on).await?;
+                tracing::info!(sandbox = %other, network = %network_id, addr = %addr.addr, "took a stale address from an ended task's sandbox");
             }
+            let network = self.map.networks.get(&attachment.network_id).ok_or_else(|| {
+                MeshError::Invalid(format!("network {} is not in the map applied on this node", attachment.network_id))
+            })?;
             if new.iter().any(|p: &Port| p.on == on) {
                 return Err(MeshError::Invalid(format!("network {} is given twice for sandbox {id}", network.id)));
             }

@@ -235,7 +235,6 @@ impl Daemon {
         let dir = self.config.data_root.join("mesh");
         match NodeNetwork::open(&dir, node_id, underlay, self.shutdown.token().child_token()).await {
             Ok(n) => {
-                let n = Arc::new(n);
                 *opened = Some((node_id.to_string(), n.clone()));
                 Networks::On(n)
             }

@@ -175,6 +175,8 @@ pub async fn run_liveness(dispatcher: Dispatcher, stop: CancellationToken) {
                 .filter(|n| n.status.as_ref().map(|s| s.state()) == Some(NodeState::Ready))
                 .filter(|n| beats.get(&n.id).copied().unwrap_or(started).elapsed() > grace)
                 .map(|n| {
+                    let silent = beats.get(&n.id).copied().unwrap_or(started).elapsed();
+                    tracing::warn!(node = %n.id, ?silent, ?grace, "no heartbeat from the node: marking it down");
                     let mut n = n.clone();
                     let status = n.status.get_or_insert_default();
                     status.set_state(NodeState::Down);
