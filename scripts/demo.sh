@@ -28,7 +28,10 @@ if ! "$shoal" info >/dev/null 2>&1; then
   for _ in $(seq 100); do "$shoal" info >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 if [ "$("$shoal" info | awk '/Swarm:/ {print $2}')" != active ]; then
-  "$shoal" swarm init --listen-addr 127.0.0.1:2377
+  # Advertised on the machine's own address: the stack's overlay network (its
+  # bridge, VXLAN device and DNS) is made on this machine. A swarm advertised on
+  # loopback gives containers loopback only.
+  "$shoal" swarm init
 fi
 
 rootfs=$(mktemp -d)
@@ -45,6 +48,10 @@ echo "root:x:0:0:root:/root:/bin/sh" > "$rootfs/etc/passwd"
 "$shoal" stack deploy -c examples/demo/docker-compose.yml app
 "$shoal" service ls
 "$shoal" stack ps app
+sleep 3
 echo
-echo "The stack runs. Try: $shoal service scale app_web=5; $shoal service ps app_web"
+echo "The client reaches web by name:"
+"$shoal" service logs app_client | tail -3
+echo
+echo "The stack runs. Try: $shoal service scale app_web=5; $shoal service ps app_web; $shoal service logs -f app_client"
 echo "Stop it all with: scripts/demo.sh down"

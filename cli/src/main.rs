@@ -665,6 +665,21 @@ struct CreateArgs {
     /// Give the container a host device: /dev/host[:/dev/container][:rwm].
     #[arg(long, value_parser = commands::container::parse_device)]
     device: Vec<shoal_runtime::Device>,
+    /// The container's network: none or bridge (its own namespace, loopback only) or host.
+    #[arg(long, default_value = "default")]
+    network: String,
+    /// A name server for the container's resolv.conf.
+    #[arg(long)]
+    dns: Vec<String>,
+    /// A search domain for the container's resolv.conf.
+    #[arg(long = "dns-search")]
+    dns_search: Vec<String>,
+    /// A resolver option for the container's resolv.conf (ndots:2).
+    #[arg(long = "dns-option")]
+    dns_option: Vec<String>,
+    /// Add a line to the container's /etc/hosts: NAME:IP.
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
     /// Give the container a pseudo-terminal.
     #[arg(short, long)]
     tty: bool,
@@ -703,6 +718,11 @@ impl CreateArgs {
             stop_timeout: self.stop_timeout,
             restart: self.restart.unwrap_or_default(),
             devices: self.device,
+            network: self.network,
+            dns: self.dns,
+            dns_search: self.dns_search,
+            dns_options: self.dns_option,
+            extra_hosts: self.add_host,
             image: self.image,
             args: self.args,
             tty: self.tty,

@@ -98,10 +98,6 @@ pub struct Project {
 const NOT_CARRIED: &[(&[&str], &str)] = &[
     (&["logging"], "not supported by shoal yet, ignored"),
     (&["network_mode"], "not supported by shoal yet, ignored"),
-    (&["dns"], "kept in the service spec, but containers do not get it yet"),
-    (&["dns_search"], "kept in the service spec, but containers do not get it yet"),
-    (&["dns_opt"], "kept in the service spec, but containers do not get it yet"),
-    (&["extra_hosts"], "kept in the service spec, but containers do not get it yet"),
     (&["sysctls"], "kept in the service spec, but containers do not get it yet"),
     (&["ulimits"], "kept in the service spec, but containers do not get it yet"),
     (&["tty"], "kept in the service spec, but containers do not get a terminal yet"),

@@ -117,6 +117,37 @@ fn container_options_take_effect_inside() {
     assert_ne!(out.status.code(), Some(0));
     // The user.
     assert_eq!(String::from_utf8_lossy(&run(&["-u", "1000", "bb:1", "id", "-u"]).stdout), "1000\n");
+    // Its network: its own namespace (loopback only) by default and with none; the host's
+    // with host. Added hosts and name servers reach its files.
+    let links = |args: &[&str]| {
+        String::from_utf8_lossy(&run(&[args, &["bb:1", "ls", "/sys/class/net"]].concat()).stdout).into_owned()
+    };
+    assert_eq!(links(&[]), "lo\n");
+    assert_eq!(links(&["--network", "none"]), "lo\n");
+    let host: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .expect("the host's interfaces")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    let inside = links(&["--network", "host"]);
+    assert!(host.iter().all(|l| inside.lines().any(|i| i == l)), "host interfaces {host:?}, inside {inside}");
+    let files = run(&[
+        "--add-host",
+        "db:10.1.2.3",
+        "--dns",
+        "10.9.9.9",
+        "--dns-search",
+        "example.test",
+        "bb:1",
+        "cat",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+    ]);
+    let files = String::from_utf8_lossy(&files.stdout);
+    for line in ["10.1.2.3 db", "nameserver 10.9.9.9", "search example.test"] {
+        assert!(files.contains(line), "{line} missing from\n{files}");
+    }
+    let err = node.fails(&["run", "--rm", "--add-host", "db:nowhere", "bb:1", "true"]);
+    assert!(err.contains("is not an IP address"), "{err}");
     // A named volume keeps its content across containers.
     assert_eq!(run(&["-v", "data:/data", "bb:1", "sh", "-c", "echo kept > /data/f"]).status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&run(&["-v", "data:/data:ro", "bb:1", "cat", "/data/f"]).stdout), "kept\n");

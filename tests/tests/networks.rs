@@ -265,11 +265,9 @@ fn services_find_and_reach_each_other_on_any_node_and_nothing_else() {
     assert!(!sh_ok(&lab, &inside, "ip route").contains("default"), "an internal network has a default route");
 
     // Health: a task whose check fails leaves DNS (and the rotation) and is replaced.
-    let checked = eventually(Duration::from_secs(20), "app_checked's 2 tasks to be running and healthy", || {
-        Some(running_tasks(&lab, "app_checked")).filter(|t| t.len() == 2)
-    });
-    eventually(Duration::from_secs(10), "tasks.checked to list the healthy tasks", || {
-        (lookup(&lab, &client, "tasks.checked") == addrs(&checked)).then_some(())
+    let checked = eventually(Duration::from_secs(30), "tasks.checked to list app_checked's 2 healthy tasks", || {
+        let tasks = running_tasks(&lab, "app_checked");
+        (tasks.len() == 2 && lookup(&lab, &client, "tasks.checked") == addrs(&tasks)).then_some(tasks)
     });
     let sick = checked[0].clone();
     sh_ok(&lab, &sick, "touch /sick");

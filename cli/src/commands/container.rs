@@ -197,6 +197,13 @@ pub struct CreateOptions {
     pub stop_timeout: Option<u64>,
     pub restart: shoal_runtime::RestartPolicy,
     pub devices: Vec<shoal_runtime::Device>,
+    /// `--network`: `default`, `none`, `bridge` or `host`.
+    pub network: String,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    /// `--add-host NAME:IP`s.
+    pub extra_hosts: Vec<String>,
     pub image: String,
     pub args: Vec<String>,
     /// A pseudo-terminal for the container (`-t`).
@@ -334,6 +341,11 @@ async fn create_with(
                 auto_remove: Some(auto_remove),
                 devices: Some(devices),
                 console_size,
+                network_mode: Some(o.network.clone()),
+                dns: Some(o.dns.clone()),
+                dns_search: Some(o.dns_search.clone()),
+                dns_options: Some(o.dns_options.clone()),
+                extra_hosts: Some(o.extra_hosts.clone()),
                 ..Default::default()
             },
             mounts: Some(o.mounts.clone()),

@@ -91,11 +91,12 @@ fn refuse_unsupported(host: &types::HostConfig) -> Result<()> {
         ));
     }
     if let Some(mode) = h.network_mode.as_deref() {
-        if !matches!(mode, "" | "default" | "none" | "bridge") {
+        if !matches!(mode, "" | "default" | "none" | "bridge" | "host") {
             return Err(SpecError::sentence(
                 "HostConfig.NetworkMode",
                 format!(
-                    "HostConfig.NetworkMode \"{mode}\" is not supported yet: containers get their own network namespace"
+                    "HostConfig.NetworkMode \"{mode}\" is not supported yet: a standalone container gets its own \
+                     network namespace (none, bridge) or the host's (host); swarm networks are for services"
                 ),
             ));
         }
@@ -139,7 +140,71 @@ fn host_config(host: types::HostConfig, spec: &mut ContainerSpec) -> Result<()> 
     spec.restart_policy = restart_policy(host.restart_policy)?;
     spec.console_size = console_size(h.console_size)?;
     spec.auto_remove = h.auto_remove.unwrap_or(false);
+    if h.network_mode.as_deref() == Some("host") {
+        spec.network = shoal_runtime::NetworkMode::Host;
+    }
+    for (i, entry) in h.extra_hosts.unwrap_or_default().iter().enumerate() {
+        let field = format!("HostConfig.ExtraHosts[{i}]");
+        // `NAME:IP` (Docker's, an IPv6 address keeps its colons) or `NAME=IP`.
+        let (name, ip) = entry
+            .split_once('=')
+            .or_else(|| entry.split_once(':'))
+            .ok_or_else(|| SpecError::sentence(&field, format!("bad host \"{entry}\": give it as NAME:IP")))?;
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(SpecError::sentence(&field, format!("\"{name}\" is not a valid host name")));
+        }
+        let line = format!("{ip} {name}");
+        shoal_runtime::check_hosts_line(&line).map_err(|why| SpecError::sentence(&field, why))?;
+        spec.extra_hosts.push(line);
+    }
+    let (servers, search, options) =
+        (h.dns.unwrap_or_default(), h.dns_search.unwrap_or_default(), h.dns_options.unwrap_or_default());
+    if !servers.is_empty() || !search.is_empty() || !options.is_empty() {
+        spec.resolv_conf = Some(resolv_conf(&servers, &search, &options)?);
+    }
     Ok(())
+}
+
+/// A `resolv.conf` from `--dns`, `--dns-search` and `--dns-option`, each checked; with no
+/// server, the container asks the host's (loopback ones dropped), as Docker's does.
+fn resolv_conf(servers: &[String], search: &[String], options: &[String]) -> Result<String> {
+    let mut out = String::new();
+    for (i, s) in servers.iter().enumerate() {
+        let ip: std::net::IpAddr = s.parse().map_err(|_| {
+            let field = format!("HostConfig.Dns[{i}]");
+            SpecError::sentence(&field, format!("{field}: \"{s}\" is not an IP address"))
+        })?;
+        out.push_str(&format!("nameserver {ip}\n"));
+    }
+    if servers.is_empty() {
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        for line in host.lines().filter(|l| l.starts_with("nameserver")) {
+            let addr = line.split_whitespace().nth(1).unwrap_or_default();
+            if addr.parse::<std::net::IpAddr>().is_ok_and(|ip| !ip.is_loopback()) {
+                out.push_str(&format!("nameserver {addr}\n"));
+            }
+        }
+    }
+    let word = |field: &str, list: &[String]| -> Result<()> {
+        for (i, w) in list.iter().enumerate() {
+            let ok =
+                !w.is_empty() && w.len() <= 253 && w.bytes().all(|b| b.is_ascii_graphic() && b != b'#' && b != b';');
+            if !ok {
+                let field = format!("HostConfig.{field}[{i}]");
+                return Err(SpecError::sentence(&field, format!("{field}: \"{w}\" is not valid there")));
+            }
+        }
+        Ok(())
+    };
+    word("DnsSearch", search)?;
+    word("DnsOptions", options)?;
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    Ok(out)
 }
 
 /// Whether two mount targets name one path.
@@ -719,7 +784,15 @@ mod tests {
                 "HostConfig.PortBindings is not supported",
             ),
             (json!({"HostConfig": {"CpuShares": 512}}), "HostConfig.CpuShares is not supported"),
-            (json!({"HostConfig": {"NetworkMode": "host"}}), "HostConfig.NetworkMode \"host\" is not supported yet"),
+            (
+                json!({"HostConfig": {"NetworkMode": "web_net"}}),
+                "HostConfig.NetworkMode \"web_net\" is not supported yet",
+            ),
+            (json!({"HostConfig": {"ExtraHosts": ["db"]}}), "give it as NAME:IP"),
+            (json!({"HostConfig": {"ExtraHosts": ["db:not-an-ip"]}}), "is not an IP address"),
+            (json!({"HostConfig": {"ExtraHosts": ["bad name:10.0.0.1"]}}), "is not a valid host name"),
+            (json!({"HostConfig": {"Dns": ["8.8.8.x"]}}), "HostConfig.Dns[0]"),
+            (json!({"HostConfig": {"DnsSearch": ["a\nb"]}}), "HostConfig.DnsSearch[0]"),
             (json!({"HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}), "sometimes"),
             (
                 json!({"HostConfig": {"Devices": [{"PathInContainer": "/dev/x"}]}}),
