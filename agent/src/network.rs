@@ -23,6 +23,7 @@ const MAP_WAIT: Duration = Duration::from_secs(10);
 
 /// The node's networks: its mesh, its resolver and the map they follow.
 pub struct NodeNetwork {
+    node_id: String,
     mesh: Mesh,
     resolver: Resolver,
     host: HostResolvConf,
@@ -93,6 +94,7 @@ impl NodeNetwork {
         let host = HostResolvConf::read(resolv).unwrap_or_default();
         let (updates, rx) = mpsc::unbounded_channel();
         let network = Arc::new(NodeNetwork {
+            node_id: node_id.to_string(),
             mesh,
             resolver: Resolver::start(config, shutdown.clone()),
             host,
@@ -103,6 +105,33 @@ impl NodeNetwork {
         });
         tokio::spawn(follow(Arc::downgrade(&network), rx, shutdown));
         Ok(network)
+    }
+
+    /// The node's id, as the map's endpoints name it.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The map as last received.
+    pub async fn map(&self) -> NetworkMap {
+        self.map.lock().await.clone()
+    }
+
+    /// Task `task_id`'s interfaces on overlay networks, with each network's id and name, in
+    /// the order they were made (`docker inspect`'s `NetworkSettings.Networks`).
+    pub async fn task_interfaces(&self, task_id: &str) -> Vec<(String, String, Interface)> {
+        let Ok(interfaces) = self.mesh.interfaces(task_id).await else { return Vec::new() };
+        let map = self.map.lock().await;
+        interfaces
+            .into_iter()
+            .filter_map(|i| match &i.on {
+                shoal_mesh::PortOn::Network { network_id } => {
+                    let name = map.networks.get(network_id).map(|n| n.name.clone()).unwrap_or_default();
+                    Some((network_id.clone(), name, i))
+                }
+                shoal_mesh::PortOn::Local { .. } => None,
+            })
+            .collect()
     }
 
     /// The mesh, for what the daemon does with it directly (standalone containers, `swarm leave`).

@@ -219,6 +219,31 @@ fn services_find_and_reach_each_other_on_any_node_and_nothing_else() {
     }
     assert_eq!(lookup(&lab, &client, "tasks.web"), addrs(&web));
 
+    // The stock docker CLI: a task's container shows its address on its network; the
+    // network shows the containers attached on the node asked and the nodes it spans.
+    let docker = |m: &str, args: &[&str]| -> serde_json::Value {
+        let socket = lab.socket(m);
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+            .output()
+            .expect("the docker CLI");
+        assert!(out.status.success(), "docker {args:?}: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("docker's JSON")
+    };
+    let inspected = docker(&client.node, &["inspect", &client.container]);
+    let front = &inspected[0]["NetworkSettings"]["Networks"]["app_front"];
+    assert_eq!(front["IPAddress"], client.addr.as_str(), "{inspected}");
+    let network = docker("n1", &["network", "inspect", "app_front"]);
+    let peers = network[0]["Peers"].as_array().map(Vec::len).unwrap_or(0);
+    let nodes: BTreeSet<&String> = web.iter().map(|t| &t.node).chain([&client.node]).collect();
+    assert!(peers >= nodes.len(), "{} peers for tasks on {nodes:?}: {network}", peers);
+    let here: BTreeSet<String> =
+        web.iter().chain([&client]).filter(|t| t.node == "n1").map(|t| t.container.clone()).collect();
+    let shown: BTreeSet<String> =
+        network[0]["Containers"].as_object().map(|c| c.keys().cloned().collect()).unwrap_or_default();
+    assert!(here.is_subset(&shown), "n1's containers {here:?}, shown {shown:?}");
+
     // DNS follows scaling.
     for n in [5, 1] {
         lab.on("n1", &["service", "scale", &format!("app_web={n}")]);

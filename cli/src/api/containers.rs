@@ -298,7 +298,31 @@ pub async fn remove(
 
 pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
-    Ok(Json(docker::json(&docker::container_inspect(&c, daemon.containers.is_restarting(&c)))))
+    let mut inspected = docker::container_inspect(&c, daemon.containers.is_restarting(&c));
+    // A task's container is on its task's networks: the node's sandbox knows its addresses.
+    if let (Some(task_id), Some(network)) = (c.labels.get(shoal_agent::labels::TASK_ID), daemon.node_network().await) {
+        let networks = network
+            .task_interfaces(task_id)
+            .await
+            .into_iter()
+            .map(|(network_id, name, i)| {
+                let settings = bollard_stubs::models::EndpointSettings {
+                    network_id: Some(network_id),
+                    endpoint_id: Some(task_id.clone()),
+                    gateway: Some(i.gateway.to_string()),
+                    ip_address: Some(i.addr.addr.to_string()),
+                    ip_prefix_len: Some(i64::from(i.addr.prefix)),
+                    mac_address: Some(i.mac),
+                    ..Default::default()
+                };
+                (name, settings)
+            })
+            .collect();
+        if let Some(settings) = inspected.network_settings.as_mut() {
+            settings.networks = Some(networks);
+        }
+    }
+    Ok(Json(docker::json(&inspected)))
 }
 
 /// `GET /containers/{id}/logs`: with `follow`, the stream ends when the

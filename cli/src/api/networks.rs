@@ -10,6 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::containers::blocking;
 use super::swarm::manager;
 use super::{docker, ApiError, ApiResult, Filters};
 use crate::daemon::Daemon;
@@ -38,14 +39,53 @@ pub async fn list(State(daemon): State<Arc<Daemon>>, Query(q): Query<ListQuery>)
     Ok(Json(docker::json(&out)))
 }
 
-/// A network as the managers know it. The node-local part Docker shows on
-/// a node (`Containers` attached there, `Peers`) comes from this node's
-/// network map: once the daemon keeps one, pass it through
-/// `docker::with_node_view` here.
+/// A network as the managers know it, with the part Docker shows on a node
+/// from this node's network map: the containers attached here (by
+/// container ID) and the nodes on the network (`Peers`, by node ID and
+/// underlay address, this one included).
 pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let m = manager(&daemon).await?;
-    let state = m.store().read();
-    Ok(Json(docker::json(&docker::network(state.find_network(&id)?))))
+    let network = {
+        let state = m.store().read();
+        docker::network(state.find_network(&id)?)
+    };
+    let network_id = network.network.id.clone().unwrap_or_default();
+    let Some(node) = daemon.node_network().await else { return Ok(Json(docker::json(&network))) };
+    let map = node.map().await;
+    let local: Vec<_> = map.endpoints_on(&network_id).filter(|e| e.node_id == node.node_id()).cloned().collect();
+    let containers = blocking(&daemon.runtime, |rt| rt.list_containers()).await.unwrap_or_default();
+    let attached = local
+        .iter()
+        .filter_map(|e| {
+            let c = containers.iter().find(|c| c.labels.get(shoal_agent::labels::TASK_ID) == Some(&e.task_id))?;
+            let octets = e.addr.addr.octets();
+            let endpoint = bollard_stubs::models::EndpointResource {
+                name: Some(c.name.clone()),
+                endpoint_id: Some(e.task_id.clone()),
+                mac_address: Some(format!(
+                    "02:42:{:02x}:{:02x}:{:02x}:{:02x}",
+                    octets[0], octets[1], octets[2], octets[3]
+                )),
+                ipv4_address: Some(e.addr.to_string()),
+                ipv6_address: Some(String::new()),
+            };
+            Some((c.id.clone(), endpoint))
+        })
+        .collect();
+    let mut on: std::collections::BTreeSet<&str> = map.endpoints_on(&network_id).map(|e| e.node_id.as_str()).collect();
+    on.insert(node.node_id());
+    let peers = on
+        .into_iter()
+        .filter_map(|id| {
+            let ip = if id == node.node_id() {
+                m.store().read().nodes.get(id).and_then(|n| n.status.as_ref()).map(|s| s.addr.clone())
+            } else {
+                map.peers.get(id).map(|ip| ip.to_string())
+            }?;
+            Some(bollard_stubs::models::PeerInfo { name: Some(id.to_string()), ip: Some(ip) })
+        })
+        .collect();
+    Ok(Json(docker::json(&docker::with_node_view(network, attached, peers))))
 }
 
 pub async fn create(State(daemon): State<Arc<Daemon>>, body: axum::body::Bytes) -> ApiResult<Response> {

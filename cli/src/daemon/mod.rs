@@ -205,6 +205,11 @@ impl Daemon {
         Ok(Member { identity, manager, agent_stop, agent, network })
     }
 
+    /// This node's networks, when it is in a swarm that has given it some.
+    pub async fn node_network(&self) -> Option<Arc<NodeNetwork>> {
+        self.swarm.read().await.as_ref().and_then(|m| m.network.get().cloned())
+    }
+
     /// Opens the node's networks (`<data-root>/mesh`), the node's advertised address being
     /// the overlays' underlay. A node whose networks cannot be opened still runs tasks that
     /// need none; the reason is logged, and tasks attached to networks are rejected with it.
