@@ -23,7 +23,7 @@ mod reporter;
 mod session;
 mod worker;
 
-pub use session::{attach_network, detach_network, run, AgentConfig, Told};
+pub use session::{attach_network, connect, detach_network, run, AgentConfig, Told};
 
 /// Labels every task container carries, as Docker's swarm containers do.
 pub mod labels {

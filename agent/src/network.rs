@@ -202,7 +202,42 @@ impl NodeNetwork {
                 addr.parse().map_err(|e| format!("the task's address {addr} on network {}: {e}", n.network_id))?;
             attachments.push(Attachment { network_id: n.network_id.clone(), addr });
         }
-        let id = &task.id;
+        let made = self.prepare_sandbox(&task.id, &attachments, &dns_config, hostname).await;
+        if made.is_err() {
+            self.release(task).await;
+        }
+        made
+    }
+
+    /// Gives a standalone container's sandbox `id` its place on an attachable network: the
+    /// address the managers gave its attachment (`addr`, CIDR), the network's resolver.
+    pub async fn prepare_standalone(
+        &self,
+        id: &str,
+        network_id: &str,
+        addr: &str,
+        dns_config: &shoal_proto::DnsConfig,
+        hostname: &str,
+    ) -> Result<TaskNetwork, String> {
+        let addr: Cidr = addr.parse().map_err(|e| format!("the container's address {addr}: {e}"))?;
+        let attachments = [Attachment { network_id: network_id.to_string(), addr }];
+        let made = self.prepare_sandbox(id, &attachments, dns_config, hostname).await;
+        if made.is_err() {
+            self.resolver.forget(addr.addr);
+            self.remove_sandbox(id).await;
+        }
+        made
+    }
+
+    /// Sandbox `id` on `attachments` (or the default bridge when there are none), with the
+    /// resolver set up for its addresses.
+    async fn prepare_sandbox(
+        &self,
+        id: &str,
+        attachments: &[Attachment],
+        dns_config: &shoal_proto::DnsConfig,
+        hostname: &str,
+    ) -> Result<TaskNetwork, String> {
         let netns = self.mesh.create_sandbox(id).await.map_err(|e| e.to_string())?;
         let made = async {
             if attachments.is_empty() {
@@ -210,14 +245,14 @@ impl NodeNetwork {
                     Some(i) => i,
                     None => self.mesh.connect_default_bridge(id).await.map_err(|e| e.to_string())?,
                 };
-                let resolv = dns::bridge_resolv_conf(&dns_config, &self.host).map_err(|e| e.to_string())?;
-                return Ok((vec![interface], resolv));
+                let resolv = dns::bridge_resolv_conf(dns_config, &self.host).map_err(|e| e.to_string())?;
+                return Ok::<_, String>((vec![interface], resolv));
             }
-            self.wait_for(&attachments).await?;
-            let interfaces = self.mesh.connect(id, &attachments).await.map_err(|e| e.to_string())?;
-            let first = interfaces.first().ok_or("the sandbox has no interface")?;
-            let resolv = dns::resolv_conf(first.gateway, &dns_config, &self.host).map_err(|e| e.to_string())?;
-            let forwarders = dns::container_forwarders(&dns_config).map_err(|e| e.to_string())?;
+            self.wait_for(attachments).await?;
+            let interfaces = self.mesh.connect(id, attachments).await.map_err(|e| e.to_string())?;
+            let first = interfaces.first().ok_or_else(|| "the sandbox has no interface".to_string())?;
+            let resolv = dns::resolv_conf(first.gateway, dns_config, &self.host).map_err(|e| e.to_string())?;
+            let forwarders = dns::container_forwarders(dns_config).map_err(|e| e.to_string())?;
             for i in interfaces.iter().filter(|i| attachments.iter().any(|a| a.addr == i.addr)) {
                 self.resolver.set_forwarders(i.addr.addr, forwarders.clone()).map_err(|e| e.to_string())?;
                 self.resolver.set_search(i.addr.addr, &dns_config.search).map_err(|e| e.to_string())?;
@@ -225,13 +260,7 @@ impl NodeNetwork {
             Ok((interfaces, resolv))
         }
         .await;
-        let (interfaces, resolv_conf) = match made {
-            Ok(m) => m,
-            Err(e) => {
-                self.release(task).await;
-                return Err(e);
-            }
-        };
+        let (interfaces, resolv_conf): (Vec<Interface>, String) = made?;
         let hosts = interfaces
             .iter()
             .filter(|_| !hostname.is_empty())
@@ -270,6 +299,14 @@ impl NodeNetwork {
             }
         }
         self.remove_sandbox(&task.id).await;
+    }
+
+    /// Takes standalone sandbox `id` away, with the resolver's settings for its addresses.
+    pub async fn release_standalone(&self, id: &str) {
+        for i in self.mesh.interfaces(id).await.unwrap_or_default() {
+            self.resolver.forget(i.addr.addr);
+        }
+        self.remove_sandbox(id).await;
     }
 
     async fn remove_sandbox(&self, id: &str) {

@@ -97,7 +97,8 @@ pub async fn run(
     running.wait().await;
 }
 
-async fn connect(addr: &str, tls: &ClientTlsConfig) -> Result<DispatcherClient<Channel>, String> {
+/// A client of the dispatcher of the manager at `addr`, over mutual TLS.
+pub async fn connect(addr: &str, tls: &ClientTlsConfig) -> Result<DispatcherClient<Channel>, String> {
     let endpoint = Endpoint::from_shared(format!("https://{addr}"))
         .map_err(|e| format!("bad manager address {addr}: {e}"))?
         .tls_config(tls.clone())

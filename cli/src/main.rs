@@ -665,7 +665,8 @@ struct CreateArgs {
     /// Give the container a host device: /dev/host[:/dev/container][:rwm].
     #[arg(long, value_parser = commands::container::parse_device)]
     device: Vec<shoal_runtime::Device>,
-    /// The container's network: none or bridge (its own namespace, loopback only) or host.
+    /// The container's network: none or bridge (its own namespace, loopback only), host, or
+    /// an attachable overlay network of the swarm (its name or ID).
     #[arg(long, default_value = "default")]
     network: String,
     /// A name server for the container's resolv.conf.

@@ -49,7 +49,7 @@ services:
     stop_grace_period: 1s
     networks: [secret]
 networks:
-  front: {}
+  front: { attachable: true }
   back: {}
   secret: { internal: true }
 "#;
@@ -243,6 +243,36 @@ fn services_find_and_reach_each_other_on_any_node_and_nothing_else() {
     let shown: BTreeSet<String> =
         network[0]["Containers"].as_object().map(|c| c.keys().cloned().collect()).unwrap_or_default();
     assert!(here.is_subset(&shown), "n1's containers {here:?}, shown {shown:?}");
+
+    // A standalone container on the attachable network, on a worker: it reaches the service
+    // by name and is found by its own; a network that is not attachable is refused; removed,
+    // it leaves no sandbox and no name.
+    let probe_node = "n2";
+    let id =
+        lab.on(probe_node, &["run", "-d", "--name", "probe", "--network", "app_front", "demo:1", "sleep", "100000"]);
+    let probe = Task { node: probe_node.into(), container: id.trim().to_string(), addr: String::new() };
+    must_fetch(&lab, &probe, "http://web:8080/");
+    let own = sh_ok(&lab, &probe, "ip -4 -o addr show eth0");
+    let own = own.split_whitespace().nth(3).and_then(|a| a.split('/').next()).unwrap_or_default().to_string();
+    assert!(own.starts_with("10."), "the probe's address: {own}");
+    eventually(Duration::from_secs(10), "the probe's name to resolve", || {
+        (lookup(&lab, &client, "probe") == BTreeSet::from([own.clone()])).then_some(())
+    });
+    let err = lab.on_fails(probe_node, &["run", "--rm", "--network", "app_back", "demo:1", "true"]);
+    assert!(err.contains("attachable"), "{err}");
+    let err = lab.on_fails(probe_node, &["run", "--rm", "--network", "nowhere", "demo:1", "true"]);
+    assert!(err.contains("network nowhere not found"), "{err}");
+    lab.on(probe_node, &["container", "rm", "-f", "probe"]);
+    let standalone = || {
+        let dir = lab.root.path().join("machines").join(probe_node).join("data/mesh/netns");
+        std::fs::read_dir(dir)
+            .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("c-")).count())
+            .unwrap_or(0)
+    };
+    assert_eq!(standalone(), 0, "a standalone sandbox left on {probe_node}");
+    eventually(Duration::from_secs(10), "the probe's name to go", || {
+        lookup(&lab, &client, "probe").is_empty().then_some(())
+    });
 
     // DNS follows scaling.
     for n in [5, 1] {

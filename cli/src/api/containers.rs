@@ -18,6 +18,7 @@ use shoal_runtime::{ContainerState, Runtime};
 use super::attach;
 use super::logs::{LogQuery, LogSource};
 use super::{docker, ApiError, ApiResult};
+use crate::daemon::attach::{AttachError, SANDBOX_LABEL};
 use crate::daemon::containers::Start;
 use crate::daemon::Daemon;
 
@@ -89,13 +90,55 @@ pub async fn create(
     Query(q): Query<CreateQuery>,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let v: Value =
+    let mut v: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    let spec = docker::parse_container_create(&v, &q.name.unwrap_or_default())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let c = daemon.containers.create(spec).await?;
-    let created = bollard_stubs::models::ContainerCreateResponse { id: c.id, warnings: Vec::new() };
-    Ok((StatusCode::CREATED, Json(docker::json(&created))).into_response())
+    let name = q.name.unwrap_or_default();
+    // A swarm network: parsed as the default, then joined through the node's mesh.
+    let network = match v.pointer("/HostConfig/NetworkMode").and_then(Value::as_str) {
+        Some(m) if !matches!(m, "" | "default" | "none" | "bridge" | "host") && !m.starts_with("container:") => {
+            let m = m.to_string();
+            v["HostConfig"]["NetworkMode"] = Value::from("default");
+            Some(m)
+        }
+        _ => None,
+    };
+    let mut spec = docker::parse_container_create(&v, &name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let Some(network) = network else {
+        let c = daemon.containers.create(spec).await?;
+        let created = bollard_stubs::models::ContainerCreateResponse { id: c.id, warnings: Vec::new() };
+        return Ok((StatusCode::CREATED, Json(docker::json(&created))).into_response());
+    };
+    let strings = |key: &str| -> Vec<String> {
+        v.pointer(&format!("/HostConfig/{key}"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    let dns = shoal_proto::DnsConfig {
+        nameservers: strings("Dns"),
+        search: strings("DnsSearch"),
+        options: strings("DnsOptions"),
+    };
+    let hostname = spec.hostname.clone().unwrap_or_default();
+    let attached = daemon.attach_standalone(&network, &name, &dns, &hostname).await.map_err(|e| match e {
+        AttachError::NotFound(m) => ApiError::not_found(m),
+        AttachError::Refused(m) => ApiError::new(StatusCode::FORBIDDEN, m),
+        AttachError::Failed(m) => ApiError::internal(m),
+    })?;
+    spec.network = shoal_runtime::NetworkMode::Join(attached.network.netns.clone());
+    spec.resolv_conf = Some(attached.network.resolv_conf.clone());
+    spec.extra_hosts.extend(attached.network.hosts.iter().cloned());
+    spec.labels.insert(SANDBOX_LABEL.into(), attached.sandbox.clone());
+    match daemon.containers.create(spec).await {
+        Ok(c) => {
+            let created = bollard_stubs::models::ContainerCreateResponse { id: c.id, warnings: Vec::new() };
+            Ok((StatusCode::CREATED, Json(docker::json(&created))).into_response())
+        }
+        Err(e) => {
+            daemon.detach_standalone(&attached.sandbox).await;
+            Err(e.into())
+        }
+    }
 }
 
 /// `POST /containers/{id}/start`: `304` when it runs already.
@@ -285,14 +328,19 @@ pub async fn remove(
     Query(q): Query<RemoveQuery>,
 ) -> ApiResult<StatusCode> {
     let (force, volumes) = (truthy(&q.force), truthy(&q.v));
-    blocking(&daemon.runtime, move |rt| {
+    let sandbox = blocking(&daemon.runtime, move |rt| {
+        let sandbox = rt.container(&id).ok().and_then(|c| c.labels.get(SANDBOX_LABEL).cloned());
         if volumes {
-            rt.remove_container_and_volumes(&id, force)
+            rt.remove_container_and_volumes(&id, force)?;
         } else {
-            rt.remove_container(&id, force)
+            rt.remove_container(&id, force)?;
         }
+        Ok(sandbox)
     })
     .await?;
+    if let Some(sandbox) = sandbox {
+        daemon.detach_standalone(&sandbox).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

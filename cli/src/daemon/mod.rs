@@ -7,6 +7,7 @@
 //! Architecture invariant: the HTTP API calls into the daemon, never the
 //! reverse; nothing here knows HTTP.
 
+pub mod attach;
 pub mod containers;
 pub mod exec;
 mod identity;
@@ -153,6 +154,7 @@ impl Daemon {
             shutdown,
         });
         daemon.containers.resume();
+        daemon.shutdown.spawn(daemon.clone().sweep_standalone_forever());
         if let Some(identity) = NodeIdentity::load(&daemon.config.data_root)? {
             tracing::info!(node = %identity.node_id, "rejoining the swarm this node was in");
             let member = daemon.start_member(identity, None).await?;
