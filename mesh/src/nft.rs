@@ -47,22 +47,33 @@ const NFT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs `nft` with `args` in the network namespace `ns`, the batch `script` on its stdin;
 /// returns its stdout.
 pub(crate) async fn run(ns: BorrowedFd<'_>, args: &[&str], script: &str, what: &str) -> Result<String, MeshError> {
-    let fd = ns.as_raw_fd();
-    let mut command = tokio::process::Command::new("nft");
-    command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    // SAFETY: only setns(2), a system call safe between fork and exec; `fd` stays open in
-    // the parent (borrowed) until the child has exec'd.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     let nft_error = |message: String| MeshError::Nft { what: what.to_string(), message };
-    let mut child = command
-        .spawn()
+    let ns = ns.try_clone_to_owned().map_err(|e| nft_error(format!("duplicating the namespace's descriptor: {e}")))?;
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    // Spawning returns once the child has exec'd, and its setns(2) can wait on the kernel
+    // for as long as namespaces are being torn down: on the blocking pool, so that the
+    // runtime's workers (the resolver, the heartbeats) never wait with it.
+    let spawned = tokio::task::spawn_blocking(move || {
+        let fd = ns.as_raw_fd();
+        let mut command = tokio::process::Command::new("nft");
+        command.args(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        // SAFETY: only setns(2), a system call safe between fork and exec; `ns` stays open
+        // until the child has exec'd (spawn returns after the exec).
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn();
+        drop(ns);
+        child
+    })
+    .await
+    .map_err(|e| nft_error(format!("starting nft: {e}")))?;
+    let mut child = spawned
         .map_err(|e| nft_error(format!("cannot run nft ({e}): install nftables (the nft command) on this node")))?;
     let mut stdin = child.stdin.take().ok_or_else(|| nft_error("no stdin".into()))?;
     let script = script.to_string();

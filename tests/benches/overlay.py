@@ -15,8 +15,11 @@ container's network), the servers in their tasks' containers.
               (the underlay), TCP, 1 stream, SECONDS each, ROUNDS interleaved.
   latency:    TCP round trips (1 byte each way, 5000 per run) over the same
               two paths: p50/p99.
-  vip:        wrk against the web service's virtual IP vs the same task's own
-              address, same client, same server: requests/s and p99.
+  vip:        wrk (1 thread, 10 keep-alive connections) against the web
+              service's virtual IP vs the same task's own address, same client,
+              same server (Python's HTTP/1.1 server in the web task's network
+              namespace: busybox httpd closes every connection, which would
+              measure port exhaustion): requests/s and p99.
   propagation: `service scale web=N+1` returning -> the new task's address in
               `tasks.web` as the client's resolver answers on the other host,
               TRIALS trials: p50/p99.
@@ -55,6 +58,19 @@ services:
     networks: [net]
 networks:
   net: {}
+"""
+
+# An HTTP/1.1 server with keep-alive: `keepalive_server.py PORT`.
+HTTP = r"""
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = b"hello from shoal\n"
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
 """
 
 # A TCP ping-pong: `rr.py server PORT` or `rr.py client ADDR PORT COUNT` (prints the
@@ -217,18 +233,27 @@ def run(lab):
         lat[k] = (pct(us, 50), pct(us, 99))
         print(f"  round trip {k}: p50 {lat[k][0]} us, p99 {lat[k][1]} us", flush=True)
 
-    # VIP vs the task's own address.
+    # VIP vs the task's own address, one keep-alive server in the web task's namespace.
+    http = os.path.join(lab.root, "keepalive_server.py")
+    with open(http, "w") as f:
+        f.write(HTTP)
+    server = subprocess.Popen(["nsenter", f"--net={netns(web)}", "python3", http, "8081"])
+    time.sleep(1)
     wrk = {"vip": vip, "direct": web["addr"]}
     rps = {k: [] for k in wrk}
     p99 = {k: [] for k in wrk}
-    for r in range(ROUNDS):
-        order = list(wrk) if r % 2 == 0 else list(reversed(wrk))
-        for k in order:
-            out = subprocess.run(in_client + ["wrk", "-t1", "-c10", f"-d{SECONDS}s", "--latency",
-                                              f"http://{wrk[k]}:8080/"], capture_output=True, text=True, check=True)
-            rps[k].append(float(next(l for l in out.stdout.splitlines() if l.startswith("Requests/sec")).split()[1]))
-            p99[k].append(ms(next(l for l in out.stdout.splitlines() if l.strip().startswith("99%")).split()[1]))
-            print(f"  wrk {k}: {rps[k][-1]:.0f} req/s, p99 {p99[k][-1]:.2f} ms", flush=True)
+    try:
+        for r in range(ROUNDS):
+            order = list(wrk) if r % 2 == 0 else list(reversed(wrk))
+            for k in order:
+                out = subprocess.run(in_client + ["wrk", "-t1", "-c10", f"-d{SECONDS}s", "--latency",
+                                                  f"http://{wrk[k]}:8081/"], capture_output=True, text=True, check=True)
+                lines = out.stdout.splitlines()
+                rps[k].append(float(next(x for x in lines if x.startswith("Requests/sec")).split()[1]))
+                p99[k].append(ms(next(x for x in lines if x.strip().startswith("99%")).split()[1]))
+                print(f"  wrk {k}: {rps[k][-1]:.0f} req/s, p99 {p99[k][-1]:.2f} ms", flush=True)
+    finally:
+        server.kill()
 
     # Propagation: scale up by one, time until the client's resolver lists the new task.
     waits = []
@@ -243,7 +268,7 @@ def run(lab):
             listed = set(resolve_all(in_client, client, "tasks.web"))
             if new and new <= listed:
                 break
-            if time.monotonic() - t0 > 30:
+            if time.monotonic() - t0 > 60:
                 sys.exit(f"tasks.web never listed {new}: {listed}")
             if not new:
                 new = set(t["addr"] for t in tasks("b_web")) - before
