@@ -24,7 +24,8 @@ container's network), the servers in their tasks' containers.
               `tasks.web` as the client's resolver answers on the other host,
               TRIALS trials: p50/p99.
 
-Env: ROUNDS (3), SECONDS (10), TRIALS (20), SHOAL (a built binary).
+Env: ROUNDS (3), SECONDS (10), TRIALS (20), SHOAL (a built binary), PARTS
+(throughput,latency,vip,propagation: the parts to run).
 """
 
 import json
@@ -41,6 +42,7 @@ from benchlab import ROOT, Lab  # noqa: E402
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 SECONDS = int(os.environ.get("SECONDS", "10"))
 TRIALS = int(os.environ.get("TRIALS", "20"))
+PARTS = os.environ.get("PARTS", "throughput,latency,vip,propagation").split(",")
 
 STACK = """
 services:
@@ -65,6 +67,7 @@ HTTP = r"""
 import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     def do_GET(self):
         body = b"hello from shoal\n"
         self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
@@ -196,96 +199,105 @@ def run(lab):
           f"web {web['addr']} on {web['node']}, VIP {vip}", flush=True)
 
     other = ips["node"]
-    # The underlay's server: iperf3 in the other host's own namespace.
-    under_server = subprocess.Popen(machine_ns(other) + ["iperf3", "-s"], stdout=subprocess.DEVNULL)
-    time.sleep(0.5)
-    paths = {
-        "overlay": in_client + ["iperf3", "-c", ips["addr"]],
-        "underlay": machine_ns(client["node"]) + ["iperf3", "-c", addr[other]],
-    }
-    gbps = {k: [] for k in paths}
-    try:
-        for r in range(ROUNDS):
-            order = list(paths) if r % 2 == 0 else list(reversed(paths))
-            for k in order:
-                out = subprocess.run(paths[k] + ["-t", str(SECONDS), "-J"], capture_output=True, text=True)
-                bps = json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]
-                gbps[k].append(bps / 1e9)
-                print(f"  iperf3 {k}: {bps / 1e9:.2f} Gbit/s", flush=True)
-    finally:
-        under_server.kill()
+    gbps, lat, rps, p99, waits = {}, {}, {}, {}, []
+    if "throughput" in PARTS:
+        # The underlay's server: iperf3 in the other host's own namespace.
+        under_server = subprocess.Popen(machine_ns(other) + ["iperf3", "-s"], stdout=subprocess.DEVNULL)
+        time.sleep(0.5)
+        paths = {
+            "overlay": in_client + ["iperf3", "-c", ips["addr"]],
+            "underlay": machine_ns(client["node"]) + ["iperf3", "-c", addr[other]],
+        }
+        gbps = {k: [] for k in paths}
+        try:
+            for r in range(ROUNDS):
+                order = list(paths) if r % 2 == 0 else list(reversed(paths))
+                for k in order:
+                    out = subprocess.run(paths[k] + ["-t", str(SECONDS), "-J"], capture_output=True, text=True)
+                    bps = json.loads(out.stdout)["end"]["sum_received"]["bits_per_second"]
+                    gbps[k].append(bps / 1e9)
+                    print(f"  iperf3 {k}: {bps / 1e9:.2f} Gbit/s", flush=True)
+        finally:
+            under_server.kill()
 
-    # Round trips: the server in the iperf3 task's namespace and in the other host's.
-    rr = os.path.join(lab.root, "rr.py")
-    with open(rr, "w") as f:
-        f.write(RR)
-    lat = {}
-    for k, server_ns, client_ns, target in [
-        ("overlay", ["nsenter", f"--net={netns(ips)}"], in_client, ips["addr"]),
-        ("underlay", machine_ns(other), machine_ns(client["node"]), addr[other]),
-    ]:
-        server = subprocess.Popen(server_ns + ["python3", rr, "server", "7777"], stdout=subprocess.PIPE, text=True)
-        server.stdout.readline()
-        out = subprocess.run(client_ns + ["python3", rr, "client", target, "7777", "5000"],
-                             capture_output=True, text=True, check=True)
-        server.kill()
-        us = [int(x) for x in out.stdout.split()]
-        lat[k] = (pct(us, 50), pct(us, 99))
-        print(f"  round trip {k}: p50 {lat[k][0]} us, p99 {lat[k][1]} us", flush=True)
+    if "latency" in PARTS:
+        # Round trips: the server in the iperf3 task's namespace and in the other host's.
+        rr = os.path.join(lab.root, "rr.py")
+        with open(rr, "w") as f:
+            f.write(RR)
+        lat = {}
+        for k, server_ns, client_ns, target in [
+            ("overlay", ["nsenter", f"--net={netns(ips)}"], in_client, ips["addr"]),
+            ("underlay", machine_ns(other), machine_ns(client["node"]), addr[other]),
+        ]:
+            server = subprocess.Popen(server_ns + ["python3", rr, "server", "7777"], stdout=subprocess.PIPE, text=True)
+            server.stdout.readline()
+            out = subprocess.run(client_ns + ["python3", rr, "client", target, "7777", "5000"],
+                                 capture_output=True, text=True, check=True)
+            server.kill()
+            us = [int(x) for x in out.stdout.split()]
+            lat[k] = (pct(us, 50), pct(us, 99))
+            print(f"  round trip {k}: p50 {lat[k][0]} us, p99 {lat[k][1]} us", flush=True)
 
-    # VIP vs the task's own address, one keep-alive server in the web task's namespace.
-    http = os.path.join(lab.root, "keepalive_server.py")
-    with open(http, "w") as f:
-        f.write(HTTP)
-    server = subprocess.Popen(["nsenter", f"--net={netns(web)}", "python3", http, "8081"])
-    time.sleep(1)
-    wrk = {"vip": vip, "direct": web["addr"]}
-    rps = {k: [] for k in wrk}
-    p99 = {k: [] for k in wrk}
-    try:
-        for r in range(ROUNDS):
-            order = list(wrk) if r % 2 == 0 else list(reversed(wrk))
-            for k in order:
-                out = subprocess.run(in_client + ["wrk", "-t1", "-c10", f"-d{SECONDS}s", "--latency",
-                                                  f"http://{wrk[k]}:8081/"], capture_output=True, text=True, check=True)
-                lines = out.stdout.splitlines()
-                rps[k].append(float(next(x for x in lines if x.startswith("Requests/sec")).split()[1]))
-                p99[k].append(ms(next(x for x in lines if x.strip().startswith("99%")).split()[1]))
-                print(f"  wrk {k}: {rps[k][-1]:.0f} req/s, p99 {p99[k][-1]:.2f} ms", flush=True)
-    finally:
-        server.kill()
+    if "vip" in PARTS:
+        # VIP vs the task's own address, one keep-alive server in the web task's namespace.
+        http = os.path.join(lab.root, "keepalive_server.py")
+        with open(http, "w") as f:
+            f.write(HTTP)
+        server = subprocess.Popen(["nsenter", f"--net={netns(web)}", "python3", http, "8081"], stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        wrk = {"vip": vip, "direct": web["addr"]}
+        rps = {k: [] for k in wrk}
+        p99 = {k: [] for k in wrk}
+        try:
+            for r in range(ROUNDS):
+                order = list(wrk) if r % 2 == 0 else list(reversed(wrk))
+                for k in order:
+                    out = subprocess.run(in_client + ["wrk", "-t1", "-c10", f"-d{SECONDS}s", "--latency",
+                                                      f"http://{wrk[k]}:8081/"], capture_output=True, text=True, check=True)
+                    lines = out.stdout.splitlines()
+                    rps[k].append(float(next(x for x in lines if x.startswith("Requests/sec")).split()[1]))
+                    p99[k].append(ms(next(x for x in lines if x.strip().startswith("99%")).split()[1]))
+                    print(f"  wrk {k}: {rps[k][-1]:.0f} req/s, p99 {p99[k][-1]:.2f} ms", flush=True)
+        finally:
+            server.kill()
 
-    # Propagation: scale up by one, time until the client's resolver lists the new task.
-    waits = []
-    n = 1
-    for _ in range(TRIALS):
-        before = set(t["addr"] for t in tasks("b_web"))
-        ssh("n1", "shoal", "service", "scale", f"b_web={n + 1}")
-        t0 = time.monotonic()
-        n += 1
-        new = set(t["addr"] for t in tasks("b_web")) - before
-        while True:
-            listed = set(resolve_all(in_client, client, "tasks.web"))
-            if new and new <= listed:
-                break
-            if time.monotonic() - t0 > 60:
-                sys.exit(f"tasks.web never listed {new}: {listed}")
-            if not new:
-                new = set(t["addr"] for t in tasks("b_web")) - before
-            time.sleep(0.005)
-        waits.append((time.monotonic() - t0) * 1000)
-        print(f"  propagation: {waits[-1]:.0f} ms", flush=True)
+    if "propagation" in PARTS:
+        # Propagation: scale up by one, time until the client's resolver lists the new task.
+        waits = []
+        n = 1
+        for _ in range(TRIALS):
+            before = set(t["addr"] for t in tasks("b_web"))
+            ssh("n1", "shoal", "service", "scale", f"b_web={n + 1}")
+            t0 = time.monotonic()
+            n += 1
+            new = set(t["addr"] for t in tasks("b_web")) - before
+            while True:
+                listed = set(resolve_all(in_client, client, "tasks.web"))
+                if new and new <= listed:
+                    break
+                if time.monotonic() - t0 > 60:
+                    sys.exit(f"tasks.web never listed {new}: {listed}")
+                if not new:
+                    new = set(t["addr"] for t in tasks("b_web")) - before
+                time.sleep(0.005)
+            waits.append((time.monotonic() - t0) * 1000)
+            print(f"  propagation: {waits[-1]:.0f} ms", flush=True)
 
     med = statistics.median
     print("\nsummary")
-    print(f"throughput overlay {med(gbps['overlay']):.2f} Gbit/s, underlay {med(gbps['underlay']):.2f} Gbit/s: "
-          f"{med(gbps['overlay']) / med(gbps['underlay']):.2f}x")
-    print(f"round trip p50/p99 overlay {lat['overlay'][0]}/{lat['overlay'][1]} us, "
-          f"underlay {lat['underlay'][0]}/{lat['underlay'][1]} us")
-    print(f"vip {med(rps['vip']):.0f} req/s p99 {med(p99['vip']):.2f} ms, direct {med(rps['direct']):.0f} req/s "
-          f"p99 {med(p99['direct']):.2f} ms: {med(rps['vip']) / med(rps['direct']):.2f}x, "
-          f"added p99 {med(p99['vip']) - med(p99['direct']):.2f} ms")
-    print(f"propagation p50 {pct(waits, 50):.0f} ms, p99 {pct(waits, 99):.0f} ms over {len(waits)} trials")
+    if gbps:
+        print(f"throughput overlay {med(gbps['overlay']):.2f} Gbit/s, underlay {med(gbps['underlay']):.2f} Gbit/s: "
+              f"{med(gbps['overlay']) / med(gbps['underlay']):.2f}x")
+    if lat:
+        print(f"round trip p50/p99 overlay {lat['overlay'][0]}/{lat['overlay'][1]} us, "
+              f"underlay {lat['underlay'][0]}/{lat['underlay'][1]} us")
+    if rps:
+        print(f"vip {med(rps['vip']):.0f} req/s p99 {med(p99['vip']):.2f} ms, direct {med(rps['direct']):.0f} req/s "
+              f"p99 {med(p99['direct']):.2f} ms: {med(rps['vip']) / med(rps['direct']):.2f}x, "
+              f"added p99 {med(p99['vip']) - med(p99['direct']):.2f} ms")
+    if waits:
+        print(f"propagation p50 {pct(waits, 50):.0f} ms, p99 {pct(waits, 99):.0f} ms over {len(waits)} trials")
 
 
 def ms(s):
