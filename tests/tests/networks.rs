@@ -335,6 +335,10 @@ fn services_find_and_reach_each_other_on_any_node_and_nothing_else() {
     // kill -9 a daemon whose node runs a web task: its traffic keeps flowing, and the
     // restarted daemon re-adopts its devices (no duplicates).
     lab.on("n1", &["service", "scale", "app_web=3"]);
+    eventually(Duration::from_secs(10), "tasks.web to list the 3 tasks", || {
+        let listed = lookup(&lab, &client, "tasks.web");
+        (listed.len() == 3 && listed == addrs(&running_tasks(&lab, "app_web"))).then_some(())
+    });
     let target = eventually(Duration::from_secs(20), "a web task away from the client", || {
         let mut away: Vec<Task> =
             running_tasks(&lab, "app_web").into_iter().filter(|t| t.node != client.node).collect();
@@ -351,7 +355,13 @@ fn services_find_and_reach_each_other_on_any_node_and_nothing_else() {
         nodes.as_array().is_some_and(|a| a.iter().all(|n| n["Status"]["State"] == "ready")).then_some(())
     });
     must_fetch(&lab, &client, &format!("http://{}:8080/", target.addr));
-    must_fetch(&lab, &client, "http://web:8080/");
+    // The VIP spreads over every task, two of them only seconds old: once all answer, it does.
+    eventually(Duration::from_secs(15), "web's VIP to answer after the restart", || {
+        fetches(&lab, &client, "http://web:8080/").then_some(())
+    });
+    for _ in 0..6 {
+        must_fetch(&lab, &client, "http://web:8080/");
+    }
     assert_eq!(mesh_devices(&lab, &target.node), before, "devices on {} after the restart", target.node);
 
     // The stack goes: no network device or rule of it is left on any node.
