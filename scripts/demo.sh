@@ -2,7 +2,7 @@
 # Builds shoal and runs a one-node swarm with the demo stack, as root.
 #
 #   scripts/demo.sh        # build, start the daemon, init the swarm, deploy
-#   scripts/demo.sh down   # remove the stack and stop the daemon
+#   scripts/demo.sh down   # remove the stack, leave the swarm, stop the daemon
 #
 # The daemon keeps its state in /var/lib/shoal and listens on
 # /run/shoal/shoal.sock (shoal's defaults); its log is /var/log/shoal.log.
@@ -15,6 +15,8 @@ sock=/run/shoal/shoal.sock
 
 if [ "${1:-}" = down ]; then
   "$shoal" stack rm app || true
+  # Leaving removes the node's network devices and rules too.
+  "$shoal" swarm leave --force || true
   pkill -TERM -f "shoal daemon --data-root /var/lib/shoal" || true
   exit 0
 fi
