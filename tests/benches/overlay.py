@@ -33,7 +33,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -150,7 +149,7 @@ def run(lab):
     lab.sh("lab", "up", "--nodes", "2")
     machines = json.loads(lab.sh("machine", "ls", "--format", "json").stdout)
     addr = {m["Name"]: m["Address"] for m in machines}
-    fs = tempfile.mkdtemp(prefix="shoal-bench-rootfs-")
+    fs = os.path.join(lab.root, "rootfs")
     rootfs(fs)
     for m in addr:
         lab.sh("machine", "ssh", m, "--", "shoal", "image", "import", fs, "bench:1")
