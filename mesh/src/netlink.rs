@@ -62,6 +62,8 @@ pub(crate) struct Link {
     pub vxlan: Option<Vxlan>,
     /// A bridge port's `isolated` flag.
     pub isolated: Option<bool>,
+    /// A bridge port's `learning` flag.
+    pub port_learning: Option<bool>,
 }
 
 /// What the mesh sets of a VXLAN device.
@@ -245,6 +247,18 @@ impl Netlink {
         .await
     }
 
+    /// Turns off the bridge's learning on a port: the bridge then never ties an address to
+    /// it from the frames that arrive there.
+    pub(crate) async fn stop_port_learning(&self, link: &Link) -> Result<(), MeshError> {
+        if link.port_learning == Some(false) {
+            return Ok(());
+        }
+        let message = LinkBridgePort::new(link.index).learning(false).build();
+        self.handle.link().set_port(message).execute().await.map_err(|e| {
+            MeshError::netlink(self.what(format_args!("turning off learning on bridge port {}", link.name)), e)
+        })
+    }
+
     /// Sets a bridge port's `isolated` flag: isolated ports reach only the bridge's
     /// non-isolated ports (the bridge itself), not each other.
     pub(crate) async fn set_isolated(&self, link: &Link, isolated: bool) -> Result<(), MeshError> {
@@ -397,6 +411,45 @@ impl Netlink {
             .collect())
     }
 
+    /// The bridge's static forwarding entries that point at the port with `index` (MACs).
+    pub(crate) async fn port_fdb(&self, index: u32) -> Result<Vec<(Vec<u8>, NeighbourMessage)>, MeshError> {
+        Ok(self
+            .neighbour_messages(AddressFamily::Bridge, index)
+            .await?
+            .into_iter()
+            .filter(|m| {
+                m.header.state == NeighbourState::Noarp
+                    && !m.header.flags.contains(NeighbourFlags::Own)
+                    && m.attributes.iter().any(|a| matches!(a, NeighbourAttribute::Controller(_)))
+            })
+            .filter_map(|m| {
+                let mac = m.attributes.iter().find_map(|a| match a {
+                    NeighbourAttribute::LinkLayerAddress(mac) => Some(mac.clone()),
+                    _ => None,
+                })?;
+                Some((mac, m))
+            })
+            .collect())
+    }
+
+    /// Ties `mac` to the bridge port `link` (`bridge fdb replace MAC dev LINK master static`).
+    pub(crate) async fn add_port_fdb(&self, link: &Link, mac: &[u8]) -> Result<(), MeshError> {
+        self.handle
+            .neighbours()
+            .add_bridge(link.index, mac)
+            .flags(NeighbourFlags::Controller)
+            .state(NeighbourState::Noarp)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| {
+                MeshError::netlink(
+                    self.what(format_args!("adding bridge entry {} → {}", names::mac_string(mac), link.name)),
+                    e,
+                )
+            })
+    }
+
     pub(crate) async fn add_neighbour(&self, link: &Link, entry: &Neighbour) -> Result<(), MeshError> {
         self.handle
             .neighbours()
@@ -451,6 +504,7 @@ fn link_of(message: &LinkMessage) -> Link {
         mac: Vec::new(),
         vxlan: None,
         isolated: None,
+        port_learning: None,
     };
     for attribute in &message.attributes {
         match attribute {
@@ -465,6 +519,7 @@ fn link_of(message: &LinkMessage) -> Link {
                         LinkInfo::Data(InfoData::Vxlan(data)) => link.vxlan = Some(vxlan_of(data)),
                         LinkInfo::PortData(InfoPortData::BridgePort(data)) => {
                             link.isolated = Some(data.iter().any(|d| matches!(d, InfoBridgePort::Isolated(true))));
+                            link.port_learning = Some(data.iter().any(|d| matches!(d, InfoBridgePort::Learning(true))));
                         }
                         _ => {}
                     }
@@ -504,6 +559,10 @@ fn neighbour_of(message: &NeighbourMessage) -> Option<Neighbour> {
     for attribute in &message.attributes {
         match attribute {
             NeighbourAttribute::Destination(NeighbourAddress::Inet(addr)) => ip = Some(*addr),
+            // A bridge entry's destination comes unparsed (the family is the bridge's).
+            NeighbourAttribute::Destination(NeighbourAddress::Other(bytes)) => {
+                ip = <[u8; 4]>::try_from(bytes.as_slice()).ok().map(Ipv4Addr::from)
+            }
             NeighbourAttribute::LinkLayerAddress(lladdr) => mac = Some(lladdr.clone()),
             _ => {}
         }

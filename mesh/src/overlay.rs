@@ -3,7 +3,9 @@
 //! entry (IP → MAC) and a forwarding entry (MAC → the peer's underlay address) for every
 //! endpoint on another node. Frames for local endpoints stay on the bridge; the VXLAN device
 //! answers ARP for remote ones from its neighbour table and sends their frames to the node
-//! that has them, so nothing is flooded between nodes and nothing is learnt.
+//! that has them, so nothing is flooded between nodes and nothing is learnt. The bridge
+//! does not learn on the VXLAN port either: a static bridge entry per remote endpoint sends
+//! its frames there, so an address that moves between nodes is never held by a stale entry.
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
@@ -79,6 +81,11 @@ pub(crate) async fn converge(nl: &Netlink, links: &[Link], plan: &OverlayPlan) -
     };
     nl.set_mtu(&vxlan, plan.mtu).await?;
     nl.set_controller(&vxlan, bridge.index, &bridge_name).await?;
+    // The bridge must not learn endpoint addresses from frames that come in over VXLAN: an
+    // address (and so its MAC) freed on another node may next be given to a task here, and a
+    // learnt entry would keep sending its frames back to the VXLAN device until the new task
+    // happened to send one itself. Remote endpoints have forwarding entries of their own.
+    nl.stop_port_learning(&vxlan).await?;
     nl.set_up(&vxlan).await?;
     nl.set_up(&bridge).await?;
 
@@ -113,6 +120,24 @@ pub(crate) async fn converge(nl: &Netlink, links: &[Link], plan: &OverlayPlan) -
     }
     for entry in &missing {
         nl.add_fdb(&vxlan, entry).await?;
+    }
+
+    // The bridge sends a remote endpoint's frames straight to the VXLAN device, without
+    // flooding them to the local ports first.
+    let mut missing: Vec<Vec<u8>> = plan.remote.keys().map(|ip| names::mac(*ip).to_vec()).collect();
+    for (mac, message) in nl.port_fdb(vxlan.index).await? {
+        match missing.iter().position(|m| *m == mac) {
+            Some(i) => {
+                missing.swap_remove(i);
+            }
+            None => {
+                let what = format!("bridge entry {} on {vxlan_name}", names::mac_string(&mac));
+                nl.del_neighbour(message, &what).await?
+            }
+        }
+    }
+    for mac in &missing {
+        nl.add_port_fdb(&vxlan, mac).await?;
     }
     Ok(())
 }

@@ -476,6 +476,47 @@ fn sandboxes_on_two_nodes_reach_each_other_by_address_and_virtual_ip() {
 }
 
 #[test]
+fn an_address_that_moves_to_another_node_is_reached_there() {
+    let lab = Lab::new("move", 2);
+    let (a, b) = (lab.open(0), lab.open(1));
+    let before = MapBuilder::new(&lab, 2)
+        .network(NET, 4096, "10.30.1.0/24", false)
+        .endpoint(NET, "client1", "10.30.1.10/24", 0, "client")
+        .endpoint(NET, "web1", "10.30.1.20/24", 1, "web")
+        .build();
+    lab.apply(&a, &before);
+    lab.apply(&b, &before);
+    let client = lab.sandbox(&a, "client1", &[(NET, "10.30.1.10/24")]);
+    let web1 = lab.sandbox(&b, "web1", &[(NET, "10.30.1.20/24")]);
+    let server = Server::start(&web1, "web1");
+    assert_eq!(tcp(&client, "10.30.1.20:8080").as_deref(), Ok("web1"));
+    let vxlan = lab.on_node(0, &["ip", "-d", "link", "show", "sv-4096"]).expect("the VXLAN device");
+    assert!(vxlan.contains("learning off"), "the bridge learns on its VXLAN port: {vxlan}");
+    let fdb = lab.on_node(0, &["bridge", "fdb", "show", "dev", "sv-4096"]).expect("fdb");
+    assert!(fdb.contains("02:42:0a:1e:01:14 master sb-4096 static"), "no bridge entry for the remote task: {fdb}");
+    drop(server);
+
+    // The task goes from node 1 and its address is given to a new one on node 0, the
+    // client's: the client reaches the new task, which has sent nothing yet.
+    lab.block_on(b.remove_sandbox("web1")).expect("removing web1");
+    let after = MapBuilder::new(&lab, 2)
+        .network(NET, 4096, "10.30.1.0/24", false)
+        .endpoint(NET, "client1", "10.30.1.10/24", 0, "client")
+        .endpoint(NET, "web2", "10.30.1.20/24", 0, "web")
+        .endpoint(NET, "other", "10.30.1.30/24", 1, "other")
+        .build();
+    lab.apply(&a, &after);
+    lab.apply(&b, &after);
+    let web2 = lab.sandbox(&a, "web2", &[(NET, "10.30.1.20/24")]);
+    let other = lab.sandbox(&b, "other", &[(NET, "10.30.1.30/24")]);
+    let _server = Server::start(&web2, "web2");
+    assert_eq!(tcp(&client, "10.30.1.20:8080").as_deref(), Ok("web2"));
+    assert_eq!(tcp(&other, "10.30.1.20:8080").as_deref(), Ok("web2"));
+    let fdb = lab.on_node(0, &["bridge", "fdb", "show", "dev", "sv-4096"]).expect("fdb");
+    assert!(!fdb.contains("02:42:0a:1e:01:14"), "an entry for a task now local: {fdb}");
+}
+
+#[test]
 fn networks_are_isolated_and_only_non_internal_ones_lead_out() {
     let lab = Lab::new("iso", 2);
     let a = lab.open(0);

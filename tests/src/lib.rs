@@ -332,6 +332,21 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
     }
 }
 
+/// Like [`eventually`], but `f` says what it saw when not yet done; a timeout reports the
+/// last of it.
+pub fn eventually_ok<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(seen) => {
+                assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; last seen: {seen}")
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// One HTTP/1.0 request to the API socket at `socket`: (status, body).
 pub fn http(socket: &Path, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::process::{Child, Output};
 use std::time::Duration;
 
-use shoal_tests::{busybox_rootfs, eventually, Lab};
+use shoal_tests::{busybox_rootfs, eventually, eventually_ok, Lab};
 
 const STACK: &str = r#"
 services:
@@ -175,6 +175,27 @@ fn must_fetch(lab: &Lab, task: &Task, url: &str) {
     }
 }
 
+/// Waits for `name`, looked up from `from`, to answer exactly the addresses of `service`'s
+/// running tasks (`count` of them, when given); returns those tasks.
+#[track_caller]
+fn dns_lists(lab: &Lab, from: &Task, name: &str, service: &str, count: Option<usize>, timeout: Duration) -> Vec<Task> {
+    let what = format!("{name} to list {service}'s {count:?} running tasks");
+    eventually_ok(timeout, &what, || {
+        let tasks = running_tasks(lab, service);
+        let listed = lookup(lab, from, name);
+        if count.is_none_or(|n| n == tasks.len()) && listed == addrs(&tasks) {
+            return Ok(tasks);
+        }
+        let out = sh(lab, from, &format!("nslookup {name}"));
+        Err(format!(
+            "running {:?}, {name} answers {listed:?}; nslookup: {}{}",
+            addrs(&tasks),
+            text(&out.stdout),
+            text(&out.stderr)
+        ))
+    })
+}
+
 fn addrs(tasks: &[Task]) -> BTreeSet<String> {
     tasks.iter().map(|t| t.addr.clone()).collect()
 }
@@ -277,10 +298,7 @@ fn services_find_and_reach_each_other_on_any_node_and_nothing_else() {
     // DNS follows scaling.
     for n in [5, 1] {
         lab.on("n1", &["service", "scale", &format!("app_web={n}")]);
-        eventually(Duration::from_secs(10), &format!("tasks.web to list {n}"), || {
-            let listed = lookup(&lab, &client, "tasks.web");
-            (listed.len() == n && listed == addrs(&running_tasks(&lab, "app_web"))).then_some(())
-        });
+        dns_lists(&lab, &client, "tasks.web", "app_web", Some(n), Duration::from_secs(10));
     }
     must_fetch(&lab, &client, "http://web:8080/");
 
@@ -320,10 +338,7 @@ fn services_find_and_reach_each_other_on_any_node_and_nothing_else() {
     assert!(!sh_ok(&lab, &inside, "ip route").contains("default"), "an internal network has a default route");
 
     // Health: a task whose check fails leaves DNS (and the rotation) and is replaced.
-    let checked = eventually(Duration::from_secs(30), "tasks.checked to list app_checked's 2 healthy tasks", || {
-        let tasks = running_tasks(&lab, "app_checked");
-        (tasks.len() == 2 && lookup(&lab, &client, "tasks.checked") == addrs(&tasks)).then_some(tasks)
-    });
+    let checked = dns_lists(&lab, &client, "tasks.checked", "app_checked", Some(2), Duration::from_secs(30));
     let sick = checked[0].clone();
     sh_ok(&lab, &sick, "touch /sick");
     eventually(Duration::from_secs(20), "the unhealthy task to leave tasks.checked", || {
@@ -335,10 +350,7 @@ fn services_find_and_reach_each_other_on_any_node_and_nothing_else() {
     // kill -9 a daemon whose node runs a web task: its traffic keeps flowing, and the
     // restarted daemon re-adopts its devices (no duplicates).
     lab.on("n1", &["service", "scale", "app_web=3"]);
-    eventually(Duration::from_secs(10), "tasks.web to list the 3 tasks", || {
-        let listed = lookup(&lab, &client, "tasks.web");
-        (listed.len() == 3 && listed == addrs(&running_tasks(&lab, "app_web"))).then_some(())
-    });
+    dns_lists(&lab, &client, "tasks.web", "app_web", Some(3), Duration::from_secs(10));
     let target = eventually(Duration::from_secs(20), "a web task away from the client", || {
         let mut away: Vec<Task> =
             running_tasks(&lab, "app_web").into_iter().filter(|t| t.node != client.node).collect();
