@@ -117,8 +117,9 @@ impl NodeNetwork {
         self.map.lock().await.clone()
     }
 
-    /// Task `task_id`'s interfaces on overlay networks, with each network's id and name, in
-    /// the order they were made (`docker inspect`'s `NetworkSettings.Networks`).
+    /// Sandbox `task_id`'s (a task's or a standalone container's) interfaces on overlay
+    /// networks and the default bridge (`bridge`), with each network's id and name, in the
+    /// order they were made (`docker inspect`'s `NetworkSettings.Networks`).
     pub async fn task_interfaces(&self, task_id: &str) -> Vec<(String, String, Interface)> {
         let Ok(interfaces) = self.mesh.interfaces(task_id).await else { return Vec::new() };
         let map = self.map.lock().await;
@@ -128,6 +129,9 @@ impl NodeNetwork {
                 shoal_mesh::PortOn::Network { network_id } => {
                     let name = map.networks.get(network_id).map(|n| n.name.clone()).unwrap_or_default();
                     Some((network_id.clone(), name, i))
+                }
+                shoal_mesh::PortOn::Local { bridge: shoal_mesh::LocalBridge::Default } => {
+                    Some(("bridge".to_string(), "bridge".to_string(), i))
                 }
                 shoal_mesh::PortOn::Local { .. } => None,
             })
@@ -227,6 +231,62 @@ impl NodeNetwork {
             self.remove_sandbox(id).await;
         }
         made
+    }
+
+    /// Gives a standalone container's sandbox `id` its place on the node's default bridge
+    /// (Docker's `bridge`), with the node's resolvers.
+    pub async fn prepare_bridge(
+        &self,
+        id: &str,
+        dns_config: &shoal_proto::DnsConfig,
+        hostname: &str,
+    ) -> Result<TaskNetwork, String> {
+        let made = self.prepare_sandbox(id, &[], dns_config, hostname).await;
+        if made.is_err() {
+            self.remove_sandbox(id).await;
+        }
+        made
+    }
+
+    /// Connects the running standalone container's sandbox `id` to one more network: an
+    /// attachable overlay (`network_id`, with the address the managers gave, CIDR) or, with
+    /// `None`, the default bridge. Its interface comes after those it has.
+    pub async fn connect_standalone(&self, id: &str, to: Option<(&str, &str)>) -> Result<Interface, String> {
+        if self.mesh.sandbox_path(id).await.is_none() {
+            return Err(format!("its network sandbox {id} is gone"));
+        }
+        let Some((network_id, addr)) = to else {
+            return self.mesh.connect_default_bridge(id).await.map_err(|e| e.to_string());
+        };
+        let addr: Cidr = addr.parse().map_err(|e| format!("the container's address {addr}: {e}"))?;
+        let attachments = [Attachment { network_id: network_id.to_string(), addr }];
+        self.wait_for(&attachments).await?;
+        let interfaces = self.mesh.connect(id, &attachments).await.map_err(|e| e.to_string())?;
+        interfaces
+            .into_iter()
+            .find(|i| i.addr == addr)
+            .ok_or_else(|| format!("network {network_id}: the sandbox has no interface with {addr} once connected"))
+    }
+
+    /// Disconnects standalone sandbox `id` from overlay `network_id` (or, with `None`, the
+    /// default bridge); the resolver forgets the address it had there. Nothing if it is not on it.
+    pub async fn disconnect_standalone(&self, id: &str, network_id: Option<&str>) -> Result<(), String> {
+        let interfaces = self.mesh.interfaces(id).await.map_err(|e| e.to_string())?;
+        match network_id {
+            Some(network_id) => {
+                let on = shoal_mesh::PortOn::Network { network_id: network_id.to_string() };
+                for i in interfaces.iter().filter(|i| i.on == on) {
+                    self.resolver.forget(i.addr.addr);
+                }
+                self.mesh.disconnect(id, network_id).await.map_err(|e| e.to_string())
+            }
+            None => self.mesh.disconnect_default_bridge(id).await.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Sandbox `id`'s interfaces, in the order they were made.
+    pub async fn interfaces(&self, id: &str) -> Vec<Interface> {
+        self.mesh.interfaces(id).await.unwrap_or_default()
     }
 
     /// Sandbox `id` on `attachments` (or the default bridge when there are none), with the

@@ -498,6 +498,22 @@ enum NetworkCmd {
         #[arg(required = true)]
         networks: Vec<String>,
     },
+    /// Connect a standalone container to a network (`bridge` or an attachable overlay).
+    Connect {
+        /// Another name the container answers to on the network (repeatable).
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a standalone container from a network.
+    Disconnect {
+        /// Accepted for Docker's sake: disconnecting never waits.
+        #[arg(short, long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -665,8 +681,9 @@ struct CreateArgs {
     /// Give the container a host device: /dev/host[:/dev/container][:rwm].
     #[arg(long, value_parser = commands::container::parse_device)]
     device: Vec<shoal_runtime::Device>,
-    /// The container's network: none or bridge (its own namespace, loopback only), host, or
-    /// an attachable overlay network of the swarm (its name or ID).
+    /// The container's network: bridge (the default: the node's bridge, with NAT to the
+    /// outside, on a swarm node with networks; elsewhere its own namespace, loopback only),
+    /// none (loopback only), host, or an attachable overlay network of the swarm (its name or ID).
     #[arg(long, default_value = "default")]
     network: String,
     /// A name server for the container's resolv.conf.
@@ -1017,6 +1034,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             NetworkCmd::Ls { quiet, format } => commands::network::ls(c, quiet, format).await,
             NetworkCmd::Inspect { networks } => commands::network::inspect(c, &networks).await,
             NetworkCmd::Rm { networks } => commands::network::rm(c, &networks).await,
+            NetworkCmd::Connect { aliases, network, container } => {
+                commands::network::connect(c, &network, &container, &aliases).await
+            }
+            NetworkCmd::Disconnect { force, network, container } => {
+                commands::network::disconnect(c, &network, &container, force).await
+            }
         },
         Command::Image(ImageCmd::Import { change, source, reference }) => {
             commands::image::import(c, &source, &reference, &change).await

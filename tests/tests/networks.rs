@@ -175,6 +175,19 @@ fn must_fetch(lab: &Lab, task: &Task, url: &str) {
     }
 }
 
+/// Runs the stock docker CLI against machine `m`'s daemon; its output.
+#[track_caller]
+fn docker_cli(lab: &Lab, m: &str, args: &[&str]) -> String {
+    let socket = lab.socket(m);
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .output()
+        .expect("the docker CLI");
+    assert!(out.status.success(), "docker {args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
 /// Waits for `name`, looked up from `from`, to answer exactly the addresses of `service`'s
 /// running tasks (`count` of them, when given); returns those tasks.
 #[track_caller]
@@ -243,14 +256,7 @@ fn services_find_and_reach_each_other_on_any_node_and_nothing_else() {
     // The stock docker CLI: a task's container shows its address on its network; the
     // network shows the containers attached on the node asked and the nodes it spans.
     let docker = |m: &str, args: &[&str]| -> serde_json::Value {
-        let socket = lab.socket(m);
-        let out = std::process::Command::new("docker")
-            .args(args)
-            .env("DOCKER_HOST", format!("unix://{}", socket.display()))
-            .output()
-            .expect("the docker CLI");
-        assert!(out.status.success(), "docker {args:?}: {}", text(&out.stderr));
-        serde_json::from_slice(&out.stdout).expect("docker's JSON")
+        serde_json::from_str(&docker_cli(&lab, m, args)).expect("docker's JSON")
     };
     let inspected = docker(&client.node, &["inspect", &client.container]);
     let front = &inspected[0]["NetworkSettings"]["Networks"]["app_front"];
@@ -336,6 +342,37 @@ fn services_find_and_reach_each_other_on_any_node_and_nothing_else() {
     let inside = one_running(&lab, "app_inside");
     assert!(!fetches(&lab, &inside, &out_url), "an internal network reached out");
     assert!(!sh_ok(&lab, &inside, "ip route").contains("default"), "an internal network has a default route");
+
+    // Without --network, a standalone container is on its node's default bridge: an address
+    // of its own, the way out through its node, no overlay. The stock CLI's `network connect`
+    // puts it on an attachable overlay as well (a second interface: the service answers);
+    // `network disconnect` takes it off again.
+    let plain = lab.on(probe_node, &["run", "-d", "--name", "plain", "demo:1", "sleep", "100000"]);
+    let plain = Task { node: probe_node.into(), container: plain.trim().to_string(), addr: String::new() };
+    must_fetch(&lab, &plain, &out_url);
+    let web_vip = vip.iter().next().cloned().unwrap_or_default();
+    let vip_url = format!("http://{web_vip}:8080/");
+    assert!(!fetches(&lab, &plain, &vip_url), "the default bridge reached an overlay");
+    let networks_of = |c: &Task| -> BTreeSet<String> {
+        let inspected = docker(&c.node, &["inspect", &c.container]);
+        inspected[0]["NetworkSettings"]["Networks"].as_object().map(|n| n.keys().cloned().collect()).unwrap_or_default()
+    };
+    assert_eq!(networks_of(&plain), BTreeSet::from(["bridge".to_string()]));
+    docker_cli(&lab, probe_node, &["network", "connect", "app_front", "plain"]);
+    assert_eq!(networks_of(&plain), BTreeSet::from(["bridge".to_string(), "app_front".to_string()]));
+    assert!(sh_ok(&lab, &plain, "ip -o link").contains("eth1"), "no second interface");
+    must_fetch(&lab, &plain, &vip_url);
+    must_fetch(&lab, &plain, &out_url);
+    let err = lab.on_fails(probe_node, &["network", "connect", "app_back", "plain"]);
+    assert!(err.contains("attachable"), "{err}");
+    docker_cli(&lab, probe_node, &["network", "disconnect", "app_front", "plain"]);
+    assert!(!fetches(&lab, &plain, &vip_url), "still on the overlay after disconnect");
+    assert!(!sh_ok(&lab, &plain, "ip -o link").contains("eth1"), "the interface stayed");
+    must_fetch(&lab, &plain, &out_url);
+    let err = lab.on_fails(probe_node, &["network", "disconnect", "app_front", "plain"]);
+    assert!(err.contains("not connected"), "{err}");
+    lab.on(probe_node, &["container", "rm", "-f", "plain"]);
+    assert_eq!(standalone(), 0, "a standalone sandbox left on {probe_node}");
 
     // Health: a task whose check fails leaves DNS (and the rotation) and is replaced.
     let checked = dns_lists(&lab, &client, "tasks.checked", "app_checked", Some(2), Duration::from_secs(30));

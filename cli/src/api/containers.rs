@@ -102,12 +102,9 @@ pub async fn create(
         }
         _ => None,
     };
+    let bridge =
+        matches!(v.pointer("/HostConfig/NetworkMode").and_then(Value::as_str), None | Some("" | "default" | "bridge"));
     let mut spec = docker::parse_container_create(&v, &name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let Some(network) = network else {
-        let c = daemon.containers.create(spec).await?;
-        let created = bollard_stubs::models::ContainerCreateResponse { id: c.id, warnings: Vec::new() };
-        return Ok((StatusCode::CREATED, Json(docker::json(&created))).into_response());
-    };
     let strings = |key: &str| -> Vec<String> {
         v.pointer(&format!("/HostConfig/{key}"))
             .and_then(Value::as_array)
@@ -120,7 +117,18 @@ pub async fn create(
         options: strings("DnsOptions"),
     };
     let hostname = spec.hostname.clone().unwrap_or_default();
-    let attached = daemon.attach_standalone(&network, &name, &dns, &hostname).await.map_err(|e| match e {
+    let attached = match network {
+        Some(network) => Some(daemon.attach_standalone(&network, &name, &dns, &hostname).await),
+        // The default bridge, when the node has networks.
+        None if bridge => daemon.attach_default_bridge(&dns, &hostname).await.transpose(),
+        None => None,
+    };
+    let Some(attached) = attached else {
+        let c = daemon.containers.create(spec).await?;
+        let created = bollard_stubs::models::ContainerCreateResponse { id: c.id, warnings: Vec::new() };
+        return Ok((StatusCode::CREATED, Json(docker::json(&created))).into_response());
+    };
+    let attached = attached.map_err(|e| match e {
         AttachError::NotFound(m) => ApiError::not_found(m),
         AttachError::Refused(m) => ApiError::new(StatusCode::FORBIDDEN, m),
         AttachError::Failed(m) => ApiError::internal(m),
@@ -347,8 +355,10 @@ pub async fn remove(
 pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let c = blocking(&daemon.runtime, move |rt| rt.container(&id)).await?;
     let mut inspected = docker::container_inspect(&c, daemon.containers.is_restarting(&c));
-    // A task's container is on its task's networks: the node's sandbox knows its addresses.
-    if let (Some(task_id), Some(network)) = (c.labels.get(shoal_agent::labels::TASK_ID), daemon.node_network().await) {
+    // A task's container is on its task's networks, a standalone one on those of its
+    // sandbox: the node's sandbox knows its addresses.
+    let sandbox = c.labels.get(shoal_agent::labels::TASK_ID).or_else(|| c.labels.get(SANDBOX_LABEL));
+    if let (Some(task_id), Some(network)) = (sandbox, daemon.node_network().await) {
         let networks = network
             .task_interfaces(task_id)
             .await

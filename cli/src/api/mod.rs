@@ -248,6 +248,8 @@ pub fn router(daemon: Arc<Daemon>) -> axum::Router {
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
         .route("/networks/{id}", get(networks::inspect).delete(networks::remove))
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))
         .route("/volumes/prune", post(volumes::prune))

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::containers::blocking;
 use super::swarm::manager;
 use super::{docker, ApiError, ApiResult, Filters};
+use crate::daemon::attach::{AttachError, SANDBOX_LABEL};
 use crate::daemon::Daemon;
 
 #[derive(Deserialize)]
@@ -57,15 +58,15 @@ pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) 
     let attached = local
         .iter()
         .filter_map(|e| {
-            let c = containers.iter().find(|c| c.labels.get(shoal_agent::labels::TASK_ID) == Some(&e.task_id))?;
-            let octets = e.addr.addr.octets();
+            // A task's container, or a standalone container's (by its name, as its attachment has it).
+            let c = containers.iter().find(|c| {
+                c.labels.get(shoal_agent::labels::TASK_ID) == Some(&e.task_id)
+                    || (e.service_id.is_empty() && c.name == e.name && c.labels.contains_key(SANDBOX_LABEL))
+            })?;
             let endpoint = bollard_stubs::models::EndpointResource {
                 name: Some(c.name.clone()),
                 endpoint_id: Some(e.task_id.clone()),
-                mac_address: Some(format!(
-                    "02:42:{:02x}:{:02x}:{:02x}:{:02x}",
-                    octets[0], octets[1], octets[2], octets[3]
-                )),
+                mac_address: Some(shoal_mesh::names::mac_string(&shoal_mesh::names::mac(e.addr.addr))),
                 ipv4_address: Some(e.addr.to_string()),
                 ipv6_address: Some(String::new()),
             };
@@ -102,4 +103,82 @@ pub async fn remove(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) -
     let m = manager(&daemon).await?;
     m.control().remove_network(&id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The body of `POST /networks/{id}/connect` and `/disconnect` (Docker's).
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConnectBody {
+    container: String,
+    #[serde(default)]
+    endpoint_config: Option<EndpointConfig>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointConfig {
+    #[serde(default)]
+    aliases: Option<Vec<String>>,
+}
+
+/// The standalone container `key` names, with its network sandbox: (name, sandbox).
+async fn standalone(daemon: &Daemon, key: &str, network: &str) -> ApiResult<(String, String)> {
+    let key = key.to_string();
+    let c = blocking(&daemon.runtime, move |rt| rt.container(&key)).await?;
+    if c.labels.contains_key(shoal_agent::labels::TASK_ID) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "container {} is a service's task: its networks are the service's (`service update --network-add`)",
+                c.name
+            ),
+        ));
+    }
+    let sandbox = c.labels.get(SANDBOX_LABEL).cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "container {} has no network sandbox to connect to {network}: it was created with --network \
+                 none or host, or on a node without networks (outside a swarm, or one advertised on loopback)",
+                c.name
+            ),
+        )
+    })?;
+    Ok((c.name, sandbox))
+}
+
+fn attach_error(e: AttachError) -> ApiError {
+    match e {
+        AttachError::NotFound(m) => ApiError::not_found(m),
+        AttachError::Refused(m) => ApiError::new(StatusCode::FORBIDDEN, m),
+        AttachError::Failed(m) => ApiError::internal(m),
+    }
+}
+
+/// `POST /networks/{id}/connect`: a running (or created) standalone container joins one more
+/// network, `bridge` or an attachable overlay, with a new interface.
+pub async fn connect(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    let body: ConnectBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let (name, sandbox) = standalone(&daemon, &body.container, &id).await?;
+    let aliases = body.endpoint_config.unwrap_or_default().aliases.unwrap_or_default();
+    daemon.connect_container(&sandbox, &name, &id, aliases).await.map_err(attach_error)?;
+    Ok(StatusCode::OK)
+}
+
+/// `POST /networks/{id}/disconnect`: a standalone container leaves a network it is on.
+pub async fn disconnect(
+    State(daemon): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    let body: ConnectBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let (_, sandbox) = standalone(&daemon, &body.container, &id).await?;
+    daemon.disconnect_container(&sandbox, &id).await.map_err(attach_error)?;
+    Ok(StatusCode::OK)
 }

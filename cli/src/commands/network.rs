@@ -1,4 +1,4 @@
-//! `shoal network …`: swarm-scoped overlay networks.
+//! `shoal network …`: swarm-scoped overlay networks, and standalone containers' places on them.
 
 use bollard_stubs::models as bollard;
 use serde_json::Value;
@@ -104,5 +104,17 @@ pub async fn rm(client: &Client, keys: &[String]) -> anyhow::Result<()> {
     if !failed.is_empty() {
         anyhow::bail!("could not remove network {}", failed.join(", "));
     }
+    Ok(())
+}
+
+pub async fn connect(client: &Client, network: &str, container: &str, aliases: &[String]) -> anyhow::Result<()> {
+    let body = serde_json::json!({ "Container": container, "EndpointConfig": { "Aliases": aliases } });
+    client.post(&format!("/networks/{}/connect", encode(network)), &body).await?;
+    Ok(())
+}
+
+pub async fn disconnect(client: &Client, network: &str, container: &str, force: bool) -> anyhow::Result<()> {
+    let body = serde_json::json!({ "Container": container, "Force": force });
+    client.post(&format!("/networks/{}/disconnect", encode(network)), &body).await?;
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! Standalone containers on the swarm's attachable networks (`run --network NET`): the
-//! managers give the container's sandbox an address (an attachment task, through the leader's
+//! Standalone containers on the node's networks: on the default bridge when given none, on
+//! the swarm's attachable networks (`run --network NET`, `network connect`): the managers
+//! give the container's sandbox an address on each (an attachment task, through the leader's
 //! dispatcher), the node's mesh connects the sandbox, and the container joins it. The sandbox
 //! is named in a label of the container; a sandbox whose container is gone is taken off its
 //! networks and removed (at once when the API removes the container, or by the sweep).
@@ -62,24 +63,18 @@ impl Daemon {
         Ok((node, node_id, managers, shoal_manager::ca::tls::client_config(&tls)))
     }
 
-    /// Gives a new standalone container (named `name`, if it has one) a sandbox on attachable
-    /// network `network` (a name or ID), with the network's resolver (forwarding to `dns`'s
-    /// servers if it has some). Nothing is left when it fails.
-    pub async fn attach_standalone(
+    /// Asks the managers for standalone sandbox `sandbox`'s attachment to `network`: its
+    /// address there (CIDR) and the network's id.
+    async fn attachment(
         &self,
+        sandbox: &str,
+        container_name: &str,
         network: &str,
-        name: &str,
-        dns: &shoal_proto::DnsConfig,
-        hostname: &str,
-    ) -> Result<Attached, AttachError> {
+        aliases: Vec<String>,
+    ) -> Result<(Arc<NodeNetwork>, String, String), AttachError> {
         let (node, node_id, managers, tls) = self.attach_context(network).await?;
-        // The managers know the attachment by a container ID of Docker's shape (64 hex digits);
-        // the sandbox is named after it.
-        let key: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
-        let sandbox = format!("{STANDALONE_PREFIX}{key}");
-        let container_name = if name.is_empty() { key[..12].to_string() } else { name.to_string() };
+        let key = sandbox.strip_prefix(STANDALONE_PREFIX).unwrap_or(sandbox);
         let mut errors = Vec::new();
-        let mut attached = None;
         for addr in &managers {
             let mut client = match shoal_agent::connect(addr, &tls).await {
                 Ok(c) => c,
@@ -88,10 +83,12 @@ impl Daemon {
                     continue;
                 }
             };
-            match shoal_agent::attach_network(&mut client, &node_id, &key, &container_name, network, Vec::new()).await {
-                Ok(a) => {
-                    attached = Some(a);
-                    break;
+            match shoal_agent::attach_network(&mut client, &node_id, key, container_name, network, aliases.clone())
+                .await
+            {
+                Ok((task, net)) => {
+                    let addr = task.networks.first().and_then(|n| n.addresses.first()).cloned().unwrap_or_default();
+                    return Ok((node, net.id, addr));
                 }
                 Err(s) if s.code() == tonic::Code::Unavailable => errors.push(format!("{addr}: {}", s.message())),
                 Err(s) if s.code() == tonic::Code::NotFound => {
@@ -103,14 +100,29 @@ impl Daemon {
                 Err(s) => return Err(AttachError::Failed(format!("attaching to network {network}: {}", s.message()))),
             }
         }
-        let Some((task, net)) = attached else {
-            return Err(AttachError::Failed(format!(
-                "attaching to network {network}: no manager's dispatcher answered as the leader: {}",
-                errors.join("; ")
-            )));
-        };
-        let addr = task.networks.first().and_then(|n| n.addresses.first()).cloned().unwrap_or_default();
-        match node.prepare_standalone(&sandbox, &net.id, &addr, dns, hostname).await {
+        Err(AttachError::Failed(format!(
+            "attaching to network {network}: no manager's dispatcher answered as the leader: {}",
+            errors.join("; ")
+        )))
+    }
+
+    /// Gives a new standalone container (named `name`, if it has one) a sandbox on attachable
+    /// network `network` (a name or ID), with the network's resolver (forwarding to `dns`'s
+    /// servers if it has some). Nothing is left when it fails.
+    pub async fn attach_standalone(
+        &self,
+        network: &str,
+        name: &str,
+        dns: &shoal_proto::DnsConfig,
+        hostname: &str,
+    ) -> Result<Attached, AttachError> {
+        // The managers know the attachment by a container ID of Docker's shape (64 hex digits);
+        // the sandbox is named after it.
+        let sandbox = new_sandbox();
+        let key = &sandbox[STANDALONE_PREFIX.len()..];
+        let container_name = if name.is_empty() { key[..12].to_string() } else { name.to_string() };
+        let (node, network_id, addr) = self.attachment(&sandbox, &container_name, network, Vec::new()).await?;
+        match node.prepare_standalone(&sandbox, &network_id, &addr, dns, hostname).await {
             Ok(network) => Ok(Attached { sandbox, network }),
             Err(e) => {
                 self.detach_standalone(&sandbox).await;
@@ -119,14 +131,92 @@ impl Daemon {
         }
     }
 
-    /// Takes standalone sandbox `sandbox` off its networks (its addresses go back to the
-    /// managers) and removes it.
-    pub async fn detach_standalone(&self, sandbox: &str) {
-        let Ok((node, node_id, managers, tls)) = self.attach_context("").await else { return };
+    /// Gives a new standalone container a sandbox on the node's default bridge (Docker's
+    /// `bridge` network, NAT to the outside), when the node has networks: `None` when it has
+    /// none (the container then has its own namespace with loopback only).
+    pub async fn attach_default_bridge(
+        &self,
+        dns: &shoal_proto::DnsConfig,
+        hostname: &str,
+    ) -> Result<Option<Attached>, AttachError> {
+        let Some(node) = self.node_network().await else { return Ok(None) };
+        let sandbox = new_sandbox();
+        match node.prepare_bridge(&sandbox, dns, hostname).await {
+            Ok(network) => Ok(Some(Attached { sandbox, network })),
+            Err(e) => Err(AttachError::Failed(format!("connecting to the default bridge: {e}"))),
+        }
+    }
+
+    /// `network connect`: connects standalone container `container` (its sandbox and name)
+    /// to one more network, `bridge` or an attachable overlay; returns its new interface.
+    pub async fn connect_container(
+        &self,
+        sandbox: &str,
+        container_name: &str,
+        network: &str,
+        aliases: Vec<String>,
+    ) -> Result<shoal_mesh::Interface, AttachError> {
+        if network == "bridge" {
+            let node = self.node_network().await.ok_or_else(|| {
+                AttachError::Refused("this node has no networks: its containers cannot join the bridge".into())
+            })?;
+            return node.connect_standalone(sandbox, None).await.map_err(AttachError::Failed);
+        }
+        let (node, network_id, addr) = self.attachment(sandbox, container_name, network, aliases).await?;
+        match node.connect_standalone(sandbox, Some((&network_id, &addr))).await {
+            Ok(interface) => Ok(interface),
+            Err(e) => {
+                self.detach_from_managers(sandbox, &network_id).await;
+                Err(AttachError::Failed(format!("connecting to network {network}: {e}")))
+            }
+        }
+    }
+
+    /// `network disconnect`: takes standalone sandbox `sandbox` off `network` (`bridge`, or an
+    /// overlay's name or ID); its address there goes back to the managers.
+    pub async fn disconnect_container(&self, sandbox: &str, network: &str) -> Result<(), AttachError> {
+        let node = self
+            .node_network()
+            .await
+            .ok_or_else(|| AttachError::NotFound(format!("network {network} not found: this node has no networks")))?;
+        if network == "bridge" {
+            return node.disconnect_standalone(sandbox, None).await.map_err(AttachError::Failed);
+        }
+        let map = node.map().await;
+        let found = map
+            .networks
+            .values()
+            .find(|n| n.id == network || n.name == network)
+            .or_else(|| {
+                let mut prefixed = map.networks.values().filter(|n| n.id.starts_with(network));
+                prefixed.next().filter(|_| prefixed.next().is_none())
+            })
+            .map(|n| n.id.clone());
+        let on: Vec<String> = node
+            .interfaces(sandbox)
+            .await
+            .into_iter()
+            .filter_map(|i| match i.on {
+                shoal_mesh::PortOn::Network { network_id } => Some(network_id),
+                shoal_mesh::PortOn::Local { .. } => None,
+            })
+            .collect();
+        let Some(network_id) = found.filter(|id| on.contains(id)) else {
+            return Err(AttachError::Refused(format!("the container is not connected to network {network}")));
+        };
+        node.disconnect_standalone(sandbox, Some(&network_id)).await.map_err(AttachError::Failed)?;
+        self.detach_from_managers(sandbox, &network_id).await;
+        Ok(())
+    }
+
+    /// Gives sandbox `sandbox`'s attachments back to the managers: the one on `network`, or
+    /// every one with `""`.
+    async fn detach_from_managers(&self, sandbox: &str, network: &str) {
+        let Ok((_, node_id, managers, tls)) = self.attach_context("").await else { return };
+        let key = sandbox.strip_prefix(STANDALONE_PREFIX).unwrap_or(sandbox);
         for addr in &managers {
             let Ok(mut client) = shoal_agent::connect(addr, &tls).await else { continue };
-            let key = sandbox.strip_prefix(STANDALONE_PREFIX).unwrap_or(sandbox);
-            match shoal_agent::detach_network(&mut client, &node_id, key, "").await {
+            match shoal_agent::detach_network(&mut client, &node_id, key, network).await {
                 Ok(_) => break,
                 Err(s) if s.code() == tonic::Code::Unavailable => continue,
                 Err(s) => {
@@ -135,6 +225,13 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Takes standalone sandbox `sandbox` off its networks (its addresses go back to the
+    /// managers) and removes it.
+    pub async fn detach_standalone(&self, sandbox: &str) {
+        let Some(node) = self.node_network().await else { return };
+        self.detach_from_managers(sandbox, "").await;
         node.release_standalone(sandbox).await;
     }
 
@@ -161,4 +258,11 @@ impl Daemon {
             }
         }
     }
+}
+
+/// A new standalone sandbox's name: the prefix and 64 hex digits (a container ID's shape,
+/// which the managers know its attachments by).
+fn new_sandbox() -> String {
+    let key: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+    format!("{STANDALONE_PREFIX}{key}")
 }
