@@ -58,7 +58,7 @@ pub(crate) struct Link {
     pub controller: Option<u32>,
     pub up: bool,
     pub mac: Vec<u8>,
-    /// A VXLAN device's VNI, local address, port, learning and proxy flags.
+    /// A VXLAN device's VNI, local address, port, learning, proxy and checksum flags.
     pub vxlan: Option<Vxlan>,
     /// A bridge port's `isolated` flag.
     pub isolated: Option<bool>,
@@ -74,6 +74,8 @@ pub(crate) struct Vxlan {
     pub port: u16,
     pub learning: bool,
     pub proxy: bool,
+    /// Whether the outer UDP header carries a checksum (the inner frame has its own).
+    pub udp_csum: bool,
 }
 
 /// A permanent neighbour (IP → MAC) or forwarding (MAC → remote IP) entry on a device.
@@ -174,6 +176,7 @@ impl Netlink {
             .port(vxlan.port)
             .learning(vxlan.learning)
             .proxy(vxlan.proxy)
+            .udp_csum(vxlan.udp_csum)
             .mtu(mtu)
             .build();
         self.handle
@@ -532,7 +535,8 @@ fn link_of(message: &LinkMessage) -> Link {
 }
 
 fn vxlan_of(data: &[InfoVxlan]) -> Vxlan {
-    let mut vxlan = Vxlan { vni: 0, local: Ipv4Addr::UNSPECIFIED, port: VXLAN_PORT, learning: true, proxy: false };
+    let mut vxlan =
+        Vxlan { vni: 0, local: Ipv4Addr::UNSPECIFIED, port: VXLAN_PORT, learning: true, proxy: false, udp_csum: true };
     for d in data {
         match d {
             InfoVxlan::Id(vni) => vxlan.vni = *vni,
@@ -540,6 +544,7 @@ fn vxlan_of(data: &[InfoVxlan]) -> Vxlan {
             InfoVxlan::Port(port) => vxlan.port = *port,
             InfoVxlan::Learning(learning) => vxlan.learning = *learning,
             InfoVxlan::Proxy(proxy) => vxlan.proxy = *proxy,
+            InfoVxlan::UDPCsum(csum) => vxlan.udp_csum = *csum,
             _ => {}
         }
     }
