@@ -282,8 +282,13 @@ fn services_find_and_reach_each_other_on_any_node_and_nothing_else() {
     let own = sh_ok(&lab, &probe, "ip -4 -o addr show eth0");
     let own = own.split_whitespace().nth(3).and_then(|a| a.split('/').next()).unwrap_or_default().to_string();
     assert!(own.starts_with("10."), "the probe's address: {own}");
-    eventually(Duration::from_secs(10), "the probe's name to resolve", || {
-        (lookup(&lab, &client, "probe") == BTreeSet::from([own.clone()])).then_some(())
+    eventually_ok(Duration::from_secs(10), "the probe's name to resolve", || {
+        let listed = lookup(&lab, &client, "probe");
+        if listed == BTreeSet::from([own.clone()]) {
+            return Ok(());
+        }
+        let out = sh(&lab, &client, "nslookup probe");
+        Err(format!("probe at {own}, answered {listed:?}: {}{}", text(&out.stdout), text(&out.stderr)))
     });
     let err = lab.on_fails(probe_node, &["run", "--rm", "--network", "app_back", "demo:1", "true"]);
     assert!(err.contains("attachable"), "{err}");

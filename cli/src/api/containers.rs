@@ -137,7 +137,9 @@ pub async fn create(
     spec.resolv_conf = Some(attached.network.resolv_conf.clone());
     spec.extra_hosts.extend(attached.network.hosts.iter().cloned());
     spec.labels.insert(SANDBOX_LABEL.into(), attached.sandbox.clone());
-    match daemon.containers.create(spec).await {
+    let made = daemon.containers.create(spec).await;
+    daemon.created(&attached.sandbox);
+    match made {
         Ok(c) => {
             let created = bollard_stubs::models::ContainerCreateResponse { id: c.id, warnings: Vec::new() };
             Ok((StatusCode::CREATED, Json(docker::json(&created))).into_response())

@@ -118,14 +118,21 @@ impl Daemon {
     ) -> Result<Attached, AttachError> {
         // The managers know the attachment by a container ID of Docker's shape (64 hex digits);
         // the sandbox is named after it.
-        let sandbox = new_sandbox();
+        let sandbox = self.new_sandbox();
         let key = &sandbox[STANDALONE_PREFIX.len()..];
         let container_name = if name.is_empty() { key[..12].to_string() } else { name.to_string() };
-        let (node, network_id, addr) = self.attachment(&sandbox, &container_name, network, Vec::new()).await?;
+        let (node, network_id, addr) = match self.attachment(&sandbox, &container_name, network, Vec::new()).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.created(&sandbox);
+                return Err(e);
+            }
+        };
         match node.prepare_standalone(&sandbox, &network_id, &addr, dns, hostname).await {
             Ok(network) => Ok(Attached { sandbox, network }),
             Err(e) => {
                 self.detach_standalone(&sandbox).await;
+                self.created(&sandbox);
                 Err(AttachError::Failed(format!("connecting to network {network}: {e}")))
             }
         }
@@ -140,10 +147,13 @@ impl Daemon {
         hostname: &str,
     ) -> Result<Option<Attached>, AttachError> {
         let Some(node) = self.node_network().await else { return Ok(None) };
-        let sandbox = new_sandbox();
+        let sandbox = self.new_sandbox();
         match node.prepare_bridge(&sandbox, dns, hostname).await {
             Ok(network) => Ok(Some(Attached { sandbox, network })),
-            Err(e) => Err(AttachError::Failed(format!("connecting to the default bridge: {e}"))),
+            Err(e) => {
+                self.created(&sandbox);
+                Err(AttachError::Failed(format!("connecting to the default bridge: {e}")))
+            }
         }
     }
 
@@ -235,14 +245,32 @@ impl Daemon {
         node.release_standalone(sandbox).await;
     }
 
+    /// A new standalone sandbox's name, marked as made for a container not created yet (see
+    /// [`Daemon::created`]).
+    fn new_sandbox(&self) -> String {
+        let sandbox = new_sandbox();
+        self.attaching.lock().unwrap_or_else(|e| e.into_inner()).insert(sandbox.clone());
+        sandbox
+    }
+
+    /// Standalone sandbox `sandbox`'s container now exists (or will not): the sweep may take
+    /// the sandbox once the container is gone.
+    pub fn created(&self, sandbox: &str) {
+        self.attaching.lock().unwrap_or_else(|e| e.into_inner()).remove(sandbox);
+    }
+
     /// Detaches and removes the standalone sandboxes whose containers are gone.
     pub async fn sweep_standalone(&self) {
         let Some(node) = self.node_network().await else { return };
+        // In this order: a sandbox listed was marked before it was made; unmarked by the time
+        // the marks are read, its container was made before the containers are listed.
+        let sandboxes = node.mesh().sandboxes().await;
+        let attaching = self.attaching.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let rt = self.runtime.clone();
         let Ok(Ok(containers)) = tokio::task::spawn_blocking(move || rt.list_containers()).await else { return };
         let used: HashSet<String> = containers.iter().filter_map(|c| c.labels.get(SANDBOX_LABEL).cloned()).collect();
-        for id in node.mesh().sandboxes().await {
-            if id.starts_with(STANDALONE_PREFIX) && !used.contains(&id) {
+        for id in sandboxes {
+            if id.starts_with(STANDALONE_PREFIX) && !used.contains(&id) && !attaching.contains(&id) {
                 tracing::info!(sandbox = %id, "removing the network sandbox of a standalone container that is gone");
                 self.detach_standalone(&id).await;
             }

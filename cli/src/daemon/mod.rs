@@ -80,6 +80,8 @@ pub struct Daemon {
     /// The node's networks with the node id they were opened for: kept across the restarts
     /// of the node's member (a new certificate, a new role), dropped when it leaves.
     node_network: tokio::sync::Mutex<Option<(String, Arc<NodeNetwork>)>>,
+    /// Standalone sandboxes made for containers not created yet: the sweep leaves them be.
+    attaching: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The stop signal and the tasks it stops.
     shutdown: Shutdown,
 }
@@ -151,6 +153,7 @@ impl Daemon {
             hostname: hostname(),
             swarm: RwLock::new(None),
             node_network: tokio::sync::Mutex::new(None),
+            attaching: std::sync::Mutex::new(std::collections::HashSet::new()),
             shutdown,
         });
         daemon.containers.resume();
