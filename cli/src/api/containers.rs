@@ -18,7 +18,7 @@ use shoal_runtime::{ContainerState, Runtime};
 use super::attach;
 use super::logs::{LogQuery, LogSource};
 use super::{docker, ApiError, ApiResult};
-use crate::daemon::attach::{AttachError, SANDBOX_LABEL};
+use crate::daemon::attach::SANDBOX_LABEL;
 use crate::daemon::containers::Start;
 use crate::daemon::Daemon;
 
@@ -128,11 +128,7 @@ pub async fn create(
         let created = bollard_stubs::models::ContainerCreateResponse { id: c.id, warnings: Vec::new() };
         return Ok((StatusCode::CREATED, Json(docker::json(&created))).into_response());
     };
-    let attached = attached.map_err(|e| match e {
-        AttachError::NotFound(m) => ApiError::not_found(m),
-        AttachError::Refused(m) => ApiError::new(StatusCode::FORBIDDEN, m),
-        AttachError::Failed(m) => ApiError::internal(m),
-    })?;
+    let attached = attached.map_err(super::networks::attach_error)?;
     spec.network = shoal_runtime::NetworkMode::Join(attached.network.netns.clone());
     spec.resolv_conf = Some(attached.network.resolv_conf.clone());
     spec.extra_hosts.extend(attached.network.hosts.iter().cloned());

@@ -147,7 +147,7 @@ async fn standalone(daemon: &Daemon, key: &str, network: &str) -> ApiResult<(Str
     Ok((c.name, sandbox))
 }
 
-fn attach_error(e: AttachError) -> ApiError {
+pub(super) fn attach_error(e: AttachError) -> ApiError {
     match e {
         AttachError::NotFound(m) => ApiError::not_found(m),
         AttachError::Refused(m) => ApiError::new(StatusCode::FORBIDDEN, m),
