@@ -6,14 +6,14 @@
 //! the mesh and the resolver apply it.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_mesh::dns::{self, HostResolvConf, Resolver, ResolverConfig};
-use shoal_mesh::{Attachment, Cidr, Interface, Mesh, MeshConfig, NetworkMap};
-use shoal_proto::{NetworkMapUpdate, Task};
+use shoal_mesh::{Attachment, Cidr, Interface, Mesh, MeshConfig, NetworkMap, PortOn};
+use shoal_proto::{DnsConfig, NetworkMapUpdate, Task};
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
@@ -266,6 +266,82 @@ impl NodeNetwork {
             .into_iter()
             .find(|i| i.addr == addr)
             .ok_or_else(|| format!("network {network_id}: the sandbox has no interface with {addr} once connected"))
+    }
+
+    /// What standalone sandbox `id`'s `resolv.conf` becomes once `joined` (its new interface
+    /// on an overlay network) is made, given the file it has (`current`). On its first overlay
+    /// network, as when Docker's `network connect` starts its embedded resolver, it names that
+    /// network's resolver, which forwards to the servers the file named (the node's own when
+    /// they were the node's) and keeps its search domains. `None`: it already asks an overlay
+    /// network's resolver, which answers the new network's names as well.
+    pub async fn resolv_conf_on_connect(
+        &self,
+        id: &str,
+        joined: &Interface,
+        current: &str,
+    ) -> Result<Option<String>, String> {
+        let conf = HostResolvConf::parse(current);
+        let interfaces = self.mesh.interfaces(id).await.map_err(|e| e.to_string())?;
+        let asks_overlay = interfaces.iter().any(|i| {
+            i.addr != joined.addr
+                && matches!(i.on, PortOn::Network { .. })
+                && conf.nameservers.contains(&IpAddr::V4(i.gateway))
+        });
+        if asks_overlay {
+            return Ok(None);
+        }
+        let node_default = dns::bridge_resolv_conf(&DnsConfig::default(), &self.host).map_err(|e| e.to_string())?;
+        let servers: Vec<String> = if conf.nameservers == HostResolvConf::parse(&node_default).nameservers {
+            Vec::new()
+        } else {
+            // The resolver forwards from the node: a loopback server there is not the
+            // container's, so it is dropped rather than refused (the container is connected).
+            let reachable = |ip: &&IpAddr| !(ip.is_loopback() || ip.is_unspecified() || ip.is_multicast());
+            conf.nameservers.iter().filter(reachable).map(ToString::to_string).collect()
+        };
+        let config = DnsConfig { nameservers: servers, search: conf.search, options: conf.options };
+        let forwarders = dns::container_forwarders(&config).map_err(|e| e.to_string())?;
+        let resolv = dns::resolv_conf(joined.gateway, &config, &self.host).map_err(|e| e.to_string())?;
+        self.resolver.set_forwarders(joined.addr.addr, forwarders).map_err(|e| e.to_string())?;
+        self.resolver.set_search(joined.addr.addr, &config.search).map_err(|e| e.to_string())?;
+        Ok(Some(resolv))
+    }
+
+    /// What standalone sandbox `id`'s `resolv.conf` becomes once it leaves the network of
+    /// `leaving` (its interface there), given the file it has (`current`). When the file names
+    /// that network's resolver: the resolver of the next overlay network it stays on, which
+    /// takes over the container's forwarders and search domains, or, on none, those
+    /// forwarders themselves (the node's resolvers when there were none), as on the default
+    /// bridge. `None`: the file stays as it is.
+    pub async fn resolv_conf_on_disconnect(
+        &self,
+        id: &str,
+        leaving: &Interface,
+        current: &str,
+    ) -> Result<Option<String>, String> {
+        let conf = HostResolvConf::parse(current);
+        if !conf.nameservers.contains(&IpAddr::V4(leaving.gateway)) {
+            return Ok(None);
+        }
+        let (forwarders, search) = self.resolver.settings(leaving.addr.addr);
+        let interfaces = self.mesh.interfaces(id).await.map_err(|e| e.to_string())?;
+        let next = interfaces.iter().find(|i| i.addr != leaving.addr && matches!(i.on, PortOn::Network { .. }));
+        let nameservers = forwarders.iter().map(|s| s.ip().to_string()).collect();
+        let resolv = match next {
+            Some(next) => {
+                let config = DnsConfig { nameservers, search: search.clone(), options: conf.options };
+                self.resolver.set_forwarders(next.addr.addr, forwarders).map_err(|e| e.to_string())?;
+                self.resolver.set_search(next.addr.addr, &search).map_err(|e| e.to_string())?;
+                dns::resolv_conf(next.gateway, &config, &self.host)
+            }
+            None => {
+                // `ndots:0` is the mesh resolver's (it answers bare names); gone with it.
+                let options = conf.options.into_iter().filter(|o| o != "ndots:0" || self.host.options.contains(o));
+                let config = DnsConfig { nameservers, search, options: options.collect() };
+                dns::bridge_resolv_conf(&config, &self.host)
+            }
+        };
+        resolv.map(Some).map_err(|e| e.to_string())
     }
 
     /// Disconnects standalone sandbox `id` from overlay `network_id` (or, with `None`, the

@@ -1016,6 +1016,23 @@ impl Runtime {
         Ok(self.observe(id_or_name)?.info)
     }
 
+    /// The `/etc/resolv.conf` the container sees (its own file, bound over the image's).
+    pub fn resolv_conf(&self, id_or_name: &str) -> Result<String, Error> {
+        let config = self.inner.containers.find(id_or_name)?;
+        let path = self.inner.containers.paths(&config.id).dir().join("resolv.conf");
+        container::etc::read_resolv_conf(&path)
+    }
+
+    /// Replaces the container's `/etc/resolv.conf` with `content`, in place: a running
+    /// container sees the new servers at its next lookup (its file is a bind mount of this
+    /// one, so a rename would not reach it), as when Docker's network connect starts its
+    /// embedded resolver.
+    pub fn set_resolv_conf(&self, id_or_name: &str, content: &str) -> Result<(), Error> {
+        let config = self.inner.containers.find(id_or_name)?;
+        let path = self.inner.containers.paths(&config.id).dir().join("resolv.conf");
+        container::etc::rewrite_resolv_conf(&path, content)
+    }
+
     /// The container's output; with `tail`, only the last `tail` lines.
     pub fn read_logs(&self, id_or_name: &str, tail: Option<usize>) -> Result<Vec<LogEntry>, Error> {
         let config = self.inner.containers.find(id_or_name)?;

@@ -368,12 +368,19 @@ fn services_find_and_reach_each_other_on_any_node_and_nothing_else() {
     assert!(sh_ok(&lab, &plain, "ip -o link").contains("eth1"), "no second interface");
     must_fetch(&lab, &plain, &vip_url);
     must_fetch(&lab, &plain, &out_url);
+    // Its names too: its resolv.conf now names the network's resolver, as Docker's embedded
+    // one is started on connect.
+    assert_eq!(lookup(&lab, &plain, "web"), vip, "web from a container connected to front");
+    must_fetch(&lab, &plain, "http://web:8080/");
+    let overlay_resolv = sh_ok(&lab, &plain, "cat /etc/resolv.conf");
     let err = lab.on_fails(probe_node, &["network", "connect", "app_back", "plain"]);
     assert!(err.contains("attachable"), "{err}");
     docker_cli(&lab, probe_node, &["network", "disconnect", "app_front", "plain"]);
     assert!(!fetches(&lab, &plain, &vip_url), "still on the overlay after disconnect");
     assert!(!sh_ok(&lab, &plain, "ip -o link").contains("eth1"), "the interface stayed");
     must_fetch(&lab, &plain, &out_url);
+    let resolv = sh_ok(&lab, &plain, "cat /etc/resolv.conf");
+    assert!(!resolv.contains("ndots:0") && resolv != overlay_resolv, "off the network, still its resolver: {resolv}");
     let err = lab.on_fails(probe_node, &["network", "disconnect", "app_front", "plain"]);
     assert!(err.contains("not connected"), "{err}");
     lab.on(probe_node, &["container", "rm", "-f", "plain"]);

@@ -178,7 +178,7 @@ pub async fn disconnect(
 ) -> ApiResult<StatusCode> {
     let body: ConnectBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    let (_, sandbox) = standalone(&daemon, &body.container, &id).await?;
-    daemon.disconnect_container(&sandbox, &id).await.map_err(attach_error)?;
+    let (name, sandbox) = standalone(&daemon, &body.container, &id).await?;
+    daemon.disconnect_container(&sandbox, &name, &id).await.map_err(attach_error)?;
     Ok(StatusCode::OK)
 }

@@ -173,18 +173,54 @@ impl Daemon {
             return node.connect_standalone(sandbox, None).await.map_err(AttachError::Failed);
         }
         let (node, network_id, addr) = self.attachment(sandbox, container_name, network, aliases).await?;
-        match node.connect_standalone(sandbox, Some((&network_id, &addr))).await {
+        let connected = match node.connect_standalone(sandbox, Some((&network_id, &addr))).await {
+            Ok(interface) => self.ask_resolver(&node, sandbox, container_name, &interface).await.map(|()| interface),
+            Err(e) => Err(e),
+        };
+        match connected {
             Ok(interface) => Ok(interface),
             Err(e) => {
+                if let Err(undo) = node.disconnect_standalone(sandbox, Some(&network_id)).await {
+                    tracing::warn!(sandbox, error = %undo, "taking a container off a network it failed to join");
+                }
                 self.detach_from_managers(sandbox, &network_id).await;
                 Err(AttachError::Failed(format!("connecting to network {network}: {e}")))
             }
         }
     }
 
+    /// Points container `container`'s `resolv.conf` at the resolver of the network it has just
+    /// joined through `joined`, when that is its first overlay network (see
+    /// [`NodeNetwork::resolv_conf_on_connect`]), so that the names of its networks resolve.
+    async fn ask_resolver(
+        &self,
+        node: &NodeNetwork,
+        sandbox: &str,
+        container: &str,
+        joined: &shoal_mesh::Interface,
+    ) -> Result<(), String> {
+        let rt = self.runtime.clone();
+        let key = container.to_string();
+        let current = tokio::task::spawn_blocking(move || rt.resolv_conf(&key))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.report())?;
+        let Some(resolv) = node.resolv_conf_on_connect(sandbox, joined, &current).await? else { return Ok(()) };
+        self.write_resolv_conf(container, resolv).await
+    }
+
+    async fn write_resolv_conf(&self, container: &str, resolv: String) -> Result<(), String> {
+        let rt = self.runtime.clone();
+        let key = container.to_string();
+        tokio::task::spawn_blocking(move || rt.set_resolv_conf(&key, &resolv))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.report())
+    }
+
     /// `network disconnect`: takes standalone sandbox `sandbox` off `network` (`bridge`, or an
     /// overlay's name or ID); its address there goes back to the managers.
-    pub async fn disconnect_container(&self, sandbox: &str, network: &str) -> Result<(), AttachError> {
+    pub async fn disconnect_container(&self, sandbox: &str, container: &str, network: &str) -> Result<(), AttachError> {
         let node = self
             .node_network()
             .await
@@ -202,20 +238,35 @@ impl Daemon {
                 prefixed.next().filter(|_| prefixed.next().is_none())
             })
             .map(|n| n.id.clone());
-        let on: Vec<String> = node
-            .interfaces(sandbox)
-            .await
-            .into_iter()
-            .filter_map(|i| match i.on {
-                shoal_mesh::PortOn::Network { network_id } => Some(network_id),
-                shoal_mesh::PortOn::Local { .. } => None,
-            })
-            .collect();
-        let Some(network_id) = found.filter(|id| on.contains(id)) else {
+        let leaving = node.interfaces(sandbox).await.into_iter().find(|i| match &i.on {
+            shoal_mesh::PortOn::Network { network_id } => found.as_ref() == Some(network_id),
+            shoal_mesh::PortOn::Local { .. } => false,
+        });
+        let (Some(network_id), Some(leaving)) = (found, leaving) else {
             return Err(AttachError::Refused(format!("the container is not connected to network {network}")));
+        };
+        // Where the container asks for names once it is off (read before: the leaving
+        // interface's resolver settings go with it).
+        let rt = self.runtime.clone();
+        let key = container.to_string();
+        let current = tokio::task::spawn_blocking(move || rt.resolv_conf(&key)).await;
+        let resolv = match current {
+            Ok(Ok(current)) => node.resolv_conf_on_disconnect(sandbox, &leaving, &current).await,
+            Ok(Err(e)) => Err(e.report()),
+            Err(e) => Err(e.to_string()),
         };
         node.disconnect_standalone(sandbox, Some(&network_id)).await.map_err(AttachError::Failed)?;
         self.detach_from_managers(sandbox, &network_id).await;
+        let written = match resolv {
+            Ok(Some(resolv)) => self.write_resolv_conf(container, resolv).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        // The container is off the network either way; a resolv.conf left naming its
+        // resolver only makes lookups fail, which the log says why.
+        if let Err(e) = written {
+            tracing::warn!(container, network, error = %e, "the container's resolv.conf still names the network's resolver");
+        }
         Ok(())
     }
 

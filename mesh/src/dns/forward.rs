@@ -47,6 +47,11 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
+    /// The servers it forwards to.
+    pub fn servers(&self) -> &[SocketAddr] {
+        &self.servers
+    }
+
     /// Upstream `servers` (none: every forwarded query fails), each exchange within `timeout`.
     pub fn new(servers: &[SocketAddr], timeout: Duration) -> Upstream {
         let pool = (!servers.is_empty()).then(|| {

@@ -9,7 +9,7 @@ use std::{
     net::Ipv4Addr,
 };
 
-use crate::map::{Cidr, NetworkMap};
+use crate::map::{Cidr, MapEndpoint, NetworkMap};
 
 /// The longest name DNS can carry, in presentation form without the trailing dot.
 const MAX_NAME: usize = 253;
@@ -49,6 +49,16 @@ struct NetIndex {
     names: HashMap<Box<str>, Vec<Ipv4Addr>>,
     /// Ready endpoint addresses → the name a PTR query gets.
     ptr: HashMap<Ipv4Addr, Box<str>>,
+}
+
+/// Who an endpoint belongs to: its task, or for a standalone container, which has an
+/// attachment per network (each its own task), its name on its node.
+fn holder(e: &MapEndpoint) -> String {
+    if e.service_id.is_empty() {
+        format!("{}\0{}", e.node_id, e.name)
+    } else {
+        e.task_id.clone()
+    }
 }
 
 /// The resolver's index of one network map.
@@ -93,11 +103,11 @@ impl Index {
             });
         }
 
-        // The networks of each task, for the askers' views.
-        let mut task_networks: HashMap<&str, BTreeSet<usize>> = HashMap::new();
+        // The networks of each task (or standalone container), for the askers' views.
+        let mut task_networks: HashMap<String, BTreeSet<usize>> = HashMap::new();
         for e in map.endpoints.values() {
             if let Some(&n) = index.by_id.get(&e.network_id) {
-                task_networks.entry(&e.task_id).or_default().insert(n);
+                task_networks.entry(holder(e)).or_default().insert(n);
             }
         }
         // Two endpoints claiming one address would make the asker ambiguous (and one of them
@@ -115,7 +125,7 @@ impl Index {
                 continue;
             }
             let mut networks = vec![n];
-            networks.extend(task_networks[e.task_id.as_str()].iter().copied().filter(|&m| m != n));
+            networks.extend(task_networks[&holder(e)].iter().copied().filter(|&m| m != n));
             let forward = networks.iter().any(|&m| !index.networks[m].internal);
             index.askers.insert((n, e.addr.addr), Asker { networks, forward });
         }
@@ -252,7 +262,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::map::{MapEndpoint, MapNetwork, MapService};
+    use crate::map::{MapNetwork, MapService};
 
     /// The reference: what a name is for the endpoint at `src` on `network`, found by scanning
     /// the whole map as the resolver's rules say, with no index. `None`: not an asker.
@@ -266,7 +276,7 @@ mod tests {
         let mut others: Vec<&str> = map
             .endpoints
             .values()
-            .filter(|e| e.task_id == me.task_id && e.network_id != network)
+            .filter(|e| holder(e) == holder(me) && e.network_id != network)
             .map(|e| e.network_id.as_str())
             .collect();
         others.sort();
@@ -439,7 +449,7 @@ mod tests {
                     }
                     if let Some(a) = asker {
                         let forward = map.endpoints.values()
-                            .filter(|e| e.task_id == map.endpoints.values().find(|e| e.network_id == *net_id && e.addr.addr == src).map(|e| e.task_id.clone()).unwrap_or_default())
+                            .filter(|e| Some(holder(e)) == map.endpoints.values().find(|e| e.network_id == *net_id && e.addr.addr == src).map(holder))
                             .any(|e| !map.networks[&e.network_id].internal);
                         prop_assert_eq!(a.forward, forward);
                     }

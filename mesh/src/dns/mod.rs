@@ -226,6 +226,18 @@ impl Resolver {
         Ok(())
     }
 
+    /// The servers the container at `endpoint` forwards to (empty: the node's resolvers) and
+    /// its search domains.
+    pub fn settings(&self, endpoint: Ipv4Addr) -> (Vec<SocketAddr>, Vec<String>) {
+        let clients = self.shared.clients.read().unwrap_or_else(|e| e.into_inner());
+        clients.get(&endpoint).map_or_else(Default::default, |c| {
+            (
+                c.upstream.as_ref().map(|u| u.servers().to_vec()).unwrap_or_default(),
+                c.search.iter().map(|d| d.to_string()).collect(),
+            )
+        })
+    }
+
     /// The search domains of the container at `endpoint`: a name asked under one of them is
     /// also looked up without it.
     pub fn set_search(&self, endpoint: Ipv4Addr, domains: &[String]) -> Result<(), DnsError> {

@@ -361,6 +361,9 @@ async fn only_endpoints_of_the_asked_network_are_answered_and_only_with_their_ne
         .task(1, "tc1", "s-client", "client.1", 20, true)
         .task(1, "ta1", "s-api", "api.1", 21, true)
         .task(2, "ta1", "s-api", "api.1", 21, true)
+        // A standalone container on both (an attachment each, `network connect`).
+        .endpoint(1, "tx1", "", "box", &[], 30, true)
+        .endpoint(2, "tx2", "", "box", &[], 30, true)
         .build();
     r.set_map(&map);
     r.listen("net1", ip(b, 1, 1)).await.expect("listen 1");
@@ -386,6 +389,9 @@ async fn only_endpoints_of_the_asked_network_are_answered_and_only_with_their_ne
         assert_eq!(a(from, gw, "web").await.1, [ip(b, 1, 100)]);
         assert_eq!(a(from, gw, "db").await.1, [ip(b, 2, 100)]);
     }
+    // So does the standalone container, through either of its attachments.
+    assert_eq!(a(ip(b, 1, 30), ip(b, 1, 1), "db").await.1, [ip(b, 2, 100)]);
+    assert_eq!(a(ip(b, 2, 30), ip(b, 2, 1), "web").await.1, [ip(b, 1, 100)]);
 }
 
 #[tokio::test]

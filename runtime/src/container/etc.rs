@@ -4,7 +4,7 @@
 //! container's own network namespace), falling back to public ones like Docker's; on the
 //! host's network, the host's files.
 
-use std::{fs, path::Path};
+use std::{fs, os::unix::fs::OpenOptionsExt as _, path::Path};
 
 use super::spec::NetworkMode;
 use crate::error::{Error, IoContext};
@@ -46,6 +46,38 @@ pub(crate) fn write(
     Ok(())
 }
 
+/// The longest `resolv.conf` read back or written: it is a handful of lines.
+const MAX_RESOLV_CONF: u64 = 64 * 1024;
+
+/// Reads a container's `resolv.conf` (at most 64 KiB).
+pub(crate) fn read_resolv_conf(path: &Path) -> Result<String, Error> {
+    use std::io::Read as _;
+    let file = fs::File::open(path).context(|| format!("opening {}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_RESOLV_CONF).read_to_string(&mut text).context(|| format!("reading {}", path.display()))?;
+    Ok(text)
+}
+
+/// Rewrites a container's `resolv.conf` in place (truncated, then written): the file is bind
+/// mounted into the container, which would keep seeing the old inode after a rename.
+pub(crate) fn rewrite_resolv_conf(path: &Path, content: &str) -> Result<(), Error> {
+    if content.len() as u64 > MAX_RESOLV_CONF || content.contains('\0') {
+        return Err(Error::invalid(format!(
+            "a resolv.conf of {} bytes or with a NUL: at most {MAX_RESOLV_CONF} bytes of text",
+            content.len()
+        )));
+    }
+    // Not created if missing, and never through a link: the file is the container's own.
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .context(|| format!("opening {}", path.display()))?;
+    use std::io::Write as _;
+    (&file).write_all(content.as_bytes()).context(|| format!("writing {}", path.display()))
+}
+
 /// The host's resolv.conf without loopback name servers.
 pub(crate) fn resolv_conf(host: &str) -> String {
     let mut out = String::new();
@@ -79,5 +111,27 @@ mod tests {
             resolv_conf("nameserver 127.0.0.53\noptions edns0\n"),
             format!("options edns0\n{FALLBACK_NAMESERVERS}")
         );
+    }
+
+    #[test]
+    fn resolv_conf_is_rewritten_in_place_and_never_through_a_link() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("resolv.conf");
+        fs::write(&path, "nameserver 10.0.0.2\n").expect("write");
+        let inode = fs::metadata(&path).expect("stat").ino();
+        rewrite_resolv_conf(&path, "nameserver 10.0.1.1\noptions ndots:0\n").expect("rewrite");
+        assert_eq!(read_resolv_conf(&path).expect("read"), "nameserver 10.0.1.1\noptions ndots:0\n");
+        assert_eq!(fs::metadata(&path).expect("stat").ino(), inode, "a bind mount sees only the same inode");
+
+        let elsewhere = dir.path().join("elsewhere");
+        fs::write(&elsewhere, "untouched").expect("write");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&elsewhere, &link).expect("symlink");
+        assert!(rewrite_resolv_conf(&link, "nameserver 10.0.1.1\n").is_err());
+        assert!(rewrite_resolv_conf(&dir.path().join("missing"), "x").is_err());
+        assert!(rewrite_resolv_conf(&path, "a\0b").is_err());
+        assert_eq!(fs::read_to_string(&elsewhere).expect("read"), "untouched");
+        assert!(!dir.path().join("missing").exists());
     }
 }
