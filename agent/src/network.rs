@@ -23,7 +23,8 @@ const MAP_WAIT: Duration = Duration::from_secs(10);
 
 /// The node's networks: its mesh, its resolver and the map they follow.
 pub struct NodeNetwork {
-    node_id: String,
+    /// Empty while the node is in no swarm (its default bridge only).
+    node_id: std::sync::RwLock<String>,
     mesh: Mesh,
     resolver: Resolver,
     host: HostResolvConf,
@@ -94,7 +95,7 @@ impl NodeNetwork {
         let host = HostResolvConf::read(resolv).unwrap_or_default();
         let (updates, rx) = mpsc::unbounded_channel();
         let network = Arc::new(NodeNetwork {
-            node_id: node_id.to_string(),
+            node_id: std::sync::RwLock::new(node_id.to_string()),
             mesh,
             resolver: Resolver::start(config, shutdown.clone()),
             host,
@@ -108,8 +109,24 @@ impl NodeNetwork {
     }
 
     /// The node's id, as the map's endpoints name it.
-    pub fn node_id(&self) -> &str {
-        &self.node_id
+    pub fn node_id(&self) -> String {
+        self.node_id.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The networks of a node in no swarm: its default bridge (made now), no overlays, until
+    /// [`NodeNetwork::identify`] gives them the swarm's node id.
+    pub async fn open_local(state_dir: &Path, shutdown: CancellationToken) -> Result<Arc<NodeNetwork>, String> {
+        let network = NodeNetwork::open(state_dir, "", Ipv4Addr::UNSPECIFIED, shutdown).await?;
+        network.mesh.apply(&NetworkMap::default()).await.map_err(|e| e.to_string())?;
+        Ok(network)
+    }
+
+    /// The node joined a swarm as `node_id`, advertised at `underlay`: the networks opened in
+    /// no swarm (their standalone containers keep their places) now take the swarm's.
+    pub async fn identify(&self, node_id: &str, underlay: Ipv4Addr) -> Result<(), String> {
+        self.mesh.identify(node_id, underlay).await.map_err(|e| e.to_string())?;
+        *self.node_id.write().unwrap_or_else(|e| e.into_inner()) = node_id.to_string();
+        Ok(())
     }
 
     /// The map as last received.

@@ -43,6 +43,11 @@ enum Command {
         /// The API socket.
         #[arg(long, default_value = "/run/shoal/shoal.sock")]
         socket: PathBuf,
+        /// Standalone containers' default network outside a swarm: `default` (the node's
+        /// bridge `shoal0`, NAT to the outside) or `none` (loopback only). In a swarm they
+        /// are on the bridge either way.
+        #[arg(long, default_value = "default", value_parser = ["default", "none"])]
+        bridge: String,
     },
     /// Manage the swarm.
     #[command(subcommand)]
@@ -682,7 +687,7 @@ struct CreateArgs {
     #[arg(long, value_parser = commands::container::parse_device)]
     device: Vec<shoal_runtime::Device>,
     /// The container's network: bridge (the default: the node's bridge, with NAT to the
-    /// outside, on a swarm node with networks; elsewhere its own namespace, loopback only),
+    /// outside; loopback only where the daemon runs with --bridge none outside a swarm),
     /// none (loopback only), host, or an attachable overlay network of the swarm (its name or ID).
     #[arg(long, default_value = "default")]
     network: String,
@@ -929,7 +934,7 @@ fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Daemon { data_root, socket } => return run_daemon(data_root, socket).await,
+        Command::Daemon { data_root, socket, bridge } => return run_daemon(data_root, socket, bridge != "none").await,
         Command::Machine(cmd) => return machine_command(&cli.lab_root, cmd).await,
         Command::InternalCleanup { data_root } => {
             lab::clean_data_root(&data_root);
@@ -1251,7 +1256,7 @@ async fn container_command(c: &Client, cmd: ContainerCmd) -> anyhow::Result<()> 
     }
 }
 
-async fn run_daemon(data_root: PathBuf, socket: PathBuf) -> anyhow::Result<()> {
+async fn run_daemon(data_root: PathBuf, socket: PathBuf, bridge: bool) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -1264,7 +1269,7 @@ async fn run_daemon(data_root: PathBuf, socket: PathBuf) -> anyhow::Result<()> {
     }
     // One crypto provider for every TLS connection: ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let daemon = daemon::Daemon::start(daemon::DaemonConfig { data_root }).await?;
+    let daemon = daemon::Daemon::start(daemon::DaemonConfig { data_root, bridge }).await?;
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

@@ -105,8 +105,10 @@ impl Mesh {
     /// takes the state directory, re-adopts the sandboxes whose namespaces still exist and
     /// forgets those that do not (after a reboot). Changes no device: [`Mesh::apply`] does.
     pub async fn open(config: MeshConfig) -> Result<Mesh, MeshError> {
-        if config.node_id.is_empty() {
-            return Err(MeshError::Invalid("the mesh needs this node's id".into()));
+        if config.node_id.is_empty() != config.underlay.is_unspecified() {
+            return Err(MeshError::Invalid(
+                "the mesh needs this node's id and underlay address, or neither (a node in no swarm)".into(),
+            ));
         }
         let state = StateDir::create(&config.state_dir)?;
         let lock = state.lock()?;
@@ -114,20 +116,15 @@ impl Mesh {
         let nl = Netlink::open(&node_ns).await?;
 
         let addresses = nl.all_addresses().await?;
-        let Some(&(underlay_index, _)) = addresses.iter().find(|(_, c)| c.addr == config.underlay) else {
-            return Err(MeshError::Invalid(format!(
-                "the underlay address {} is on no interface of this node: give the node's own address",
-                config.underlay
-            )));
-        };
         let links = nl.links().await?;
-        let mtu = links.iter().find(|l| l.index == underlay_index).map_or(1500, |l| l.mtu);
-        if mtu < 576 + VXLAN_OVERHEAD {
-            return Err(MeshError::Invalid(format!(
-                "the underlay's MTU {mtu} leaves too little room for VXLAN: give an underlay with an MTU of at least {}",
-                576 + VXLAN_OVERHEAD
-            )));
-        }
+        let mtu = if config.underlay.is_unspecified() {
+            // In no swarm: the local bridges take the MTU of the way out.
+            let routes = nl.routes().await?;
+            let out = routes.iter().find(|r| r.destination.prefix == 0).and_then(|r| r.oif);
+            out.and_then(|o| links.iter().find(|l| l.index == o)).map_or(1500, |l| l.mtu)
+        } else {
+            underlay_mtu(&addresses, &links, config.underlay)?
+        };
 
         let local = match state::read::<NodeState>(&state.node_file())? {
             Some(saved) => saved.local,
@@ -236,6 +233,29 @@ impl Mesh {
         inner.apply(map).await
     }
 
+    /// Gives a mesh opened in no swarm (no node id, no underlay) the node's id and underlay
+    /// address once the node joins one; the same identity again is no change, another one
+    /// is refused (a node's mesh is for one swarm membership: leaving empties it).
+    pub async fn identify(&self, node_id: &str, underlay: Ipv4Addr) -> Result<(), MeshError> {
+        let mut inner = self.inner.lock().await;
+        if inner.config.node_id == node_id && inner.config.underlay == underlay {
+            return Ok(());
+        }
+        if !inner.config.node_id.is_empty() || node_id.is_empty() {
+            return Err(MeshError::Invalid(format!(
+                "the mesh is node {:?}'s: it cannot become node {node_id:?}'s",
+                inner.config.node_id
+            )));
+        }
+        let addresses = inner.nl.all_addresses().await?;
+        let links = inner.nl.links().await?;
+        let mtu = underlay_mtu(&addresses, &links, underlay)?;
+        inner.config.node_id = node_id.to_string();
+        inner.config.underlay = underlay;
+        inner.mtu = mtu;
+        Ok(())
+    }
+
     /// Makes a sandbox (a network namespace with loopback up) and returns the path to hand
     /// the runtime; one that exists is returned as it is.
     pub async fn create_sandbox(&self, id: &str) -> Result<PathBuf, MeshError> {
@@ -326,6 +346,23 @@ impl Mesh {
         let mut inner = self.inner.lock().await;
         inner.remove_all().await
     }
+}
+
+/// The MTU of the interface holding `underlay`, checked to leave room for VXLAN.
+fn underlay_mtu(addresses: &[(u32, Cidr)], links: &[Link], underlay: Ipv4Addr) -> Result<u32, MeshError> {
+    let Some(&(underlay_index, _)) = addresses.iter().find(|(_, c)| c.addr == underlay) else {
+        return Err(MeshError::Invalid(format!(
+            "the underlay address {underlay} is on no interface of this node: give the node's own address"
+        )));
+    };
+    let mtu = links.iter().find(|l| l.index == underlay_index).map_or(1500, |l| l.mtu);
+    if mtu < 576 + VXLAN_OVERHEAD {
+        return Err(MeshError::Invalid(format!(
+            "the underlay's MTU {mtu} leaves too little room for VXLAN: give an underlay with an MTU of at least {}",
+            576 + VXLAN_OVERHEAD
+        )));
+    }
+    Ok(mtu)
 }
 
 impl Inner {
@@ -421,6 +458,11 @@ impl Inner {
     }
 
     async fn apply(&mut self, map: &NetworkMap) -> Result<(), MeshError> {
+        if self.config.node_id.is_empty() && !map.networks.is_empty() {
+            return Err(MeshError::Invalid(
+                "this node is in no swarm: it has its local bridges only, no overlay networks".into(),
+            ));
+        }
         self.check(map)?;
         self.restore_state()?;
         let links = self.nl.links().await?;

@@ -110,6 +110,9 @@ impl Node {
             .arg(self.data_root())
             .arg("--socket")
             .arg(self.socket())
+            // These daemons share the host's network namespace (and run side by side): their
+            // containers get loopback only, not a default bridge each would claim for itself.
+            .args(["--bridge", "none"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

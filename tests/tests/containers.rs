@@ -117,8 +117,8 @@ fn container_options_take_effect_inside() {
     assert_ne!(out.status.code(), Some(0));
     // The user.
     assert_eq!(String::from_utf8_lossy(&run(&["-u", "1000", "bb:1", "id", "-u"]).stdout), "1000\n");
-    // Its network: its own namespace (loopback only) by default outside a swarm (no node
-    // networks: the default bridge is a swarm node's) and with none; the host's
+    // Its network: its own namespace (loopback only) by default outside a swarm on a daemon
+    // run with `--bridge none` (as the tests' daemons are) and with none; the host's
     // with host. Added hosts and name servers reach its files.
     let links = |args: &[&str]| {
         String::from_utf8_lossy(&run(&[args, &["bb:1", "ls", "/sys/class/net"]].concat()).stdout).into_owned()

@@ -434,4 +434,25 @@ fn services_find_and_reach_each_other_on_any_node_and_nothing_else() {
         let rules = lab.ok(&["machine", "ssh", m, "--", "nft", "list", "ruleset"]);
         assert!(!rules.contains("sb-"), "a rule for a removed network on {m}:\n{rules}");
     }
+
+    // Outside a swarm a standalone container is on its node's default bridge too, as with
+    // Docker; when the node joins a swarm it keeps its place there and its way out.
+    lab.ok(&["machine", "create", "solo"]);
+    lab.on("solo", &["image", "import", rootfs.to_str().expect("UTF-8"), "demo:1"]);
+    let alone = lab.on("solo", &["run", "-d", "--name", "alone", "demo:1", "sleep", "100000"]);
+    let alone = Task { node: "solo".into(), container: alone.trim().to_string(), addr: String::new() };
+    assert!(sh_ok(&lab, &alone, "ip -4 -o addr show eth0").contains("inet "), "no address on the bridge");
+    must_fetch(&lab, &alone, &out_url);
+    assert_eq!(networks_of(&alone), BTreeSet::from(["bridge".to_string()]));
+    let token = lab.on("n1", &["swarm", "join-token", "-q", "worker"]).trim().to_string();
+    let machines = lab.machines();
+    let n1 = machines.as_array().and_then(|m| m.iter().find(|m| m["Name"] == "n1")).expect("n1 in the lab");
+    let n1_addr = format!("{}:2377", n1["Address"].as_str().unwrap_or_default());
+    lab.on("solo", &["swarm", "join", "--token", &token, &n1_addr]);
+    must_fetch(&lab, &alone, &out_url);
+    // Now a swarm node, the same container joins an overlay as well.
+    lab.on("n1", &["network", "create", "-d", "overlay", "--attachable", "late"]);
+    lab.on("solo", &["network", "connect", "late", "alone"]);
+    assert!(sh_ok(&lab, &alone, "ip -o link").contains("eth1"), "no interface on the overlay");
+    must_fetch(&lab, &alone, &out_url);
 }

@@ -53,7 +53,8 @@ pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) 
     let network_id = network.network.id.clone().unwrap_or_default();
     let Some(node) = daemon.node_network().await else { return Ok(Json(docker::json(&network))) };
     let map = node.map().await;
-    let local: Vec<_> = map.endpoints_on(&network_id).filter(|e| e.node_id == node.node_id()).cloned().collect();
+    let node_id = node.node_id();
+    let local: Vec<_> = map.endpoints_on(&network_id).filter(|e| e.node_id == node_id).cloned().collect();
     let containers = blocking(&daemon.runtime, |rt| rt.list_containers()).await.unwrap_or_default();
     let attached = local
         .iter()
@@ -74,11 +75,11 @@ pub async fn inspect(State(daemon): State<Arc<Daemon>>, Path(id): Path<String>) 
         })
         .collect();
     let mut on: std::collections::BTreeSet<&str> = map.endpoints_on(&network_id).map(|e| e.node_id.as_str()).collect();
-    on.insert(node.node_id());
+    on.insert(&node_id);
     let peers = on
         .into_iter()
         .filter_map(|id| {
-            let ip = if id == node.node_id() {
+            let ip = if id == node_id {
                 m.store().read().nodes.get(id).and_then(|n| n.status.as_ref()).map(|s| s.addr.clone())
             } else {
                 map.peers.get(id).map(|ip| ip.to_string())

@@ -35,6 +35,9 @@ use shutdown::Shutdown;
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     pub data_root: PathBuf,
+    /// Whether standalone containers get the node's default bridge outside a swarm too
+    /// (`--bridge none`: not; they get loopback only there, as with dockerd's `-b none`).
+    pub bridge: bool,
 }
 
 /// This node in a swarm: its identity, its manager (if it is one) and its agent.
@@ -162,6 +165,8 @@ impl Daemon {
             tracing::info!(node = %identity.node_id, "rejoining the swarm this node was in");
             let member = daemon.start_member(identity, None).await?;
             *daemon.swarm.write().await = Some(member);
+        } else if daemon.config.bridge {
+            daemon.open_local_network().await;
         }
         Ok(daemon)
     }
@@ -210,9 +215,29 @@ impl Daemon {
         Ok(Member { identity, manager, agent_stop, agent, network })
     }
 
-    /// This node's networks, when it is in a swarm that has given it some.
+    /// This node's networks: the swarm's, when it is in one that has given it some, else its
+    /// default bridge alone (outside a swarm, unless the daemon runs with `--bridge none`).
     pub async fn node_network(&self) -> Option<Arc<NodeNetwork>> {
-        self.swarm.read().await.as_ref().and_then(|m| m.network.get().cloned())
+        if let Some(network) = self.swarm.read().await.as_ref().and_then(|m| m.network.get().cloned()) {
+            return Some(network);
+        }
+        let opened = self.node_network.lock().await;
+        opened.as_ref().filter(|(id, _)| id.is_empty()).map(|(_, n)| n.clone())
+    }
+
+    /// Opens the node's networks outside a swarm: its default bridge, for standalone
+    /// containers. A node where they cannot be opened gives its containers loopback only;
+    /// the reason is logged.
+    async fn open_local_network(&self) {
+        let mut opened = self.node_network.lock().await;
+        let dir = self.config.data_root.join("mesh");
+        match NodeNetwork::open_local(&dir, self.shutdown.token().child_token()).await {
+            Ok(n) => *opened = Some((String::new(), n)),
+            Err(e) => tracing::error!(
+                error = %e,
+                "the node's default bridge cannot be made: standalone containers get loopback only"
+            ),
+        }
     }
 
     /// Opens the node's networks (`<data-root>/mesh`), the node's advertised address being
@@ -224,6 +249,29 @@ impl Daemon {
             if id == node_id {
                 return Networks::On(network.clone());
             }
+        }
+        // Opened outside a swarm (the default bridge): the same networks become the swarm
+        // node's, standalone containers keeping their places. On loopback they stay local.
+        let local = opened.as_ref().filter(|(id, _)| id.is_empty()).map(|(_, n)| n.clone());
+        if let Some(network) = local {
+            let underlay = match addr.parse::<std::net::Ipv4Addr>() {
+                Ok(a) if a.is_loopback() => {
+                    tracing::info!(addr, "the node is advertised on loopback: its tasks get loopback only");
+                    return Networks::Loopback;
+                }
+                Ok(a) => a,
+                Err(_) => return Networks::Failed(format!("its advertised address {addr} is not an IPv4 address")),
+            };
+            return match network.identify(node_id, underlay).await {
+                Ok(()) => {
+                    *opened = Some((node_id.to_string(), network.clone()));
+                    Networks::On(network)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the node's container networks cannot join the swarm");
+                    Networks::Failed(format!("they could not join the swarm: {e}"))
+                }
+            };
         }
         *opened = None;
         let underlay = match addr.parse::<std::net::Ipv4Addr>() {
