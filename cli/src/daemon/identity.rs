@@ -72,6 +72,14 @@ impl NodeIdentity {
     }
 }
 
+/// Whether interface `name` is a container bridge (shoal's own or Docker's) rather than one
+/// of the host's: its address is no node's address to advertise.
+fn is_container_bridge(name: &str) -> bool {
+    use shoal_mesh::names;
+    [names::GATEWAY_BRIDGE, names::DEFAULT_BRIDGE, "docker0", "docker_gwbridge"].contains(&name)
+        || [names::BRIDGE_PREFIX, names::VXLAN_PREFIX, names::VETH_PREFIX, "br-"].iter().any(|p| name.starts_with(p))
+}
+
 /// The first non-loopback IPv4 address of this host, to advertise.
 pub fn primary_address() -> Option<IpAddr> {
     let addrs = nix::ifaddrs::getifaddrs().ok()?;
@@ -79,7 +87,7 @@ pub fn primary_address() -> Option<IpAddr> {
     for a in addrs {
         let Some(sin) = a.address.as_ref().and_then(|s| s.as_sockaddr_in()) else { continue };
         let ip = IpAddr::V4(sin.ip());
-        if !ip.is_loopback() && a.interface_name != "docker0" {
+        if !ip.is_loopback() && !is_container_bridge(&a.interface_name) {
             found = Some(ip);
             break;
         }
@@ -151,4 +159,19 @@ pub fn load_tls(data_root: &Path) -> anyhow::Result<shoal_manager::ca::NodeTls> 
 pub fn load_ca(data_root: &Path) -> anyhow::Result<shoal_manager::ca::RootCa> {
     let dir = cert_dir(data_root);
     Ok(shoal_manager::ca::RootCa { cert_pem: read(&dir.join("ca.crt"))?, key_pem: read(&dir.join("ca.key"))? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_bridges_are_never_advertised() {
+        for name in ["shoal0", "shoal_gwbridge", "sb-4096", "sv-4096", "shv0a1b2c3d4e", "docker0", "br-1234abcd"] {
+            assert!(is_container_bridge(name), "{name}");
+        }
+        for name in ["eth0", "ens3", "wlan0", "lab0", "bond0"] {
+            assert!(!is_container_bridge(name), "{name}");
+        }
+    }
 }
