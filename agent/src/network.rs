@@ -194,7 +194,8 @@ impl NodeNetwork {
             self.resolver.unlisten(&id).await;
             listening.remove(&id);
         }
-        for (id, network) in &map.networks {
+        // Nothing resolves on the ingress network: no resolver listens there.
+        for (id, network) in map.networks.iter().filter(|(_, n)| !n.ingress) {
             if listening.get(id) == Some(&network.gateway) {
                 continue;
             }

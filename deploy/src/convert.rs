@@ -100,6 +100,7 @@ pub(crate) fn stack(compose: &Compose, name: &str, vars: &BTreeMap<String, Strin
             attachable: declared.attachable,
             driver_opts: declared.driver_opts.clone().into_iter().collect(),
             ipam,
+            ingress: false,
         });
     }
     networks.sort_by(|a, b| a.annotations.as_ref().map(|a| &a.name).cmp(&b.annotations.as_ref().map(|a| &a.name)));

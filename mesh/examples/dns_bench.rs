@@ -33,6 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             internal: false,
             attachable: false,
             options: BTreeMap::new(),
+            ingress: false,
         },
     );
     map.endpoints.insert(
@@ -46,6 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             name: "client.1".into(),
             aliases: Vec::new(),
             ready: true,
+            node: false,
         },
     );
     for i in 0..services {
@@ -57,6 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 name: format!("svc-{i:03}"),
                 aliases: Vec::new(),
                 vip: Some(Cidr { addr: Ipv4Addr::new(10, 53, 0, i), prefix: 16 }),
+                ports: Vec::new(),
             },
         );
     }

@@ -7,7 +7,7 @@
 
 use std::{collections::BTreeMap, fmt, net::Ipv4Addr, str::FromStr};
 
-use shoal_proto::{EndpointMode, EndpointRecord, Network, NetworkMapUpdate, PeerRecord, ServiceRecord};
+use shoal_proto::{EndpointMode, EndpointRecord, Network, NetworkMapUpdate, PeerRecord, PortProtocol, ServiceRecord};
 
 /// An IPv4 address with its prefix length (`10.0.1.5/24`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -99,6 +99,8 @@ pub struct MapNetwork {
     pub attachable: bool,
     /// The driver options as given (`encrypted`, …).
     pub options: BTreeMap<String, String>,
+    /// The routing mesh's network: every node has an address on it, no name resolves on it.
+    pub ingress: bool,
 }
 
 /// One task's (or attached container's) address on one network.
@@ -114,6 +116,9 @@ pub struct MapEndpoint {
     pub aliases: Vec<String>,
     /// In DNS and in its service's virtual IP rotation.
     pub ready: bool,
+    /// A node's own address on the ingress network (no container): where its routing mesh
+    /// connects to the tasks from.
+    pub node: bool,
 }
 
 /// One service on one network.
@@ -125,6 +130,34 @@ pub struct MapService {
     pub aliases: Vec<String>,
     /// `None` with endpoint mode dnsrr.
     pub vip: Option<Cidr>,
+    /// On the ingress network: the ports it publishes there, which every node serves.
+    pub ports: Vec<MapPort>,
+}
+
+/// A transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        })
+    }
+}
+
+/// A port a service publishes through the routing mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MapPort {
+    /// The port every node listens on.
+    pub published: u16,
+    /// The port of the service's tasks it goes to.
+    pub target: u16,
+    pub transport: Transport,
 }
 
 /// The node's whole network map, indexed by the keys the dispatcher uses.
@@ -223,6 +256,7 @@ fn network(n: &Network) -> Result<MapNetwork, MapError> {
         internal: spec.internal,
         attachable: spec.attachable,
         options: spec.driver_opts.into_iter().collect(),
+        ingress: spec.ingress,
     })
 }
 
@@ -240,6 +274,7 @@ fn endpoint(e: &EndpointRecord) -> Result<MapEndpoint, MapError> {
         name: e.name.clone(),
         aliases: e.aliases.clone(),
         ready: e.ready,
+        node: e.node,
     })
 }
 
@@ -251,12 +286,33 @@ fn service(s: &ServiceRecord) -> Result<MapService, MapError> {
                 bad(format!("service {}/{}", s.network_id, s.service_id), format!("virtual IP: {why}"))
             })?),
         };
+    let what = || format!("service {}/{}", s.network_id, s.service_id);
+    let mut ports = Vec::with_capacity(s.ports.len());
+    for p in &s.ports {
+        let port = |n: u32, which: &str| {
+            u16::try_from(n)
+                .ok()
+                .filter(|n| *n != 0)
+                .ok_or_else(|| bad(what(), format!("{which} port {n} is not 1-65535")))
+        };
+        let transport = match p.protocol() {
+            PortProtocol::Tcp => Transport::Tcp,
+            PortProtocol::Udp => Transport::Udp,
+            PortProtocol::Sctp => return Err(bad(what(), "SCTP ports are not served by the routing mesh")),
+        };
+        ports.push(MapPort {
+            published: port(p.published_port, "published")?,
+            target: port(p.target_port, "target")?,
+            transport,
+        });
+    }
     Ok(MapService {
         network_id: s.network_id.clone(),
         service_id: s.service_id.clone(),
         name: s.name.clone(),
         aliases: s.aliases.clone(),
         vip,
+        ports,
     })
 }
 

@@ -238,6 +238,18 @@ impl Netlink {
         .await
     }
 
+    /// Sets `link`'s MAC address.
+    pub(crate) async fn set_mac(&self, link: &Link, mac: &[u8]) -> Result<(), MeshError> {
+        if link.mac == mac {
+            return Ok(());
+        }
+        self.set(
+            LinkUnspec::new_with_index(link.index).address(mac.to_vec()).build(),
+            format!("setting the MAC address of {} to {}", link.name, names::mac_string(mac)),
+        )
+        .await
+    }
+
     /// Makes `link` a port of the bridge with index `bridge`.
     pub(crate) async fn set_controller(&self, link: &Link, bridge: u32, bridge_name: &str) -> Result<(), MeshError> {
         if link.controller == Some(bridge) {

@@ -472,7 +472,11 @@ impl Inner {
             bridges.insert(local, link);
         }
         for network in map.networks.values() {
-            let mut plan = OverlayPlan::new(network, self.config.underlay, self.overlay_mtu());
+            let node_endpoint = map
+                .endpoints_on(&network.id)
+                .find(|e| e.node && e.node_id == self.config.node_id && network.ingress)
+                .map(|e| e.addr.addr);
+            let mut plan = OverlayPlan::new(network, node_endpoint, self.config.underlay, self.overlay_mtu());
             for endpoint in map.endpoints_on(&network.id) {
                 if endpoint.node_id == self.config.node_id {
                     continue;

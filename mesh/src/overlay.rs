@@ -22,8 +22,13 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct OverlayPlan {
     pub vni: u32,
-    /// The gateway address with the subnet's prefix.
+    /// The bridge's address, with the subnet's prefix: the network's gateway, or on the
+    /// ingress network (where no container has a route through the bridge) this node's own
+    /// address there, from which its routing mesh reaches the tasks.
     pub gateway: Cidr,
+    /// The ingress network: the bridge's MAC is the one its address implies (as a task's
+    /// is), so that the other nodes reach it by the entries they make for every endpoint.
+    pub node_endpoint: bool,
     pub mtu: u32,
     pub underlay: Ipv4Addr,
     /// The remote endpoints: address → the underlay address of the node that has it.
@@ -31,10 +36,18 @@ pub(crate) struct OverlayPlan {
 }
 
 impl OverlayPlan {
-    pub(crate) fn new(network: &MapNetwork, underlay: Ipv4Addr, mtu: u32) -> OverlayPlan {
+    /// The plan of `network`; `node_endpoint` is this node's own address on it (the ingress
+    /// network's).
+    pub(crate) fn new(
+        network: &MapNetwork,
+        node_endpoint: Option<Ipv4Addr>,
+        underlay: Ipv4Addr,
+        mtu: u32,
+    ) -> OverlayPlan {
         OverlayPlan {
             vni: network.vni,
-            gateway: Cidr { addr: network.gateway, prefix: network.subnet.prefix },
+            gateway: Cidr { addr: node_endpoint.unwrap_or(network.gateway), prefix: network.subnet.prefix },
+            node_endpoint: node_endpoint.is_some(),
             mtu,
             underlay,
             remote: BTreeMap::new(),
@@ -66,6 +79,9 @@ pub(crate) async fn converge(nl: &Netlink, links: &[Link], plan: &OverlayPlan) -
         }
     };
     nl.set_mtu(&bridge, plan.mtu).await?;
+    if plan.node_endpoint {
+        nl.set_mac(&bridge, &names::mac(plan.gateway.addr)).await?;
+    }
     nl.converge_address(&bridge, plan.gateway).await?;
 
     let vxlan = match find(&vxlan_name) {

@@ -304,6 +304,7 @@ impl MapBuilder {
                 internal,
                 attachable: false,
                 options: BTreeMap::new(),
+                ingress: false,
             },
         );
         self
@@ -321,6 +322,7 @@ impl MapBuilder {
                 name: task.to_string(),
                 aliases: Vec::new(),
                 ready: true,
+                node: false,
             },
         );
         self
@@ -335,6 +337,7 @@ impl MapBuilder {
                 name: service.to_string(),
                 aliases: Vec::new(),
                 vip: Some(cidr(vip)),
+                ports: Vec::new(),
             },
         );
         self

@@ -156,9 +156,11 @@ fn secrets_configs_networks_and_volumes_reach_the_container_and_go_with_the_stac
     assert!(listed.contains("app_db_password") && listed.contains("app_api_key"), "{listed}");
     let listed = docker(&node, &["config", "ls"]);
     assert!(listed.contains("app_app_conf"), "{listed}");
+    // The published port made the routing mesh's `ingress` network, as in Docker.
     let networks = node.json(&["network", "ls"]);
-    assert_eq!(names(&networks, "Name"), ["app_back"]);
-    assert_eq!(networks[0]["IPAM"]["Config"][0]["Subnet"], "10.77.0.0/24");
+    assert_eq!(names(&networks, "Name"), ["app_back", "ingress"]);
+    let back = networks.as_array().and_then(|a| a.iter().find(|n| n["Name"] == "app_back")).expect("app_back");
+    assert_eq!(back["IPAM"]["Config"][0]["Subnet"], "10.77.0.0/24");
     let services = node.ok(&["service", "ls"]);
     assert!(services.contains("*:8080->80/tcp"), "{services}");
 
@@ -198,7 +200,7 @@ fn secrets_configs_networks_and_volumes_reach_the_container_and_go_with_the_stac
     assert!(out.contains("Removing secret app_db_password") && out.contains("Removing network app_back"), "{out}");
     assert!(node.json(&["secret", "ls"]).as_array().is_some_and(|a| a.is_empty()));
     assert!(node.json(&["config", "ls"]).as_array().is_some_and(|a| a.is_empty()));
-    assert!(node.json(&["network", "ls"]).as_array().is_some_and(|a| a.is_empty()));
+    assert_eq!(names(&node.json(&["network", "ls"]), "Name"), ["ingress"], "the stack's networks stayed");
     assert_eq!(node.mounts(), Vec::<String>::new(), "mounts left behind (the secrets' tmpfs?)");
     assert!(node.data_root().join("volumes/app_data/_data/starts").exists(), "stack rm removed the volume");
     // The tasks' anonymous volumes went with their containers.

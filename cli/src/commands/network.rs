@@ -45,6 +45,7 @@ pub async fn create(client: &Client, o: CreateOptions) -> anyhow::Result<()> {
         attachable: o.attachable,
         driver_opts: key_values(&o.options),
         ipam,
+        ingress: false,
     };
     let r = client.post("/networks/create", &docker::json(&docker::network_spec(&spec))).await?;
     let created: bollard::NetworkCreateResponse = answer(r, "POST /networks/create")?;

@@ -12,12 +12,16 @@
 //!   `running`: nothing more is done for it). A task whose network has no
 //!   address left stays in `new` with an error saying so.
 //!
+//! The routing mesh's part (the ingress network, the nodes' endpoints on it,
+//! published ports) is in `ingress.rs`.
+//!
 //! Addresses are the lowest free ones of the network's range. A task holds
 //! them until it stops for good or is deleted, a service until it is removed
 //! or leaves the network (`store::addresses` says when, and refuses any
 //! write that would hand an address out twice). A pass is a pure function of
 //! the store, like every loop's.
 
+pub mod ingress;
 mod pool;
 
 #[cfg(test)]
@@ -55,9 +59,10 @@ pub async fn run(store: Store, proposer: Proposer, stop: CancellationToken) {
 /// then virtual IPs, then tasks' addresses).
 pub fn allocate(state: &State, now: i64) -> Vec<StoreAction> {
     let mut actions = Vec::new();
+    ingress::ingress(state, now, &mut actions);
     vnis(state, &mut actions);
     let mut pools = Pools::new(state);
-    let vip_errors = virtual_ips(state, &mut pools, &mut actions);
+    let vip_errors = endpoints(state, &mut pools, &mut actions);
     tasks(state, &mut pools, &vip_errors, now, &mut actions);
     actions
 }
@@ -95,15 +100,13 @@ fn vip_mode(service: &Service) -> bool {
     mode == EndpointMode::Vip
 }
 
-/// Virtual IPs: each vip-mode service gets one on every network it is on and
-/// keeps none elsewhere. Returns, per service, why one could not be given
+/// Services' endpoints: virtual IPs (each vip-mode service gets one on every
+/// network it is on and keeps none elsewhere) and published ports (see
+/// `ingress.rs`). Returns, per service, why its endpoint could not be given
 /// (its tasks wait for it).
-fn virtual_ips<'a>(
-    state: &'a State,
-    pools: &mut Pools<'a>,
-    actions: &mut Vec<StoreAction>,
-) -> HashMap<&'a str, String> {
+fn endpoints<'a>(state: &'a State, pools: &mut Pools<'a>, actions: &mut Vec<StoreAction>) -> HashMap<&'a str, String> {
     let mut errors = HashMap::new();
+    let mut ports_taken = BTreeSet::new();
     for service in state.services.values() {
         let current = service.endpoint.as_ref().map(|e| e.virtual_ips.as_slice()).unwrap_or(&[]);
         let mut wanted = Vec::new();
@@ -136,9 +139,25 @@ fn virtual_ips<'a>(
                 }
             }
         }
-        if wanted.as_slice() != current {
+        let current_ports = service.endpoint.as_ref().map(|e| e.ports.as_slice()).unwrap_or(&[]);
+        let ports = match ingress::allocated_ports(state, service, &mut ports_taken) {
+            Some(ports) => ports,
+            None => {
+                errors.insert(
+                    service.id.as_str(),
+                    format!(
+                        "no port left in {}-{} to publish service {}'s ports on: publish some on ports of your choice",
+                        ingress::DYNAMIC_PORTS.start(),
+                        ingress::DYNAMIC_PORTS.end(),
+                        service.name()
+                    ),
+                );
+                current_ports.to_vec()
+            }
+        };
+        if wanted.as_slice() != current || ports.as_slice() != current_ports {
             let mut s = service.clone();
-            s.endpoint = Some(Endpoint { virtual_ips: wanted });
+            s.endpoint = Some(Endpoint { virtual_ips: wanted, ports });
             actions.push(update(s));
         }
     }
@@ -226,11 +245,19 @@ fn addresses<'a>(
     service: Option<&Service>,
     pools: &mut Pools<'a>,
 ) -> Result<Vec<NetworkAttachment>, String> {
-    let configs = task.spec.as_ref().map(|s| s.networks.as_slice()).unwrap_or(&[]);
+    let mut configs: Vec<NetworkAttachmentConfig> = task.spec.as_ref().map(|s| s.networks.clone()).unwrap_or_default();
+    // A service publishing ports in ingress mode: its tasks are on the ingress network too,
+    // after their own (their first network's resolver is the one they ask).
+    if service.is_some_and(ingress::publishes) {
+        match ingress::ingress_network(pools.state()) {
+            Some(n) => configs.push(NetworkAttachmentConfig { target: n.id.clone(), aliases: Vec::new() }),
+            None => return Err("waiting for the ingress network, which the routing mesh needs".into()),
+        }
+    }
     let mut out: Vec<NetworkAttachment> = Vec::with_capacity(configs.len());
-    let mut taken: Vec<(&str, u32)> = Vec::new();
+    let mut taken: Vec<(String, u32)> = Vec::new();
     let mut failure = None;
-    for config in configs {
+    for config in &configs {
         if out.iter().any(|a| a.network_id == config.target) {
             continue;
         }
@@ -245,18 +272,20 @@ fn addresses<'a>(
             failure = Some(pool.exhausted());
             break;
         };
-        taken.push((config.target.as_str(), ip));
+        taken.push((config.target.clone(), ip));
+        let own = task.spec.as_ref().is_some_and(|s| s.networks.iter().any(|n| n.target == config.target));
         out.push(NetworkAttachment {
             network_id: config.target.clone(),
             addresses: vec![cidr(ip, &pool.subnet())],
-            aliases: aliases(config, service),
+            // No names on the ingress network: nothing resolves there.
+            aliases: if own { aliases(config, service) } else { Vec::new() },
         });
     }
     match failure {
         None => Ok(out),
         Some(why) => {
             for (network_id, ip) in taken {
-                if let Ok(pool) = pools.get(network_id) {
+                if let Ok(pool) = pools.get(&network_id) {
                     pool.give_back(ip);
                 }
             }

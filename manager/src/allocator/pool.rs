@@ -74,6 +74,11 @@ impl<'a> Pools<'a> {
         Pools { state, pools: HashMap::new() }
     }
 
+    /// The store the pass reads.
+    pub fn state(&self) -> &'a State {
+        self.state
+    }
+
     /// The pool of network `id`: `Err` says why there is none.
     pub fn get(&mut self, id: &str) -> Result<&mut Pool<'a>, String> {
         let state = self.state;

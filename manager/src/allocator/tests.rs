@@ -292,6 +292,77 @@ fn changing_a_services_networks_changes_its_vips_and_removing_it_frees_them() {
     check_invariants(&w.store.read()).expect("invariants");
 }
 
+fn publishing(mut s: Service, ports: &[(u32, u32)]) -> Service {
+    let spec = s.spec.as_mut().expect("a spec");
+    spec.endpoint.get_or_insert_default().ports = ports
+        .iter()
+        .map(|(published, target)| shoal_proto::PortConfig {
+            published_port: *published,
+            target_port: *target,
+            ..Default::default()
+        })
+        .collect();
+    s
+}
+
+#[test]
+fn a_published_port_puts_the_service_and_every_node_on_the_ingress_network() {
+    let mut w = World::new(vec![
+        create(network("front", "10.0.1.0/24", false)),
+        create(node("n1")),
+        create(node("n22")),
+        create(publishing(service("web", 2, &["front"], false), &[(0, 80), (8080, 81), (0, 82)])),
+        create(publishing(service("api", 1, &[], false), &[(0, 90)])),
+    ]);
+    w.converge();
+    let state = w.store.read();
+    let ingress: Vec<&Network> =
+        state.networks.values().filter(|n| n.spec.as_ref().is_some_and(|s| s.ingress)).collect();
+    assert_eq!(ingress.len(), 1, "one ingress network");
+    let ingress = ingress[0].clone();
+    assert_eq!(ingress.name(), "ingress");
+    assert_eq!(ingress.allocated.as_ref().map(|a| a.subnet.as_str()), Some("10.0.0.0/24"));
+    assert!(ingress.vni >= 4096);
+    // Each node an endpoint on it, running, with an address.
+    let endpoints: Vec<&Task> = state.tasks.values().filter(|t| ingress::is_node_endpoint(t)).collect();
+    let nodes: BTreeSet<&str> = endpoints.iter().map(|t| t.node_id.as_str()).collect();
+    assert_eq!(nodes, BTreeSet::from(["n1", "n22"]));
+    for t in &endpoints {
+        assert_eq!(t.state(), TaskState::Running);
+        assert_eq!(t.networks.len(), 1);
+        assert_eq!(t.networks[0].network_id, ingress.id);
+    }
+    // The tasks: their own networks first, then ingress, with no names there.
+    for t in state.tasks.values().filter(|t| t.service_id == "web") {
+        let on: Vec<&str> = t.networks.iter().map(|n| n.network_id.as_str()).collect();
+        assert_eq!(on, ["front", ingress.id.as_str()]);
+        assert!(t.networks[1].aliases.is_empty());
+    }
+    // Ports published as 0 get the lowest free ones of 30000-32767, each its own.
+    let given = |w: &World, id: &str| -> Vec<u32> {
+        w.store.read().services[id].endpoint.iter().flat_map(|e| &e.ports).map(|p| p.published_port).collect()
+    };
+    let (web, api) = (given(&w, "web"), given(&w, "api"));
+    assert_eq!(web[1], 8080);
+    let dynamic: BTreeSet<u32> = [web[0], web[2], api[0]].into();
+    assert_eq!(dynamic, BTreeSet::from([30000, 30001, 30002]));
+    drop(state);
+    // They are kept across another change of the service.
+    w.service_update("web", |s| {
+        s.spec.as_mut().expect("spec").annotations.get_or_insert_default().labels.insert("x".into(), "1".into());
+    });
+    w.converge();
+    assert_eq!(given(&w, "web"), web);
+    // No port published any more: the nodes' endpoints go; the network stays.
+    for id in ["web", "api"] {
+        w.service_update(id, |s| s.spec.as_mut().expect("spec").endpoint = None);
+    }
+    w.converge();
+    let state = w.store.read();
+    assert!(!state.tasks.values().any(|t| ingress::is_node_endpoint(t) && holds_addresses(t)));
+    assert!(state.networks.contains_key(&ingress.id));
+}
+
 #[test]
 fn a_full_network_keeps_tasks_in_new_saying_why_until_an_address_frees() {
     // A /29: .1 the gateway, .2 to .6 for VIPs and tasks.

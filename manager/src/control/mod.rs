@@ -8,6 +8,7 @@ mod cluster;
 pub mod limits;
 pub(crate) mod network;
 mod node;
+mod ports;
 pub(crate) mod propose;
 mod secret;
 mod service;

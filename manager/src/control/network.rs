@@ -270,6 +270,11 @@ impl Control {
             if state.network_named(name).is_some() {
                 return Err(ControlError::Conflict(format!("network with name {name} already exists")));
             }
+            if spec.ingress {
+                return Err(ControlError::InvalidArgument(format!(
+                    "network {name}: the swarm makes its ingress network itself, the first time a port is published"
+                )));
+            }
             let network = allocate(state, &[], spec.clone())?;
             let id = network.id.clone();
             Ok((vec![create(network)], id))
@@ -283,6 +288,22 @@ impl Control {
             let network = state.find_network(key)?;
             if let Some(why) = in_use(state, network, &[]) {
                 return Err(ControlError::InvalidArgument(why));
+            }
+            if network.spec.as_ref().is_some_and(|s| s.ingress) {
+                let publishing: Vec<&str> = state
+                    .services
+                    .values()
+                    .filter(|s| crate::allocator::ingress::publishes(s))
+                    .map(|s| s.name())
+                    .collect();
+                if !publishing.is_empty() {
+                    return Err(ControlError::InvalidArgument(format!(
+                        "network {} is the routing mesh's, and services {} publish ports through it: remove their \
+                         published ports first",
+                        network.name(),
+                        publishing.join(", ")
+                    )));
+                }
             }
             Ok((vec![delete(network.clone())], network.name().to_string()))
         })

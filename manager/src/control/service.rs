@@ -68,6 +68,13 @@ pub(super) fn resolve_references(
             .or_else(|| state.networks.get(&key))
             .or_else(|| state.network_named(&key))
             .ok_or_else(|| missing("network", &key, "create it first with \"shoal network create NAME\""))?;
+        if found.spec.as_ref().is_some_and(|s| s.ingress) {
+            return Err(ControlError::InvalidArgument(format!(
+                "service {service}: network {} is the routing mesh's: publish a port (--publish, ports:) to be \
+                 reached through it",
+                found.name()
+            )));
+        }
         if !attached.insert(found.id.clone()) {
             return Err(ControlError::InvalidArgument(format!(
                 "service {service}: network {} is attached twice: list it once, with all its aliases",
@@ -325,6 +332,7 @@ impl Control {
     pub async fn create_service(&self, mut spec: ServiceSpec) -> Result<String, ControlError> {
         validate_service_spec(&spec, &Limits::of(&self.store.read()))?;
         resolve_references(&self.store.read(), &mut spec, &Pending::default())?;
+        super::ports::check(&self.store.read(), &spec, &[])?;
         let service = Service { id: new_id(), spec: Some(spec), ..Default::default() };
         let id = service.id.clone();
         self.proposer.propose(vec![create(service)]).await?;
@@ -335,6 +343,7 @@ impl Control {
     pub async fn update_service(&self, key: &str, version: u64, mut spec: ServiceSpec) -> Result<(), ControlError> {
         validate_service_spec(&spec, &Limits::of(&self.store.read()))?;
         resolve_references(&self.store.read(), &mut spec, &Pending::default())?;
+        super::ports::check(&self.store.read(), &spec, &[])?;
         let mut service = self.store.read().find_service(key)?.clone();
         if let Some(meta) = service.meta.as_mut() {
             meta.version = version;

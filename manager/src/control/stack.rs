@@ -261,6 +261,7 @@ impl Control {
                 let svc_name = spec_name(&spec.annotations, &spec);
                 let mut spec = spec;
                 resolve_references(state, &mut spec, &pending)?;
+                super::ports::check(state, &spec, &stack.services)?;
                 match state.service_named(&svc_name) {
                     Some(existing) if service_stack(existing) != Some(name) => {
                         return Err(ControlError::Conflict(format!(

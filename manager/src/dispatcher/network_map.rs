@@ -10,9 +10,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use shoal_proto::{
-    EndpointMode, EndpointRecord, Network, NetworkMapUpdate, PeerRecord, ServiceRecord, Task, TaskState,
+    EndpointMode, EndpointRecord, Network, NetworkMapUpdate, PeerRecord, PublishMode, ServiceRecord, Task, TaskState,
 };
 
+use crate::allocator::ingress::{ingress_network, is_node_endpoint, publishes};
 use crate::store::{holds_addresses, State};
 
 /// One node's view of its networks, keyed as the dispatcher sends it.
@@ -79,6 +80,7 @@ impl NodeNetworks {
                         name,
                         aliases: attachment.aliases.clone(),
                         ready: ready(t),
+                        node: is_node_endpoint(t),
                     },
                 );
                 if t.node_id != node_id {
@@ -109,12 +111,38 @@ impl NodeNetworks {
                         EndpointMode::Dnsrr => String::new(),
                     },
                     endpoint_mode: mode as i32,
+                    ports: Vec::new(),
                 });
                 for alias in config.aliases.iter().map(String::as_str).chain(short) {
                     if alias != record.name && !record.aliases.iter().any(|a| a == alias) {
                         record.aliases.push(alias.to_string());
                     }
                 }
+            }
+        }
+        // On the ingress network: the services publishing ports there, with the ports as
+        // allocated, which every node's routing mesh serves.
+        if let Some(ingress) = ingress_network(state).filter(|n| view.networks.contains_key(&n.id)) {
+            for s in state.services.values().filter(|s| publishes(s)) {
+                let allocated = s.endpoint.as_ref().map(|e| e.ports.as_slice()).unwrap_or(&[]);
+                let ports: Vec<_> = allocated
+                    .iter()
+                    .filter(|p| p.publish_mode() == PublishMode::Ingress && p.published_port != 0)
+                    .cloned()
+                    .collect();
+                let mode = s.spec.as_ref().and_then(|s| s.endpoint.as_ref()).map(|e| e.mode()).unwrap_or_default();
+                view.services.insert(
+                    format!("{}/{}", ingress.id, s.id),
+                    ServiceRecord {
+                        network_id: ingress.id.clone(),
+                        service_id: s.id.clone(),
+                        name: s.name().to_string(),
+                        aliases: Vec::new(),
+                        virtual_ip: String::new(),
+                        endpoint_mode: mode as i32,
+                        ports,
+                    },
+                );
             }
         }
         for id in peers {
@@ -233,6 +261,7 @@ mod tests {
                     .iter()
                     .map(|(n, vip)| EndpointVirtualIp { network_id: n.to_string(), addr: vip.to_string() })
                     .collect(),
+                ports: Vec::new(),
             }),
             ..Default::default()
         }

@@ -345,6 +345,7 @@ mod tests {
                 internal: false,
                 attachable: false,
                 options: Default::default(),
+                ingress: false,
             },
         );
         for (id, name, vip) in [("s1", "web", Some(c(100))), ("s2", "db", None), ("s3", "empty", None)] {
@@ -356,6 +357,7 @@ mod tests {
                     name: name.into(),
                     aliases: vec![format!("{name}-alias")],
                     vip,
+                    ports: Vec::new(),
                 },
             );
         }
@@ -371,6 +373,7 @@ mod tests {
                     name: format!("{service}.1"),
                     aliases: Vec::new(),
                     ready,
+                    node: false,
                 },
             );
         }

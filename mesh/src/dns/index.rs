@@ -93,7 +93,8 @@ impl Index {
     /// the map itself was checked when it was applied.
     pub fn build(map: &NetworkMap) -> Index {
         let mut index = Index::default();
-        for (id, n) in &map.networks {
+        // Nothing resolves on the ingress network: only the routing mesh uses it.
+        for (id, n) in map.networks.iter().filter(|(_, n)| !n.ingress) {
             index.by_id.insert(id.clone(), index.networks.len());
             index.networks.push(NetIndex {
                 name: n.name.to_ascii_lowercase(),
@@ -386,6 +387,7 @@ mod tests {
                             internal,
                             attachable: true,
                             options: BTreeMap::new(),
+                            ingress: false,
                         },
                     );
                 }
@@ -401,6 +403,7 @@ mod tests {
                         name: NAMES[name].into(),
                         aliases: aliases.into_iter().map(|a| NAMES[a].to_owned()).collect(),
                         ready,
+                        node: false,
                     };
                     map.endpoints.insert(format!("{}/{}", e.network_id, e.task_id), e);
                 }
@@ -411,6 +414,7 @@ mod tests {
                         name: NAMES[name].into(),
                         aliases: aliases.into_iter().map(|a| NAMES[a].to_owned()).collect(),
                         vip: vip.map(|v| Cidr { addr: Ipv4Addr::new(10, 0, net as u8, v), prefix: 24 }),
+                        ports: Vec::new(),
                     };
                     map.services.insert(format!("{}/{}", s.network_id, s.service_id), s);
                 }

@@ -64,6 +64,7 @@ impl MapBuilder {
                 internal,
                 attachable: true,
                 options: BTreeMap::new(),
+                ingress: false,
             },
         );
         self
@@ -76,6 +77,7 @@ impl MapBuilder {
             name: name.into(),
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
             vip: vip.map(|h| cidr(ip(self.block, net, h))),
+            ports: Vec::new(),
         };
         self.map.services.insert(format!("{}/{}", s.network_id, s.service_id), s);
         self
@@ -105,6 +107,7 @@ impl MapBuilder {
             name: name.into(),
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
             ready,
+            node: false,
         };
         self.map.endpoints.insert(format!("{}/{}", e.network_id, e.task_id), e);
         self

@@ -52,7 +52,7 @@ pub fn network(n: &shoal_proto::Network) -> types::Network {
             ipam: Some(bollard::Ipam { driver: Some("default".into()), config: Some(config), options: None }),
             internal: Some(spec.internal),
             attachable: Some(spec.attachable),
-            ingress: Some(false),
+            ingress: Some(spec.ingress),
             config_from: Some(bollard::ConfigReference { network: Some(String::new()) }),
             config_only: Some(false),
             options: Some(options),
@@ -145,7 +145,10 @@ pub fn network_spec(s: &NetworkSpec) -> bollard::NetworkCreateRequest {
 pub fn parse_network_create(v: &Value) -> Result<NetworkSpec, SpecError> {
     let n: bollard::NetworkCreateRequest = read(v, "NetworkCreateRequest")?;
     if n.ingress.unwrap_or(false) {
-        return err("Ingress", "ingress networks are not supported yet (the routing mesh is to come)");
+        return err(
+            "Ingress",
+            "the swarm makes its ingress network itself, the first time a port is published: create no other",
+        );
     }
     let ipam = n
         .ipam
@@ -165,5 +168,6 @@ pub fn parse_network_create(v: &Value) -> Result<NetworkSpec, SpecError> {
         attachable: n.attachable.unwrap_or(false),
         driver_opts: n.options.unwrap_or_default(),
         ipam,
+        ingress: false,
     })
 }

@@ -329,9 +329,15 @@ pub struct ServiceCounts {
 pub fn service(s: &Service, counts: Option<ServiceCounts>) -> types::Service {
     let (version, created, updated) = object_version(&s.meta);
     let spec = service_spec(&s.spec.clone().unwrap_or_default());
-    // Published ports are not allocated yet (the routing mesh is to come):
-    // the endpoint shows what the spec asks for.
+    // The endpoint's ports are those the allocator gave (a port published as 0 has its
+    // number there); until it has, what the spec asks for.
     let endpoint_spec = spec.spec.endpoint_spec.clone();
+    let allocated = s.endpoint.as_ref().map(|e| e.ports.as_slice()).unwrap_or(&[]);
+    let ports = if allocated.is_empty() {
+        endpoint_spec.as_ref().and_then(|e| e.ports.clone())
+    } else {
+        Some(allocated.iter().map(port).collect())
+    };
     types::Service {
         service: bollard::Service {
             id: Some(s.id.clone()),
@@ -339,7 +345,7 @@ pub fn service(s: &Service, counts: Option<ServiceCounts>) -> types::Service {
             created_at: Some(created),
             updated_at: Some(updated),
             endpoint: Some(bollard::ServiceEndpoint {
-                ports: endpoint_spec.as_ref().and_then(|e| e.ports.clone()),
+                ports,
                 spec: endpoint_spec,
                 virtual_ips: s.endpoint.as_ref().filter(|e| !e.virtual_ips.is_empty()).map(|e| {
                     e.virtual_ips

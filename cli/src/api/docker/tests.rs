@@ -247,16 +247,35 @@ fn a_service_as_listed_carries_its_spec_and_its_previous_one() {
         previous_spec: Some(cli_service_create_spec()),
         endpoint: Some(shoal_proto::Endpoint {
             virtual_ips: vec![shoal_proto::EndpointVirtualIp { network_id: "n1".into(), addr: "10.0.1.2/24".into() }],
+            // As allocated: the host-mode port published as 0 got its number.
+            ports: full_spec()
+                .endpoint
+                .map(|e| e.ports)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mut p| {
+                    if p.published_port == 0 {
+                        p.published_port = 30000;
+                    }
+                    p
+                })
+                .collect(),
         }),
     };
     let v = json(&service(&s, Some(ServiceCounts { running: 1, desired: 2, completed: 0 })));
+    let published: Vec<u64> = v["Endpoint"]["Ports"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["PublishedPort"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(published, [8080, 30000], "{}", v["Endpoint"]);
+    assert!(v["Spec"]["EndpointSpec"]["Ports"][1]["PublishedPort"].is_null(), "the spec stays as asked");
     assert_eq!((v["ID"].clone(), v["Version"]["Index"].clone()), (json!("svc"), json!(12)));
     assert_eq!(v["CreatedAt"], "1970-01-01T00:00:01.000000123Z");
     assert_eq!(parse_service_spec(&v["Spec"]).unwrap(), full_spec());
     // `docker service rollback` reads the previous spec, which the Engine
     // API's specification leaves out of a service.
     assert_eq!(parse_service_spec(&v["PreviousSpec"]).unwrap(), cli_service_create_spec());
-    assert_eq!(v["Endpoint"]["Ports"], v["Spec"]["EndpointSpec"]["Ports"]);
+    assert_eq!(v["Endpoint"]["Ports"][0], v["Spec"]["EndpointSpec"]["Ports"][0]);
     assert_eq!(v["Endpoint"]["Spec"], v["Spec"]["EndpointSpec"]);
     assert_eq!(v["Endpoint"]["VirtualIPs"], json!([{"NetworkID": "n1", "Addr": "10.0.1.2/24"}]));
     assert_eq!(v["ServiceStatus"], json!({"RunningTasks": 1, "DesiredTasks": 2, "CompletedTasks": 0}));
