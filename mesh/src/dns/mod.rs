@@ -134,19 +134,54 @@ struct Listener {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// The node's service-discovery resolver (one per node daemon).
+/// The node's service-discovery resolver (one per node daemon). Its listeners run on a
+/// runtime of their own, on a thread of their own: a daemon busy with other work (devices,
+/// containers, a blocked worker) never leaves a container's lookup unanswered.
 pub struct Resolver {
     shared: Arc<Shared>,
     port: u16,
     shutdown: CancellationToken,
     listeners: tokio::sync::Mutex<HashMap<String, Listener>>,
+    /// The listeners' runtime.
+    runtime: tokio::runtime::Handle,
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        // Ends the listeners' runtime and its thread.
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts the resolver's own runtime on a thread that lives until `stop` is cancelled; the
+/// caller's runtime if that cannot be made.
+fn own_runtime(stop: CancellationToken) -> tokio::runtime::Handle {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let started = std::thread::Builder::new().name("shoal-dns".into()).spawn(move || {
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => {
+                let _ = tx.send(Some(rt.handle().clone()));
+                rt.block_on(stop.cancelled());
+            }
+            Err(error) => {
+                tracing::warn!(%error, "DNS: no runtime of its own; it shares the daemon's");
+                let _ = tx.send(None);
+            }
+        }
+    });
+    match started.ok().and_then(|_| rx.recv().ok().flatten()) {
+        Some(handle) => handle,
+        None => tokio::runtime::Handle::current(),
+    }
 }
 
 impl Resolver {
     /// A resolver with an empty map and no listener; it stops listening when `shutdown` is
     /// cancelled.
     pub fn start(config: ResolverConfig, shutdown: CancellationToken) -> Resolver {
+        let shutdown = shutdown.child_token();
         Resolver {
+            runtime: own_runtime(shutdown.clone()),
             shared: Arc::new(Shared {
                 index: RwLock::new(Arc::new(Index::default())),
                 clients: RwLock::new(HashMap::new()),
@@ -180,22 +215,38 @@ impl Resolver {
             old.stop().await;
         }
         let addr = SocketAddr::new(gateway.into(), self.port);
-        let listen_error = |proto, source| DnsError::Listen { network: network_id.to_owned(), addr, proto, source };
-        let tcp = TcpListener::bind(addr).await.map_err(|e| listen_error("TCP", e))?;
-        let udp = fast::bind_udp(addr).map_err(|e| listen_error("UDP", e))?;
-
         let handler = Handler { network_id: network_id.into(), shared: self.shared.clone() };
         let stop = self.shutdown.child_token();
-        let mut tasks = fast::serve_udp(udp, handler.clone(), stop.clone());
-        let mut server = Server::new(handler);
-        server.register_listener(tcp, TCP_IDLE, 16);
         let server_stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            server_stop.cancelled().await;
-            if let Err(error) = server.shutdown_gracefully().await {
-                tracing::debug!(%error, "DNS TCP listener ended with an error");
+        let network = network_id.to_owned();
+        // Bound and served on the resolver's own runtime (sockets belong to the runtime that
+        // makes them).
+        let made = self.runtime.spawn(async move {
+            let listen_error = |proto, source| DnsError::Listen { network: network.clone(), addr, proto, source };
+            let tcp = TcpListener::bind(addr).await.map_err(|e| listen_error("TCP", e))?;
+            let udp = fast::bind_udp(addr).map_err(|e| listen_error("UDP", e))?;
+            let mut tasks = fast::serve_udp(udp, handler.clone(), server_stop.clone());
+            let mut server = Server::new(handler);
+            server.register_listener(tcp, TCP_IDLE, 16);
+            tasks.push(tokio::spawn(async move {
+                server_stop.cancelled().await;
+                if let Err(error) = server.shutdown_gracefully().await {
+                    tracing::debug!(%error, "DNS TCP listener ended with an error");
+                }
+            }));
+            Ok::<_, DnsError>(tasks)
+        });
+        let tasks = match made.await {
+            Ok(made) => made?,
+            Err(e) => {
+                return Err(DnsError::Listen {
+                    network: network_id.to_owned(),
+                    addr,
+                    proto: "UDP",
+                    source: std::io::Error::other(format!("the resolver's runtime is gone: {e}")),
+                })
             }
-        }));
+        };
         listeners.insert(network_id.to_owned(), Listener { addr: gateway, stop, tasks });
         Ok(())
     }
