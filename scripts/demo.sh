@@ -55,5 +55,12 @@ echo
 echo "The client reaches web by name:"
 "$shoal" service logs app_client | tail -3
 echo
-echo "The stack runs. Try: $shoal service scale app_web=5; $shoal service ps app_web; $shoal service logs -f app_client"
+# The routing mesh serves the published port on the node's address.
+addr=$("$shoal" info | awk '/Node Address:/ {print $3}')
+url="http://${addr:-127.0.0.1}:8080/"
+for _ in $(seq 50); do busybox wget -qO- "$url" >/dev/null 2>&1 && break; sleep 0.2; done
+echo "The web service answers at $url (from any node of the swarm):"
+busybox wget -qO- "$url"
+echo
+echo "The stack runs. Open $url, or try: $shoal service scale app_web=5; $shoal service ps app_web; $shoal service logs -f app_client"
 echo "Stop it all with: scripts/demo.sh down"

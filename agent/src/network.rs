@@ -6,12 +6,13 @@
 //! the mesh and the resolver apply it.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_mesh::dns::{self, HostResolvConf, Resolver, ResolverConfig};
+use shoal_mesh::proxy::{Proxy, ProxyConfig, PublishedPort};
 use shoal_mesh::{Attachment, Cidr, Interface, Mesh, MeshConfig, NetworkMap, PortOn};
 use shoal_proto::{DnsConfig, NetworkMapUpdate, Task};
 use tokio::sync::{mpsc, watch, Mutex};
@@ -37,6 +38,10 @@ pub struct NodeNetwork {
     /// Updates for the follower, which applies them in order, off the session's loop (whose
     /// heartbeats must not wait for devices to change).
     updates: mpsc::UnboundedSender<NetworkMapUpdate>,
+    /// The routing mesh's proxy, with the address it connects from (this node's on the
+    /// ingress network); none while the node has no address there.
+    proxy: Mutex<Option<(Ipv4Addr, Proxy)>>,
+    shutdown: CancellationToken,
 }
 
 /// Whether this node's containers have networks.
@@ -103,6 +108,8 @@ impl NodeNetwork {
             applied: watch::channel(0).0,
             listening: Mutex::new(BTreeMap::new()),
             updates,
+            proxy: Mutex::new(None),
+            shutdown: shutdown.clone(),
         });
         tokio::spawn(follow(Arc::downgrade(&network), rx, shutdown));
         Ok(network)
@@ -206,8 +213,37 @@ impl NodeNetwork {
                 Err(e) => tracing::warn!(network = %network.name, error = %e, "the network's resolver cannot listen"),
             }
         }
+        if applied {
+            self.serve_published(&map).await;
+        }
         self.applied.send_modify(|n| *n += 1);
         applied
+    }
+
+    /// Has the routing mesh's proxy serve what `map` publishes (see [`published_table`]); a
+    /// port it cannot listen on is reported here, on this node.
+    async fn serve_published(&self, map: &NetworkMap) {
+        let wanted = published_table(map, &self.node_id());
+        let mut proxy = self.proxy.lock().await;
+        let Some((source, table)) = wanted else {
+            // No port published, or no address here yet: nothing listens.
+            if let Some((_, p)) = proxy.take() {
+                p.set(Vec::new()).await;
+            }
+            return;
+        };
+        if proxy.as_ref().is_some_and(|(s, _)| *s != source) {
+            if let Some((_, p)) = proxy.take() {
+                p.set(Vec::new()).await;
+            }
+        }
+        let (_, p) = proxy.get_or_insert_with(|| {
+            let config = ProxyConfig { source: Some(source), ..ProxyConfig::default() };
+            (source, Proxy::new(config, self.shutdown.child_token()))
+        });
+        for error in p.set(table).await {
+            tracing::error!(%error, "routing mesh: a published port is not served on this node");
+        }
     }
 
     /// Gives `task`'s container its sandbox: on the task's networks (`eth0`, `eth1`, … in its
@@ -404,8 +440,19 @@ impl NodeNetwork {
             }
             self.wait_for(attachments).await?;
             let interfaces = self.mesh.connect(id, attachments).await.map_err(|e| e.to_string())?;
-            let first = interfaces.first().ok_or_else(|| "the sandbox has no interface".to_string())?;
-            let resolv = dns::resolv_conf(first.gateway, dns_config, &self.host).map_err(|e| e.to_string())?;
+            // The resolver of its first network that has one (none listens on the ingress
+            // network); on the ingress network alone, the node's resolvers.
+            let ingress: Vec<String> =
+                self.map.lock().await.networks.values().filter(|n| n.ingress).map(|n| n.id.clone()).collect();
+            let first = interfaces.iter().find(|i| match &i.on {
+                PortOn::Network { network_id } => !ingress.contains(network_id),
+                PortOn::Local { .. } => false,
+            });
+            let resolv = match first {
+                Some(first) => dns::resolv_conf(first.gateway, dns_config, &self.host),
+                None => dns::bridge_resolv_conf(dns_config, &self.host),
+            }
+            .map_err(|e| e.to_string())?;
             let forwarders = dns::container_forwarders(dns_config).map_err(|e| e.to_string())?;
             for i in interfaces.iter().filter(|i| attachments.iter().any(|a| a.addr == i.addr)) {
                 self.resolver.set_forwarders(i.addr.addr, forwarders.clone()).map_err(|e| e.to_string())?;
@@ -510,6 +557,31 @@ async fn follow(
         let Some(network) = network.upgrade() else { return };
         failed = !network.converge(batch).await;
     }
+}
+
+/// The routing mesh's table in `map` for node `node_id`: every port the services on the
+/// ingress network publish, each to the ready tasks' addresses there (on any node), with the
+/// address this node connects to them from (its own on the ingress network). `None` when
+/// nothing is published or this node has no address there yet.
+pub fn published_table(map: &NetworkMap, node_id: &str) -> Option<(Ipv4Addr, Vec<PublishedPort>)> {
+    let ingress = map.networks.values().find(|n| n.ingress)?;
+    let source = map.endpoints_on(&ingress.id).find(|e| e.node && e.node_id == node_id)?.addr.addr;
+    let mut table = Vec::new();
+    for service in map.services_on(&ingress.id) {
+        for port in &service.ports {
+            let backends = map
+                .backends(&ingress.id, &service.service_id)
+                .map(|e| SocketAddrV4::new(e.addr.addr, port.target))
+                .collect();
+            table.push(PublishedPort {
+                port: port.published,
+                protocol: port.protocol,
+                proxy_protocol: port.proxy_protocol,
+                backends,
+            });
+        }
+    }
+    (!table.is_empty()).then_some((source, table))
 }
 
 /// How soon a map the mesh could not apply is applied again.

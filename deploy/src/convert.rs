@@ -443,6 +443,7 @@ fn ports(name: &str, service: &Service) -> Result<Vec<PortConfig>, Unsupported> 
                 model::PortMode::Host => PublishMode::Host,
             }
             .into(),
+            proxy_protocol: false,
         });
     }
     out.sort_by_key(|p| (p.published_port, p.target_port, p.protocol));

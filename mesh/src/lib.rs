@@ -17,6 +17,7 @@ mod netns;
 mod nft;
 mod node;
 mod overlay;
+pub mod proxy;
 mod sandbox;
 mod state;
 

@@ -7,6 +7,7 @@
 
 use std::{collections::BTreeMap, fmt, net::Ipv4Addr, str::FromStr};
 
+pub use crate::proxy::Protocol;
 use shoal_proto::{EndpointMode, EndpointRecord, Network, NetworkMapUpdate, PeerRecord, PortProtocol, ServiceRecord};
 
 /// An IPv4 address with its prefix length (`10.0.1.5/24`).
@@ -134,22 +135,6 @@ pub struct MapService {
     pub ports: Vec<MapPort>,
 }
 
-/// A transport protocol of a published port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Transport {
-    Tcp,
-    Udp,
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Transport::Tcp => "tcp",
-            Transport::Udp => "udp",
-        })
-    }
-}
-
 /// A port a service publishes through the routing mesh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MapPort {
@@ -157,7 +142,9 @@ pub struct MapPort {
     pub published: u16,
     /// The port of the service's tasks it goes to.
     pub target: u16,
-    pub transport: Transport,
+    pub protocol: Protocol,
+    /// Backends read a PROXY protocol v2 header (the client's address) first.
+    pub proxy_protocol: bool,
 }
 
 /// The node's whole network map, indexed by the keys the dispatcher uses.
@@ -295,15 +282,16 @@ fn service(s: &ServiceRecord) -> Result<MapService, MapError> {
                 .filter(|n| *n != 0)
                 .ok_or_else(|| bad(what(), format!("{which} port {n} is not 1-65535")))
         };
-        let transport = match p.protocol() {
-            PortProtocol::Tcp => Transport::Tcp,
-            PortProtocol::Udp => Transport::Udp,
+        let protocol = match p.protocol() {
+            PortProtocol::Tcp => Protocol::Tcp,
+            PortProtocol::Udp => Protocol::Udp,
             PortProtocol::Sctp => return Err(bad(what(), "SCTP ports are not served by the routing mesh")),
         };
         ports.push(MapPort {
             published: port(p.published_port, "published")?,
             target: port(p.target_port, "target")?,
-            transport,
+            protocol,
+            proxy_protocol: p.proxy_protocol && protocol == Protocol::Tcp,
         });
     }
     Ok(MapService {

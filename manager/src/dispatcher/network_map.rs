@@ -10,7 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use shoal_proto::{
-    EndpointMode, EndpointRecord, Network, NetworkMapUpdate, PeerRecord, PublishMode, ServiceRecord, Task, TaskState,
+    EndpointMode, EndpointRecord, Network, NetworkMapUpdate, PeerRecord, PortConfig, PublishMode, ServiceRecord, Task,
+    TaskState,
 };
 
 use crate::allocator::ingress::{ingress_network, is_node_endpoint, publishes};
@@ -27,6 +28,22 @@ pub struct NodeNetworks {
     pub services: BTreeMap<String, ServiceRecord>,
     /// By node ID.
     pub peers: BTreeMap<String, PeerRecord>,
+}
+
+/// The service label that asks the routing mesh for a PROXY protocol v2 header on published
+/// ports: a comma-separated list of published ports, or `true` for all of them (TCP only).
+pub const PROXY_PROTOCOL_LABEL: &str = "com.shoal.proxy-protocol";
+
+/// Whether service `s` asks for the PROXY protocol on its published port `p`.
+fn proxy_protocol(s: &shoal_proto::Service, p: &PortConfig) -> bool {
+    if p.protocol() != shoal_proto::PortProtocol::Tcp {
+        return false;
+    }
+    let labels = s.spec.as_ref().and_then(|s| s.annotations.as_ref()).map(|a| &a.labels);
+    let Some(value) = labels.and_then(|l| l.get(PROXY_PROTOCOL_LABEL)) else { return false };
+    let value = value.trim();
+    value.eq_ignore_ascii_case("true")
+        || value.split(',').any(|port| port.trim().parse::<u32>().is_ok_and(|n| n == p.published_port))
 }
 
 /// Whether a task is in DNS and in its service's virtual IP rotation:
@@ -128,7 +145,7 @@ impl NodeNetworks {
                 let ports: Vec<_> = allocated
                     .iter()
                     .filter(|p| p.publish_mode() == PublishMode::Ingress && p.published_port != 0)
-                    .cloned()
+                    .map(|p| PortConfig { proxy_protocol: proxy_protocol(s, p), ..p.clone() })
                     .collect();
                 let mode = s.spec.as_ref().and_then(|s| s.endpoint.as_ref()).map(|e| e.mode()).unwrap_or_default();
                 view.services.insert(

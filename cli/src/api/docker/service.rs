@@ -580,6 +580,7 @@ fn port_from(p: bollard::EndpointPortConfig, f: &str) -> Result<PortConfig> {
         target_port: target,
         published_port: port_number(p.published_port, &format!("{f}.PublishedPort"))?,
         publish_mode: mode as i32,
+        proxy_protocol: false,
     })
 }
 
