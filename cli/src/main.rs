@@ -1256,6 +1256,23 @@ async fn container_command(c: &Client, cmd: ContainerCmd) -> anyhow::Result<()> 
     }
 }
 
+/// Raises the daemon's soft limit on open files to its hard limit, as dockerd does: the
+/// routing mesh holds two descriptors per proxied connection, and 1024 (a common soft limit)
+/// would cap a node at a few hundred. Containers get their own limits from their specs.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            let before = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!(before, "could not raise the limit on open files");
+            }
+        }
+    }
+}
+
 async fn run_daemon(data_root: PathBuf, socket: PathBuf, bridge: bool) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -1269,6 +1286,7 @@ async fn run_daemon(data_root: PathBuf, socket: PathBuf, bridge: bool) -> anyhow
     }
     // One crypto provider for every TLS connection: ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    raise_open_files_limit();
     let daemon = daemon::Daemon::start(daemon::DaemonConfig { data_root, bridge }).await?;
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
