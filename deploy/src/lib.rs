@@ -102,7 +102,6 @@ const NOT_CARRIED: &[(&[&str], &str)] = &[
     (&["ulimits"], "kept in the service spec, but containers do not get it yet"),
     (&["tty"], "kept in the service spec, but containers do not get a terminal yet"),
     (&["stdin_open"], "kept in the service spec, but containers do not get a terminal yet"),
-    (&["ports"], "kept in the service spec; the routing mesh that publishes them is not built yet"),
     (&["deploy", "placement", "preferences"], "kept in the service spec, but the scheduler ignores it for now"),
 ];
 
@@ -133,6 +132,25 @@ impl Project {
                         message: format!("services.{service}.{}: {why}", keys.join(".")),
                     });
                 }
+            }
+            // Ports published in host mode are carried, but no node binds them yet.
+            let full = format!("{name}_{service}");
+            let spec = stack.services.iter().find(|s| s.annotations.as_ref().is_some_and(|a| a.name == full));
+            let host_mode = spec
+                .and_then(|s| s.endpoint.as_ref())
+                .is_some_and(|e| e.ports.iter().any(|p| p.publish_mode() == shoal_proto::PublishMode::Host));
+            if host_mode {
+                let entry = node.entries().and_then(|e| e.iter().find(|e| e.key == "ports"));
+                let mark = entry.map_or(node.mark, |e| e.key_mark);
+                warnings.push(Warning {
+                    file: self.files.get(mark.file).cloned().unwrap_or_default(),
+                    line: mark.line,
+                    column: mark.column,
+                    message: format!(
+                        "services.{service}.ports: ports published in host mode are kept in the service spec, but \
+                         no node binds them yet; publish them in ingress mode (the default) to reach them"
+                    ),
+                });
             }
         }
         warnings.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
@@ -306,16 +324,17 @@ mod tests {
     #[test]
     fn keys_the_specs_cannot_carry_are_warned_about() {
         let loaded = load(
-            "services:\n  web:\n    image: x\n    ports: ['80:80']\n    deploy:\n      update_config:\n        \
-             parallelism: 2\n      placement: {constraints: [node.role==worker]}\n",
+            "services:\n  web:\n    image: x\n    ports: [{target: 80, published: 80, mode: host}]\n    deploy:\n      \
+             update_config:\n        parallelism: 2\n      placement: {constraints: [node.role==worker]}\n  api:\n    \
+             image: x\n    ports: ['81:80']\n",
             "app",
         )
         .expect("valid");
         let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
         assert_eq!(
             warnings,
-            ["stack.yml:4:5: services.web.ports: kept in the service spec; the routing mesh that publishes \
-                 them is not built yet",]
+            ["stack.yml:4:5: services.web.ports: ports published in host mode are kept in the service spec, \
+                 but no node binds them yet; publish them in ingress mode (the default) to reach them",]
         );
     }
 

@@ -72,11 +72,6 @@ fn compose_features_are_warned_about() {
         [
             at(6, 5, "services.api.build: not supported by shoal yet, ignored"),
             at(8, 5, "services.api.container_name: not supported by shoal yet, ignored"),
-            at(
-                9,
-                5,
-                "services.api.ports: kept in the service spec; the routing mesh that publishes them is not built yet"
-            ),
         ]
     );
     let health = container(&loaded.stack.services[0]).healthcheck.clone().expect("the healthcheck is kept");
