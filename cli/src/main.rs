@@ -1256,19 +1256,27 @@ async fn container_command(c: &Client, cmd: ContainerCmd) -> anyhow::Result<()> 
     }
 }
 
-/// Raises the daemon's soft limit on open files to its hard limit, as dockerd does: the
-/// routing mesh holds two descriptors per proxied connection, and 1024 (a common soft limit)
-/// would cap a node at a few hundred. Containers get their own limits from their specs.
+/// Raises the daemon's limit on open files, as dockerd's service does (`LimitNOFILE`): to 2^20
+/// (or the kernel's `fs.nr_open`, if lower), else at least the soft limit to the hard one. The
+/// routing mesh holds two descriptors per proxied connection; 1024 (a common soft limit) would
+/// cap a node at a few hundred. Containers get this limit unless their specs set `nofile`.
 fn raise_open_files_limit() {
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let want = nr_open.unwrap_or(1 << 20).min(1 << 20);
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
-            let before = limit.rlim_cur;
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::warn!(before, "could not raise the limit on open files");
-            }
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= want {
+            return;
+        }
+        let before = limit.rlim_cur;
+        let raised = libc::rlimit { rlim_cur: want, rlim_max: want.max(limit.rlim_max) };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            return;
+        }
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            tracing::warn!(before, "could not raise the limit on open files");
         }
     }
 }

@@ -31,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlab import Lab  # noqa: E402
-from overlay import HTTP, machine_pid, ms, rootfs  # noqa: E402
+from overlay import machine_pid, ms, rootfs  # noqa: E402
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 SECONDS = int(os.environ.get("SECONDS", "10"))
@@ -62,6 +62,24 @@ services:
     deploy: { placement: { constraints: ["node.hostname == n2"] } }
 """
 
+# An HTTP/1.1 server with keep-alive and a deep accept queue (64 clients connect at once):
+# `keepalive_server.py PORT`.
+HTTP = r"""
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    def do_GET(self):
+        body = b"hello from shoal\n"
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+class S(http.server.ThreadingHTTPServer):
+    request_queue_size = 4096
+    daemon_threads = True
+S(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
+"""
+
 # Accepts connections and holds them, reading nothing: `sink.py PORT`.
 SINK = r"""
 import resource, socket, sys
@@ -76,7 +94,7 @@ while True:
 
 HAPROXY = """
 global
-    maxconn 100000
+    maxconn 30000
 defaults
     mode tcp
     timeout connect 5s
@@ -99,6 +117,14 @@ def main():
     for tool in ["iperf3", "wrk", "haproxy", "nsenter"]:
         if subprocess.run(["which", tool], capture_output=True).returncode != 0:
             sys.exit(f"{tool} is missing: apt-get install -y haproxy iperf3 wrk")
+    # 10,000 idle connections take 20,000 descriptors in a proxy: every process of the run (the
+    # lab's daemons, HAProxy, the clients) inherits a limit that allows them.
+    import resource
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1 << 20, 1 << 20))
+    except (ValueError, OSError):
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     lab = Lab("shoal-bench-mesh-")
     try:
         run(lab)
@@ -179,8 +205,11 @@ def wrk(client, url, conns, close=False):
     args = client + ["wrk", "-t2", f"-c{conns}", f"-d{SECONDS}s", "--latency"]
     if close:
         args += ["-H", "Connection: close"]
-    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
-    lines = out.splitlines()
+    run = subprocess.run(args + [url], capture_output=True, text=True)
+    if run.returncode != 0:
+        print(f"  wrk {url} failed: {run.stderr.strip()}", flush=True)
+        return 0.0, 0.0, 1
+    lines = run.stdout.splitlines()
     rps = float(next(x for x in lines if x.startswith("Requests/sec")).split()[1])
     p99 = ms(next(x for x in lines if x.strip().startswith("99%")).split()[1])
     errors = 0

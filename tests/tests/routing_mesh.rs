@@ -1,5 +1,5 @@
 //! The routing mesh on a swarm of simulated hosts: a published port answers on every node's
-//! address, whichever node runs the task; a port published as 0 gets one from 30000-32767; a
+//! address, whichever node runs the task (TCP and UDP); a port published as 0 gets one from 30000-32767; a
 //! port another service holds is refused naming both. Real devices, real traffic from the
 //! test's own host.
 
@@ -21,6 +21,12 @@ services:
     command: ["httpd", "-f", "-p", "80", "-h", "/www"]
     stop_grace_period: 1s
     ports: ["80"]
+  echo:
+    image: demo:1
+    # The test serves UDP echo in this task's network namespace (busybox has no UDP server).
+    command: ["sleep", "100000"]
+    stop_grace_period: 1s
+    ports: ["9999:9999/udp"]
   proxied:
     image: demo:1
     # Sends back, in hex, the first 28 bytes it reads: a PROXY v2 header for IPv4.
@@ -63,6 +69,44 @@ fn docker_cli(lab: &Lab, m: &str, args: &[&str]) -> String {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     assert!(out.status.success(), "docker {args:?}: {}", text(&out.stderr));
     text(&out.stdout)
+}
+
+/// The running task of `service`: (its node's name, its id).
+fn one_task(lab: &Lab, service: &str) -> (String, String) {
+    let nodes = lab.json_on("n1", &["node", "ls"]);
+    let tasks = lab.json_on("n1", &["service", "ps", service]);
+    let task = tasks
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["DesiredState"] == "running" && t["Status"]["State"] == "running"))
+        .unwrap_or_else(|| panic!("{service} has no running task: {tasks}"));
+    let node = nodes
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["ID"] == task["NodeID"]))
+        .and_then(|n| n["Description"]["Hostname"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    (node, task["ID"].as_str().unwrap_or_default().to_string())
+}
+
+/// A UDP echo server on `port` in the network namespace at `netns`, on a thread of this test
+/// that entered it; it ends with the test.
+fn udp_echo_in(netns: &std::path::Path, port: u16) -> std::thread::JoinHandle<()> {
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open(netns).unwrap_or_else(|e| panic!("{}: {e}", netns.display()));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        // SAFETY: setns(2) on this thread only, with a namespace descriptor just opened.
+        let entered = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } == 0;
+        let socket = entered.then(|| std::net::UdpSocket::bind(("0.0.0.0", port)).ok()).flatten();
+        let _ = ready_tx.send(socket.is_some());
+        let Some(socket) = socket else { return };
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let _ = socket.send_to(&buf[..n], from);
+        }
+    });
+    assert_eq!(ready_rx.recv(), Ok(true), "the UDP echo server could not start in {}", netns.display());
+    server
 }
 
 /// Each machine's address on the lab's bridge.
@@ -110,6 +154,27 @@ fn a_published_port_answers_on_every_node() {
             let page = eventually_ok(Duration::from_secs(30), &format!("{name} to answer on {port}"), || get(at));
             assert!(page.contains("hello"), "{page}");
         }
+    }
+
+    // UDP: an echo server in the echo task's network namespace answers through every node.
+    let echo_task = one_task(&lab, "app_echo");
+    let netns = lab.root.path().join("machines").join(&echo_task.0).join("data/mesh/netns").join(&echo_task.1);
+    let _echo = udp_echo_in(&netns, 9999);
+    for (name, addr) in addresses(&lab) {
+        let at: SocketAddr = format!("{addr}:9999").parse().expect("an address");
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
+        socket.set_read_timeout(Some(Duration::from_millis(500))).expect("a timeout");
+        eventually_ok(Duration::from_secs(30), &format!("{name} to echo UDP"), || {
+            let message = format!("ping {name}");
+            socket.send_to(message.as_bytes(), at).map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 64];
+            let (n, from) = socket.recv_from(&mut buf).map_err(|e| e.to_string())?;
+            if &buf[..n] == message.as_bytes() && from == at {
+                Ok(())
+            } else {
+                Err(format!("{from} answered {:?}", String::from_utf8_lossy(&buf[..n])))
+            }
+        });
     }
 
     // PROXY protocol v2, asked for by a label: the backend reads the client's own address
