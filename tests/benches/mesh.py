@@ -10,8 +10,9 @@ n2 itself ("local"). The same backends are also served by HAProxy 2.6 in TCP mod
 namespace (connecting from n2's address on the ingress network, as the mesh does), and
 reached directly at the task's own address (n1 reaches the ingress network over VXLAN):
 
-  keepalive: wrk (2 threads, 64 keep-alive connections) against a Python HTTP/1.1 server in
-             the task's namespace: requests/s and p99 for mesh, haproxy and direct.
+  keepalive: wrk (2 threads, 64 keep-alive connections) against an HTTP server in the task's
+             namespace (HAProxy answering by itself): requests/s and p99 for mesh, haproxy and
+             direct.
   connect:   wrk with `Connection: close` at 16 and 256 connections: new connections/s,
              socket errors, for mesh, haproxy and direct.
   bulk:      iperf3 (1 and 8 streams) to an iperf3 task: Gbit/s for mesh, haproxy and direct.
@@ -35,49 +36,51 @@ from overlay import machine_pid, ms, rootfs  # noqa: E402
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 SECONDS = int(os.environ.get("SECONDS", "10"))
-IDLE = int(os.environ.get("IDLE", "10000"))
+# 10,000 in the issue; this machine's hard limit on descriptors (20,000, which root cannot
+# raise here) leaves a proxy room for 9,000 (two per connection).
+IDLE = int(os.environ.get("IDLE", "9000"))
 PARTS = os.environ.get("PARTS", "keepalive,connect,bulk,idle").split(",")
 
-STACK = """
+# Deployed while only n3 takes tasks (the others paused): the remote backends.
+REMOTE = """
 services:
   web:
     image: bench:1
     command: ["sleep", "1000000"]
     ports: ["8081:8081", "8083:8083"]
-    deploy: { placement: { constraints: ["node.hostname == n3"] } }
   ips:
     image: bench:1
     command: ["/iperf3", "-s", "-p", "5201"]
     ports: ["5201:5201"]
-    deploy: { placement: { constraints: ["node.hostname == n3"] } }
+"""
+
+# Deployed while only n2 takes tasks: the backends on the published port's own node.
+LOCAL = """
+services:
   web2:
     image: bench:1
     command: ["sleep", "1000000"]
     ports: ["8082:8081"]
-    deploy: { placement: { constraints: ["node.hostname == n2"] } }
   ips2:
     image: bench:1
     command: ["/iperf3", "-s", "-p", "5201"]
     ports: ["5202:5201"]
-    deploy: { placement: { constraints: ["node.hostname == n2"] } }
 """
 
-# An HTTP/1.1 server with keep-alive and a deep accept queue (64 clients connect at once):
-# `keepalive_server.py PORT`.
-HTTP = r"""
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    def do_GET(self):
-        body = b"hello from shoal\n"
-        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a): pass
-class S(http.server.ThreadingHTTPServer):
-    request_queue_size = 4096
-    daemon_threads = True
-S(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
+# The backend web server: HAProxy answering every request itself (HTTP/1.1, keep-alive), in
+# the web task's network namespace. Fast enough that the paths in front of it, not the
+# server, set the numbers (a Python server's own p99 was tens of milliseconds).
+WEB = """
+global
+    maxconn 9500
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend web
+    bind 0.0.0.0:8081
+    http-request return status 200 content-type text/plain string "hello from shoal"
 """
 
 # Accepts connections and holds them, reading nothing: `sink.py PORT`.
@@ -94,7 +97,7 @@ while True:
 
 HAPROXY = """
 global
-    maxconn 30000
+    maxconn 9500
 defaults
     mode tcp
     timeout connect 5s
@@ -140,14 +143,20 @@ def run(lab):
     rootfs(fs)
     for m in addr:
         lab.sh("machine", "ssh", m, "--", "shoal", "image", "import", fs, "bench:1")
-    compose = os.path.join(lab.root, "stack.yml")
-    with open(compose, "w") as f:
-        f.write(STACK)
-
     def ssh(m, *args, check=True):
         return lab.sh("machine", "ssh", m, "--", *args, check=check)
 
-    ssh("n1", "shoal", "stack", "deploy", "-c", compose, "b")
+    # Each stack placed by pausing the other nodes while it deploys (a drain would move the
+    # tasks already placed).
+    for stack, only, text in [("b", "n3", REMOTE), ("c", "n2", LOCAL)]:
+        compose = os.path.join(lab.root, f"{stack}.yml")
+        with open(compose, "w") as f:
+            f.write(text)
+        for m in addr:
+            ssh("n1", "shoal", "node", "update", "--availability", "active" if m == only else "pause", m)
+        ssh("n1", "shoal", "stack", "deploy", "-c", compose, stack)
+    for m in addr:
+        ssh("n1", "shoal", "node", "update", "--availability", "active", m)
     nodes = json.loads(ssh("n1", "shoal", "node", "ls", "--format", "json").stdout)
     hostname = {n["ID"]: n["Description"]["Hostname"] for n in nodes}
 
@@ -162,7 +171,7 @@ def run(lab):
             return {"id": t["ID"], "node": hostname[t["NodeID"]], "addr": a["Addresses"][0].split("/")[0]}
         sys.exit(f"{service} has no running task")
 
-    web, ips, web2, ips2 = task("b_web"), task("b_ips"), task("b_web2"), task("b_ips2")
+    web, ips, web2, ips2 = task("b_web"), task("b_ips"), task("c_web2"), task("c_ips2")
     print(f"remote: web {web['addr']} and iperf3 {ips['addr']} on {web['node']}; "
           f"local: web {web2['addr']} and iperf3 {ips2['addr']} on {web2['node']}", flush=True)
     netns = lambda t: os.path.join(lab.root, "machines", t["node"], "data", "mesh", "netns", t["id"])  # noqa: E731
@@ -172,14 +181,15 @@ def run(lab):
     subprocess.run(client + ["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=10000 65000"],
                    check=True)
 
-    http = os.path.join(lab.root, "keepalive_server.py")
-    with open(http, "w") as f:
-        f.write(HTTP)
+    webcfg = os.path.join(lab.root, "web.cfg")
+    with open(webcfg, "w") as f:
+        f.write(WEB)
     sink = os.path.join(lab.root, "sink.py")
     with open(sink, "w") as f:
         f.write(SINK)
     servers = [
-        subprocess.Popen(["nsenter", f"--net={netns(t)}", "python3", http, "8081"], stderr=subprocess.DEVNULL)
+        subprocess.Popen(["nsenter", f"--net={netns(t)}", "haproxy", "-f", webcfg, "-db"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
         for t in [web, web2]
     ]
     servers.append(subprocess.Popen(["nsenter", f"--net={netns(web)}", "python3", sink, "8083"]))

@@ -1,8 +1,10 @@
 //! The bytes of a proxied TCP connection, copied both ways.
 //!
 //! An idle connection holds no buffer: each direction waits for its source to be readable,
-//! then reads 64 KiB at a time into a buffer that lives only until the source would block.
-//! Memory thus follows the traffic, not the number of connections. A direction that reads the
+//! then reads up to 64 KiB at a time into its worker thread's scratch buffer and writes it on
+//! at once; only bytes the destination has no room for yet are copied out, and held until it
+//! takes them. Memory thus follows the traffic, not the number of connections, and a request
+//! or an answer costs no allocation. A direction that reads the
 //! end of its source shuts down the writing side of its destination (half-close passes
 //! through) and the connection ends when both directions have; an error on either side resets
 //! the other, so that a peer never takes a cut connection for a complete one. Nothing times an
@@ -29,28 +31,69 @@ pub(super) async fn relay(client: TcpStream, backend: TcpStream) -> io::Result<(
     result
 }
 
+thread_local! {
+    /// Each worker thread's read buffer: bytes are read into it and written on at once,
+    /// without an allocation (the common case of a request or an answer).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; CHUNK]);
+}
+
+/// What one read-and-write step did.
+enum Step {
+    /// `n` bytes read and written.
+    Sent(usize),
+    /// `n` bytes read, of which `rest` the destination had no room for yet.
+    Pending(usize, Vec<u8>),
+    /// Nothing to read until the source is readable again.
+    Idle,
+    /// The source ended.
+    End,
+}
+
+/// Reads what `from` has and writes it to `to`, without waiting for either.
+fn step(from: &TcpStream, to: &TcpStream) -> io::Result<Step> {
+    SCRATCH.with_borrow_mut(|buf| {
+        let n = match from.try_read(buf) {
+            Ok(0) => return Ok(Step::End),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Idle),
+            Err(e) => return Err(e),
+        };
+        let mut written = 0;
+        while written < n {
+            match to.try_write(&buf[written..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(w) => written += w,
+                // Only what waits for room is copied out, to be written once there is some.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(Step::Pending(n, buf[written..n].to_vec()))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Step::Sent(n))
+    })
+}
+
 /// Copies `from` to `to` until `from` ends, then shuts down `to`'s writing side.
 async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     let mut sent = 0u64;
     loop {
         from.readable().await?;
-        // Held only while data flows: dropped as soon as the source would block.
-        let mut buf = Vec::with_capacity(CHUNK);
         loop {
-            buf.clear();
-            match from.try_read_buf(&mut buf) {
-                Ok(0) => {
+            match step(from, to)? {
+                Step::Sent(n) => sent += n as u64,
+                Step::Pending(n, rest) => {
+                    // Held only until the destination takes it.
+                    write_all(to, &rest).await?;
+                    sent += n as u64;
+                }
+                Step::Idle => break,
+                Step::End => {
                     // The other direction may still carry the answer. A destination that is
                     // already closed has nothing to be told.
                     let _ = shutdown(to.as_raw_fd(), Shutdown::Write);
                     return Ok(sent);
                 }
-                Ok(n) => {
-                    write_all(to, &buf).await?;
-                    sent += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
             }
         }
     }
