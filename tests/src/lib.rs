@@ -454,6 +454,18 @@ impl Lab {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// Runs the stock docker CLI against machine `m`'s daemon; requires success, returns stdout.
+    #[track_caller]
+    pub fn docker(&self, m: &str, args: &[&str]) -> String {
+        let out = Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket(m).display()))
+            .output()
+            .expect("the docker CLI");
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// A list command inside machine `m`, as JSON.
     pub fn json_on(&self, m: &str, args: &[&str]) -> serde_json::Value {
         let mut a = args.to_vec();

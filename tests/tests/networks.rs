@@ -175,19 +175,6 @@ fn must_fetch(lab: &Lab, task: &Task, url: &str) {
     }
 }
 
-/// Runs the stock docker CLI against machine `m`'s daemon; its output.
-#[track_caller]
-fn docker_cli(lab: &Lab, m: &str, args: &[&str]) -> String {
-    let socket = lab.socket(m);
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
-        .output()
-        .expect("the docker CLI");
-    assert!(out.status.success(), "docker {args:?}: {}", text(&out.stderr));
-    text(&out.stdout)
-}
-
 /// Waits for `name`, looked up from `from`, to answer exactly the addresses of `service`'s
 /// running tasks (`count` of them, when given); returns those tasks.
 #[track_caller]
@@ -256,7 +243,7 @@ fn services_find_and_reach_each_other_on_any_node_and_nothing_else() {
     // The stock docker CLI: a task's container shows its address on its network; the
     // network shows the containers attached on the node asked and the nodes it spans.
     let docker = |m: &str, args: &[&str]| -> serde_json::Value {
-        serde_json::from_str(&docker_cli(&lab, m, args)).expect("docker's JSON")
+        serde_json::from_str(&lab.docker(m, args)).expect("docker's JSON")
     };
     let inspected = docker(&client.node, &["inspect", &client.container]);
     let front = &inspected[0]["NetworkSettings"]["Networks"]["app_front"];
@@ -363,7 +350,7 @@ fn services_find_and_reach_each_other_on_any_node_and_nothing_else() {
         inspected[0]["NetworkSettings"]["Networks"].as_object().map(|n| n.keys().cloned().collect()).unwrap_or_default()
     };
     assert_eq!(networks_of(&plain), BTreeSet::from(["bridge".to_string()]));
-    docker_cli(&lab, probe_node, &["network", "connect", "app_front", "plain"]);
+    lab.docker(probe_node, &["network", "connect", "app_front", "plain"]);
     assert_eq!(networks_of(&plain), BTreeSet::from(["bridge".to_string(), "app_front".to_string()]));
     assert!(sh_ok(&lab, &plain, "ip -o link").contains("eth1"), "no second interface");
     must_fetch(&lab, &plain, &vip_url);
@@ -375,7 +362,7 @@ fn services_find_and_reach_each_other_on_any_node_and_nothing_else() {
     let overlay_resolv = sh_ok(&lab, &plain, "cat /etc/resolv.conf");
     let err = lab.on_fails(probe_node, &["network", "connect", "app_back", "plain"]);
     assert!(err.contains("attachable"), "{err}");
-    docker_cli(&lab, probe_node, &["network", "disconnect", "app_front", "plain"]);
+    lab.docker(probe_node, &["network", "disconnect", "app_front", "plain"]);
     assert!(!fetches(&lab, &plain, &vip_url), "still on the overlay after disconnect");
     assert!(!sh_ok(&lab, &plain, "ip -o link").contains("eth1"), "the interface stayed");
     must_fetch(&lab, &plain, &out_url);

@@ -58,19 +58,6 @@ fn get(addr: SocketAddr) -> Result<String, String> {
     Ok(answer)
 }
 
-/// Runs the stock docker CLI against machine `m`'s daemon; its output.
-#[track_caller]
-fn docker_cli(lab: &Lab, m: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", format!("unix://{}", lab.socket(m).display()))
-        .output()
-        .expect("the docker CLI");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    assert!(out.status.success(), "docker {args:?}: {}", text(&out.stderr));
-    text(&out.stdout)
-}
-
 /// The running task of `service`: (its node's name, its id).
 fn one_task(lab: &Lab, service: &str) -> (String, String) {
     let nodes = lab.json_on("n1", &["node", "ls"]);
@@ -209,8 +196,7 @@ fn a_published_port_answers_on_every_node() {
     }
 
     // The stock docker CLI publishes through the same mesh, and sees the ports.
-    docker_cli(
-        &lab,
+    lab.docker(
         "n1",
         &[
             "service",
@@ -229,7 +215,7 @@ fn a_published_port_answers_on_every_node() {
             "/www",
         ],
     );
-    let listed = docker_cli(&lab, "n1", &["service", "ls"]);
+    let listed = lab.docker("n1", &["service", "ls"]);
     assert!(listed.contains("*:8081->8080/tcp"), "{listed}");
     for (name, addr) in addresses(&lab) {
         let at: SocketAddr = format!("{addr}:8081").parse().expect("an address");
