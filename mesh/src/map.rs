@@ -394,6 +394,43 @@ mod tests {
     }
 
     #[test]
+    fn published_ports_out_of_range_or_sctp_are_refused_whole() {
+        let mut map = NetworkMap::default();
+        map.apply(&NetworkMapUpdate {
+            full: true,
+            networks: vec![net("n1", "10.0.1.0/24", "10.0.1.1", 4096)],
+            ..Default::default()
+        })
+        .expect("map");
+        let before = map.clone();
+        let record = |published: u32, target: u32, protocol: PortProtocol| ServiceRecord {
+            network_id: "n1".into(),
+            service_id: "s1".into(),
+            ports: vec![shoal_proto::PortConfig {
+                published_port: published,
+                target_port: target,
+                protocol: protocol as i32,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        for bad in [
+            record(0, 80, PortProtocol::Tcp),
+            record(70000, 80, PortProtocol::Tcp),
+            record(8080, 0, PortProtocol::Udp),
+            record(8080, 1 << 20, PortProtocol::Tcp),
+            record(8080, 80, PortProtocol::Sctp),
+        ] {
+            let err = map.apply(&NetworkMapUpdate { services: vec![bad], ..Default::default() }).expect_err("refused");
+            assert!(err.what.contains("service n1/s1"), "{err}");
+            assert_eq!(map, before);
+        }
+        map.apply(&NetworkMapUpdate { services: vec![record(8080, 80, PortProtocol::Udp)], ..Default::default() })
+            .expect("a good port");
+        assert_eq!(map.services["n1/s1"].ports[0].published, 8080);
+    }
+
+    #[test]
     fn cidrs_read_and_contain() {
         let c: Cidr = "10.0.1.5/24".parse().expect("cidr");
         assert_eq!(c.network().to_string(), "10.0.1.0/24");
