@@ -241,6 +241,33 @@ mod tests {
         STACK_NAMESPACE_LABEL,
     };
 
+    #[test]
+    fn the_proxy_protocol_label_names_tcp_ports_and_reads_anything_else_as_no() {
+        let service = |label: &str| shoal_proto::Service {
+            spec: Some(shoal_proto::ServiceSpec {
+                annotations: Some(shoal_proto::Annotations {
+                    labels: [(PROXY_PROTOCOL_LABEL.to_string(), label.to_string())].into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let port = |n: u32, protocol: shoal_proto::PortProtocol| PortConfig {
+            published_port: n,
+            protocol: protocol as i32,
+            ..Default::default()
+        };
+        let tcp = shoal_proto::PortProtocol::Tcp;
+        assert!(proxy_protocol(&service("8080, 9090"), &port(9090, tcp)));
+        assert!(proxy_protocol(&service("TRUE"), &port(1, tcp)));
+        assert!(!proxy_protocol(&service("8080"), &port(8081, tcp)));
+        assert!(!proxy_protocol(&service("true"), &port(53, shoal_proto::PortProtocol::Udp)));
+        for hostile in ["", ",,,", "-1", "99999999999999999999", "8080\0", "yes", "8080;9090", "\u{202e}8080"] {
+            assert!(!proxy_protocol(&service(hostile), &port(8080, tcp)), "{hostile:?}");
+        }
+    }
+
     fn network(id: &str, third: u8) -> Network {
         Network {
             id: id.into(),
